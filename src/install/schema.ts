@@ -1,0 +1,65 @@
+import { randomBytes } from "node:crypto";
+import type pg from "pg";
+import { type MigrateResult, migrate } from "../db/migrate.ts";
+
+export const VAULT_SECRET_NAME = "supaqueue_secret";
+
+export interface SchemaSettings {
+  /** The functions base URL, e.g. https://<ref>.supabase.co/functions/v1. */
+  functionsUrl: string;
+  /** The shared secret; when absent the one in Vault is kept, or a new one is generated on the first install. */
+  secret?: string;
+}
+
+export interface SchemaInstall extends MigrateResult {
+  /** The shared secret now in Vault (to be set as the function's SUPAQUEUE_SECRET). */
+  secret: string;
+  secretCreated: boolean;
+  /** pg_cron schedule of tick(), or null when pg_cron is not installed. */
+  tickSchedule: string | null;
+}
+
+/** The functions base URL of a hosted Supabase project. */
+export function functionsUrlForProject(projectRef: string): string {
+  return `https://${projectRef}.supabase.co/functions/v1`;
+}
+
+/** A new shared secret: 32 random bytes, URL-safe. */
+export function generateSecret(): string {
+  return randomBytes(32).toString("base64url");
+}
+
+/**
+ * Installs or upgrades the schema and sets the project's values: migrations, the functions URL, the Vault secret
+ * `supaqueue_secret` (created or updated through Vault's functions, never written to a plain table) and the
+ * pg_cron schedule of tick(). Everything after the migrations happens in one transaction.
+ */
+export async function installSchema(client: pg.ClientBase, settings: SchemaSettings): Promise<SchemaInstall> {
+  const migrated = await migrate(client);
+  await client.query("begin");
+  try {
+    await client.query("select supaqueue.configure(functions_url => $1)", [settings.functionsUrl]);
+    const existing = await client.query<{ id: string; secret: string }>(
+      "select id, decrypted_secret as secret from vault.decrypted_secrets where name = $1",
+      [VAULT_SECRET_NAME],
+    );
+    const current = existing.rows[0];
+    let secret = settings.secret ?? current?.secret;
+    const secretCreated = !current;
+    if (!secret) secret = generateSecret();
+    if (!current) {
+      await client.query("select vault.create_secret($1, $2, 'Shared secret between pg_net and execute_current_job')", [
+        secret,
+        VAULT_SECRET_NAME,
+      ]);
+    } else if (current.secret !== secret) {
+      await client.query("select vault.update_secret($1, $2)", [current.id, secret]);
+    }
+    const tick = await client.query<{ schedule: string | null }>("select supaqueue.schedule_tick() as schedule");
+    await client.query("commit");
+    return { ...migrated, secret, secretCreated, tickSchedule: tick.rows[0]?.schedule ?? null };
+  } catch (error) {
+    await client.query("rollback");
+    throw error;
+  }
+}

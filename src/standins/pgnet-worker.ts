@@ -1,0 +1,151 @@
+import pg from "pg";
+
+/**
+ * A stand-in for pg_net's background worker, for machines without pg_net. Like the real one it takes committed
+ * rows from `net.http_request_queue` (deleting them), up to `batchSize` at a time, sends each with its own
+ * timeout and writes the outcome to `net._http_response`. It wakes on the `pg_net_wakeup` notification that the
+ * stand-in extension sends at commit, and also polls. One difference, on purpose: it does not wait for a whole
+ * batch to finish before taking the next, so one slow target does not hold the others up in tests.
+ */
+export interface PgNetWorkerOptions {
+  batchSize?: number;
+  pollMs?: number;
+  fetch?: typeof fetch;
+  /** Called with each request as it is sent (tests count calls in flight with it). */
+  onRequest?: (request: SentRequest) => void;
+}
+
+export interface SentRequest {
+  id: number;
+  method: string;
+  url: string;
+  headers: Record<string, string>;
+  body: string | null;
+  timeoutMs: number;
+}
+
+export interface PgNetWorker {
+  /** Requests sent so far. */
+  readonly sent: number;
+  /** Resolves when the queue is empty and nothing is in flight. */
+  idle(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+interface QueueRow {
+  id: string;
+  method: string;
+  url: string;
+  headers: Record<string, string>;
+  body: Buffer | null;
+  timeout_milliseconds: number;
+}
+
+export async function startPgNetWorker(connectionString: string, options: PgNetWorkerOptions = {}): Promise<PgNetWorker> {
+  const batchSize = options.batchSize ?? 200;
+  const pollMs = options.pollMs ?? 250;
+  const doFetch = options.fetch ?? fetch;
+  const listener = new pg.Client({ connectionString, application_name: "pg_net stand-in (listen)" });
+  const pool = new pg.Pool({ connectionString, max: 4, application_name: "pg_net stand-in" });
+  await listener.connect();
+  await listener.query("listen pg_net_wakeup");
+
+  let stopped = false;
+  let sent = 0;
+  let wake: (() => void) | undefined;
+  const inFlight = new Set<Promise<void>>();
+  let draining: Promise<void> = Promise.resolve();
+
+  listener.on("notification", () => wake?.());
+  listener.on("error", () => {});
+
+  async function send(row: QueueRow): Promise<void> {
+    const id = Number(row.id);
+    const body = row.body ? row.body.toString("utf8") : null;
+    options.onRequest?.({ id, method: row.method, url: row.url, headers: row.headers, body, timeoutMs: row.timeout_milliseconds });
+    let response: { status: number; type: string | null; headers: Record<string, string>; content: string } | null = null;
+    let timedOut = false;
+    let errorMsg: string | null = null;
+    try {
+      const res = await doFetch(row.url, {
+        method: row.method,
+        headers: row.headers,
+        body: row.method === "GET" ? undefined : (body ?? undefined),
+        signal: AbortSignal.timeout(row.timeout_milliseconds),
+      });
+      response = {
+        status: res.status,
+        type: res.headers.get("content-type"),
+        headers: Object.fromEntries(res.headers.entries()),
+        content: await res.text(),
+      };
+    } catch (error) {
+      timedOut = (error as Error).name === "TimeoutError";
+      errorMsg = timedOut ? `Timeout of ${row.timeout_milliseconds} ms reached` : String((error as Error).message ?? error);
+    }
+    await pool
+      .query(
+        `insert into net._http_response (id, status_code, content_type, headers, content, timed_out, error_msg)
+         values ($1, $2, $3, $4, $5, $6, $7)`,
+        [id, response?.status ?? null, response?.type ?? null, response?.headers ?? null, response?.content ?? null, timedOut, errorMsg],
+      )
+      .catch(() => {});
+  }
+
+  async function drain(): Promise<void> {
+    for (;;) {
+      if (stopped) return;
+      const { rows } = await pool.query<QueueRow>(
+        `delete from net.http_request_queue where id in (
+           select id from net.http_request_queue order by id limit $1 for update skip locked)
+         returning id, method, url, headers, body, timeout_milliseconds`,
+        [batchSize],
+      );
+      for (const row of rows.sort((a, b) => Number(a.id) - Number(b.id))) {
+        sent++;
+        const p = send(row).finally(() => inFlight.delete(p));
+        inFlight.add(p);
+      }
+      if (rows.length < batchSize) return;
+    }
+  }
+
+  const loop = (async () => {
+    while (!stopped) {
+      draining = drain().catch(() => {});
+      await draining;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, pollMs);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wake = undefined;
+    }
+  })();
+
+  return {
+    get sent() {
+      return sent;
+    },
+    async idle() {
+      for (;;) {
+        await draining;
+        if (inFlight.size === 0) {
+          const { rows } = await pool.query("select count(*)::int as n from net.http_request_queue");
+          if (rows[0].n === 0 && inFlight.size === 0) return;
+        }
+        await Promise.race([...inFlight, new Promise((r) => setTimeout(r, 20))]);
+      }
+    },
+    async stop() {
+      stopped = true;
+      wake?.();
+      await loop;
+      await Promise.allSettled([...inFlight]);
+      await listener.end().catch(() => {});
+      await pool.end().catch(() => {});
+    },
+  };
+}

@@ -1,0 +1,76 @@
+import { randomBytes } from "node:crypto";
+import pg from "pg";
+import { afterAll, inject } from "vitest";
+import {
+  createProjectDatabase,
+  dropDatabase,
+  INSTALLER_ROLE,
+  withDatabase,
+} from "../../src/standins/supabase.ts";
+
+export const TEST_SECRET = "test-secret";
+
+export interface TestDatabase {
+  name: string;
+  /** Superuser connection string (for the stand-ins, never for installing Supaqueue). */
+  adminUrl: string;
+  /** Connection string of the non-superuser installer role, like Supabase's `postgres`. */
+  url: string;
+  /** A pool connected as the installer role. */
+  pool: pg.Pool;
+  /** Runs `sql` as `role` (service_role, anon, authenticated) inside a transaction, like PostgREST does. */
+  as<T extends pg.QueryResultRow = pg.QueryResultRow>(role: string, sql: string, params?: unknown[]): Promise<pg.QueryResult<T>>;
+  drop(): Promise<void>;
+}
+
+async function open(name: string): Promise<TestDatabase> {
+  const serverAdmin = inject("adminUrl");
+  const url = withDatabase(serverAdmin, name, INSTALLER_ROLE);
+  const pool = new pg.Pool({ connectionString: url, max: 20 });
+  pool.on("error", () => {});
+  const db: TestDatabase = {
+    name,
+    adminUrl: withDatabase(serverAdmin, name),
+    url,
+    pool,
+    async as(role, sql, params) {
+      const client = await pool.connect();
+      try {
+        await client.query("begin");
+        await client.query(`set local role ${pg.escapeIdentifier(role)}`);
+        const result = await client.query(sql, params);
+        await client.query("commit");
+        return result;
+      } catch (error) {
+        await client.query("rollback").catch(() => {});
+        throw error;
+      } finally {
+        client.release();
+      }
+    },
+    async drop() {
+      await pool.end();
+      await dropDatabase(serverAdmin, name);
+    },
+  };
+  afterAll(() => db.drop());
+  return db;
+}
+
+function uniqueName(prefix: string): string {
+  return `${prefix}_${randomBytes(5).toString("hex")}`;
+}
+
+/** A database with Supaqueue installed (cloned from the template that global setup built). Dropped after the file. */
+export async function installedDatabase(): Promise<TestDatabase> {
+  const name = uniqueName("sq_test");
+  await createProjectDatabase(inject("adminUrl"), name, inject("template"));
+  return open(name);
+}
+
+/** An empty database laid out like a Supabase project, to test installation itself. Dropped after the file. */
+export async function emptyDatabase(): Promise<TestDatabase> {
+  const name = uniqueName("sq_empty");
+  await createProjectDatabase(inject("adminUrl"), name);
+  return open(name);
+}

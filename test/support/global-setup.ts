@@ -1,0 +1,49 @@
+import type { TestProject } from "vitest/node";
+import { installSchema } from "../../src/install/schema.ts";
+import { findOrStartPostgres } from "../../src/local/embedded.ts";
+import {
+  createProjectDatabase,
+  dropDatabase,
+  ensureSupabaseRoles,
+  INSTALLER_ROLE,
+  installStandinExtensions,
+  withClient,
+  withDatabase,
+} from "../../src/standins/supabase.ts";
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    adminUrl: string;
+    template: string;
+  }
+}
+
+/** Tests reach targets on this address; the template is configured with it and tests change it as they need. */
+export const TEST_FUNCTIONS_URL = "http://127.0.0.1:9/functions/v1";
+
+/**
+ * Finds the Postgres at DATABASE_URL (default 127.0.0.1:5432) or starts an embedded one, installs the Supabase
+ * stand-ins, and builds a template database with Supaqueue installed by the non-superuser installer role.
+ * Each test file clones the template (fast) or creates an empty database (to test installation itself).
+ */
+export default async function setup(project: TestProject) {
+  const server = await findOrStartPostgres(process.env.DATABASE_URL);
+  const template = `sq_template_${process.pid}`;
+  await withClient(server.adminUrl, async (admin) => {
+    if (!(await installStandinExtensions(admin))) {
+      throw new Error("the pg_net and supabase_vault stand-ins cannot be installed on this server");
+    }
+    await ensureSupabaseRoles(admin);
+  });
+  await dropDatabase(server.adminUrl, template);
+  await createProjectDatabase(server.adminUrl, template);
+  await withClient(withDatabase(server.adminUrl, template, INSTALLER_ROLE), (client) =>
+    installSchema(client, { functionsUrl: TEST_FUNCTIONS_URL, secret: "test-secret" }),
+  );
+  project.provide("adminUrl", server.adminUrl);
+  project.provide("template", template);
+  return async () => {
+    await dropDatabase(server.adminUrl, template);
+    await server.stop();
+  };
+}
