@@ -57,6 +57,10 @@ create table supaqueue.queue (
   timeout_ms integer not null default 30000,
   backoff_base_ms integer not null default 10000,
   backoff_max_ms integer not null default 3600000,
+  -- HTTP statuses that count as success (null: any 2xx) and that are retried (null: 408, 429 and 5xx).
+  -- Any other status fails the job at once, without using up its remaining attempts.
+  success_codes integer[],
+  retry_codes integer[],
   paused boolean not null default false,
   -- Set when a queue comes from supaqueue.yml; the installer never touches queues where it is null.
   managed_by text,
@@ -191,6 +195,11 @@ begin
      or new.backoff_max_ms is null or new.backoff_max_ms < new.backoff_base_ms then
     raise exception 'supaqueue: queue "%" has an invalid backoff (base % ms, max % ms)', new.name, new.backoff_base_ms, new.backoff_max_ms
       using hint = 'backoff_base_ms must be at least 0 and backoff_max_ms at least backoff_base_ms.';
+  end if;
+  if exists (select from unnest(coalesce(new.success_codes, '{}') || coalesce(new.retry_codes, '{}')) c
+             where c is null or c not between 100 and 599) then
+    raise exception 'supaqueue: queue "%" lists an invalid HTTP status in success_codes or retry_codes', new.name
+      using hint = 'HTTP statuses are numbers from 100 to 599.';
   end if;
   new.updated_at := now();
   return new;
@@ -374,7 +383,9 @@ begin
           select jsonb_object_agg(h.key, s.decrypted_secret)
           from jsonb_each_text(q.secret_headers) h
           join vault.decrypted_secrets s on s.name = h.value), '{}'),
-        'timeout_ms', q.timeout_ms)),
+        'timeout_ms', q.timeout_ms,
+        'success_codes', q.success_codes,
+        'retry_codes', q.retry_codes)),
     headers := jsonb_build_object('Content-Type', 'application/json', 'supaqueue-secret', secret),
     timeout_milliseconds := cfg.request_timeout_ms)
   from new_current_jobs n

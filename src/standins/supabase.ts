@@ -1,7 +1,7 @@
 import { copyFileSync, readdirSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import pg from "pg";
+import { projectRoot } from "../paths.ts";
 
 /**
  * Stand-ins for what a Supabase project has and these machines do not: its roles and their grants, and the
@@ -12,7 +12,8 @@ import pg from "pg";
 /** A non-superuser with the powers of Supabase's `postgres` role: it installs Supaqueue in tests and local mode. */
 export const INSTALLER_ROLE = "supabase_postgres";
 
-const EXTENSION_FILES = join(dirname(fileURLToPath(import.meta.url)), "extensions");
+// Found from the project root so that bundled code (dist/) finds them too.
+const EXTENSION_FILES = join(projectRoot(), "src", "standins", "extensions");
 
 /** Runs `fn` with a client connected to `url`, always closing it. */
 export async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
