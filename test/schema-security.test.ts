@@ -1,0 +1,79 @@
+import { beforeAll, describe, expect, test } from "vitest";
+import { createQueue } from "./support/calls.ts";
+import { installedDatabase, type TestDatabase } from "./support/db.ts";
+
+let db: TestDatabase;
+let jobId: string;
+beforeAll(async () => {
+  db = await installedDatabase();
+  await createQueue(db.pool, "guarded", 0);
+  jobId = (await db.pool.query("select supaqueue.enqueue('guarded') as id")).rows[0].id;
+});
+
+const TABLES = ["config", "queue", "job", "worker", "current_job", "attempt", "migration"];
+
+describe.each(["anon", "authenticated"])("%s gets nothing", (role) => {
+  test.each(TABLES)("cannot read or write supaqueue.%s", async (table) => {
+    await expect(db.as(role, `select * from supaqueue.${table}`)).rejects.toThrow(/permission denied/);
+    await expect(db.as(role, `delete from supaqueue.${table}`)).rejects.toThrow(/permission denied/);
+  });
+
+  test("cannot execute any Supaqueue function, including the public completion wrapper", async () => {
+    const { rows } = await db.pool.query(`
+      select p.oid::regprocedure::text as fn from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+      where n.nspname = 'supaqueue' or (n.nspname = 'public' and p.proname like 'supaqueue%')`);
+    expect(rows.length).toBeGreaterThan(10);
+    for (const { fn } of rows) {
+      const { rows: [r] } = await db.pool.query("select has_function_privilege($1, $2, 'execute') as can", [role, fn]);
+      expect(r.can, `${role} can execute ${fn}`).toBe(false);
+    }
+    await expect(db.as(role, "select public.supaqueue_complete_current_job(1, true)")).rejects.toThrow(/permission denied/);
+    await expect(db.as(role, "select supaqueue.enqueue('guarded')")).rejects.toThrow(/permission denied/);
+  });
+});
+
+describe("service_role, what server code uses, has what it needs", () => {
+  test("enqueue, read jobs and history, cancel, retry, complete", async () => {
+    const { rows } = await db.as("service_role", "select supaqueue.enqueue('guarded', '{\"x\": 1}') as id");
+    expect(rows[0].id).toMatch(/^[0-9a-f-]{36}$/);
+    expect((await db.as("service_role", "select count(*)::int as n from supaqueue.job")).rows[0].n).toBe(2);
+    expect((await db.as("service_role", "select supaqueue.cancel($1) as ok", [jobId])).rows[0].ok).toBe(true);
+    expect((await db.as("service_role", "select supaqueue.retry($1) as ok", [jobId])).rows[0].ok).toBe(true);
+    expect((await db.as("service_role", "select public.supaqueue_complete_current_job(-1, true) as ok")).rows[0].ok).toBe(false);
+    await db.as("service_role", "select count(*) from supaqueue.attempt");
+  });
+
+  test("cannot change install settings", async () => {
+    await expect(db.as("service_role", "update supaqueue.config set functions_url = 'https://evil.example'")).rejects.toThrow(/permission denied/);
+  });
+});
+
+describe("what Supabase's database linter checks", () => {
+  test("RLS is enabled on every table", async () => {
+    const { rows } = await db.pool.query(`
+      select c.relname, c.relrowsecurity from pg_class c join pg_namespace n on n.oid = c.relnamespace
+      where n.nspname = 'supaqueue' and c.relkind = 'r'`);
+    expect(rows.map((r) => r.relname).sort()).toEqual([...TABLES].sort());
+    expect(rows.every((r) => r.relrowsecurity)).toBe(true);
+  });
+
+  test("every function pins search_path; SECURITY DEFINER ones are not executable by PUBLIC", async () => {
+    const { rows } = await db.pool.query(`
+      select p.oid::regprocedure::text as fn, p.prosecdef, p.proconfig,
+             has_function_privilege('public', p.oid, 'execute') as public_can
+      from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+      where n.nspname = 'supaqueue' or (n.nspname = 'public' and p.proname like 'supaqueue%')`);
+    for (const r of rows) {
+      expect(r.proconfig ?? [], `${r.fn} pins search_path`).toContain('search_path=""');
+      expect(r.public_can, `${r.fn} is not executable by PUBLIC`).toBe(false);
+    }
+  });
+
+  test("no view in supaqueue is SECURITY DEFINER-like (owner-rights) and readable by API roles", async () => {
+    const { rows } = await db.pool.query(`
+      select c.relname, c.reloptions from pg_class c join pg_namespace n on n.oid = c.relnamespace
+      where n.nspname = 'supaqueue' and c.relkind = 'v'
+        and (has_table_privilege('anon', c.oid, 'select') or has_table_privilege('authenticated', c.oid, 'select'))`);
+    expect(rows).toEqual([]);
+  });
+});
