@@ -1,0 +1,231 @@
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import pg from "pg";
+
+/**
+ * A stand-in for the part of PostgREST that supabase-js `rpc()` uses: `POST /rest/v1/rpc/<function>` with a JSON
+ * object of named arguments. Like PostgREST it checks the API key, runs the function inside a transaction after
+ * `set local role service_role`, and answers the result as JSON (a scalar, an object for a composite, an array for
+ * a set), or an error as `{code, message, details, hint}` with PostgREST's status. Only the `public` schema is
+ * exposed, as on a default Supabase project. The server is the `url` to give supabase-js as SUPABASE_URL.
+ */
+export interface RpcCall {
+  fn: string;
+  args: Record<string, unknown>;
+  status: number;
+}
+
+export interface PostgrestStandin {
+  /** Base URL, e.g. http://127.0.0.1:PORT (SUPABASE_URL for clients). */
+  url: string;
+  /** Every RPC call received, with the status answered. */
+  calls: RpcCall[];
+  /** Answers every call with this status (e.g. 503) until set back to null, to test failing reports. */
+  failWith: number | null;
+  stop(): Promise<void>;
+}
+
+export interface PostgrestOptions {
+  /** Runs the functions (the installer pool: a role that may `set role service_role`). */
+  pool: pg.Pool;
+  /** The key callers must send as `apikey` and `Authorization: Bearer`. */
+  serviceRoleKey: string;
+  role?: string;
+}
+
+interface FunctionArg {
+  name: string;
+  type: string;
+  hasDefault: boolean;
+}
+
+interface FunctionInfo {
+  args: FunctionArg[];
+  returnsSet: boolean;
+  returnsComposite: boolean;
+}
+
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+
+class RestError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly details: string | null = null,
+    readonly hint: string | null = null,
+  ) {
+    super(message);
+  }
+}
+
+/** PostgREST's mapping from SQLSTATE to HTTP status (the cases a function call can hit). */
+function statusForSqlState(code: string | undefined): number {
+  if (!code) return 500;
+  if (code === "42501") return 403;
+  if (code === "42883" || code === "42P01") return 404;
+  if (code === "23505" || code === "23503" || code === "40001" || code === "40P01") return 409;
+  if (code === "25006") return 405;
+  if (code.startsWith("08") || code.startsWith("53") || code.startsWith("57")) return 503;
+  if (code.startsWith("XX")) return 500;
+  return 400;
+}
+
+async function describeFunction(
+  client: pg.PoolClient,
+  fn: string,
+  argNames: string[],
+): Promise<FunctionInfo> {
+  const { rows } = await client.query<{
+    names: string[] | null;
+    types: string[];
+    defaults: number;
+    retset: boolean;
+    composite: boolean;
+  }>(
+    `select p.proargnames as names,
+            array(select format_type(t, null) from unnest(p.proargtypes) t) as types,
+            p.pronargdefaults as defaults, p.proretset as retset,
+            (select typtype = 'c' from pg_type where oid = p.prorettype) as composite
+     from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+     where n.nspname = 'public' and p.proname = $1 and p.prokind = 'f'`,
+    [fn],
+  );
+  // Choose the overload whose named arguments cover the call, as PostgREST does.
+  for (const row of rows) {
+    const names = row.names ?? [];
+    const args = row.types.map((type, i) => ({
+      name: names[i] ?? "",
+      type,
+      hasDefault: i >= row.types.length - row.defaults,
+    }));
+    const known = new Set(args.map((a) => a.name));
+    if (!argNames.every((a) => known.has(a))) continue;
+    if (!args.every((a) => a.hasDefault || argNames.includes(a.name))) continue;
+    return { args, returnsSet: row.retset, returnsComposite: row.composite };
+  }
+  throw new RestError(
+    404,
+    "PGRST202",
+    `Could not find the function public.${fn}(${[...argNames].sort().join(", ")}) in the schema cache`,
+    "Searched for the function with the given argument names, but no matches were found in the schema cache.",
+  );
+}
+
+async function callFunction(
+  options: PostgrestOptions,
+  fn: string,
+  args: Record<string, unknown>,
+): Promise<unknown> {
+  if (!IDENTIFIER.test(fn)) throw new RestError(404, "PGRST202", `Could not find the function public.${fn}`);
+  const client = await options.pool.connect();
+  try {
+    await client.query("begin");
+    await client.query(`set local role ${pg.escapeIdentifier(options.role ?? "service_role")}`);
+    const info = await describeFunction(client, fn, Object.keys(args));
+    // One JSON parameter; each argument is cast from it to the function's type, as PostgREST does.
+    const used = info.args.filter((a) => a.name in args);
+    const named = used.map((a, i) => {
+      const operator = a.type === "json" || a.type === "jsonb" ? "->" : "->>";
+      return `${pg.escapeIdentifier(a.name)} => ($1::jsonb ${operator} $${i + 2}::text)::${a.type}`;
+    });
+    const call = `public.${pg.escapeIdentifier(fn)}(${named.join(", ")})`;
+    const params = [JSON.stringify(args), ...used.map((a) => a.name)];
+    let result: unknown;
+    if (info.returnsSet || info.returnsComposite) {
+      const { rows } = await client.query(`select * from ${call}`, params);
+      result = info.returnsSet ? rows : (rows[0] ?? null);
+    } else {
+      const { rows } = await client.query(`select ${call} as result`, params);
+      result = rows[0]?.result ?? null;
+    }
+    await client.query("commit");
+    return result;
+  } catch (error) {
+    await client.query("rollback").catch(() => {});
+    if (error instanceof RestError) throw error;
+    const e = error as pg.DatabaseError;
+    throw new RestError(
+      statusForSqlState(e.code),
+      e.code ?? "XX000",
+      e.message,
+      e.detail ?? null,
+      e.hint ?? null,
+    );
+  } finally {
+    client.release();
+  }
+}
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  const text = Buffer.concat(chunks).toString("utf8");
+  if (text.trim() === "") return {};
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new RestError(400, "PGRST102", "Empty or invalid json");
+  }
+}
+
+function send(res: ServerResponse, status: number, body: unknown) {
+  res.writeHead(status, { "Content-Type": "application/json; charset=utf-8" });
+  res.end(JSON.stringify(body));
+}
+
+export async function startPostgrest(options: PostgrestOptions): Promise<PostgrestStandin> {
+  const calls: RpcCall[] = [];
+  const standin: PostgrestStandin = { url: "", calls, failWith: null, stop: async () => {} };
+
+  const server = createServer(async (req, res) => {
+    const match = /^\/rest\/v1\/rpc\/([^/?]+)(?:\?.*)?$/.exec(req.url ?? "");
+    const fn = match ? decodeURIComponent(match[1] ?? "") : "";
+    let args: Record<string, unknown> = {};
+    const answer = (status: number, body: unknown) => {
+      if (match) calls.push({ fn, args, status });
+      send(res, status, body);
+    };
+    try {
+      const bearer = req.headers.authorization;
+      if (
+        req.headers.apikey !== options.serviceRoleKey ||
+        (bearer !== undefined && bearer !== `Bearer ${options.serviceRoleKey}`)
+      ) {
+        throw new RestError(
+          401,
+          "PGRST301",
+          "Invalid API key",
+          null,
+          "Double check your Supabase `anon` or `service_role` API key.",
+        );
+      }
+      if (!match) throw new RestError(404, "PGRST125", `Invalid path specified in request URL`);
+      if (req.method !== "POST")
+        throw new RestError(405, "PGRST117", `Unsupported HTTP method: ${req.method}`);
+      const profile = req.headers["content-profile"];
+      if (profile !== undefined && profile !== "public") {
+        throw new RestError(406, "PGRST106", "The schema must be one of the following: public");
+      }
+      const body = await readJson(req);
+      if (typeof body !== "object" || body === null || Array.isArray(body)) {
+        throw new RestError(400, "PGRST102", "Expected a JSON object of named arguments");
+      }
+      args = body as Record<string, unknown>;
+      if (standin.failWith !== null)
+        throw new RestError(standin.failWith, "PGRST000", "stand-in told to fail");
+      answer(200, await callFunction(options, fn, args));
+    } catch (error) {
+      const e = error instanceof RestError ? error : new RestError(500, "XX000", String(error));
+      answer(e.status, { code: e.code, message: e.message, details: e.details, hint: e.hint });
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  standin.url = `http://127.0.0.1:${port}`;
+  standin.stop = async () => {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  };
+  return standin;
+}
