@@ -1,0 +1,84 @@
+/** Where a problem is in supaqueue.yml: 1-based line and column, as GitHub annotations want them. */
+export interface Position {
+  file: string;
+  line: number;
+  column: number;
+}
+
+/** One problem in supaqueue.yml: where it is, which field, and what to write instead. */
+export interface ConfigProblem {
+  position: Position;
+  /** Dotted path of the field, e.g. `queues.send-email.method`. */
+  field: string;
+  message: string;
+}
+
+export const HTTP_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"] as const;
+export type HttpMethod = (typeof HTTP_METHODS)[number];
+
+/** A header whose value comes from the environment through `${VAR}`: stored in Vault, never in a table. */
+export interface SecretHeader {
+  header: string;
+  /** The resolved value. Secret: mask it, never print it. */
+  value: string;
+  /** The environment variables the value was built from (for messages). */
+  variables: string[];
+}
+
+/** One queue of supaqueue.yml with its defaults filled in and durations in milliseconds. */
+export interface QueueSpec {
+  name: string;
+  url: string | null;
+  functionName: string | null;
+  method: HttpMethod;
+  /** Plain headers, stored as they are in supaqueue.queue.headers. */
+  headers: Record<string, string>;
+  secretHeaders: SecretHeader[];
+  workers: number;
+  maxAttempts: number;
+  timeoutMs: number;
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  successCodes: number[] | null;
+  retryCodes: number[] | null;
+  paused: boolean;
+  /** Where the queue's name is in the file, to point at it from later checks (e.g. against the database). */
+  position: Position;
+  /** Where its timeout is (or the queue's name when the default applies). */
+  timeoutPosition: Position;
+}
+
+export interface QueueFile {
+  file: string;
+  queues: QueueSpec[];
+}
+
+/** The defaults a queue gets for what the file leaves out. */
+export const QUEUE_DEFAULTS = {
+  method: "POST" as HttpMethod,
+  workers: 1,
+  maxAttempts: 3,
+  timeoutMs: 30_000,
+  backoffBaseMs: 10_000,
+  backoffMaxMs: 3_600_000,
+  paused: false,
+};
+
+/** The longest per-call timeout when the database does not say otherwise (supaqueue.config.max_call_timeout_ms). */
+export const DEFAULT_MAX_CALL_TIMEOUT_MS = 140_000;
+
+/** supaqueue.yml has problems; nothing was changed. Each problem carries its file position. */
+export class ConfigError extends Error {
+  constructor(readonly problems: ConfigProblem[]) {
+    super(
+      `supaqueue: ${problems.length === 1 ? "1 problem" : `${problems.length} problems`} in ${problems[0]?.position.file ?? "the queue file"}; nothing was changed:\n` +
+        problems.map(formatProblem).join("\n"),
+    );
+    this.name = "ConfigError";
+  }
+}
+
+export function formatProblem(problem: ConfigProblem): string {
+  const { file, line, column } = problem.position;
+  return `${file}:${line}:${column}: ${problem.field}: ${problem.message}`;
+}

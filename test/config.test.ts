@@ -1,0 +1,239 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: supaqueue.yml writes ${VAR} literally.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { Ajv } from "ajv";
+import { describe, expect, test } from "vitest";
+import { parse } from "yaml";
+import { formatDuration, parseDuration } from "../src/config/duration.ts";
+import { formatProblem } from "../src/config/types.ts";
+import { validateConfigText } from "../src/config/validate.ts";
+import { projectRoot } from "../src/paths.ts";
+
+const check = (text: string, env: Record<string, string> = {}) =>
+  validateConfigText(text, "supaqueue.yml", { env });
+const problems = (text: string, env: Record<string, string> = {}) =>
+  check(text, env).problems.map(formatProblem);
+
+describe("durations", () => {
+  test.each([
+    ["250ms", 250],
+    ["30s", 30_000],
+    ["5m", 300_000],
+    ["1h", 3_600_000],
+    [30, 30_000],
+    [0.5, 500],
+    ["1.5s", 1500],
+  ])("%s is %d ms", (text, ms) => expect(parseDuration(text)).toBe(ms));
+
+  test.each([["30 seconds"], ["-1s"], ["1d"], [true], ["0.0001s"]])("%s is refused", (text) =>
+    expect(parseDuration(text)).toBeNull());
+
+  test("formats the shortest way", () => {
+    expect([250, 30_000, 300_000, 3_600_000, 1500].map(formatDuration)).toEqual([
+      "250ms",
+      "30s",
+      "5m",
+      "1h",
+      "1500ms",
+    ]);
+  });
+});
+
+describe("supaqueue.yml", () => {
+  test("the issue's example gives a queue with defaults filled in and the header in Vault", () => {
+    const { config, problems: found } = check(
+      `queues:
+  send-email:
+    function: send-email
+    method: post
+    headers:
+      X-Api-Key: \${EMAIL_API_KEY}
+      Content-Type: application/json
+    workers: 5
+    timeout: 30s
+    backoff: { base: 10s, max: 1h }
+  webhook:
+    url: https://api.example.com/v1/hook
+`,
+      { EMAIL_API_KEY: "k-123" },
+    );
+    expect(found).toEqual([]);
+    expect(config.queues).toMatchObject([
+      {
+        name: "send-email",
+        functionName: "send-email",
+        url: null,
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        secretHeaders: [{ header: "X-Api-Key", value: "k-123", variables: ["EMAIL_API_KEY"] }],
+        workers: 5,
+        maxAttempts: 3,
+        timeoutMs: 30_000,
+        backoffBaseMs: 10_000,
+        backoffMaxMs: 3_600_000,
+        paused: false,
+        position: { file: "supaqueue.yml", line: 2, column: 3 },
+      },
+      {
+        name: "webhook",
+        url: "https://api.example.com/v1/hook",
+        method: "POST",
+        workers: 1,
+        timeoutMs: 30_000,
+      },
+    ]);
+  });
+
+  test("every problem is reported with file:line:column, field and allowed values", () => {
+    const found = problems(`queues:
+  send-email:
+    function: send-email
+    method: FETCH
+    headers:
+      X-Api-Key: \${EMAIL_API_KEY}
+    workers: -1
+    max_attempts: 0
+    timeout: 200s
+    backoff: { base: 10s, max: 1s, jitter: 1 }
+    bogus: 1
+  Bad_Name:
+    url: ftp://example.com
+  both:
+    url: https://example.com/x
+    function: x
+  neither: {}
+  words:
+    url: https://example.com
+    timeout: soon
+    success_codes: [200, 700]
+    paused: maybe
+`);
+    expect(found).toEqual([
+      expect.stringMatching(
+        /^supaqueue\.yml:11:5: queues\.send-email\.bogus: unknown key "bogus"; allowed keys: function, url, method, headers, workers, max_attempts, timeout, backoff, success_codes, retry_codes, paused$/,
+      ),
+      expect.stringMatching(
+        /^supaqueue\.yml:4:13: queues\.send-email\.method: invalid method "FETCH"; allowed values: GET, POST, PUT, PATCH, DELETE$/,
+      ),
+      expect.stringMatching(
+        /^supaqueue\.yml:6:18: queues\.send-email\.headers\.X-Api-Key: \$\{EMAIL_API_KEY\} is not set/,
+      ),
+      expect.stringMatching(
+        /^supaqueue\.yml:7:14: queues\.send-email\.workers: -1 is not allowed; allowed: an integer, 0 or more$/,
+      ),
+      expect.stringMatching(
+        /^supaqueue\.yml:8:19: queues\.send-email\.max_attempts: 0 is not allowed; allowed: an integer, 1 or more$/,
+      ),
+      expect.stringMatching(
+        /^supaqueue\.yml:9:14: queues\.send-email\.timeout: 200s is beyond .*allowed: from 1ms to 140s/,
+      ),
+      expect.stringMatching(
+        /^supaqueue\.yml:10:36: queues\.send-email\.backoff\.jitter: unknown key "jitter"; allowed keys: base, max$/,
+      ),
+      expect.stringMatching(
+        /^supaqueue\.yml:10:32: queues\.send-email\.backoff\.max: 1s is shorter than backoff\.base/,
+      ),
+      expect.stringMatching(
+        /^supaqueue\.yml:12:3: queues\.Bad_Name: invalid queue name "Bad_Name"; allowed: 1 to 63 lowercase/,
+      ),
+      expect.stringMatching(
+        /^supaqueue\.yml:13:10: queues\.Bad_Name\.url: invalid URL "ftp:\/\/example\.com"; allowed: an absolute http/,
+      ),
+      expect.stringMatching(
+        /^supaqueue\.yml:16:15: queues\.both: has both "function" and "url"; set exactly one of them$/,
+      ),
+      expect.stringMatching(
+        /^supaqueue\.yml:17:3: queues\.neither: needs exactly one of "function" .* and "url"/,
+      ),
+      expect.stringMatching(
+        /^supaqueue\.yml:20:14: queues\.words\.timeout: invalid duration "soon"; allowed: 250ms, 30s, 5m, 1h, or a number of seconds$/,
+      ),
+      expect.stringMatching(
+        /^supaqueue\.yml:21:26: queues\.words\.success_codes: 700 is not an HTTP status; allowed: integers from 100 to 599$/,
+      ),
+      expect.stringMatching(
+        /^supaqueue\.yml:22:13: queues\.words\.paused: "maybe" is not allowed; allowed values: true, false$/,
+      ),
+    ]);
+  });
+
+  test("malformed YAML, duplicate names, a missing queues key and wrong types", () => {
+    expect(problems("queues:\n  a: {url: https://x.example}\n  a: {url: https://y.example}\n")).toEqual([
+      expect.stringMatching(/^supaqueue\.yml:3:3: queues: this name appears twice/),
+    ]);
+    expect(problems("queues: [\n")).toEqual([
+      expect.stringMatching(/^supaqueue\.yml:\d+:\d+: \(yaml\): not valid YAML: /),
+    ]);
+    expect(problems("queue:\n  a: {}\n")).toEqual([
+      expect.stringMatching(/^supaqueue\.yml:1:1: queue: unknown key "queue"; allowed keys: queues$/),
+      expect.stringMatching(/^supaqueue\.yml:1:1: queues: is required/),
+    ]);
+    expect(
+      problems("queues:\n  a:\n    url: https://x.example\n    workers: '5'\n    headers: {X-N: 2}\n"),
+    ).toEqual([
+      expect.stringMatching(
+        /^supaqueue\.yml:5:20: queues\.a\.headers\.X-N: must be a string, not 2; quote it/,
+      ),
+      expect.stringMatching(
+        /^supaqueue\.yml:4:14: queues\.a\.workers: "5" is not allowed; allowed: an integer, 0 or more$/,
+      ),
+    ]);
+    expect(problems("queues:\n  a:\n    url: https://x.example/${HOST}\n")).toEqual([
+      expect.stringMatching(/queues\.a\.url: "\$\{VAR\}" is only allowed in header values/),
+    ]);
+    expect(problems("queues:\n  a:\n    function: f\n    headers: {x-a: '1', X-A: '2'}\n")).toEqual([
+      expect.stringMatching(/^supaqueue\.yml:4:25: queues\.a\.headers\.X-A: this header appears twice/),
+    ]);
+    expect(check("queues:\n").config.queues).toEqual([]);
+    expect(check("queues: {}\n").problems).toEqual([]);
+  });
+
+  test("an empty ${VAR} counts as unset; a set one is resolved inside a longer value", () => {
+    expect(
+      problems("queues:\n  a:\n    function: f\n    headers: {Authorization: 'Bearer ${TOKEN}'}\n", {
+        TOKEN: "",
+      }),
+    ).toEqual([expect.stringMatching(/\$\{TOKEN\} is not set \(or empty\)/)]);
+    const { config } = check(
+      "queues:\n  a:\n    function: f\n    headers: {Authorization: 'Bearer ${TOKEN}'}\n",
+      {
+        TOKEN: "t0k",
+      },
+    );
+    expect(config.queues[0]?.secretHeaders).toEqual([
+      { header: "Authorization", value: "Bearer t0k", variables: ["TOKEN"] },
+    ]);
+  });
+
+  test("the timeout limit follows the database's max_call_timeout_ms", () => {
+    const text = "queues:\n  a:\n    function: f\n    timeout: 5m\n";
+    expect(validateConfigText(text, "f.yml", { env: {}, maxCallTimeoutMs: 400_000 }).problems).toEqual([]);
+    expect(validateConfigText(text, "f.yml", { env: {} }).problems.map(formatProblem)).toEqual([
+      expect.stringMatching(/^f\.yml:4:14: queues\.a\.timeout: 5m is beyond/),
+    ]);
+  });
+});
+
+describe("the JSON Schema for editors", () => {
+  const root = projectRoot();
+  const schema = JSON.parse(readFileSync(join(root, "schema", "supaqueue.schema.json"), "utf8"));
+  const ajv = new Ajv({ allErrors: true });
+  const validate = ajv.compile(schema);
+
+  test("accepts the shipped example", () => {
+    const example = parse(readFileSync(join(root, "schema", "supaqueue.example.yml"), "utf8"));
+    expect(validate(example), JSON.stringify(validate.errors)).toBe(true);
+    // And the action itself accepts it too (with the variables it names set).
+    const text = readFileSync(join(root, "schema", "supaqueue.example.yml"), "utf8");
+    expect(check(text, { EMAIL_API_KEY: "x", WEBHOOK_TOKEN: "y" }).problems).toEqual([]);
+  });
+
+  test("rejects what the action rejects: unknown keys, bad names, both function and url, bad methods", () => {
+    expect(validate({ queues: { a: { url: "https://x.example", bogus: 1 } } })).toBe(false);
+    expect(validate({ queues: { A: { url: "https://x.example" } } })).toBe(false);
+    expect(validate({ queues: { a: { url: "https://x.example", function: "f" } } })).toBe(false);
+    expect(validate({ queues: { a: { function: "f", method: "FETCH" } } })).toBe(false);
+    expect(validate({ queues: { a: { function: "f", timeout: "soon" } } })).toBe(false);
+    expect(validate({ queues: { a: { function: "f", timeout: "250ms", workers: 0 } } })).toBe(true);
+  });
+});
