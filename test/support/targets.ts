@@ -15,6 +15,7 @@ import type { AddressInfo } from "node:net";
  *   /hang          never answers (until the client goes away)
  *   /close         destroys the connection without answering
  *   /half-close    sends the status line, headers and part of the body, then destroys the connection
+ *   /functions/v1/<name>  200 naming <name>: stands for an edge function of the project (see gateway.ts)
  *   /sequence/<name>  answers the next status from sequences[name] (then 200), to script retries
  */
 export interface ReceivedRequest {
@@ -86,8 +87,13 @@ export async function startTargets(): Promise<Targets> {
       hugeBytesSent += chunk.length;
       if (!res.write(chunk)) {
         await new Promise<void>((resolve) => {
-          res.once("drain", resolve);
-          res.once("close", resolve);
+          const done = () => {
+            res.off("drain", done);
+            res.off("close", done);
+            resolve();
+          };
+          res.on("drain", done);
+          res.on("close", done);
         });
       }
     }
@@ -132,6 +138,9 @@ export async function startTargets(): Promise<Targets> {
           res.writeHead(200, { "Content-Type": "application/json", "Content-Length": "1000" });
           res.write('{"partial": tr');
           return void setTimeout(() => req.socket.destroy(), 50);
+        case "functions":
+          // /functions/v1/<name>: an edge function of the project, reached through the gateway stand-in.
+          return answer(res, 200, JSON.stringify({ function: received.path.split("/")[3] ?? null }));
         case "sequence": {
           const status = sequences.get(arg)?.shift() ?? 200;
           return answer(res, status, JSON.stringify({ status }));

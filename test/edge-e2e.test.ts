@@ -1,0 +1,373 @@
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { startPgNetWorker } from "../src/standins/pgnet-worker.ts";
+import { installedDatabase, TEST_SECRET, type TestDatabase } from "./support/db.ts";
+import { type ServedFunction, serveFunction } from "./support/deno.ts";
+import { type Gateway, startGateway } from "./support/gateway.ts";
+import { type PostgrestStandin, startPostgrest } from "./support/postgrest.ts";
+import { startTargets, type Targets } from "./support/targets.ts";
+
+/**
+ * The whole path of a call, with nothing faked but what these machines cannot run: Postgres with Supaqueue and the
+ * pg_net / Vault stand-ins → the pg_net stand-in worker → execute_current_job served by real Deno → local targets,
+ * and the outcome back through real supabase-js → the PostgREST stand-in → public.supaqueue_complete_current_job.
+ */
+
+const SERVICE_ROLE_KEY = "test-service-role-key";
+
+let db: TestDatabase;
+let targets: Targets;
+let postgrest: PostgrestStandin;
+let fn: ServedFunction;
+let gateway: Gateway;
+let pgnet: Awaited<ReturnType<typeof startPgNetWorker>>;
+
+beforeAll(async () => {
+  db = await installedDatabase();
+  targets = await startTargets();
+  postgrest = await startPostgrest({ pool: db.pool, serviceRoleKey: SERVICE_ROLE_KEY });
+  // The first run downloads npm:@supabase/supabase-js into .tmp/deno; the hook timeout allows for it.
+  fn = await serveFunction({
+    env: {
+      SUPAQUEUE_SECRET: TEST_SECRET,
+      SUPABASE_URL: postgrest.url,
+      SUPABASE_SERVICE_ROLE_KEY: SERVICE_ROLE_KEY,
+    },
+  });
+  gateway = await startGateway(fn.origin, targets.url);
+  // A short lease grace, so the test of a lost report sees the lease expire quickly.
+  await db.pool.query("select supaqueue.configure(functions_url => $1, lease_grace_ms => 1000)", [
+    gateway.functionsUrl,
+  ]);
+  await db.pool.query("select vault.create_secret('token-from-vault', 'e2e_target_token')");
+  pgnet = await startPgNetWorker(db.adminUrl, { pollMs: 100 });
+});
+
+afterAll(async () => {
+  await pgnet?.stop();
+  await fn?.stop();
+  await gateway?.stop();
+  await postgrest?.stop();
+  await targets?.stop();
+});
+
+interface QueueOptions {
+  url?: string;
+  function_name?: string;
+  method?: string;
+  headers?: Record<string, string>;
+  secret_headers?: Record<string, string>;
+  max_attempts?: number;
+  timeout_ms?: number;
+  backoff_base_ms?: number;
+  backoff_max_ms?: number;
+  success_codes?: number[];
+  retry_codes?: number[];
+}
+
+let queues = 0;
+
+/** Creates a queue (as the seed does: an insert) with one worker; retries back off by 50 ms unless told. */
+async function createQueue(options: QueueOptions): Promise<string> {
+  const name = `e2e-${++queues}`;
+  const row = { max_attempts: 3, timeout_ms: 5000, backoff_base_ms: 50, backoff_max_ms: 100, ...options };
+  const columns = Object.keys(row);
+  const values = Object.values(row).map((v) =>
+    typeof v === "object" && !Array.isArray(v) ? JSON.stringify(v) : v,
+  );
+  const {
+    rows: [queue],
+  } = await db.pool.query(
+    `insert into supaqueue.queue (name, ${columns.join(", ")})
+     values ($1, ${columns.map((_, i) => `$${i + 2}`).join(", ")}) returning id`,
+    [name, ...values],
+  );
+  await db.pool.query("insert into supaqueue.worker (queue_id) values ($1)", [queue.id]);
+  return name;
+}
+
+async function enqueue(
+  queue: string,
+  payload: unknown = {},
+  headers?: Record<string, string>,
+): Promise<string> {
+  const { rows } = await db.pool.query(
+    "select supaqueue.enqueue($1, $2::jsonb, headers => $3::jsonb) as id",
+    [queue, JSON.stringify(payload), headers ? JSON.stringify(headers) : null],
+  );
+  return rows[0].id;
+}
+
+interface JobRow {
+  status: string;
+  attempts: number;
+  last_status_code: number | null;
+  last_error: string | null;
+}
+
+interface AttemptRow {
+  attempt: number;
+  succeeded: boolean;
+  status_code: number | null;
+  response_body: string | null;
+  error: string | null;
+  duration_ms: number | null;
+  started_at: Date;
+}
+
+/** Waits for a job to finish, running tick() as pg_cron would, so retries that come due are dispatched. */
+async function finished(jobId: string, timeoutMs = 15_000): Promise<JobRow> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { rows } = await db.pool.query<JobRow>(
+      "select status, attempts, last_status_code, last_error from supaqueue.job where id = $1",
+      [jobId],
+    );
+    const job = rows[0];
+    if (job && ["successful", "failed", "cancelled"].includes(job.status)) return job;
+    if (Date.now() > deadline)
+      throw new Error(`job ${jobId} still ${job?.status} after ${timeoutMs} ms\n${fn.output()}`);
+    await db.pool.query("select supaqueue.tick()");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function attempts(jobId: string): Promise<AttemptRow[]> {
+  const { rows } = await db.pool.query<AttemptRow>(
+    `select attempt, succeeded, status_code, response_body, error, duration_ms, started_at
+     from supaqueue.attempt where job_id = $1 order by id`,
+    [jobId],
+  );
+  return rows;
+}
+
+describe("execute_current_job in Deno, end to end", () => {
+  test("a POST carries the payload and the queue's, Vault's and the job's headers, and succeeds", async () => {
+    const queue = await createQueue({
+      url: `${targets.url}/ok?source=e2e`,
+      headers: { "X-Queue": "plain", "X-Override": "queue" },
+      secret_headers: { "X-Token": "e2e_target_token" },
+    });
+    const jobId = await enqueue(
+      queue,
+      { order: 42, items: ["a", "b"] },
+      { "X-Override": "job", "X-Job": "yes" },
+    );
+    expect(await finished(jobId)).toMatchObject({ status: "successful", attempts: 1, last_status_code: 200 });
+
+    const [received] = targets.requests.filter((r) => r.headers["supaqueue-job-id"] === jobId);
+    expect(received).toMatchObject({ method: "POST", path: "/ok", rawQuery: "source=e2e" });
+    expect(JSON.parse(received?.body ?? "")).toEqual({ order: 42, items: ["a", "b"] });
+    expect(received?.headers).toMatchObject({
+      "content-type": "application/json",
+      "x-queue": "plain",
+      "x-token": "token-from-vault",
+      "x-override": "job",
+      "x-job": "yes",
+      "idempotency-key": jobId,
+      "supaqueue-job-id": jobId,
+      "supaqueue-attempt": "1",
+    });
+    // A plain URL target never receives the project's key.
+    expect(received?.headers.authorization).toBeUndefined();
+    expect(received?.headers.apikey).toBeUndefined();
+
+    const [attempt] = await attempts(jobId);
+    expect(attempt).toMatchObject({
+      attempt: 1,
+      succeeded: true,
+      status_code: 200,
+      response_body: '{"ok":true}',
+      error: null,
+    });
+    expect(attempt?.duration_ms).toBeGreaterThanOrEqual(0);
+    expect(postgrest.calls.some((c) => c.fn === "supaqueue_complete_current_job" && c.status === 200)).toBe(
+      true,
+    );
+  });
+
+  test("GET and DELETE send the payload as the query string, keeping the URL's parameters", async () => {
+    for (const method of ["GET", "DELETE"]) {
+      const queue = await createQueue({ url: `${targets.url}/ok?fixed=1`, method });
+      const jobId = await enqueue(queue, { q: "a b&c", n: 5, nested: { deep: [1, "x"] } });
+      expect((await finished(jobId)).status).toBe("successful");
+      const [received] = targets.requests.filter((r) => r.headers["supaqueue-job-id"] === jobId);
+      expect(received?.method).toBe(method);
+      expect(received?.body).toBe("");
+      // The payload's keys arrive in jsonb's order (shorter keys first), after the URL's own parameters.
+      expect(received?.rawQuery).toBe("fixed=1&n=5&q=a%20b%26c&nested=%7B%22deep%22%3A%5B1%2C%22x%22%5D%7D");
+      expect(received?.query).toEqual({ fixed: "1", q: "a b&c", n: "5", nested: '{"deep":[1,"x"]}' });
+    }
+  });
+
+  test("PUT and PATCH send the payload as JSON", async () => {
+    for (const method of ["PUT", "PATCH"]) {
+      const queue = await createQueue({ url: `${targets.url}/ok`, method });
+      const jobId = await enqueue(queue, [1, { two: 2 }]);
+      expect((await finished(jobId)).status).toBe("successful");
+      const [received] = targets.requests.filter((r) => r.headers["supaqueue-job-id"] === jobId);
+      expect(received?.method).toBe(method);
+      expect(JSON.parse(received?.body ?? "")).toEqual([1, { two: 2 }]);
+    }
+  });
+
+  test("5xx answers are retried with the same Idempotency-Key until one succeeds", async () => {
+    targets.sequences.set("flaky", [500, 502]);
+    const queue = await createQueue({ url: `${targets.url}/sequence/flaky`, max_attempts: 3 });
+    const jobId = await enqueue(queue, { n: 1 });
+    expect(await finished(jobId)).toMatchObject({ status: "successful", attempts: 3, last_status_code: 200 });
+    const history = await attempts(jobId);
+    expect(history.map((a) => [a.attempt, a.succeeded, a.status_code])).toEqual([
+      [1, false, 500],
+      [2, false, 502],
+      [3, true, 200],
+    ]);
+    expect(history[0]?.error).toBe("HTTP 500");
+    const received = targets.to("/sequence/flaky");
+    expect(received.map((r) => r.headers["supaqueue-attempt"])).toEqual(["1", "2", "3"]);
+    expect(new Set(received.map((r) => r.headers["idempotency-key"]))).toEqual(new Set([jobId]));
+  });
+
+  test("a 404 fails the job at once, without using up its attempts", async () => {
+    const queue = await createQueue({ url: `${targets.url}/status/404`, max_attempts: 5 });
+    const jobId = await enqueue(queue);
+    expect(await finished(jobId)).toMatchObject({ status: "failed", attempts: 1, last_status_code: 404 });
+    expect(await attempts(jobId)).toEqual([
+      expect.objectContaining({
+        attempt: 1,
+        succeeded: false,
+        status_code: 404,
+        response_body: '{"status":404}',
+      }),
+    ]);
+  });
+
+  test("per-queue codes: a 404 counted as success, a 409 retried", async () => {
+    const ok = await createQueue({ url: `${targets.url}/status/404`, success_codes: [200, 404] });
+    expect((await finished(await enqueue(ok))).status).toBe("successful");
+    const retried = await createQueue({
+      url: `${targets.url}/status/409`,
+      retry_codes: [409],
+      max_attempts: 2,
+    });
+    const jobId = await enqueue(retried);
+    expect(await finished(jobId)).toMatchObject({ status: "failed", attempts: 2, last_status_code: 409 });
+  });
+
+  test("a 429 waits for its Retry-After before the next attempt", async () => {
+    const queue = await createQueue({ url: `${targets.url}/busy/1`, max_attempts: 2, backoff_base_ms: 10 });
+    const jobId = await enqueue(queue);
+    expect(await finished(jobId)).toMatchObject({ status: "failed", attempts: 2, last_status_code: 429 });
+    const received = targets.requests.filter((r) => r.headers["supaqueue-job-id"] === jobId);
+    expect(received).toHaveLength(2);
+    expect((received[1]?.at ?? 0) - (received[0]?.at ?? 0)).toBeGreaterThanOrEqual(950);
+  });
+
+  test("non-JSON, empty and huge bodies are recorded, the huge one cut to the configured bound", async () => {
+    const text = await enqueue(await createQueue({ url: `${targets.url}/text` }));
+    const empty = await enqueue(await createQueue({ url: `${targets.url}/empty` }));
+    const huge = await enqueue(await createQueue({ url: `${targets.url}/huge/64` }));
+    for (const id of [text, empty, huge]) expect((await finished(id)).status).toBe("successful");
+    expect((await attempts(text))[0]?.response_body).toBe("plain text, not JSON <>&");
+    expect((await attempts(empty))[0]).toMatchObject({ status_code: 204, response_body: null });
+    const { rows } = await db.pool.query("select max_response_chars from supaqueue.config");
+    expect((await attempts(huge))[0]?.response_body).toBe("x".repeat(rows[0].max_response_chars));
+    expect(targets.hugeBytesSent).toBeLessThan(64 * 1024 * 1024);
+  });
+
+  test("a target that hangs is cut off at the queue's timeout; a closed connection is a network error", async () => {
+    const hang = await enqueue(
+      await createQueue({ url: `${targets.url}/hang`, timeout_ms: 500, max_attempts: 1 }),
+    );
+    const close = await enqueue(await createQueue({ url: `${targets.url}/close`, max_attempts: 2 }));
+    expect(await finished(hang)).toMatchObject({ status: "failed", attempts: 1, last_status_code: null });
+    const [timedOut] = await attempts(hang);
+    expect(timedOut?.error).toBe("timeout: no response within 500 ms");
+    expect(timedOut?.duration_ms).toBeGreaterThanOrEqual(450);
+    expect(timedOut?.duration_ms).toBeLessThan(3000);
+
+    expect(await finished(close)).toMatchObject({ status: "failed", attempts: 2, last_status_code: null });
+    for (const a of await attempts(close)) expect(a.error).toMatch(/^network error: /);
+  });
+
+  test("an edge function of the project is called with the project's key", async () => {
+    const queue = await createQueue({ function_name: "send-email" });
+    const jobId = await enqueue(queue, { to: "a@example.com" });
+    expect((await finished(jobId)).status).toBe("successful");
+    const [received] = targets.requests.filter((r) => r.headers["supaqueue-job-id"] === jobId);
+    expect(received?.path).toBe("/functions/v1/send-email");
+    expect(received?.headers.authorization).toBe(`Bearer ${SERVICE_ROLE_KEY}`);
+    expect(received?.headers.apikey).toBe(SERVICE_ROLE_KEY);
+    expect((await attempts(jobId))[0]?.response_body).toBe('{"function":"send-email"}');
+  });
+
+  test("when reporting fails nothing is lost: the lease expires and the job runs again", async () => {
+    postgrest.failWith = 503;
+    const queue = await createQueue({ url: `${targets.url}/ok`, timeout_ms: 500, max_attempts: 3 });
+    const jobId = await enqueue(queue);
+    try {
+      await targets.waitFor("/ok", targets.to("/ok").length + 1);
+      const deadline = Date.now() + 10_000;
+      while (!postgrest.calls.some((c) => c.status === 503 && c.args.current_job_id !== undefined)) {
+        if (Date.now() > deadline) throw new Error("the function never tried to report");
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    } finally {
+      postgrest.failWith = null;
+    }
+    expect(await finished(jobId)).toMatchObject({ status: "successful", attempts: 2 });
+    const history = await attempts(jobId);
+    expect(history.map((a) => [a.attempt, a.succeeded, a.error])).toEqual([
+      [1, false, "lease expired: no outcome was reported in time"],
+      [2, true, null],
+    ]);
+    expect(fn.output()).toMatch(/reporting the outcome failed/);
+  });
+
+  test("a request without the right secret is refused with 401 and starts no call", async () => {
+    const before = targets.requests.length;
+    const call = {
+      current_job_id: 999_999,
+      attempt: 1,
+      job: { id: "00000000-0000-4000-8000-000000000000", payload: {}, headers: {} },
+      queue: {
+        name: "x",
+        url: `${targets.url}/ok`,
+        is_function: false,
+        method: "POST",
+        headers: {},
+        timeout_ms: 1000,
+      },
+    };
+    for (const secret of [undefined, "wrong"]) {
+      const res = await fetch(`${gateway.functionsUrl}/execute_current_job`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", ...(secret ? { "supaqueue-secret": secret } : {}) },
+        body: JSON.stringify(call),
+      });
+      expect(res.status).toBe(401);
+      expect(await res.text()).not.toContain(TEST_SECRET);
+    }
+    const bad = await fetch(`${gateway.functionsUrl}/execute_current_job`, {
+      method: "POST",
+      headers: { "supaqueue-secret": TEST_SECRET },
+      body: "{",
+    });
+    expect(bad.status).toBe(400);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(targets.requests.length).toBe(before);
+  });
+});
+
+test("without its environment the function answers 500 naming what is missing", async () => {
+  const bare = await serveFunction({ env: {} });
+  try {
+    const res = await fetch(`${bare.functionsUrl}/execute_current_job`, { method: "POST", body: "{}" });
+    expect(res.status).toBe(500);
+    const { error } = await res.json();
+    expect(error).toMatch(/SUPAQUEUE_SECRET/);
+    expect(error).toMatch(/SUPABASE_URL/);
+    expect(error).toMatch(/SUPABASE_SERVICE_ROLE_KEY/);
+  } finally {
+    await bare.stop();
+  }
+});
