@@ -61,6 +61,14 @@ create table supaqueue.queue (
   -- Any other status fails the job at once, without using up its remaining attempts.
   success_codes integer[],
   retry_codes integer[],
+  -- At most this many calls per second (a token bucket holding one second of calls), on top of the workers.
+  rate_limit_per_second double precision,
+  -- A job that fails for good is also enqueued into this queue (payload, last status and error, attempts).
+  dead_letter_queue text,
+  -- Vault secret names of the HMAC-SHA256 signing key, and of the previous key while it is still honoured.
+  signing_key_secret text,
+  previous_signing_key_secret text,
+  previous_signing_key_until timestamptz,
   paused boolean not null default false,
   -- Set when a queue comes from supaqueue.yml; the installer never touches queues where it is null.
   managed_by text,
@@ -119,6 +127,23 @@ create table supaqueue.current_job (
   lease_until timestamptz not null
 );
 create index current_job_lease_idx on supaqueue.current_job (lease_until);
+
+-- The token bucket of each rate-limited queue: tokens left as of refilled_at.
+create table supaqueue.rate_bucket (
+  queue_id bigint primary key references supaqueue.queue (id) on delete cascade,
+  tokens double precision not null,
+  refilled_at timestamptz not null
+);
+
+-- Recurring calls: each row is a pg_cron job named 'supaqueue:<name>' that enqueues `payload` into `queue_name`.
+create table supaqueue.schedule (
+  name text primary key constraint schedule_name_is_valid check (name ~ '^[a-z0-9][a-z0-9_-]{0,62}$'),
+  cron text not null,
+  queue_name text not null,
+  payload jsonb not null default '{}',
+  managed_by text,
+  created_at timestamptz not null default now()
+);
 
 -- The outcome of every attempt, kept as long as its job.
 create table supaqueue.attempt (
@@ -201,6 +226,14 @@ begin
     raise exception 'supaqueue: queue "%" lists an invalid HTTP status in success_codes or retry_codes', new.name
       using hint = 'HTTP statuses are numbers from 100 to 599.';
   end if;
+  if new.rate_limit_per_second is not null and not (new.rate_limit_per_second > 0) then
+    raise exception 'supaqueue: queue "%" has rate_limit_per_second %, it must be more than 0 (or null for no limit)', new.name, new.rate_limit_per_second;
+  end if;
+  if new.dead_letter_queue is not null and (new.dead_letter_queue = new.name
+     or not exists (select from supaqueue.queue d where d.name = new.dead_letter_queue)) then
+    raise exception 'supaqueue: queue "%" names dead_letter_queue "%", which is not another existing queue', new.name, new.dead_letter_queue
+      using hint = 'Create the dead-letter queue first; a queue cannot be its own dead-letter queue.';
+  end if;
   new.updated_at := now();
   return new;
 end $$;
@@ -211,6 +244,20 @@ create trigger queue_is_valid before insert or update on supaqueue.queue
 -------------------------------------------------------------------------------------------------------------------
 -- Dispatch: pair free workers with due jobs
 -------------------------------------------------------------------------------------------------------------------
+
+-- Refills a queue's token bucket to `at` (capacity: one second of calls, at least one) and returns the tokens
+-- available, holding the bucket's row lock until commit so concurrent dispatches take turns.
+create function supaqueue._refill_bucket(queue_id bigint, per_second double precision, at timestamptz)
+returns double precision
+language sql security definer set search_path = '' as $$
+  insert into supaqueue.rate_bucket as b (queue_id, tokens, refilled_at)
+  values (_refill_bucket.queue_id, greatest(1, per_second), at)
+  on conflict on constraint rate_bucket_pkey do update set
+    tokens = least(greatest(1, per_second),
+                   b.tokens + greatest(0, extract(epoch from (excluded.refilled_at - b.refilled_at))) * per_second),
+    refilled_at = greatest(b.refilled_at, excluded.refilled_at)
+  returning tokens
+$$;
 
 -- Claims up to `wanted` free workers of a queue and gives each the next due job, in due order.
 -- With `own_worker` (a worker this transaction already holds, from a completion) it gives that worker the next
@@ -227,6 +274,10 @@ declare
   lease interval;
 begin
   select * into q from supaqueue.queue where id = _dispatch.queue_id;
+  if q.id is not null and not q.paused and q.rate_limit_per_second is not null then
+    -- Taken first and held to commit: whoever holds a bucket never waits for anything else (no deadlock).
+    wanted := least(wanted, floor(supaqueue._refill_bucket(q.id, q.rate_limit_per_second, at))::integer);
+  end if;
   if q.id is null or q.paused or wanted < 1 then
     if own_worker is not null then
       update supaqueue.worker set locked = false where id = own_worker;
@@ -276,6 +327,9 @@ begin
   from unnest(worker_ids, job_ids) as p(worker_id, job_id)
   join claimed c on c.id = p.job_id;
 
+  if q.rate_limit_per_second is not null then
+    update supaqueue.rate_bucket b set tokens = b.tokens - cardinality(job_ids) where b.queue_id = q.id;
+  end if;
   return cardinality(job_ids);
 end $$;
 
@@ -385,7 +439,13 @@ begin
           join vault.decrypted_secrets s on s.name = h.value), '{}'),
         'timeout_ms', q.timeout_ms,
         'success_codes', q.success_codes,
-        'retry_codes', q.retry_codes)),
+        'retry_codes', q.retry_codes,
+        -- The current key first; the previous one too while it is honoured, so targets can rotate.
+        'signing_keys', (
+          select jsonb_agg(s.decrypted_secret order by k.ord)
+          from (values (1, q.signing_key_secret),
+                       (2, case when q.previous_signing_key_until > now() then q.previous_signing_key_secret end)) k(ord, name)
+          join vault.decrypted_secrets s on s.name = k.name))),
     headers := jsonb_build_object('Content-Type', 'application/json', 'supaqueue-secret', secret),
     timeout_milliseconds := cfg.request_timeout_ms)
   from new_current_jobs n
@@ -410,6 +470,22 @@ language sql volatile set search_path = '' as $$
   select make_interval(secs => d / 2000.0 + random() * d / 2000.0)
   from (select least(max_ms::numeric, base_ms::numeric * power(2::numeric, greatest(attempts - 1, 0))) as d) x
 $$;
+
+-- Enqueues a job that failed for good into its queue's dead-letter queue, with what a handler needs to act on it.
+-- A dead-letter queue that has gone missing must not lose the outcome being recorded: it is skipped, with a warning.
+create function supaqueue._dead_letter(q supaqueue.queue, j supaqueue.job, status_code integer, error text)
+returns void
+language plpgsql security definer set search_path = '' as $$
+begin
+  if not exists (select from supaqueue.queue d where d.name = q.dead_letter_queue) then
+    raise warning 'supaqueue: dead-letter queue "%" of queue "%" does not exist; job % was not dead-lettered',
+      q.dead_letter_queue, q.name, j.id;
+    return;
+  end if;
+  perform supaqueue.enqueue(q.dead_letter_queue, jsonb_build_object(
+    'job_id', j.id, 'queue', q.name, 'payload', j.payload, 'attempts', j.attempts,
+    'last_status_code', status_code, 'last_error', error));
+end $$;
 
 -- Records the outcome of the attempt `cj` (already deleted from current_job by the caller), sets the job's
 -- status, and hands the worker the next due job (or unlocks it). The job's new status is written before the
@@ -454,6 +530,10 @@ begin
     last_error = case when succeeded then null else left(_finish_attempt.error, 2000) end,
     finished_at = case when next_status in ('successful', 'failed', 'cancelled') then at end
   where id = j.id;
+
+  if next_status = 'failed' and q.dead_letter_queue is not null then
+    perform supaqueue._dead_letter(q, j, _finish_attempt.status_code, _finish_attempt.error);
+  end if;
 
   select * into w from supaqueue.worker where id = cj.worker_id;
   if w.retiring then
@@ -542,7 +622,8 @@ begin
   if version is null then
     return null;
   end if;
-  schedule := case when string_to_array(version, '.')::int[] >= array[1, 5] then '1 seconds' else '* * * * *' end;
+  -- extversion may carry a packaging suffix (Debian: '1.4-1'): compare major.minor only.
+  schedule := case when (regexp_match(version, '^(\d+)\.(\d+)'))::int[] >= array[1, 5] then '1 seconds' else '* * * * *' end;
   execute 'select cron.schedule($1, $2, $3)' using 'supaqueue-tick', schedule, 'select supaqueue.tick()';
   return schedule;
 end $$;
@@ -707,6 +788,170 @@ begin
   return true;
 end $$;
 
+-- Stops sending a queue's jobs (calls in flight finish); jobs enqueued meanwhile wait. Returns false if unknown.
+create function supaqueue.pause(queue_name text) returns boolean
+language sql security definer set search_path = '' as $$
+  update supaqueue.queue set paused = true where name = queue_name returning true
+$$;
+
+-- Sends a paused queue's waiting jobs again, at once. Returns false if the queue does not exist.
+create function supaqueue.resume(queue_name text) returns boolean
+language sql security definer set search_path = '' as $$
+  update supaqueue.queue set paused = false where name = queue_name returning true
+$$;
+
+-- Cancels the pending jobs of a queue, all of them or those whose payload contains `payload_filter` (jsonb @>).
+-- Calls already in flight finish. Returns the number of jobs cancelled.
+create function supaqueue.cancel_jobs(queue_name text, payload_filter jsonb default null) returns integer
+language plpgsql security definer set search_path = '' as $$
+declare cancelled integer;
+begin
+  if not exists (select from supaqueue.queue q where q.name = queue_name) then
+    raise exception 'supaqueue: queue "%" does not exist', queue_name;
+  end if;
+  update supaqueue.job j set status = 'cancelled', finished_at = now()
+  from supaqueue.queue q
+  where q.name = queue_name and j.queue_id = q.id and j.status = 'pending'
+    and (payload_filter is null or j.payload @> payload_filter);
+  get diagnostics cancelled = row_count;
+  return cancelled;
+end $$;
+
+-- Purges a queue: cancels all of its pending jobs. Returns the number cancelled.
+create function supaqueue.purge(queue_name text) returns integer
+language sql security definer set search_path = '' as $$
+  select supaqueue.cancel_jobs(queue_name)
+$$;
+
+-- Sends the failed jobs of a queue round again (those that failed at or after `since`, default all), each with a
+-- fresh set of attempts and its history kept. Returns the number of jobs retried.
+create function supaqueue.retry_failed(queue_name text, since timestamptz default null) returns integer
+language plpgsql security definer set search_path = '' as $$
+declare
+  qid bigint := (select q.id from supaqueue.queue q where q.name = queue_name);
+  retried integer;
+begin
+  if qid is null then
+    raise exception 'supaqueue: queue "%" does not exist', queue_name;
+  end if;
+  update supaqueue.job j set status = 'pending', attempts = 0, run_at = now(), finished_at = null
+  where j.queue_id = qid and j.status = 'failed' and (since is null or j.finished_at >= since);
+  get diagnostics retried = row_count;
+  perform supaqueue._dispatch_free_workers(array[qid]);
+  return retried;
+end $$;
+
+-- Stores a value in Vault under `secret_name` (created or updated through Vault's own functions).
+create function supaqueue._put_secret(secret_name text, value text) returns void
+language plpgsql security definer set search_path = '' as $$
+declare existing uuid := (select s.id from vault.decrypted_secrets s where s.name = secret_name);
+begin
+  if existing is null then
+    perform vault.create_secret(value, secret_name, 'Supaqueue');
+  else
+    perform vault.update_secret(existing, value);
+  end if;
+end $$;
+
+-- Sets a new HMAC-SHA256 signing key for a queue (a random one unless given) and returns it. The previous key
+-- stays valid for `overlap`: calls are signed with both until then, so targets can switch keys without failures.
+create function supaqueue.rotate_signing_key(queue_name text, new_key text default null,
+                                             overlap interval default '1 day')
+returns text
+language plpgsql security definer set search_path = '' as $$
+declare
+  q supaqueue.queue;
+  current_name text := 'supaqueue_signing_' || queue_name;
+  previous_name text := 'supaqueue_signing_' || queue_name || '_previous';
+  old_key text;
+  key text := coalesce(new_key, encode(decode(md5(gen_random_uuid()::text) || md5(gen_random_uuid()::text), 'hex'), 'base64'));
+begin
+  select * into q from supaqueue.queue where name = queue_name for no key update;
+  if q.id is null then
+    raise exception 'supaqueue: queue "%" does not exist', queue_name;
+  end if;
+  if length(key) < 16 then
+    raise exception 'supaqueue: a signing key must be at least 16 characters long';
+  end if;
+  old_key := (select s.decrypted_secret from vault.decrypted_secrets s where s.name = q.signing_key_secret);
+  if old_key is not null and overlap > interval '0' then
+    perform supaqueue._put_secret(previous_name, old_key);
+  end if;
+  perform supaqueue._put_secret(current_name, key);
+  update supaqueue.queue set
+    signing_key_secret = current_name,
+    previous_signing_key_secret = case when old_key is not null and overlap > interval '0' then previous_name end,
+    previous_signing_key_until = case when old_key is not null and overlap > interval '0' then now() + overlap end
+  where id = q.id;
+  return key;
+end $$;
+
+-- Schedules a recurring call: a pg_cron job 'supaqueue:<name>' that enqueues `payload` into `queue_name` on the
+-- cron expression `cron` (pg_cron syntax; '30 seconds' style on pg_cron 1.5+). Idempotent by name.
+create function supaqueue.schedule(name text, cron text, queue_name text, payload jsonb default '{}',
+                                   managed_by text default null)
+returns void
+language plpgsql security definer set search_path = '' as $$
+begin
+  if not exists (select from pg_catalog.pg_extension e where e.extname = 'pg_cron') then
+    raise exception 'supaqueue: recurring calls need the pg_cron extension'
+      using hint = 'Enable it: create extension pg_cron; (Database > Extensions in the Supabase dashboard).';
+  end if;
+  if not exists (select from supaqueue.queue q where q.name = schedule.queue_name) then
+    raise exception 'supaqueue: schedule "%" names queue "%", which does not exist', schedule.name, schedule.queue_name;
+  end if;
+  if payload is null or jsonb_typeof(payload) not in ('object', 'array') then
+    raise exception 'supaqueue: the payload of schedule "%" must be a JSON object or array', schedule.name;
+  end if;
+  insert into supaqueue.schedule as s (name, cron, queue_name, payload, managed_by)
+  values (schedule.name, schedule.cron, schedule.queue_name, schedule.payload, schedule.managed_by)
+  on conflict on constraint schedule_pkey do update
+    set cron = excluded.cron, queue_name = excluded.queue_name, payload = excluded.payload, managed_by = excluded.managed_by;
+  execute 'select cron.schedule($1, $2, $3)' using
+    'supaqueue:' || schedule.name, schedule.cron,
+    format('select supaqueue.enqueue(%L, %L::jsonb)', schedule.queue_name, schedule.payload::text);
+end $$;
+
+-- Removes a recurring call and its pg_cron job. Returns false if there was no such schedule.
+create function supaqueue.unschedule(name text) returns boolean
+language plpgsql security definer set search_path = '' as $$
+begin
+  delete from supaqueue.schedule s where s.name = unschedule.name;
+  if not found then
+    return false;
+  end if;
+  if exists (select from pg_catalog.pg_extension e where e.extname = 'pg_cron') then
+    execute 'select cron.unschedule(jobid) from cron.job where jobname = $1' using 'supaqueue:' || unschedule.name;
+  end if;
+  return true;
+end $$;
+
+-- Per queue: jobs pending (due now), scheduled (due later), in flight, successful and failed (kept ones),
+-- workers and busy workers, and the p50 / p95 call duration in ms over the last hour.
+create view supaqueue.queue_stats with (security_invoker = true) as
+select
+  q.name as queue,
+  q.paused,
+  count(*) filter (where j.status = 'pending' and j.run_at <= now()) as pending,
+  count(*) filter (where j.status = 'pending' and j.run_at > now()) as scheduled,
+  count(*) filter (where j.status = 'in_progress') as in_flight,
+  count(*) filter (where j.status = 'successful') as successful,
+  count(*) filter (where j.status = 'failed') as failed,
+  count(*) filter (where j.status = 'cancelled') as cancelled,
+  (select count(*) from supaqueue.worker w where w.queue_id = q.id and not w.retiring) as workers,
+  (select count(*) from supaqueue.worker w where w.queue_id = q.id and w.locked) as busy_workers,
+  d.p50_ms,
+  d.p95_ms
+from supaqueue.queue q
+left join supaqueue.job j on j.queue_id = q.id
+left join lateral (
+  select percentile_cont(0.5) within group (order by a.duration_ms) as p50_ms,
+         percentile_cont(0.95) within group (order by a.duration_ms) as p95_ms
+  from supaqueue.attempt a join supaqueue.job aj on aj.id = a.job_id
+  where aj.queue_id = q.id and a.finished_at > now() - interval '1 hour' and a.duration_ms is not null
+) d on true
+group by q.id, q.name, q.paused, d.p50_ms, d.p95_ms;
+
 -------------------------------------------------------------------------------------------------------------------
 -- The completion entry point for the edge function (supabase-js rpc through the project's REST API)
 -------------------------------------------------------------------------------------------------------------------
@@ -740,6 +985,8 @@ alter table supaqueue.worker enable row level security;
 alter table supaqueue.current_job enable row level security;
 alter table supaqueue.attempt enable row level security;
 alter table supaqueue.migration enable row level security;
+alter table supaqueue.rate_bucket enable row level security;
+alter table supaqueue.schedule enable row level security;
 
 revoke all on schema supaqueue from public;
 revoke all on all tables in schema supaqueue from public;
@@ -763,13 +1010,22 @@ begin
   if exists (select from pg_roles where rolname = 'service_role') then
     grant usage on schema supaqueue to service_role;
     grant select, insert, update, delete on supaqueue.queue, supaqueue.job, supaqueue.worker to service_role;
-    grant select on supaqueue.current_job, supaqueue.attempt, supaqueue.config, supaqueue.migration to service_role;
+    grant select on supaqueue.current_job, supaqueue.attempt, supaqueue.config, supaqueue.migration,
+      supaqueue.rate_bucket, supaqueue.schedule, supaqueue.queue_stats to service_role;
     grant execute on function
       supaqueue.enqueue(text, jsonb, timestamptz, text, jsonb),
       supaqueue.cancel(uuid),
       supaqueue.retry(uuid),
       supaqueue.set_workers(text, integer),
       supaqueue.remove_queue(text),
+      supaqueue.pause(text),
+      supaqueue.resume(text),
+      supaqueue.cancel_jobs(text, jsonb),
+      supaqueue.purge(text),
+      supaqueue.retry_failed(text, timestamptz),
+      supaqueue.rotate_signing_key(text, text, interval),
+      supaqueue.schedule(text, text, text, jsonb, text),
+      supaqueue.unschedule(text),
       supaqueue.tick(timestamptz),
       supaqueue.backoff_delay(integer, integer, integer),
       supaqueue.complete_current_job(bigint, boolean, integer, text, text, integer, boolean, integer),

@@ -10,12 +10,26 @@ beforeAll(async () => {
   jobId = (await db.pool.query("select supaqueue.enqueue('guarded') as id")).rows[0].id;
 });
 
-const TABLES = ["config", "queue", "job", "worker", "current_job", "attempt", "migration"];
+const TABLES = [
+  "config",
+  "queue",
+  "job",
+  "worker",
+  "current_job",
+  "attempt",
+  "migration",
+  "rate_bucket",
+  "schedule",
+];
 
 describe.each(["anon", "authenticated"])("%s gets nothing", (role) => {
   test.each(TABLES)("cannot read or write supaqueue.%s", async (table) => {
     await expect(db.as(role, `select * from supaqueue.${table}`)).rejects.toThrow(/permission denied/);
     await expect(db.as(role, `delete from supaqueue.${table}`)).rejects.toThrow(/permission denied/);
+  });
+
+  test("cannot read supaqueue.queue_stats", async () => {
+    await expect(db.as(role, "select * from supaqueue.queue_stats")).rejects.toThrow(/permission denied/);
   });
 
   test("cannot execute any Supaqueue function, including the public completion wrapper", async () => {
@@ -41,6 +55,8 @@ describe("service_role, what server code uses, has what it needs", () => {
     expect((await db.as("service_role", "select supaqueue.retry($1) as ok", [jobId])).rows[0].ok).toBe(true);
     expect((await db.as("service_role", "select public.supaqueue_complete_current_job(-1, true) as ok")).rows[0].ok).toBe(false);
     await db.as("service_role", "select count(*) from supaqueue.attempt");
+    const { rows: stats } = await db.as("service_role", "select queue, pending, in_flight from supaqueue.queue_stats");
+    expect(stats).toEqual([{ queue: "guarded", pending: "2", in_flight: "0" }]);
   });
 
   test("cannot change install settings", async () => {
