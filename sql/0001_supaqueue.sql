@@ -427,6 +427,7 @@ begin
       'current_job_id', n.id,
       'attempt', n.attempt,
       'lease_until', n.lease_until,
+      'max_response_chars', cfg.max_response_chars,
       'job', jsonb_build_object('id', j.id, 'payload', j.payload, 'headers', j.headers),
       'queue', jsonb_build_object(
         'name', q.name,
