@@ -11,7 +11,8 @@ export function projectRoot(from: string = dirname(fileURLToPath(import.meta.url
   for (;;) {
     if (existsSync(join(dir, "sql")) && existsSync(join(dir, "functions"))) return dir;
     const parent = dirname(dir);
-    if (parent === dir) throw new Error(`supaqueue: cannot find the sql/ and functions/ folders above ${from}`);
+    if (parent === dir)
+      throw new Error(`supaqueue: cannot find the sql/ and functions/ folders above ${from}`);
     dir = parent;
   }
 }

@@ -23,7 +23,9 @@ const one = async (sql: string, params: unknown[] = []) => (await db.pool.query(
 describe("rate limit", () => {
   test("a burst above the rate waits for tokens instead of failing; workers still cap calls in flight", async () => {
     await createQueue(db.pool, "limited", 10, { rate_limit_per_second: 4 });
-    await db.pool.query("insert into supaqueue.job (queue_id) select id from supaqueue.queue q, generate_series(1, 20) where q.name = 'limited'");
+    await db.pool.query(
+      "insert into supaqueue.job (queue_id) select id from supaqueue.queue q, generate_series(1, 20) where q.name = 'limited'",
+    );
     expect(await takeCalls(db.pool)).toHaveLength(4); // one second's worth
     // 0.6 s later: two more tokens; a second later: the bucket is full again, but it holds only 4.
     const base = (await one("select refilled_at from supaqueue.rate_bucket")).refilled_at as Date;
@@ -32,8 +34,13 @@ describe("rate limit", () => {
     expect(await takeCalls(db.pool)).toHaveLength(2);
     await db.pool.query("select supaqueue.tick($1)", [at(5000)]);
     expect(await takeCalls(db.pool)).toHaveLength(4);
-    const { rows } = await db.pool.query("select status, count(*)::int as n from supaqueue.job j join supaqueue.queue q on q.id = j.queue_id where q.name = 'limited' group by status order by status");
-    expect(rows).toEqual([{ status: "pending", n: 10 }, { status: "in_progress", n: 10 }]);
+    const { rows } = await db.pool.query(
+      "select status, count(*)::int as n from supaqueue.job j join supaqueue.queue q on q.id = j.queue_id where q.name = 'limited' group by status order by status",
+    );
+    expect(rows).toEqual([
+      { status: "pending", n: 10 },
+      { status: "in_progress", n: 10 },
+    ]);
     await db.pool.query("select supaqueue.purge('limited')");
   });
 });
@@ -42,7 +49,8 @@ describe("pause, resume, purge, cancel and retry in bulk", () => {
   test("pause stops sending, resume sends at once, purge and filtered cancel cancel pending jobs only", async () => {
     await createQueue(db.pool, "ops", 1, { max_attempts: 1 });
     expect((await one("select supaqueue.pause('ops') as ok")).ok).toBe(true);
-    for (const kind of ["a", "b", "a", "c"]) await db.pool.query("select supaqueue.enqueue('ops', $1)", [{ kind, n: 1 }]);
+    for (const kind of ["a", "b", "a", "c"])
+      await db.pool.query("select supaqueue.enqueue('ops', $1)", [{ kind, n: 1 }]);
     expect(await takeCalls(db.pool)).toHaveLength(0);
     expect((await one(`select supaqueue.cancel_jobs('ops', '{"kind": "a"}') as n`)).n).toBe(2);
     expect((await one("select supaqueue.resume('ops') as ok")).ok).toBe(true);
@@ -52,19 +60,28 @@ describe("pause, resume, purge, cancel and retry in bulk", () => {
     await complete(db.pool, call!, { succeeded: false, statusCode: 500 });
     expect((await jobStatus(db.pool, call!.body.job.id)).status).toBe("failed");
     expect((await one("select supaqueue.pause('nope') as ok")).ok).toBeNull();
-    await expect(db.pool.query("select supaqueue.cancel_jobs('nope')")).rejects.toThrow('queue "nope" does not exist');
+    await expect(db.pool.query("select supaqueue.cancel_jobs('nope')")).rejects.toThrow(
+      'queue "nope" does not exist',
+    );
   });
 
   test("retry_failed sends a queue's failed jobs round again, keeping their history", async () => {
     await createQueue(db.pool, "redo", 2, { max_attempts: 1 });
-    const ids = [(await one("select supaqueue.enqueue('redo') as id")).id, (await one("select supaqueue.enqueue('redo') as id")).id];
-    for (const c of await takeCalls(db.pool)) await complete(db.pool, c, { succeeded: false, statusCode: 503 });
+    const ids = [
+      (await one("select supaqueue.enqueue('redo') as id")).id,
+      (await one("select supaqueue.enqueue('redo') as id")).id,
+    ];
+    for (const c of await takeCalls(db.pool))
+      await complete(db.pool, c, { succeeded: false, statusCode: 503 });
     expect((await one("select supaqueue.retry_failed('redo', now() + interval '1 minute') as n")).n).toBe(0);
     expect((await one("select supaqueue.retry_failed('redo') as n")).n).toBe(2);
     const calls = await takeCalls(db.pool);
     expect(calls.map((c) => c.body.job.id).sort()).toEqual([...ids].sort());
     for (const c of calls) await complete(db.pool, c);
-    const { rows } = await db.pool.query("select succeeded from supaqueue.attempt where job_id = $1 order by id", [ids[0]]);
+    const { rows } = await db.pool.query(
+      "select succeeded from supaqueue.attempt where job_id = $1 order by id",
+      [ids[0]],
+    );
     expect(rows.map((r) => r.succeeded)).toEqual([false, true]);
   });
 });
@@ -76,7 +93,9 @@ describe("dead-letter queue", () => {
     const id = (await one(`select supaqueue.enqueue('fragile', '{"order": 7}') as id`)).id;
     const [call] = await takeCalls(db.pool);
     await complete(db.pool, call!, { succeeded: false, statusCode: 502, error: "HTTP 502 Bad Gateway" });
-    const dead = await one("select payload from supaqueue.job j join supaqueue.queue q on q.id = j.queue_id where q.name = 'dlq'");
+    const dead = await one(
+      "select payload from supaqueue.job j join supaqueue.queue q on q.id = j.queue_id where q.name = 'dlq'",
+    );
     expect(dead.payload).toEqual({
       job_id: id,
       queue: "fragile",
@@ -86,7 +105,9 @@ describe("dead-letter queue", () => {
       last_error: "HTTP 502 Bad Gateway",
     });
     await expect(
-      db.pool.query("insert into supaqueue.queue (name, url, dead_letter_queue) values ('x', 'https://x.example', 'missing')"),
+      db.pool.query(
+        "insert into supaqueue.queue (name, url, dead_letter_queue) values ('x', 'https://x.example', 'missing')",
+      ),
     ).rejects.toThrow('names dead_letter_queue "missing", which is not another existing queue');
   });
 });
@@ -100,17 +121,25 @@ describe("signed requests", () => {
     let [call] = await takeCalls(db.pool);
     expect((call!.body.queue as { signing_keys?: string[] }).signing_keys).toEqual([first]);
     await complete(db.pool, call!);
-    const second = (await one("select supaqueue.rotate_signing_key('signed', 'a-brand-new-key-0123456789', interval '1 hour') as key")).key;
+    const second = (
+      await one(
+        "select supaqueue.rotate_signing_key('signed', 'a-brand-new-key-0123456789', interval '1 hour') as key",
+      )
+    ).key;
     await db.pool.query("select supaqueue.enqueue('signed')");
     [call] = await takeCalls(db.pool);
     expect((call!.body.queue as { signing_keys?: string[] }).signing_keys).toEqual([second, first]);
     await complete(db.pool, call!);
-    await db.pool.query("update supaqueue.queue set previous_signing_key_until = now() - interval '1 second' where name = 'signed'");
+    await db.pool.query(
+      "update supaqueue.queue set previous_signing_key_until = now() - interval '1 second' where name = 'signed'",
+    );
     await db.pool.query("select supaqueue.enqueue('signed')");
     [call] = await takeCalls(db.pool);
     expect((call!.body.queue as { signing_keys?: string[] }).signing_keys).toEqual([second]);
     await complete(db.pool, call!);
-    const { rows } = await db.pool.query("select signing_key_secret from supaqueue.queue where name = 'signed'");
+    const { rows } = await db.pool.query(
+      "select signing_key_secret from supaqueue.queue where name = 'signed'",
+    );
     expect(rows[0].signing_key_secret).toBe("supaqueue_signing_signed"); // a Vault name, never the key
   });
 });
@@ -123,7 +152,14 @@ describe("queue_stats", () => {
     await db.pool.query("select supaqueue.enqueue('stats', run_at => now() + interval '1 day')");
     const [call] = await takeCalls(db.pool);
     let s = await one("select * from supaqueue.queue_stats where queue = 'stats'");
-    expect(s).toMatchObject({ pending: "1", scheduled: "1", in_flight: "1", successful: "0", workers: "1", busy_workers: "1" });
+    expect(s).toMatchObject({
+      pending: "1",
+      scheduled: "1",
+      in_flight: "1",
+      successful: "0",
+      workers: "1",
+      busy_workers: "1",
+    });
     await complete(db.pool, call!, { succeeded: true, statusCode: 200, durationMs: 40 });
     const [next] = await takeCalls(db.pool);
     await complete(db.pool, next!, { succeeded: true, statusCode: 200, durationMs: 60 });
@@ -149,7 +185,10 @@ describe.skipIf(!hasPgCron)("recurring calls with pg_cron", () => {
         grant usage on schema cron to ${INSTALLER_ROLE};
         grant select, delete on all tables in schema cron to ${INSTALLER_ROLE};`),
     );
-    pool = new pg.Pool({ connectionString: withDatabase(cluster.adminUrl, "project", INSTALLER_ROLE), max: 2 });
+    pool = new pg.Pool({
+      connectionString: withDatabase(cluster.adminUrl, "project", INSTALLER_ROLE),
+      max: 2,
+    });
   }, 60_000);
   afterAll(async () => {
     await pool?.end();
@@ -174,7 +213,10 @@ describe.skipIf(!hasPgCron)("recurring calls with pg_cron", () => {
     const { rows: jobs } = await pool.query("select payload from supaqueue.job");
     expect(jobs).toEqual([{ payload: { kind: "report" } }]);
     expect((await pool.query("select supaqueue.unschedule('report') as ok")).rows[0].ok).toBe(true);
-    expect((await pool.query("select count(*)::int as n from cron.job where jobname like 'supaqueue:%'")).rows[0].n).toBe(0);
+    expect(
+      (await pool.query("select count(*)::int as n from cron.job where jobname like 'supaqueue:%'")).rows[0]
+        .n,
+    ).toBe(0);
   });
 });
 

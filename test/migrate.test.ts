@@ -14,17 +14,26 @@ describe("the migration runner", () => {
   test("installs as a non-superuser, records versions, and does nothing on a rerun", async () => {
     const db = await emptyDatabase();
     const c = await client(db.url);
-    const { rows: [me] } = await c.query("select rolsuper from pg_roles where rolname = current_user");
+    const {
+      rows: [me],
+    } = await c.query("select rolsuper from pg_roles where rolname = current_user");
     expect(me.rolsuper).toBe(false);
     const first = await installSchema(c, { functionsUrl: "https://abc.supabase.co/functions/v1" });
     expect(first.applied).toEqual(loadMigrations().map((m) => m.name));
     expect(first.secretCreated).toBe(true);
     expect(first.secret).toMatch(/^[A-Za-z0-9_-]{43}$/);
     const again = await installSchema(c, { functionsUrl: "https://abc.supabase.co/functions/v1" });
-    expect(again).toMatchObject({ applied: [], version: first.version, secret: first.secret, secretCreated: false });
+    expect(again).toMatchObject({
+      applied: [],
+      version: first.version,
+      secret: first.secret,
+      secretCreated: false,
+    });
     const { rows } = await c.query("select functions_url from supaqueue.config");
     expect(rows[0].functions_url).toBe("https://abc.supabase.co/functions/v1");
-    const { rows: secrets } = await c.query("select count(*)::int as n from vault.decrypted_secrets where name = 'supaqueue_secret'");
+    const { rows: secrets } = await c.query(
+      "select count(*)::int as n from vault.decrypted_secrets where name = 'supaqueue_secret'",
+    );
     expect(secrets[0].n).toBe(1);
     await c.end();
   });
@@ -46,9 +55,17 @@ describe("the migration runner", () => {
     const db = await emptyDatabase();
     const c = await client(db.url);
     const good = loadMigrations();
-    const bad = { version: 9999, name: "9999_broken", sql: "create table supaqueue.half (id int); select 1/0;" };
-    await expect(migrate(c, [...good, bad])).rejects.toThrow(/migration 9999_broken failed and was rolled back: division by zero/);
-    const { rows } = await c.query("select to_regclass('supaqueue.half') as half, max(version) as v from supaqueue.migration");
+    const bad = {
+      version: 9999,
+      name: "9999_broken",
+      sql: "create table supaqueue.half (id int); select 1/0;",
+    };
+    await expect(migrate(c, [...good, bad])).rejects.toThrow(
+      /migration 9999_broken failed and was rolled back: division by zero/,
+    );
+    const { rows } = await c.query(
+      "select to_regclass('supaqueue.half') as half, max(version) as v from supaqueue.migration",
+    );
     expect(rows[0]).toEqual({ half: null, v: good.at(-1)!.version });
     await c.end();
   });
@@ -56,7 +73,9 @@ describe("the migration runner", () => {
   test("a first migration that fails leaves no trace", async () => {
     const db = await emptyDatabase();
     const c = await client(db.url);
-    await expect(migrate(c, [{ version: 1, name: "0001_broken", sql: "select 1/0" }])).rejects.toThrow(/0001_broken/);
+    await expect(migrate(c, [{ version: 1, name: "0001_broken", sql: "select 1/0" }])).rejects.toThrow(
+      /0001_broken/,
+    );
     const { rows } = await c.query("select to_regnamespace('supaqueue') as ns");
     expect(rows[0].ns).toBeNull();
     await c.end();

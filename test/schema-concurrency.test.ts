@@ -30,7 +30,8 @@ describe("the three failures measured in the original design cannot happen", () 
   test("two completions at once neither deadlock nor wait for each other", async () => {
     await createQueue(db.pool, "deadlock", 2);
     const ids: string[] = [];
-    for (let i = 0; i < 4; i++) ids.push((await db.pool.query("select supaqueue.enqueue('deadlock') as id")).rows[0].id);
+    for (let i = 0; i < 4; i++)
+      ids.push((await db.pool.query("select supaqueue.enqueue('deadlock') as id")).rows[0].id);
     const [a, b] = await takeCalls(db.pool);
     const t1 = await transaction();
     const t2 = await transaction();
@@ -111,7 +112,9 @@ describe("dispatch reads only small indexes", () => {
     );
     await db.pool.query(`insert into supaqueue.job (queue_id) select $1 from generate_series(1, 50)`, [q]);
     // 5,000 other workers, busy ones included, in 50 other queues.
-    await db.pool.query(`insert into supaqueue.queue (name, url) select 'plans-' || n, 'https://x.example' from generate_series(1, 50) n`);
+    await db.pool.query(
+      `insert into supaqueue.queue (name, url) select 'plans-' || n, 'https://x.example' from generate_series(1, 50) n`,
+    );
     await db.pool.query(
       `insert into supaqueue.worker (queue_id, locked) select q.id, n % 2 = 0
        from supaqueue.queue q, generate_series(1, 100) n where q.name like 'plans-%'`,
@@ -160,7 +163,10 @@ describe("stress", () => {
           // Mix single enqueues and small bulk inserts.
           if ((i / PRODUCERS) % 2 === 0) {
             for (let k = 0; k < 25 && i + k * PRODUCERS < TOTAL; k++) {
-              await client.query("select supaqueue.enqueue($1, $2::jsonb)", [names[(i + k) % names.length], JSON.stringify({ i: i + k * PRODUCERS })]);
+              await client.query("select supaqueue.enqueue($1, $2::jsonb)", [
+                names[(i + k) % names.length],
+                JSON.stringify({ i: i + k * PRODUCERS }),
+              ]);
             }
           } else {
             const n = Math.min(25, Math.ceil((TOTAL - i) / PRODUCERS));
@@ -214,7 +220,9 @@ describe("stress", () => {
     await Promise.all(producers);
     const deadline = Date.now() + 150_000;
     for (;;) {
-      const { rows } = await pool.query("select count(*) filter (where status = 'successful')::int as ok, count(*)::int as total from supaqueue.job");
+      const { rows } = await pool.query(
+        "select count(*) filter (where status = 'successful')::int as ok, count(*)::int as total from supaqueue.job",
+      );
       if (rows[0].ok === TOTAL || Date.now() > deadline) break;
       await new Promise((r) => setTimeout(r, 200));
     }

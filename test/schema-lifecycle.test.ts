@@ -8,22 +8,31 @@ beforeAll(async () => {
 });
 
 async function enqueue(queue: string, payload: unknown = {}, extra = ""): Promise<string> {
-  const { rows } = await db.pool.query(`select supaqueue.enqueue($1, $2::jsonb${extra}) as id`, [queue, JSON.stringify(payload)]);
+  const { rows } = await db.pool.query(`select supaqueue.enqueue($1, $2::jsonb${extra}) as id`, [
+    queue,
+    JSON.stringify(payload),
+  ]);
   return rows[0].id;
 }
 
 describe("the seed's usage, word for word", () => {
   test("insert a queue, insert workers, insert a job: the call goes out and completes", async () => {
-    const { rows: [queue] } = await db.pool.query(
+    const {
+      rows: [queue],
+    } = await db.pool.query(
       "insert into supaqueue.queue (name, url) values ('seed', 'https://api.example.com/v1/emails') returning id",
     );
     await db.pool.query("insert into supaqueue.worker (queue_id) values ($1)", [queue.id]);
-    const { rows: [job] } = await db.pool.query(
+    const {
+      rows: [job],
+    } = await db.pool.query(
       `insert into supaqueue.job (queue_id, payload) values ($1, '{"to": "a@example.com"}') returning id`,
       [queue.id],
     );
     expect(await jobStatus(db.pool, job.id)).toMatchObject({ status: "in_progress", attempts: 1 });
-    const { rows: [worker] } = await db.pool.query("select locked from supaqueue.worker where queue_id = $1", [queue.id]);
+    const {
+      rows: [worker],
+    } = await db.pool.query("select locked from supaqueue.worker where queue_id = $1", [queue.id]);
     expect(worker.locked).toBe(true);
 
     const [call] = await takeCalls(db.pool);
@@ -31,17 +40,33 @@ describe("the seed's usage, word for word", () => {
     expect(call?.headers["supaqueue-secret"]).toBe("test-secret");
     expect(call?.timeoutMs).toBeGreaterThan(0);
     expect(call?.body.job).toEqual({ id: job.id, payload: { to: "a@example.com" }, headers: {} });
-    expect(call?.body.queue).toMatchObject({ name: "seed", url: "https://api.example.com/v1/emails", method: "POST" });
+    expect(call?.body.queue).toMatchObject({
+      name: "seed",
+      url: "https://api.example.com/v1/emails",
+      method: "POST",
+    });
 
-    expect(await complete(db.pool, call!, { succeeded: true, statusCode: 201, responseBody: "ok", durationMs: 12 })).toBe(true);
+    expect(
+      await complete(db.pool, call!, {
+        succeeded: true,
+        statusCode: 201,
+        responseBody: "ok",
+        durationMs: 12,
+      }),
+    ).toBe(true);
     expect(await jobStatus(db.pool, job.id)).toMatchObject({ status: "successful", attempts: 1 });
     const { rows: after } = await db.pool.query(
       "select w.locked, (select count(*) from supaqueue.current_job)::int as current from supaqueue.worker w where queue_id = $1",
       [queue.id],
     );
     expect(after).toEqual([{ locked: false, current: 0 }]);
-    const { rows: attempts } = await db.pool.query("select attempt, succeeded, status_code, response_body, duration_ms from supaqueue.attempt where job_id = $1", [job.id]);
-    expect(attempts).toEqual([{ attempt: 1, succeeded: true, status_code: 201, response_body: "ok", duration_ms: 12 }]);
+    const { rows: attempts } = await db.pool.query(
+      "select attempt, succeeded, status_code, response_body, duration_ms from supaqueue.attempt where job_id = $1",
+      [job.id],
+    );
+    expect(attempts).toEqual([
+      { attempt: 1, succeeded: true, status_code: 201, response_body: "ok", duration_ms: 12 },
+    ]);
   });
 
   test("a completed worker takes the next job; jobs run in due order; a bulk insert dispatches once", async () => {
@@ -116,31 +141,47 @@ describe("enqueue", () => {
     await expect(db.pool.query(`select supaqueue.enqueue('getter', '"text"')`)).rejects.toThrow(
       "must be a JSON object or array, not string",
     );
-    await expect(db.pool.query(`select supaqueue.enqueue('getter', '[1]')`)).rejects.toThrow("query string: it must be a JSON object");
-    await expect(db.pool.query(`select supaqueue.enqueue('getter', '{}', headers => '{"a": 1}')`)).rejects.toThrow(
-      "job headers must be a JSON object of strings",
+    await expect(db.pool.query(`select supaqueue.enqueue('getter', '[1]')`)).rejects.toThrow(
+      "query string: it must be a JSON object",
     );
-    await expect(db.pool.query("insert into supaqueue.queue (name, url, method) values ('m', 'https://x.example', 'FETCH')")).rejects.toThrow(
-      'invalid method "FETCH"',
-    );
-    await expect(db.pool.query("insert into supaqueue.queue (name, url) values ('u', 'ftp://x.example')")).rejects.toThrow("invalid url");
-    await expect(db.pool.query("insert into supaqueue.queue (name) values ('none')")).rejects.toThrow("exactly one of url and function_name");
     await expect(
-      db.pool.query("insert into supaqueue.queue (name, url, function_name) values ('both', 'https://x.example', 'f')"),
+      db.pool.query(`select supaqueue.enqueue('getter', '{}', headers => '{"a": 1}')`),
+    ).rejects.toThrow("job headers must be a JSON object of strings");
+    await expect(
+      db.pool.query(
+        "insert into supaqueue.queue (name, url, method) values ('m', 'https://x.example', 'FETCH')",
+      ),
+    ).rejects.toThrow('invalid method "FETCH"');
+    await expect(
+      db.pool.query("insert into supaqueue.queue (name, url) values ('u', 'ftp://x.example')"),
+    ).rejects.toThrow("invalid url");
+    await expect(db.pool.query("insert into supaqueue.queue (name) values ('none')")).rejects.toThrow(
+      "exactly one of url and function_name",
+    );
+    await expect(
+      db.pool.query(
+        "insert into supaqueue.queue (name, url, function_name) values ('both', 'https://x.example', 'f')",
+      ),
     ).rejects.toThrow("exactly one of url and function_name");
-    await expect(db.pool.query("insert into supaqueue.queue (name, url) values ('Bad Name', 'https://x.example')")).rejects.toThrow(
-      'invalid queue name "Bad Name"',
+    await expect(
+      db.pool.query("insert into supaqueue.queue (name, url) values ('Bad Name', 'https://x.example')"),
+    ).rejects.toThrow('invalid queue name "Bad Name"');
+    await expect(
+      db.pool.query(
+        "insert into supaqueue.queue (name, url, max_attempts) values ('a0', 'https://x.example', 0)",
+      ),
+    ).rejects.toThrow("max_attempts 0, it must be at least 1");
+    await expect(
+      db.pool.query(
+        "insert into supaqueue.queue (name, url, timeout_ms) values ('t', 'https://x.example', 999999)",
+      ),
+    ).rejects.toThrow("timeout_ms 999999, it must be between 1 and 140000");
+    await expect(db.pool.query("select supaqueue.set_workers('getter', -1)")).rejects.toThrow(
+      "must be 0 or more, not -1",
     );
-    await expect(db.pool.query("insert into supaqueue.queue (name, url, max_attempts) values ('a0', 'https://x.example', 0)")).rejects.toThrow(
-      "max_attempts 0, it must be at least 1",
-    );
-    await expect(db.pool.query("insert into supaqueue.queue (name, url, timeout_ms) values ('t', 'https://x.example', 999999)")).rejects.toThrow(
-      "timeout_ms 999999, it must be between 1 and 140000",
-    );
-    await expect(db.pool.query("select supaqueue.set_workers('getter', -1)")).rejects.toThrow("must be 0 or more, not -1");
-    await expect(db.pool.query(`insert into supaqueue.job (queue_id, payload) values (1, '"x"')`)).rejects.toThrow(
-      "payload_is_json_object_or_array",
-    );
+    await expect(
+      db.pool.query(`insert into supaqueue.job (queue_id, payload) values (1, '"x"')`),
+    ).rejects.toThrow("payload_is_json_object_or_array");
   });
 });
 
@@ -166,7 +207,12 @@ describe("retries, failures and recovery", () => {
         at = new Date(job.run_at).getTime() + 1;
         await db.pool.query("select supaqueue.tick($1)", [new Date(at)]);
       } else {
-        expect(job).toMatchObject({ status: "failed", attempts: 4, last_status_code: 503, last_error: "HTTP 503" });
+        expect(job).toMatchObject({
+          status: "failed",
+          attempts: 4,
+          last_status_code: 503,
+          last_error: "HTTP 503",
+        });
       }
     }
     // Equal jitter on base * 2^(n-1): 0.5–1 s, 1–2 s, 2–4 s.
@@ -175,7 +221,10 @@ describe("retries, failures and recovery", () => {
     expect(delays[1]!).toBeGreaterThanOrEqual(delays[0]! - 50);
     expect(delays[2]!).toBeGreaterThanOrEqual(delays[1]! - 50);
     expect(delays[2]).toBeGreaterThan(1900);
-    const { rows } = await db.pool.query("select attempt, succeeded, status_code from supaqueue.attempt where job_id = $1 order by id", [id]);
+    const { rows } = await db.pool.query(
+      "select attempt, succeeded, status_code from supaqueue.attempt where job_id = $1 order by id",
+      [id],
+    );
     expect(rows.map((r) => r.attempt)).toEqual([1, 2, 3, 4]);
     expect(rows.every((r) => !r.succeeded && r.status_code === 503)).toBe(true);
   });
@@ -203,18 +252,28 @@ describe("retries, failures and recovery", () => {
     expect(await complete(db.pool, call!)).toBe(true);
     expect(await complete(db.pool, call!, { succeeded: false })).toBe(false);
     expect(await jobStatus(db.pool, id)).toMatchObject({ status: "successful", attempts: 1 });
-    const { rows } = await db.pool.query("select count(*)::int as n from supaqueue.attempt where job_id = $1", [id]);
+    const { rows } = await db.pool.query(
+      "select count(*)::int as n from supaqueue.attempt where job_id = $1",
+      [id],
+    );
     expect(rows[0].n).toBe(1);
   });
 
   test("an expired lease counts as a failed attempt, frees the worker and retries the job", async () => {
-    await createQueue(db.pool, "lost", 1, { timeout_ms: 1000, max_attempts: 2, backoff_base_ms: 0, backoff_max_ms: 0 });
+    await createQueue(db.pool, "lost", 1, {
+      timeout_ms: 1000,
+      max_attempts: 2,
+      backoff_base_ms: 0,
+      backoff_max_ms: 0,
+    });
     const id = await enqueue("lost");
     const [lostCall] = await takeCalls(db.pool);
     // Nothing reports back. Just before the lease ends nothing happens; after it, tick reaps it.
     await db.pool.query("select supaqueue.tick(now() + interval '5 seconds')");
     expect((await jobStatus(db.pool, id)).attempts).toBe(1);
-    const { rows: [tick] } = await db.pool.query("select supaqueue.tick(now() + interval '2 minutes') as r");
+    const {
+      rows: [tick],
+    } = await db.pool.query("select supaqueue.tick(now() + interval '2 minutes') as r");
     expect(tick.r.reaped).toBe(1);
     const job = await jobStatus(db.pool, id);
     expect(job).toMatchObject({ status: "in_progress", attempts: 2 });
@@ -226,7 +285,9 @@ describe("retries, failures and recovery", () => {
     expect(retry?.body.attempt).toBe(2);
     await db.pool.query("select supaqueue.tick(now() + interval '10 minutes')");
     expect(await jobStatus(db.pool, id)).toMatchObject({ status: "failed", attempts: 2 });
-    const { rows: w } = await db.pool.query("select locked from supaqueue.worker where queue_id = (select id from supaqueue.queue where name = 'lost')");
+    const { rows: w } = await db.pool.query(
+      "select locked from supaqueue.worker where queue_id = (select id from supaqueue.queue where name = 'lost')",
+    );
     expect(w).toEqual([{ locked: false }]);
   });
 
@@ -247,7 +308,10 @@ describe("retries, failures and recovery", () => {
     expect(call?.body.job.id).toBe(a);
     await complete(db.pool, call!);
     expect(await jobStatus(db.pool, a)).toMatchObject({ status: "successful", attempts: 1 });
-    const { rows } = await db.pool.query("select count(*)::int as n from supaqueue.attempt where job_id = $1", [a]);
+    const { rows } = await db.pool.query(
+      "select count(*)::int as n from supaqueue.attempt where job_id = $1",
+      [a],
+    );
     expect(rows[0].n).toBe(2);
     expect((await db.pool.query("select supaqueue.retry($1) as ok", [a])).rows[0].ok).toBe(false);
   });
@@ -259,7 +323,11 @@ describe("retries, failures and recovery", () => {
     expect(calls).toHaveLength(2);
     await db.pool.query("select supaqueue.set_workers('scale', 1)");
     const count = async () =>
-      (await db.pool.query("select count(*) filter (where not retiring)::int as active, count(*)::int as total from supaqueue.worker where queue_id = (select id from supaqueue.queue where name = 'scale')")).rows[0];
+      (
+        await db.pool.query(
+          "select count(*) filter (where not retiring)::int as active, count(*)::int as total from supaqueue.worker where queue_id = (select id from supaqueue.queue where name = 'scale')",
+        )
+      ).rows[0];
     expect(await count()).toEqual({ active: 1, total: 2 });
     for (const c of calls) await complete(db.pool, c);
     expect(await count()).toEqual({ active: 1, total: 1 });
@@ -275,20 +343,34 @@ describe("retries, failures and recovery", () => {
     await complete(db.pool, call!);
     await db.pool.query("select supaqueue.tick(now() + interval '6 days')");
     expect(await jobStatus(db.pool, id)).toBeDefined();
-    const { rows: [r] } = await db.pool.query("select supaqueue.tick(now() + interval '8 days') as r");
+    const {
+      rows: [r],
+    } = await db.pool.query("select supaqueue.tick(now() + interval '8 days') as r");
     expect(r.r.deleted).toBeGreaterThanOrEqual(1);
     expect(await jobStatus(db.pool, id)).toBeUndefined();
-    const { rows } = await db.pool.query("select count(*)::int as n from supaqueue.attempt where job_id = $1", [id]);
+    const { rows } = await db.pool.query(
+      "select count(*)::int as n from supaqueue.attempt where job_id = $1",
+      [id],
+    );
     expect(rows[0].n).toBe(0);
   });
 
   test("remove_queue pauses a queue that still has jobs and removes it once empty", async () => {
     await createQueue(db.pool, "leaving", 0);
     const id = await enqueue("leaving");
-    expect((await db.pool.query("select supaqueue.remove_queue('leaving') as removed")).rows[0].removed).toBe(false);
-    expect((await db.pool.query("select paused from supaqueue.queue where name = 'leaving'")).rows[0].paused).toBe(true);
+    expect((await db.pool.query("select supaqueue.remove_queue('leaving') as removed")).rows[0].removed).toBe(
+      false,
+    );
+    expect(
+      (await db.pool.query("select paused from supaqueue.queue where name = 'leaving'")).rows[0].paused,
+    ).toBe(true);
     await db.pool.query("select supaqueue.cancel($1)", [id]);
-    expect((await db.pool.query("select supaqueue.remove_queue('leaving') as removed")).rows[0].removed).toBe(true);
-    expect((await db.pool.query("select count(*)::int as n from supaqueue.queue where name = 'leaving'")).rows[0].n).toBe(0);
+    expect((await db.pool.query("select supaqueue.remove_queue('leaving') as removed")).rows[0].removed).toBe(
+      true,
+    );
+    expect(
+      (await db.pool.query("select count(*)::int as n from supaqueue.queue where name = 'leaving'")).rows[0]
+        .n,
+    ).toBe(0);
   });
 });

@@ -38,10 +38,14 @@ describe.each(["anon", "authenticated"])("%s gets nothing", (role) => {
       where n.nspname = 'supaqueue' or (n.nspname = 'public' and p.proname like 'supaqueue%')`);
     expect(rows.length).toBeGreaterThan(10);
     for (const { fn } of rows) {
-      const { rows: [r] } = await db.pool.query("select has_function_privilege($1, $2, 'execute') as can", [role, fn]);
+      const {
+        rows: [r],
+      } = await db.pool.query("select has_function_privilege($1, $2, 'execute') as can", [role, fn]);
       expect(r.can, `${role} can execute ${fn}`).toBe(false);
     }
-    await expect(db.as(role, "select public.supaqueue_complete_current_job(1, true)")).rejects.toThrow(/permission denied/);
+    await expect(db.as(role, "select public.supaqueue_complete_current_job(1, true)")).rejects.toThrow(
+      /permission denied/,
+    );
     await expect(db.as(role, "select supaqueue.enqueue('guarded')")).rejects.toThrow(/permission denied/);
   });
 });
@@ -53,14 +57,22 @@ describe("service_role, what server code uses, has what it needs", () => {
     expect((await db.as("service_role", "select count(*)::int as n from supaqueue.job")).rows[0].n).toBe(2);
     expect((await db.as("service_role", "select supaqueue.cancel($1) as ok", [jobId])).rows[0].ok).toBe(true);
     expect((await db.as("service_role", "select supaqueue.retry($1) as ok", [jobId])).rows[0].ok).toBe(true);
-    expect((await db.as("service_role", "select public.supaqueue_complete_current_job(-1, true) as ok")).rows[0].ok).toBe(false);
+    expect(
+      (await db.as("service_role", "select public.supaqueue_complete_current_job(-1, true) as ok")).rows[0]
+        .ok,
+    ).toBe(false);
     await db.as("service_role", "select count(*) from supaqueue.attempt");
-    const { rows: stats } = await db.as("service_role", "select queue, pending, in_flight from supaqueue.queue_stats");
+    const { rows: stats } = await db.as(
+      "service_role",
+      "select queue, pending, in_flight from supaqueue.queue_stats",
+    );
     expect(stats).toEqual([{ queue: "guarded", pending: "2", in_flight: "0" }]);
   });
 
   test("cannot change install settings", async () => {
-    await expect(db.as("service_role", "update supaqueue.config set functions_url = 'https://evil.example'")).rejects.toThrow(/permission denied/);
+    await expect(
+      db.as("service_role", "update supaqueue.config set functions_url = 'https://evil.example'"),
+    ).rejects.toThrow(/permission denied/);
   });
 });
 

@@ -37,7 +37,10 @@ const MIGRATION_LOCK = 727_274_001;
  * advisory lock so that two installers started at once serialize: the second finds everything applied and does
  * nothing. A migration that fails is rolled back whole and stops the run with its file named.
  */
-export async function migrate(client: pg.ClientBase, migrations: Migration[] = loadMigrations()): Promise<MigrateResult> {
+export async function migrate(
+  client: pg.ClientBase,
+  migrations: Migration[] = loadMigrations(),
+): Promise<MigrateResult> {
   const applied: string[] = [];
   await client.query("select pg_advisory_lock($1)", [MIGRATION_LOCK]);
   try {
@@ -51,7 +54,9 @@ export async function migrate(client: pg.ClientBase, migrations: Migration[] = l
             version integer primary key,
             name text not null,
             applied_at timestamptz not null default now())`);
-        const done = await client.query("select 1 from supaqueue.migration where version = $1", [migration.version]);
+        const done = await client.query("select 1 from supaqueue.migration where version = $1", [
+          migration.version,
+        ]);
         if (done.rowCount === 0) {
           await client.query("insert into supaqueue.migration (version, name) values ($1, $2)", [
             migration.version,
@@ -69,7 +74,9 @@ export async function migrate(client: pg.ClientBase, migrations: Migration[] = l
   } finally {
     await client.query("select pg_advisory_unlock($1)", [MIGRATION_LOCK]);
   }
-  const version = await client.query<{ version: number }>("select max(version) as version from supaqueue.migration");
+  const version = await client.query<{ version: number }>(
+    "select max(version) as version from supaqueue.migration",
+  );
   return { applied, version: version.rows[0]?.version ?? 0 };
 }
 

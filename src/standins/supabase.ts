@@ -43,7 +43,9 @@ export function withDatabase(url: string, database: string, user?: string): stri
  * (a remote server), in which case the server must have the real extensions.
  */
 export async function installStandinExtensions(admin: pg.ClientBase): Promise<boolean> {
-  const { rows } = await admin.query<{ setting: string }>("select setting from pg_config where name = 'SHAREDIR'");
+  const { rows } = await admin.query<{ setting: string }>(
+    "select setting from pg_config where name = 'SHAREDIR'",
+  );
   const sharedir = rows[0]?.setting;
   if (!sharedir) return false;
   try {
@@ -86,7 +88,11 @@ export async function ensureSupabaseRoles(admin: pg.ClientBase): Promise<void> {
  * `public` (its default privileges give anon, authenticated and service_role everything new there, which is why
  * Supaqueue revokes what it puts in public). With `template` the database is cloned from it.
  */
-export async function createProjectDatabase(adminUrl: string, name: string, template?: string): Promise<void> {
+export async function createProjectDatabase(
+  adminUrl: string,
+  name: string,
+  template?: string,
+): Promise<void> {
   await withClient(adminUrl, async (admin) => {
     const from = template ? ` template ${pg.escapeIdentifier(template)}` : "";
     for (let attempt = 1; ; attempt++) {
@@ -115,5 +121,7 @@ export async function createProjectDatabase(adminUrl: string, name: string, temp
 
 /** Drops a database, ending any session still connected to it. */
 export async function dropDatabase(adminUrl: string, name: string): Promise<void> {
-  await withClient(adminUrl, (admin) => admin.query(`drop database if exists ${pg.escapeIdentifier(name)} with (force)`));
+  await withClient(adminUrl, (admin) =>
+    admin.query(`drop database if exists ${pg.escapeIdentifier(name)} with (force)`),
+  );
 }

@@ -55,7 +55,11 @@ export interface Outcome {
 }
 
 /** Reports an outcome exactly as the edge function does (through the public RPC wrapper, as service_role). */
-export async function complete(db: pg.Pool, call: SentCall | number, outcome: Outcome = { succeeded: true, statusCode: 200 }) {
+export async function complete(
+  db: pg.Pool,
+  call: SentCall | number,
+  outcome: Outcome = { succeeded: true, statusCode: 200 },
+) {
   const id = typeof call === "number" ? call : call.body.current_job_id;
   const client = await db.connect();
   try {
@@ -103,6 +107,9 @@ export async function createQueue(
 }
 
 export async function jobStatus(db: pg.Pool, id: string) {
-  const { rows } = await db.query("select status, attempts, run_at, last_error, last_status_code from supaqueue.job where id = $1", [id]);
+  const { rows } = await db.query(
+    "select status, attempts, run_at, last_error, last_status_code from supaqueue.job where id = $1",
+    [id],
+  );
   return rows[0];
 }

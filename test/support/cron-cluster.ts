@@ -1,13 +1,14 @@
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, chmodSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createServer } from "node:net";
 
 const BIN = "/usr/lib/postgresql/15/bin";
 
 /** Whether this machine has pg_cron for Postgres 15 (Debian's postgresql-15-cron, which .ci/run installs). */
-export const hasPgCron = existsSync("/usr/lib/postgresql/15/lib/pg_cron.so") && existsSync(join(BIN, "initdb"));
+export const hasPgCron =
+  existsSync("/usr/lib/postgresql/15/lib/pg_cron.so") && existsSync(join(BIN, "initdb"));
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {
