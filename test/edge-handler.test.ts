@@ -23,7 +23,8 @@ function body(
   return {
     current_job_id: 41,
     attempt: 2,
-    lease_until: "2026-11-28T23:00:00+00:00",
+    // A lease a minute from now: the handler refuses calls whose lease has run out.
+    lease_until: new Date(Date.now() + 60_000).toISOString(),
     job: { id: JOB_ID, payload: { hello: "world" }, headers: {}, ...job },
     queue: {
       name: "q",
@@ -114,6 +115,10 @@ describe("authentication and validation", () => {
       [body({ queue: { timeout_ms: -1 } }), /timeout_ms/],
       [body({ queue: { retry_codes: "500" } }), /retry_codes/],
       [body({ queue: { is_function: "yes" } }), /is_function/],
+      [body({ lease_until: "soon" }), /lease_until/],
+      [body({ queue: { signing_keys: "k" } }), /signing_keys/],
+      [body({ queue: { signing_keys: ["ok-key", ""] } }), /signing_keys/],
+      [body({ queue: { signing_keys: [42] } }), /signing_keys/],
     ];
     for (const [payload, field] of cases) {
       const res = await handler(post(payload));
@@ -127,6 +132,25 @@ describe("authentication and validation", () => {
     await handler.idle();
     expect(fetched).toHaveLength(0);
     expect(reports).toHaveLength(0);
+  });
+
+  test("a call whose lease has already run out gets 409: no call, no report", async () => {
+    const now = Date.parse("2026-11-28T12:00:00Z");
+    const { handler, reports, fetched, logs } = harness({ now: () => now });
+    // As Postgres writes a timestamptz in JSON: microseconds and an offset.
+    const expired = await handler(post(body({ lease_until: "2026-11-28T11:59:59.999999+00:00" })));
+    expect(expired.status).toBe(409);
+    expect((await expired.json()).error).toMatch(/^lease expired/);
+    await handler.idle();
+    expect(fetched).toHaveLength(0);
+    expect(reports).toHaveLength(0);
+    expect(logs.join("\n")).toMatch(/lease had already expired/);
+    // A lease still running, or none sent, is accepted.
+    for (const lease_until of ["2026-11-28T12:00:00.5+00:00", null]) {
+      expect((await handler(post(body({ lease_until })))).status).toBe(202);
+    }
+    await handler.idle();
+    expect(fetched).toHaveLength(2);
   });
 
   test("only POST is accepted", async () => {

@@ -2,10 +2,12 @@
  * execute_current_job: the logic of Supaqueue's edge function, as a pure module.
  *
  * pg_net POSTs one current job (a job, its attempt number and its queue) here. The handler checks the shared secret,
- * answers 202 at once, and makes the call in the background: it sends the queue's request to the target, classifies
+ * refuses a call whose lease has already run out, answers 202 at once, and makes the call in the background: it sends the queue's request to the target, classifies
  * the answer, and reports the outcome through the completion function. It reads no environment and uses no Deno
  * globals, so the same module runs in Deno (index.ts wires it), under Node in tests and in local mode.
  */
+
+import { SIGNATURE_HEADER, signatureHeader } from "../_shared/verify_signature.ts";
 
 /** The HTTP methods a queue may use. GET and DELETE carry the payload as a query string, the others as JSON. */
 export const METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"] as const;
@@ -29,6 +31,8 @@ export interface CurrentJobCall {
     timeoutMs: number;
     successCodes: number[] | null;
     retryCodes: number[] | null;
+    /** HMAC keys to sign the call with, current first (see _shared/verify_signature.ts); empty: unsigned. */
+    signingKeys: string[];
   };
   /** Optional bound on the response body kept, when the database sends one. */
   maxResponseChars: number | null;
@@ -121,6 +125,17 @@ export function createHandler(deps: HandlerDeps): Handler {
       }
       const parsed = parseCall(body);
       if (typeof parsed === "string") return json(400, { error: `invalid request body: ${parsed}` });
+      if (parsed.leaseUntil !== null && Date.parse(parsed.leaseUntil) < now()) {
+        // tick() has already counted this attempt as lost (or soon will) and may have sent the job again:
+        // calling now could make the same call twice. pg_net delivered it too late; nothing is done or reported.
+        logger.warn(
+          `execute_current_job: queue "${parsed.queue.name}", job ${parsed.job.id}, attempt ${parsed.attempt}: ` +
+            "refused, its lease had already expired",
+        );
+        return json(409, {
+          error: "lease expired: this attempt was already counted as lost; the call was not made",
+        });
+      }
 
       const task = run(parsed).catch((error) => {
         logger.error(`execute_current_job: unexpected failure: ${describeError(error)}`);
@@ -195,7 +210,11 @@ export function parseCall(body: unknown): CurrentJobCall | string {
   if (typeof attempt !== "number" || !Number.isInteger(attempt) || attempt < 1) {
     return "attempt must be a positive integer";
   }
-  if (leaseUntil !== undefined && leaseUntil !== null && typeof leaseUntil !== "string") {
+  if (
+    leaseUntil !== undefined &&
+    leaseUntil !== null &&
+    (typeof leaseUntil !== "string" || Number.isNaN(Date.parse(leaseUntil)))
+  ) {
     return "lease_until must be a timestamp string";
   }
   if (!isObject(job)) return "job must be an object";
@@ -223,6 +242,13 @@ export function parseCall(body: unknown): CurrentJobCall | string {
   const retryCodes = queue.retry_codes ?? null;
   if (!isCodeList(successCodes)) return "queue.success_codes must be null or a list of HTTP statuses";
   if (!isCodeList(retryCodes)) return "queue.retry_codes must be null or a list of HTTP statuses";
+  const signingKeys = queue.signing_keys ?? null;
+  if (
+    signingKeys !== null &&
+    (!Array.isArray(signingKeys) || !signingKeys.every((k) => typeof k === "string" && k !== ""))
+  ) {
+    return "queue.signing_keys must be null or a list of non-empty strings";
+  }
   const maxChars = body.max_response_chars ?? null;
   if (maxChars !== null && (typeof maxChars !== "number" || !Number.isInteger(maxChars) || maxChars < 0)) {
     return "max_response_chars must be a non-negative integer";
@@ -241,6 +267,7 @@ export function parseCall(body: unknown): CurrentJobCall | string {
       timeoutMs,
       successCodes,
       retryCodes,
+      signingKeys: signingKeys ?? [],
     },
     maxResponseChars: maxChars,
   };
@@ -306,6 +333,22 @@ export function buildRequest(call: CurrentJobCall, options: { serviceRoleKey?: s
   headers.set("Supaqueue-Job-Id", job.id);
   headers.set("Supaqueue-Attempt", String(call.attempt));
   return { url: url.toString(), method: queue.method, headers, body };
+}
+
+/**
+ * Signs a request with the queue's keys (nothing when it has none): sets Supaqueue-Signature, last, so no queue or
+ * job header can replace it. The signature covers the method, the query and the body exactly as they will be sent.
+ */
+export async function signRequest(request: TargetRequest, keys: string[], nowMs: number): Promise<void> {
+  if (keys.length === 0) return;
+  const value = await signatureHeader({
+    keys,
+    method: request.method,
+    url: request.url,
+    body: request.body,
+    now: nowMs,
+  });
+  request.headers.set(SIGNATURE_HEADER, value);
 }
 
 /** A call that cannot be made as configured: retrying would not help. */
@@ -380,6 +423,7 @@ export async function executeCall(call: CurrentJobCall, deps: CallDeps): Promise
   let request: TargetRequest;
   try {
     request = buildRequest(call, { serviceRoleKey: deps.serviceRoleKey });
+    await signRequest(request, call.queue.signingKeys, deps.now());
   } catch (error) {
     const message = error instanceof CallError ? error.message : describeError(error);
     return {
