@@ -1,0 +1,191 @@
+import type pg from "pg";
+import { loadConfig } from "../config/load.ts";
+import { ConfigError, DEFAULT_MAX_CALL_TIMEOUT_MS, type QueueFile } from "../config/types.ts";
+import { connect } from "../db/connect.ts";
+import type { Logger } from "./logger.ts";
+import { computePlan, type Plan, planChangesQueues, readInstalledState } from "./plan.ts";
+import { reconcileQueues } from "./reconcile.ts";
+import { functionsUrlForProject, installSchema } from "./schema.ts";
+import { FUNCTION_NAME, stageWorkdir } from "./stage.ts";
+import { planLines } from "./summary.ts";
+import {
+  type CliContext,
+  checkAccess,
+  deployFunction,
+  findSupabaseCli,
+  setFunctionSecret,
+} from "./supabase-cli.ts";
+
+export interface DeployOptions {
+  /** The Supabase project, e.g. abcdefghijklmnopqrst. */
+  projectRef: string;
+  /** A Supabase personal access token; needed unless dryRun. */
+  accessToken?: string;
+  /** Postgres connection string of the project, as its `postgres` role. */
+  dbUrl: string;
+  /** The secret shared by pg_net and the edge function; when absent the one in Vault is kept (or one is made). */
+  supaqueueSecret?: string;
+  /** Where to read supaqueue.yml. */
+  configPath: string;
+  /** How to name it in messages and annotations (relative to the repository). */
+  configFile: string;
+  /** Overrides https://<project-ref>.supabase.co/functions/v1 (self-hosted or local stacks). */
+  functionsUrl?: string;
+  /** Plan only: validate, connect, read, print what would change, and change nothing. */
+  dryRun: boolean;
+  /** Where `${VAR}` in supaqueue.yml comes from. */
+  env: Record<string, string | undefined>;
+}
+
+export interface DeployResult {
+  dryRun: boolean;
+  /** Schema version after the run (before it, for a dry run; null when Supaqueue is not installed). */
+  schemaVersion: number | null;
+  /** Migrations applied by this run; for a dry run, those it would apply. */
+  migrations: string[];
+  functionsUrl: string;
+  /** URL of execute_current_job, which pg_net calls. */
+  functionUrl: string;
+  /** What was done to queues, workers and header secrets (for a dry run, what would be). */
+  plan: Plan;
+  /** Whether anything changed in the database (or would, for a dry run). */
+  changed: boolean;
+  /** pg_cron schedule of tick(), null without pg_cron, undefined for a dry run. */
+  tickSchedule?: string | null;
+  /** Whether the shared secret was created by this run (first install). */
+  secretCreated?: boolean;
+}
+
+/**
+ * Installs or upgrades Supaqueue on a project and brings its queues in line with supaqueue.yml:
+ * validate the file → check the database and the plan (conflicts) → check the access token → migrations and the
+ * Vault secret → the function's SUPAQUEUE_SECRET → deploy execute_current_job → reconcile queues and workers.
+ * Nothing is changed until every check before it has passed. With dryRun it stops after the plan.
+ */
+export async function deploy(options: DeployOptions, log: Logger): Promise<DeployResult> {
+  if (options.accessToken) log.secret(options.accessToken);
+  if (options.supaqueueSecret) log.secret(options.supaqueueSecret);
+  const functionsUrl = (options.functionsUrl ?? functionsUrlForProject(options.projectRef)).replace(
+    /\/+$/,
+    "",
+  );
+  const functionUrl = `${functionsUrl}/${FUNCTION_NAME}`;
+
+  let config = await log.group(`Validate ${options.configFile}`, async () => {
+    const file = readQueueFile(options, log);
+    log.info(`${file.queues.length} queue(s): ${file.queues.map((q) => q.name).join(", ") || "none"}`);
+    return file;
+  });
+
+  const client = await log.group("Connect to the database", async () => {
+    const c = await connect(options.dbUrl);
+    log.info("Connected.");
+    return c;
+  });
+  try {
+    const before = await log.group("Plan", async () => {
+      const planned = await planAgainst(client, options, config, log);
+      for (const line of planLines(planned.plan)) log.info(line);
+      return planned;
+    });
+    config = before.config;
+    const plan = before.plan;
+
+    if (options.dryRun) {
+      log.info("Dry run: nothing was changed.");
+      return {
+        dryRun: true,
+        schemaVersion: before.schemaVersion,
+        migrations: plan.pendingMigrations,
+        functionsUrl,
+        functionUrl,
+        plan,
+        changed: plan.pendingMigrations.length > 0 || planChangesQueues(plan),
+      };
+    }
+    if (!options.accessToken)
+      throw new Error("supaqueue: access-token is required (it may be left out only for a dry run)");
+
+    const workdir = stageWorkdir();
+    try {
+      const ctx: CliContext = await log.group("Check Supabase access", async () => {
+        const cli = await findSupabaseCli(log);
+        const c = {
+          cli,
+          projectRef: options.projectRef,
+          accessToken: options.accessToken as string,
+          workdir,
+          log,
+        };
+        await checkAccess(c);
+        return c;
+      });
+
+      const schema = await log.group("Apply migrations and the Vault secret", async () => {
+        const installed = await installSchema(client, { functionsUrl, secret: options.supaqueueSecret });
+        log.secret(installed.secret);
+        log.info(
+          installed.applied.length > 0
+            ? `Applied ${installed.applied.join(", ")}; schema version ${installed.version}.`
+            : `Schema version ${installed.version}: no migration to apply.`,
+        );
+        log.info(`Vault secret supaqueue_secret ${installed.secretCreated ? "created" : "kept"}.`);
+        return installed;
+      });
+
+      await log.group("Set the function secret SUPAQUEUE_SECRET", () =>
+        setFunctionSecret(ctx, schema.secret),
+      );
+      await log.group(`Deploy ${FUNCTION_NAME}`, () => deployFunction(ctx));
+
+      const applied = await log.group("Reconcile queues and workers", async () => {
+        const done = await reconcileQueues(client, config);
+        for (const line of planLines(done, { done: true })) log.info(line);
+        return done;
+      });
+      return {
+        dryRun: false,
+        schemaVersion: schema.version,
+        migrations: schema.applied,
+        functionsUrl,
+        functionUrl,
+        plan: applied,
+        changed: schema.applied.length > 0 || planChangesQueues(applied),
+        tickSchedule: schema.tickSchedule,
+        secretCreated: schema.secretCreated,
+      };
+    } finally {
+      workdir.remove();
+    }
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+function readQueueFile(options: DeployOptions, log: Logger, maxCallTimeoutMs?: number): QueueFile {
+  const config = loadConfig(options.configPath, options.configFile, { env: options.env, maxCallTimeoutMs });
+  // Header values that come from the environment are secrets: mask them before anything could print them.
+  for (const queue of config.queues) for (const header of queue.secretHeaders) log.secret(header.value);
+  return config;
+}
+
+/**
+ * Reads the database and plans against it. The file is checked again when the database allows a different
+ * longest timeout than the default, and a file queue named like a hand-made queue stops the run here.
+ */
+async function planAgainst(
+  client: pg.ClientBase,
+  options: DeployOptions,
+  config: QueueFile,
+  log: Logger,
+): Promise<{ config: QueueFile; plan: Plan; schemaVersion: number | null }> {
+  const state = await readInstalledState(client);
+  let file = config;
+  if (state.maxCallTimeoutMs !== null && state.maxCallTimeoutMs !== DEFAULT_MAX_CALL_TIMEOUT_MS) {
+    file = readQueueFile(options, log, state.maxCallTimeoutMs);
+  }
+  const plan = computePlan(file, state);
+  if (plan.conflicts.length > 0) throw new ConfigError(plan.conflicts);
+  const version = state.appliedVersions.length > 0 ? Math.max(...state.appliedVersions) : null;
+  return { config: file, plan, schemaVersion: version };
+}

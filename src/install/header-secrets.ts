@@ -1,0 +1,51 @@
+import type pg from "pg";
+
+/** Vault secrets of queue headers are named after their queue and header, so each belongs to one header. */
+export const HEADER_SECRET_PREFIX = "supaqueue_header_";
+
+/** The Vault name of a queue's secret header, e.g. supaqueue_header_send-email_x-api-key. */
+export function headerSecretName(queue: string, header: string): string {
+  return `${HEADER_SECRET_PREFIX}${queue}_${header.toLowerCase()}`;
+}
+
+export interface StoredSecret {
+  id: string;
+  value: string;
+}
+
+/** The header secrets in Vault by name, decrypted; empty when Vault is not installed yet. */
+export async function readHeaderSecrets(client: pg.ClientBase): Promise<Map<string, StoredSecret>> {
+  const vault = await client.query<{ ok: boolean }>(
+    "select to_regclass('vault.decrypted_secrets') is not null as ok",
+  );
+  if (!vault.rows[0]?.ok) return new Map();
+  const { rows } = await client.query<{ name: string; id: string; value: string }>(
+    "select name, id::text, decrypted_secret as value from vault.decrypted_secrets where starts_with(name, $1)",
+    [HEADER_SECRET_PREFIX],
+  );
+  return new Map(rows.map((row) => [row.name, { id: row.id, value: row.value }]));
+}
+
+/** Creates or updates a header secret through Vault's functions (the only way Supabase allows). */
+export async function writeHeaderSecret(
+  client: pg.ClientBase,
+  name: string,
+  value: string,
+  existing: StoredSecret | undefined,
+): Promise<void> {
+  if (existing) {
+    await client.query("select vault.update_secret($1::uuid, $2)", [existing.id, value]);
+  } else {
+    await client.query("select vault.create_secret($1, $2, 'Supaqueue queue header (from supaqueue.yml)')", [
+      value,
+      name,
+    ]);
+  }
+}
+
+export async function deleteHeaderSecret(client: pg.ClientBase, name: string): Promise<void> {
+  await client.query("delete from vault.secrets where name = $1 and starts_with(name, $2)", [
+    name,
+    HEADER_SECRET_PREFIX,
+  ]);
+}

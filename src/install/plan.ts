@@ -1,0 +1,281 @@
+import { isDeepStrictEqual } from "node:util";
+import type pg from "pg";
+import { formatDuration } from "../config/duration.ts";
+import type { ConfigProblem, QueueFile, QueueSpec } from "../config/types.ts";
+import { loadMigrations, type Migration } from "../db/migrate.ts";
+import { headerSecretName, readHeaderSecrets, type StoredSecret } from "./header-secrets.ts";
+
+/** Queues from supaqueue.yml carry this in supaqueue.queue.managed_by; the installer touches no other queue. */
+export const MANAGED_BY = "supaqueue.yml";
+
+/** The columns of supaqueue.queue that supaqueue.yml sets. */
+export interface QueueRow {
+  url: string | null;
+  function_name: string | null;
+  method: string;
+  headers: Record<string, string>;
+  secret_headers: Record<string, string>;
+  max_attempts: number;
+  timeout_ms: number;
+  backoff_base_ms: number;
+  backoff_max_ms: number;
+  success_codes: number[] | null;
+  retry_codes: number[] | null;
+  paused: boolean;
+}
+
+interface ExistingQueue extends QueueRow {
+  name: string;
+  managed_by: string | null;
+  workers: number;
+  unfinished_jobs: number;
+}
+
+/** What the database holds now, as far as the installer cares. Read without changing anything. */
+export interface InstalledState {
+  schemaInstalled: boolean;
+  appliedVersions: number[];
+  maxCallTimeoutMs: number | null;
+  queues: Map<string, ExistingQueue>;
+  secrets: Map<string, StoredSecret>;
+}
+
+export interface QueueChange {
+  name: string;
+  action: "create" | "update" | "unchanged";
+  /** What differs, for people: "method: POST → PUT", "header X-Api-Key: secret value changed". Never a value of a secret. */
+  changes: string[];
+  /** Whether the supaqueue.queue row itself is written (a changed secret alone does not need it). */
+  rowChanged: boolean;
+  workers: { from: number | null; to: number };
+  row: QueueRow;
+}
+
+export interface QueueRemoval {
+  name: string;
+  unfinishedJobs: number;
+  /** remove: empty, goes now; pause: has unfinished jobs, paused until empty; keep-paused: already paused, still has jobs. */
+  action: "remove" | "pause" | "keep-paused";
+}
+
+export interface SecretChange {
+  /** Vault name of the secret. */
+  name: string;
+  queue: string;
+  header: string;
+  action: "create" | "update" | "delete";
+}
+
+/** Everything a run would do, computed before anything is done. Holds no secret values. */
+export interface Plan {
+  schemaInstalled: boolean;
+  pendingMigrations: string[];
+  queues: QueueChange[];
+  removals: QueueRemoval[];
+  secrets: SecretChange[];
+  /** File queues whose names belong to queues created by hand: an error, checked before any change. */
+  conflicts: ConfigProblem[];
+}
+
+/** Whether applying the plan would change the database (migrations aside). */
+export function planChangesQueues(plan: Plan): boolean {
+  return (
+    plan.queues.some((q) => q.action !== "unchanged") ||
+    plan.removals.some((r) => r.action !== "keep-paused") ||
+    plan.secrets.length > 0
+  );
+}
+
+export async function readInstalledState(client: pg.ClientBase): Promise<InstalledState> {
+  const installed = await client.query<{ queue: boolean; migration: boolean }>(
+    "select to_regclass('supaqueue.queue') is not null as queue, to_regclass('supaqueue.migration') is not null as migration",
+  );
+  const secrets = await readHeaderSecrets(client);
+  const state: InstalledState = {
+    schemaInstalled: installed.rows[0]?.queue ?? false,
+    appliedVersions: [],
+    maxCallTimeoutMs: null,
+    queues: new Map(),
+    secrets,
+  };
+  if (installed.rows[0]?.migration) {
+    const { rows } = await client.query<{ version: number }>(
+      "select version from supaqueue.migration order by version",
+    );
+    state.appliedVersions = rows.map((r) => r.version);
+  }
+  if (!state.schemaInstalled) return state;
+  const config = await client.query<{ max: number }>(
+    "select max_call_timeout_ms as max from supaqueue.config",
+  );
+  state.maxCallTimeoutMs = config.rows[0]?.max ?? null;
+  const { rows } = await client.query<ExistingQueue>(`
+    select q.name, q.url, q.function_name, q.method, q.headers, q.secret_headers, q.max_attempts, q.timeout_ms,
+           q.backoff_base_ms, q.backoff_max_ms, q.success_codes, q.retry_codes, q.paused, q.managed_by,
+           (select count(*)::int from supaqueue.worker w where w.queue_id = q.id and not w.retiring) as workers,
+           (select count(*)::int from supaqueue.job j
+             where j.queue_id = q.id and j.status in ('pending', 'in_progress')) as unfinished_jobs
+    from supaqueue.queue q order by q.name`);
+  for (const row of rows) state.queues.set(row.name, row);
+  return state;
+}
+
+/** The supaqueue.queue row a queue of the file asks for. */
+export function desiredRow(spec: QueueSpec): QueueRow {
+  return {
+    url: spec.url,
+    function_name: spec.functionName,
+    method: spec.method,
+    headers: spec.headers,
+    secret_headers: Object.fromEntries(
+      spec.secretHeaders.map((h) => [h.header, headerSecretName(spec.name, h.header)]),
+    ),
+    max_attempts: spec.maxAttempts,
+    timeout_ms: spec.timeoutMs,
+    backoff_base_ms: spec.backoffBaseMs,
+    backoff_max_ms: spec.backoffMaxMs,
+    success_codes: spec.successCodes,
+    retry_codes: spec.retryCodes,
+    paused: spec.paused,
+  };
+}
+
+/** Computes what a run would do to bring the database in line with the file. Changes nothing. */
+export function computePlan(
+  config: QueueFile,
+  state: InstalledState,
+  migrations: Migration[] = loadMigrations(),
+): Plan {
+  const plan: Plan = {
+    schemaInstalled: state.schemaInstalled,
+    pendingMigrations: migrations
+      .filter((m) => !state.appliedVersions.includes(m.version))
+      .map((m) => m.name),
+    queues: [],
+    removals: [],
+    secrets: [],
+    conflicts: [],
+  };
+  const wanted = new Set(config.queues.map((q) => q.name));
+  // Secret names still used by a managed queue after the run; any other header secret of a managed queue goes.
+  const keptSecrets = new Set<string>();
+
+  for (const spec of config.queues) {
+    const existing = state.queues.get(spec.name);
+    if (existing && existing.managed_by !== MANAGED_BY) {
+      plan.conflicts.push({
+        position: spec.position,
+        field: `queues.${spec.name}`,
+        message: `a queue named "${spec.name}" already exists and was not created from ${MANAGED_BY} (managed_by is ${existing.managed_by === null ? "null: made by hand" : `"${existing.managed_by}"`}), so Supaqueue will not touch it; rename the queue in the file, or hand it over with: update supaqueue.queue set managed_by = '${MANAGED_BY}' where name = '${spec.name}'`,
+      });
+      continue;
+    }
+    const row = desiredRow(spec);
+    const changes: string[] = [];
+    for (const header of spec.secretHeaders) {
+      const name = headerSecretName(spec.name, header.header);
+      keptSecrets.add(name);
+      const stored = state.secrets.get(name);
+      if (!stored) {
+        plan.secrets.push({ name, queue: spec.name, header: header.header, action: "create" });
+        if (existing?.secret_headers[header.header] === name)
+          changes.push(`header ${header.header}: secret restored in Vault`);
+      } else if (stored.value !== header.value) {
+        plan.secrets.push({ name, queue: spec.name, header: header.header, action: "update" });
+        changes.push(`header ${header.header}: secret value changed`);
+      }
+    }
+    if (!existing) {
+      plan.queues.push({
+        name: spec.name,
+        action: "create",
+        changes: [],
+        rowChanged: true,
+        workers: { from: null, to: spec.workers },
+        row,
+      });
+      continue;
+    }
+    const rowChanges = describeRowChanges(existing, row);
+    changes.push(...rowChanges);
+    if (existing.workers !== spec.workers) changes.push(`workers: ${existing.workers} → ${spec.workers}`);
+    for (const [header, name] of Object.entries(existing.secret_headers)) {
+      if (!keptSecrets.has(name) && state.secrets.has(name)) {
+        plan.secrets.push({ name, queue: spec.name, header, action: "delete" });
+      }
+    }
+    plan.queues.push({
+      name: spec.name,
+      action: changes.length > 0 ? "update" : "unchanged",
+      changes,
+      rowChanged: rowChanges.length > 0,
+      workers: { from: existing.workers, to: spec.workers },
+      row,
+    });
+  }
+
+  for (const existing of state.queues.values()) {
+    if (existing.managed_by !== MANAGED_BY || wanted.has(existing.name)) continue;
+    const unfinished = existing.unfinished_jobs;
+    plan.removals.push({
+      name: existing.name,
+      unfinishedJobs: unfinished,
+      action: unfinished === 0 ? "remove" : existing.paused ? "keep-paused" : "pause",
+    });
+    if (unfinished === 0) {
+      for (const [header, name] of Object.entries(existing.secret_headers)) {
+        if (state.secrets.has(name))
+          plan.secrets.push({ name, queue: existing.name, header, action: "delete" });
+      }
+    }
+  }
+  return plan;
+}
+
+const LABELS: [keyof QueueRow, string, (v: never) => string][] = [
+  ["url", "url", String],
+  ["function_name", "function", String],
+  ["method", "method", String],
+  ["max_attempts", "max_attempts", String],
+  ["timeout_ms", "timeout", formatDuration],
+  ["backoff_base_ms", "backoff.base", formatDuration],
+  ["backoff_max_ms", "backoff.max", formatDuration],
+  ["success_codes", "success_codes", (v: number[] | null) => (v ? `[${v.join(", ")}]` : "default")],
+  ["retry_codes", "retry_codes", (v: number[] | null) => (v ? `[${v.join(", ")}]` : "default")],
+  ["paused", "paused", String],
+];
+
+function describeRowChanges(existing: QueueRow, row: QueueRow): string[] {
+  const changes: string[] = [];
+  for (const [key, label, show] of LABELS) {
+    if (!isDeepStrictEqual(existing[key], row[key])) {
+      const before = existing[key] === null ? "none" : show(existing[key] as never);
+      const after = row[key] === null ? "none" : show(row[key] as never);
+      changes.push(`${label}: ${before} → ${after}`);
+    }
+  }
+  for (const header of new Set([...Object.keys(existing.headers), ...Object.keys(row.headers)])) {
+    const before = existing.headers[header];
+    const after = row.headers[header];
+    if (before !== after) {
+      changes.push(
+        `header ${header}: ${before === undefined ? "added" : after === undefined ? "removed" : "value changed"}`,
+      );
+    }
+  }
+  for (const header of new Set([
+    ...Object.keys(existing.secret_headers),
+    ...Object.keys(row.secret_headers),
+  ])) {
+    const before = existing.secret_headers[header];
+    const after = row.secret_headers[header];
+    if (before === undefined && after !== undefined) {
+      changes.push(`header ${header}: secret added`);
+    } else if (before !== undefined && after === undefined) {
+      changes.push(`header ${header}: secret removed`);
+    } else if (before !== after) {
+      changes.push(`header ${header}: Vault secret renamed`);
+    }
+  }
+  return changes;
+}

@@ -1,0 +1,120 @@
+import type { DeployResult } from "./deploy.ts";
+import type { Plan } from "./plan.ts";
+
+const PAUSED_NOTE = "it is removed by a later run once its jobs are done";
+
+/** The plan (or, with done, what was applied) as log lines. Never holds a secret value. */
+export function planLines(plan: Plan, { done = false }: { done?: boolean } = {}): string[] {
+  const lines: string[] = [];
+  if (!done && plan.pendingMigrations.length > 0)
+    lines.push(`migrations to apply: ${plan.pendingMigrations.join(", ")}`);
+  for (const q of plan.queues) {
+    const workers = `${q.workers.to} worker${q.workers.to === 1 ? "" : "s"}`;
+    if (q.action === "create")
+      lines.push(`${done ? "created" : "create"} queue ${q.name} (${target(q.row)}, ${workers})`);
+    else if (q.action === "update")
+      lines.push(`${done ? "changed" : "change"} queue ${q.name}: ${q.changes.join("; ")}`);
+  }
+  for (const r of plan.removals) {
+    const jobs = `${r.unfinishedJobs} unfinished job${r.unfinishedJobs === 1 ? "" : "s"}`;
+    if (r.action === "remove")
+      lines.push(`${done ? "removed" : "remove"} queue ${r.name} (not in the file, empty)`);
+    else if (r.action === "pause")
+      lines.push(`${done ? "paused" : "pause"} queue ${r.name} (not in the file, ${jobs}): ${PAUSED_NOTE}`);
+    else lines.push(`queue ${r.name} stays paused (not in the file, ${jobs}): ${PAUSED_NOTE}`);
+  }
+  for (const s of plan.secrets) {
+    const verb = {
+      create: done ? "created" : "create",
+      update: done ? "updated" : "update",
+      delete: done ? "deleted" : "delete",
+    }[s.action];
+    lines.push(`${verb} Vault secret ${s.name} (header ${s.header} of queue ${s.queue})`);
+  }
+  const unchanged = plan.queues.filter((q) => q.action === "unchanged").length;
+  if (lines.length === 0)
+    lines.push(`queues: no changes (${unchanged} queue${unchanged === 1 ? "" : "s"} up to date)`);
+  else if (unchanged > 0) lines.push(`${unchanged} other queue${unchanged === 1 ? "" : "s"} up to date`);
+  return lines;
+}
+
+function target(row: Plan["queues"][number]["row"]): string {
+  return row.function_name ? `${row.method} function ${row.function_name}` : `${row.method} ${row.url}`;
+}
+
+/** The `summary` output: what changed, as JSON. Names only, never a secret value. */
+export function summaryJson(result: DeployResult) {
+  const { plan } = result;
+  return {
+    dryRun: result.dryRun,
+    changed: result.changed,
+    schemaVersion: result.schemaVersion,
+    migrations: result.migrations,
+    functionUrl: result.functionUrl,
+    queues: {
+      created: plan.queues.filter((q) => q.action === "create").map((q) => q.name),
+      changed: plan.queues
+        .filter((q) => q.action === "update")
+        .map((q) => ({ name: q.name, changes: q.changes })),
+      unchanged: plan.queues.filter((q) => q.action === "unchanged").map((q) => q.name),
+      paused: plan.removals
+        .filter((r) => r.action !== "remove")
+        .map((r) => ({ name: r.name, unfinishedJobs: r.unfinishedJobs })),
+      removed: plan.removals.filter((r) => r.action === "remove").map((r) => r.name),
+    },
+    workers: Object.fromEntries(plan.queues.map((q) => [q.name, q.workers.to])),
+    secrets: plan.secrets.map((s) => ({ name: s.name, queue: s.queue, header: s.header, action: s.action })),
+  };
+}
+
+/** The job summary, in Markdown. */
+export function summaryMarkdown(result: DeployResult): string {
+  const { plan } = result;
+  const out: string[] = [
+    `## Supaqueue ${result.dryRun ? "plan (dry run: nothing was changed)" : "install"}`,
+    "",
+  ];
+  out.push("| | |", "|---|---|");
+  out.push(`| Schema version | ${result.schemaVersion ?? "not installed"} |`);
+  out.push(
+    `| Migrations ${result.dryRun ? "to apply" : "applied"} | ${result.migrations.length > 0 ? result.migrations.map((m) => `\`${m}\``).join(", ") : "none"} |`,
+  );
+  out.push(`| Function | ${result.functionUrl} |`, "");
+  if (!result.changed) out.push("**No changes**: the database already matches the queue file.", "");
+  const rows: string[] = [];
+  for (const q of plan.queues) {
+    const workers =
+      q.workers.from === null || q.workers.from === q.workers.to
+        ? `${q.workers.to}`
+        : `${q.workers.from} → ${q.workers.to}`;
+    const change = { create: "created", update: "changed", unchanged: "unchanged" }[q.action];
+    rows.push(
+      `| \`${q.name}\` | ${result.dryRun ? `would be ${change}` : change} | ${workers} | ${escapeCell(q.changes.join("; "))} |`,
+    );
+  }
+  for (const r of plan.removals) {
+    const change = r.action === "remove" ? "removed" : r.action === "pause" ? "paused" : "still paused";
+    const detail =
+      r.action === "remove"
+        ? "not in the file; empty"
+        : `not in the file; ${r.unfinishedJobs} unfinished job(s); ${PAUSED_NOTE}`;
+    rows.push(`| \`${r.name}\` | ${result.dryRun ? `would be ${change}` : change} | | ${detail} |`);
+  }
+  if (rows.length > 0)
+    out.push("### Queues", "", "| Queue | Change | Workers | Details |", "|---|---|---|---|", ...rows, "");
+  if (plan.secrets.length > 0) {
+    out.push(
+      "### Header secrets in Vault",
+      "",
+      "| Vault secret | Queue | Header | Change |",
+      "|---|---|---|---|",
+    );
+    for (const s of plan.secrets) out.push(`| \`${s.name}\` | \`${s.queue}\` | ${s.header} | ${s.action} |`);
+    out.push("");
+  }
+  return out.join("\n");
+}
+
+function escapeCell(text: string): string {
+  return text.replace(/\|/g, "\\|");
+}
