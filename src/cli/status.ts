@@ -1,0 +1,149 @@
+import type pg from "pg";
+import { connect } from "../db/connect.ts";
+import { type CommandSpec, DB_URL_FLAG, type Parsed, requireDbUrl, UsageError } from "./args.ts";
+import { formatTable, ms } from "./table.ts";
+
+export const STATUS: CommandSpec = {
+  name: "status",
+  brief: "each queue's jobs, workers, call times and latest failures",
+  summary:
+    "show each queue's jobs (pending, scheduled, in flight, failed), workers busy/total, p50/p95 call time, and the latest failures with their errors.",
+  flags: {
+    "db-url": DB_URL_FLAG,
+    failures: {
+      type: "string",
+      value: "N",
+      description: "How many of the latest failed jobs to show (default 5).",
+    },
+    json: { type: "boolean", description: "Print JSON instead of tables." },
+  },
+};
+
+export interface QueueStatus {
+  queue: string;
+  paused: boolean;
+  pending: number;
+  scheduled: number;
+  in_flight: number;
+  successful: number;
+  failed: number;
+  cancelled: number;
+  workers: number;
+  busy_workers: number;
+  p50_ms: number | null;
+  p95_ms: number | null;
+}
+
+export interface RecentFailure {
+  queue: string;
+  job_id: string;
+  attempts: number;
+  status_code: number | null;
+  error: string | null;
+  finished_at: string;
+}
+
+/** Per-queue counters from supaqueue.queue_stats, and the latest failed jobs with the error of their last attempt. */
+export async function readStatus(
+  client: pg.ClientBase,
+  failures = 5,
+): Promise<{ queues: QueueStatus[]; failures: RecentFailure[] }> {
+  const stats = await client.query<QueueStatus>(`
+    select queue, paused, pending::int, scheduled::int, in_flight::int, successful::int, failed::int, cancelled::int,
+           workers::int, busy_workers::int, p50_ms::float8, p95_ms::float8
+    from supaqueue.queue_stats order by queue`);
+  const recent = await client.query<RecentFailure>(
+    `select q.name as queue, j.id::text as job_id, j.attempts,
+            coalesce(a.status_code, j.last_status_code) as status_code,
+            coalesce(a.error, j.last_error) as error, j.finished_at::text as finished_at
+     from supaqueue.job j
+     join supaqueue.queue q on q.id = j.queue_id
+     left join lateral (select status_code, error from supaqueue.attempt a
+                        where a.job_id = j.id order by a.id desc limit 1) a on true
+     where j.status = 'failed'
+     order by j.finished_at desc limit $1`,
+    [failures],
+  );
+  return { queues: stats.rows, failures: recent.rows };
+}
+
+export async function runStatus(parsed: Parsed, env: Record<string, string | undefined>): Promise<number> {
+  const url = requireDbUrl("status", parsed.values, env);
+  const failures = parsed.values.failures === undefined ? 5 : Number(parsed.values.failures);
+  if (!Number.isInteger(failures) || failures < 0) {
+    throw new UsageError(
+      "status",
+      `--failures must be a whole number of jobs, not "${parsed.values.failures}"`,
+    );
+  }
+  const client = await connect(url);
+  try {
+    const installed = await client.query<{ ok: boolean }>(
+      "select to_regclass('supaqueue.queue_stats') is not null as ok",
+    );
+    if (!installed.rows[0]?.ok) {
+      process.stderr.write(
+        "supaqueue status: Supaqueue is not installed in this database (no supaqueue.queue_stats); run supaqueue deploy first.\n",
+      );
+      return 1;
+    }
+    const status = await readStatus(client, failures);
+    if (parsed.values.json) {
+      process.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
+      return 0;
+    }
+    process.stdout.write(`${statusText(status)}\n`);
+    return 0;
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+export function statusText(status: { queues: QueueStatus[]; failures: RecentFailure[] }): string {
+  if (status.queues.length === 0) return "No queues yet: add them to supaqueue.yml and run supaqueue deploy.";
+  const out = [
+    formatTable(
+      [
+        "queue",
+        "pending",
+        "scheduled",
+        "in flight",
+        "successful",
+        "failed",
+        "workers busy/total",
+        "p50 ms",
+        "p95 ms",
+      ],
+      status.queues.map((q) => [
+        q.paused ? `${q.queue} (paused)` : q.queue,
+        q.pending,
+        q.scheduled,
+        q.in_flight,
+        q.successful,
+        q.failed,
+        `${q.busy_workers}/${q.workers}`,
+        ms(q.p50_ms),
+        ms(q.p95_ms),
+      ]),
+    ),
+    "(p50/p95: call time over the last hour)",
+  ];
+  if (status.failures.length > 0) {
+    out.push("", "Latest failures:");
+    for (const f of status.failures) {
+      const what = [f.status_code === null ? null : `HTTP ${f.status_code}`, f.error]
+        .filter(Boolean)
+        .join(": ");
+      out.push(
+        `  ${f.finished_at}  ${f.queue}  job ${f.job_id}  after ${f.attempts} attempt(s)  ${oneLine(what || "no error text")}`,
+      );
+    }
+    out.push("  Retry them with: select supaqueue.retry_failed('<queue>');");
+  }
+  return out.join("\n");
+}
+
+function oneLine(text: string, max = 200): string {
+  const flat = text.replace(/\s+/g, " ").trim();
+  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
+}
