@@ -1,5 +1,6 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: supaqueue.yml writes ${VAR} literally.
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { projectRoot } from "../src/paths.ts";
@@ -316,6 +317,14 @@ describe("the action, run as GitHub runs it", () => {
     );
     expect(await snapshot(db.pool)).toEqual(before);
     expect(api.requests.length).toBe(calls);
+
+    // Without it in the file, the run succeeds and leaves the hand-made queue exactly as it was.
+    const { rows: legacyBefore } = await db.pool.query("select * from supaqueue.queue where name = 'legacy'");
+    const ok = await run(EDITED, { env: { EMAIL_API_KEY: EMAIL_KEY_2 } });
+    succeeded(ok);
+    expect(summaryOf(ok).changed).toBe(false);
+    const { rows: legacyAfter } = await db.pool.query("select * from supaqueue.queue where name = 'legacy'");
+    expect(legacyAfter).toEqual(legacyBefore);
   });
 });
 
@@ -463,5 +472,41 @@ describe("connection and token failures give one message naming the cause", () =
     expect(errors(result)).toEqual([
       expect.stringMatching(/^supaqueue: input "access-token" is not a Supabase personal access token/),
     ]);
+  });
+});
+
+describe("Supabase CLI 3.x", () => {
+  test("is detected by its version and given --remote= and --yes; the token goes through the environment only", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "supaqueue-cli3-"));
+    const log = join(dir, "calls.log");
+    // A stand-in for a 3.x CLI on PATH: records its arguments and whether it got the token in its environment.
+    writeFileSync(
+      join(dir, "supabase"),
+      '#!/usr/bin/env bash\nif [ "$1" = "--version" ]; then echo "3.1.0"; exit 0; fi\n' +
+        'echo "$* | token in env: $([ -n "$SUPABASE_ACCESS_TOKEN" ] && echo yes || echo no)" >> "$CALLS_LOG"\n',
+      { mode: 0o755 },
+    );
+    const result = await run(EDITED, {
+      env: { EMAIL_API_KEY: EMAIL_KEY_2, CALLS_LOG: log, PATH: `${dir}:${process.env.PATH ?? ""}` },
+    });
+    succeeded(result);
+    expect(result.stdout).toContain("Supabase CLI 3.1.0");
+    const calls = readFileSync(log, "utf8").trim().split("\n");
+    expect(calls).toEqual([
+      expect.stringMatching(
+        new RegExp(`^functions list --remote=${REF} --yes --workdir \\S+ \\| token in env: yes$`),
+      ),
+      expect.stringMatching(
+        new RegExp(
+          `^secrets set --env-file \\S+ --remote=${REF} --yes --workdir \\S+ \\| token in env: yes$`,
+        ),
+      ),
+      expect.stringMatching(
+        new RegExp(
+          `^functions deploy execute_current_job --use-api --no-verify-jwt --remote=${REF} --yes --workdir \\S+ \\| token in env: yes$`,
+        ),
+      ),
+    ]);
+    expect(calls.join("\n")).not.toContain(TOKEN);
   });
 });
