@@ -1,0 +1,376 @@
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
+import { startEmbeddedPostgres } from "../src/local/embedded.ts";
+import { projectRoot } from "../src/paths.ts";
+import { withClient } from "../src/standins/supabase.ts";
+import { installedDatabase, type TestDatabase } from "./support/db.ts";
+
+/** The CLI is run the way users run it: `node bin/supaqueue.js ...` (what npx supaqueue runs) and `npm start`. */
+const ROOT = projectRoot();
+const BIN = join(ROOT, "bin", "supaqueue.js");
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+// A clean environment: no DATABASE_URL or token from the machine leaks into what a test means to leave out.
+function cliEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const name of [
+    "DATABASE_URL",
+    "SUPABASE_DB_URL",
+    "SUPABASE_ACCESS_TOKEN",
+    "SUPABASE_PROJECT_REF",
+    "SUPAQUEUE_SECRET",
+  ]) {
+    delete env[name];
+  }
+  return { ...env, NO_COLOR: "1", ...extra };
+}
+
+function cli(args: string[], extraEnv: Record<string, string> = {}, timeout = 60_000): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(
+      "node",
+      [BIN, ...args],
+      { cwd: ROOT, env: cliEnv(extraEnv), timeout },
+      (error, stdout, stderr) => {
+        const code = error ? ((error as { code?: number }).code ?? 1) : 0;
+        resolve({ code: typeof code === "number" ? code : 1, stdout, stderr });
+      },
+    );
+  });
+}
+
+async function databaseExists(name: string): Promise<boolean> {
+  return withClient(inject("adminUrl"), async (admin) => {
+    const { rowCount } = await admin.query("select 1 from pg_database where datname = $1", [name]);
+    return rowCount === 1;
+  });
+}
+
+const tmp = mkdtempSync(join(tmpdir(), "supaqueue-cli-test-"));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe("npm start (dev --demo)", () => {
+  test("runs the demo on the given server, reports every demo job finished, exits 0 and drops its database", async () => {
+    const started = Date.now();
+    const run = await new Promise<Run>((resolve) => {
+      execFile(
+        "npm",
+        ["start", "--silent"],
+        { cwd: ROOT, env: cliEnv({ DATABASE_URL: inject("adminUrl") }), timeout: 90_000 },
+        (error, stdout, stderr) =>
+          resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      );
+    });
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(0);
+    const finished = /All (\d+) demo jobs finished in [\d.]+ s: (\d+) successful, (\d+) failed/.exec(
+      run.stdout,
+    );
+    expect(finished, run.stdout).not.toBeNull();
+    const [, total, successful, failed] = finished?.map(Number) ?? [];
+    expect(total).toBe(390);
+    expect((successful ?? 0) + (failed ?? 0)).toBe(total);
+    // The three 422 jobs always fail; a 503 on all four attempts is rare.
+    expect(failed).toBeGreaterThanOrEqual(3);
+    expect(failed).toBeLessThan(10);
+    // The final table: one row per queue and a total, with retries on the flaky and the slow queue.
+    const table = (name: string) =>
+      new RegExp(`^${name}\\s+(\\d+)\\s+(\\d+)\\s+(\\d+)\\s+(\\d+)\\s+(\\d+)`, "m").exec(run.stdout);
+    expect(table("fast")?.slice(1, 5)).toEqual(["200", "200", "0", "0"]);
+    expect(Number(table("flaky")?.[3])).toBeGreaterThan(3);
+    expect(Number(table("slow")?.[3])).toBeGreaterThanOrEqual(4);
+    expect(table("total")?.[1]).toBe("390");
+    expect(run.stdout).toMatch(/^\[\s*\d+s\] \d+\/390 done/m);
+
+    const database = /Created database (supaqueue_dev_[0-9a-f]+)/.exec(run.stdout)?.[1];
+    expect(database).toBeDefined();
+    expect(run.stdout).toContain(`Removed database ${database}.`);
+    expect(await databaseExists(database as string)).toBe(false);
+    expect(Date.now() - started).toBeLessThan(60_000);
+  }, 100_000);
+});
+
+describe("dev with a queue file", () => {
+  test("serves the real handler, calls the queue's target, and on Ctrl-C stops and drops its database", async () => {
+    const received: { path: string; body: string; jobId: string | undefined }[] = [];
+    const target = createServer((req, res) => {
+      let body = "";
+      req.on("data", (chunk) => {
+        body += chunk;
+      });
+      req.on("end", () => {
+        received.push({
+          path: req.url ?? "",
+          body,
+          jobId: req.headers["supaqueue-job-id"] as string | undefined,
+        });
+        res.writeHead(200, { "Content-Type": "application/json" }).end('{"ok":true}');
+      });
+    });
+    await new Promise<void>((resolve) => target.listen(0, "127.0.0.1", resolve));
+    const port = (target.address() as AddressInfo).port;
+    const config = join(tmp, "dev.yml");
+    writeFileSync(config, `queues:\n  hooks:\n    url: http://127.0.0.1:${port}/hook\n    workers: 2\n`);
+
+    const child: ChildProcess = spawn("node", [BIN, "dev", "--config", config], {
+      cwd: ROOT,
+      env: cliEnv({ DATABASE_URL: inject("adminUrl") }),
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout?.on("data", (chunk) => {
+      stdout += chunk;
+    });
+    child.stderr?.on("data", (chunk) => {
+      stderr += chunk;
+    });
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    try {
+      await waitFor(
+        () => stdout.includes("Ctrl-C stops everything"),
+        30_000,
+        () => stdout + stderr,
+      );
+      const dbUrl = /^ {2}database {3}(\S+)/m.exec(stdout)?.[1] as string;
+      const database = new URL(dbUrl).pathname.slice(1);
+      expect(stdout).toMatch(/queues\s+hooks \(2 workers\)/);
+
+      const enqueued = await cli(["enqueue", "hooks", '{"order": 7}', "--db-url", dbUrl]);
+      expect(enqueued.stderr).toBe("");
+      const jobId = enqueued.stdout.trim();
+      expect(jobId).toMatch(/^[0-9a-f-]{36}$/);
+      await waitFor(
+        () => received.length === 1,
+        15_000,
+        () => stdout + stderr,
+      );
+      expect(received[0]).toEqual({ path: "/hook", body: '{"order":7}', jobId });
+
+      await waitFor(
+        () => stdout.includes(`→ 200`),
+        10_000,
+        () => stdout,
+      );
+      const status = await cli(["status", "--json", "--db-url", dbUrl]);
+      expect(JSON.parse(status.stdout).queues[0]).toMatchObject({
+        queue: "hooks",
+        successful: 1,
+        workers: 2,
+      });
+
+      child.kill("SIGINT");
+      expect(await exited).toBe(0);
+      expect(stdout).toContain(`Removed database ${database}.`);
+      expect(await databaseExists(database)).toBe(false);
+    } finally {
+      child.kill("SIGKILL");
+      target.close();
+    }
+  }, 60_000);
+});
+
+describe("status, enqueue, plan and uninstall against an installed database", () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await installedDatabase();
+    // No pg_net worker runs here: a dispatched job stays in flight, which is what uninstall must notice.
+    await db.pool.query(`
+      insert into supaqueue.queue (name, url, managed_by) values ('emails', 'http://127.0.0.1:9/emails', null);
+      select supaqueue.set_workers('emails', 1);`);
+  });
+
+  test("enqueue adds a job, with --run-at and --dedup-key", async () => {
+    const now = await cli(["enqueue", "emails", '{"to":"ada@example.com"}', "--db-url", db.url]);
+    expect(now).toMatchObject({ code: 0, stderr: "" });
+    const later = await cli([
+      "enqueue",
+      "emails",
+      "--run-at",
+      "1h",
+      "--dedup-key",
+      "digest",
+      "--db-url",
+      db.url,
+    ]);
+    const again = await cli(["enqueue", "emails", '{"x":1}', "--dedup-key", "digest"], {
+      DATABASE_URL: db.url,
+    });
+    expect(later.code).toBe(0);
+    expect(again.stdout).toBe(later.stdout);
+    const { rows } = await db.pool.query(
+      "select payload, run_at > now() + interval '50 minutes' as later from supaqueue.job order by seq",
+    );
+    expect(rows).toEqual([
+      { payload: { to: "ada@example.com" }, later: false },
+      { payload: {}, later: true },
+    ]);
+
+    const missing = await cli(["enqueue", "nope", "--db-url", db.url]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('queue "nope" does not exist');
+  });
+
+  test("status shows counts per queue and the latest failures with their errors", async () => {
+    const failedJob = await cli(["enqueue", "emails", '{"n":2}', "--db-url", db.url]);
+    const jobId = failedJob.stdout.trim();
+    // Fail the job in flight as the edge function would report it (the first job holds the only worker).
+    await db.as(
+      "service_role",
+      `select public.supaqueue_complete_current_job(c.id, false, 500, null, 'upstream exploded', 12, false)
+       from supaqueue.current_job c`,
+    );
+    const json = await cli(["status", "--json", "--db-url", db.url]);
+    expect(json.code).toBe(0);
+    const status = JSON.parse(json.stdout);
+    expect(status.queues).toEqual([
+      expect.objectContaining({
+        queue: "emails",
+        pending: 0,
+        scheduled: 1,
+        in_flight: 1,
+        failed: 1,
+        workers: 1,
+        busy_workers: 1,
+      }),
+    ]);
+    expect(status.failures).toEqual([
+      expect.objectContaining({ queue: "emails", status_code: 500, error: "upstream exploded", attempts: 1 }),
+    ]);
+    expect(status.failures[0].job_id).not.toBe(jobId);
+
+    const text = await cli(["status", "--db-url", db.url]);
+    expect(text.stdout).toMatch(/^emails\s+0\s+1\s+1\s+0\s+1\s+1\/1\s+12\s+12$/m);
+    expect(text.stdout).toContain("HTTP 500: upstream exploded");
+  });
+
+  test("plan reads the database and prints what deploy would do, needing no access token", async () => {
+    const config = join(tmp, "plan.yml");
+    writeFileSync(config, "queues:\n  thumbnails:\n    function: make-thumbnail\n    workers: 3\n");
+    const run = await cli([
+      "plan",
+      "--config",
+      config,
+      "--project-ref",
+      "abcdefghijklmnopqrst",
+      "--db-url",
+      db.url,
+    ]);
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain("create queue thumbnails (POST function make-thumbnail, 3 workers)");
+    expect(run.stdout).toContain("Dry run: nothing was changed.");
+    expect(run.stdout).not.toContain(db.url);
+    const { rowCount } = await db.pool.query("select 1 from supaqueue.queue where name = 'thumbnails'");
+    expect(rowCount).toBe(0);
+  });
+
+  test("uninstall refuses while calls are in flight, and --force removes everything in one go", async () => {
+    const refused = await cli(["uninstall", "--db-url", db.url]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/1 call\(s\) are in flight; nothing was changed/);
+    const still = await db.pool.query("select count(*)::int as n from supaqueue.job");
+    expect(still.rows[0].n).toBe(3);
+
+    const forced = await cli(["uninstall", "--force", "--db-url", db.url]);
+    expect(forced.stderr).toBe("");
+    expect(forced.code).toBe(0);
+    expect(forced.stdout).toContain("Supaqueue is uninstalled.");
+    const { rows } = await db.pool.query(`
+      select to_regnamespace('supaqueue') is null as schema_gone,
+             to_regproc('public.supaqueue_complete_current_job') is null as function_gone,
+             (select count(*)::int from vault.secrets where name like 'supaqueue%') as secrets`);
+    expect(rows[0]).toEqual({ schema_gone: true, function_gone: true, secrets: 0 });
+
+    const again = await cli(["uninstall", "--db-url", db.url]);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain("already uninstalled");
+    const status = await cli(["status", "--db-url", db.url]);
+    expect(status.code).toBe(1);
+    expect(status.stderr).toContain("Supaqueue is not installed in this database");
+  });
+});
+
+describe("bad command lines exit 2 and name the flag", () => {
+  test.each([
+    [["status", "--bogus"], /unknown flag --bogus/],
+    [["status"], /no database given: pass --db-url/],
+    [["enqueue"], /missing the queue name/],
+    [["enqueue", "q", "{not json", "--db-url", "postgres://x@127.0.0.1/x"], /the payload is not valid JSON/],
+    [
+      ["enqueue", "q", "--run-at", "someday", "--db-url", "postgres://x@127.0.0.1/x"],
+      /--run-at must be an ISO timestamp/,
+    ],
+    [
+      ["status", "--failures", "many", "--db-url", "postgres://x@127.0.0.1/x"],
+      /--failures must be a whole number/,
+    ],
+    [["dev", "--port", "http"], /--port must be a port number/],
+    [["dev", "--demo", "--config", "x.yml"], /--demo runs its own queues: leave out --config/],
+    [
+      ["deploy", "--project-ref", "abcdefghijklmnopqrst", "--db-url", "postgres://x@127.0.0.1/x"],
+      /--access-token \(or \$SUPABASE_ACCESS_TOKEN\) is required/,
+    ],
+    [
+      ["plan", "--db-url", "postgres://x@127.0.0.1/x"],
+      /--project-ref \(or \$SUPABASE_PROJECT_REF\) is required/,
+    ],
+    [["deploy", "--db-url"], /flag --db-url needs a value/],
+    [["launch"], /unknown command "launch"/],
+  ])("supaqueue %j", async (args, message) => {
+    const run = await cli(args);
+    expect(run.stderr).toMatch(message);
+    expect(run.code).toBe(2);
+  });
+
+  test("every command has --help", async () => {
+    for (const command of ["dev", "deploy", "plan", "status", "enqueue", "uninstall"]) {
+      const run = await cli([command, "--help"]);
+      expect(run.code).toBe(0);
+      expect(run.stdout).toMatch(new RegExp(`^Usage: supaqueue ${command}`, "m"));
+      expect(run.stdout).toContain("--help");
+    }
+    const top = await cli(["--help"]);
+    expect(top.stdout).toContain("uninstall");
+  });
+});
+
+describe("embedded Postgres (what dev uses when no database is given)", () => {
+  test("starts with no install, accepts connections, and stop() removes its data", async () => {
+    const server = await startEmbeddedPostgres();
+    const url = new URL(server.adminUrl);
+    try {
+      const client = new pg.Client({ connectionString: server.adminUrl });
+      await client.connect();
+      const { rows } = await client.query(
+        "select current_setting('server_version_num')::int / 10000 as major, rolsuper from pg_roles where rolname = current_user",
+      );
+      await client.end();
+      expect(rows[0]).toEqual({ major: 15, rolsuper: true });
+    } finally {
+      await server.stop();
+    }
+    expect(url.hostname).toBe("127.0.0.1");
+    const leftover = new pg.Client({ connectionString: server.adminUrl, connectionTimeoutMillis: 1000 });
+    await expect(leftover.connect()).rejects.toThrow();
+    await leftover.end().catch(() => {});
+  }, 60_000);
+});
+
+async function waitFor(condition: () => boolean, timeoutMs: number, describe: () => string): Promise<void> {
+  const started = Date.now();
+  while (!condition()) {
+    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting; output so far:\n${describe()}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
