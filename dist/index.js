@@ -38754,6 +38754,18 @@ function summaryMarkdown(result) {
 function escapeCell(text) {
     return text.replace(/\|/g, "\\|");
 }
+/** The job summary of a failed run: what stopped it, and for a bad queue file every problem with its place. */
+function failureMarkdown(message, problems = []) {
+    const out = ["## Supaqueue install failed", "", escapeCell(message), ""];
+    if (problems.length > 0) {
+        out.push("Nothing was changed.", "", "| Where | Field | Problem |", "|---|---|---|");
+        for (const p of problems) {
+            out.push(`| ${p.position.file}:${p.position.line}:${p.position.column} | \`${p.field}\` | ${escapeCell(p.message)} |`);
+        }
+        out.push("");
+    }
+    return out.join("\n");
+}
 
 ;// CONCATENATED MODULE: ./src/install/supabase-cli.ts
 
@@ -39010,15 +39022,19 @@ async function run() {
         info(result.changed ? "Done." : "Done: no changes.");
     }
     catch (error) {
-        if (error instanceof ConfigError) {
-            for (const problem of error.problems) {
-                actionLogger.error(`${problem.field}: ${problem.message}`, problem.position);
-            }
-            setFailed(`supaqueue: ${error.problems.length} problem(s) in the queue file; nothing was changed (each is annotated above).`);
-        }
-        else {
-            setFailed(error instanceof Error ? error.message : String(error));
-        }
+        const problems = error instanceof ConfigError ? error.problems : [];
+        for (const problem of problems)
+            actionLogger.error(`${problem.field}: ${problem.message}`, problem.position);
+        const message = error instanceof ConfigError
+            ? `supaqueue: ${problems.length} problem(s) in the queue file; nothing was changed (each is annotated above).`
+            : error instanceof Error
+                ? error.message
+                : String(error);
+        setFailed(message);
+        await summary
+            .addRaw(failureMarkdown(message, problems))
+            .write()
+            .catch(() => { });
     }
 }
 

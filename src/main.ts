@@ -3,7 +3,7 @@ import { ConfigError } from "./config/types.ts";
 import { deployOptions, readInputs } from "./inputs.ts";
 import { deploy } from "./install/deploy.ts";
 import type { Logger } from "./install/logger.ts";
-import { summaryJson, summaryMarkdown } from "./install/summary.ts";
+import { failureMarkdown, summaryJson, summaryMarkdown } from "./install/summary.ts";
 
 /** The install modules' logger, on top of @actions/core: groups, masks and file annotations. */
 const actionLogger: Logger = {
@@ -29,15 +29,19 @@ export async function run(): Promise<void> {
     core.setOutput("function-url", result.functionUrl);
     core.info(result.changed ? "Done." : "Done: no changes.");
   } catch (error) {
-    if (error instanceof ConfigError) {
-      for (const problem of error.problems) {
-        actionLogger.error(`${problem.field}: ${problem.message}`, problem.position);
-      }
-      core.setFailed(
-        `supaqueue: ${error.problems.length} problem(s) in the queue file; nothing was changed (each is annotated above).`,
-      );
-    } else {
-      core.setFailed(error instanceof Error ? error.message : String(error));
-    }
+    const problems = error instanceof ConfigError ? error.problems : [];
+    for (const problem of problems)
+      actionLogger.error(`${problem.field}: ${problem.message}`, problem.position);
+    const message =
+      error instanceof ConfigError
+        ? `supaqueue: ${problems.length} problem(s) in the queue file; nothing was changed (each is annotated above).`
+        : error instanceof Error
+          ? error.message
+          : String(error);
+    core.setFailed(message);
+    await core.summary
+      .addRaw(failureMarkdown(message, problems))
+      .write()
+      .catch(() => {});
   }
 }

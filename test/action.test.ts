@@ -409,6 +409,8 @@ describe("bad input fails before any change, with annotations at file:line:colum
     expect(result.stdout).toMatch(
       /::error::supaqueue: \d+ problem\(s\) in the queue file; nothing was changed/,
     );
+    expect(result.summary).toContain("## Supaqueue install failed");
+    expect(result.summary).toContain(`| supaqueue.yml:${expected[0]?.line}:${expected[0]?.col} |`);
     expect(await snapshot(db.pool)).toEqual(before);
   });
 

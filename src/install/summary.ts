@@ -1,3 +1,4 @@
+import type { ConfigProblem } from "../config/types.ts";
 import type { DeployResult } from "./deploy.ts";
 import type { Plan } from "./plan.ts";
 
@@ -117,4 +118,19 @@ export function summaryMarkdown(result: DeployResult): string {
 
 function escapeCell(text: string): string {
   return text.replace(/\|/g, "\\|");
+}
+
+/** The job summary of a failed run: what stopped it, and for a bad queue file every problem with its place. */
+export function failureMarkdown(message: string, problems: ConfigProblem[] = []): string {
+  const out = ["## Supaqueue install failed", "", escapeCell(message), ""];
+  if (problems.length > 0) {
+    out.push("Nothing was changed.", "", "| Where | Field | Problem |", "|---|---|---|");
+    for (const p of problems) {
+      out.push(
+        `| ${p.position.file}:${p.position.line}:${p.position.column} | \`${p.field}\` | ${escapeCell(p.message)} |`,
+      );
+    }
+    out.push("");
+  }
+  return out.join("\n");
 }

@@ -1,0 +1,152 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: supaqueue.yml writes ${VAR} literally.
+import { describe, expect, test } from "vitest";
+import { validateConfigText } from "../src/config/validate.ts";
+import { computePlan, type InstalledState, planChangesQueues } from "../src/install/plan.ts";
+import { failureMarkdown, planLines, summaryJson } from "../src/install/summary.ts";
+import { projectArgs } from "../src/install/supabase-cli.ts";
+
+const migrations = [{ version: 1, name: "0001_supaqueue", sql: "" }];
+
+function file(text: string, env: Record<string, string> = {}) {
+  const { config, problems } = validateConfigText(text, "supaqueue.yml", { env });
+  expect(problems).toEqual([]);
+  return config;
+}
+
+function installed(
+  queues: Record<string, Partial<InstalledQueue>>,
+  secrets: Record<string, string> = {},
+): InstalledState {
+  return {
+    schemaInstalled: true,
+    appliedVersions: [1],
+    maxCallTimeoutMs: 140_000,
+    queues: new Map(
+      Object.entries(queues).map(([name, q]) => [
+        name,
+        {
+          name,
+          url: null,
+          function_name: "f",
+          method: "POST",
+          headers: {},
+          secret_headers: {},
+          max_attempts: 3,
+          timeout_ms: 30_000,
+          backoff_base_ms: 10_000,
+          backoff_max_ms: 3_600_000,
+          success_codes: null,
+          retry_codes: null,
+          paused: false,
+          managed_by: "supaqueue.yml",
+          workers: 1,
+          unfinished_jobs: 0,
+          ...q,
+        },
+      ]),
+    ),
+    secrets: new Map(Object.entries(secrets).map(([name, value]) => [name, { id: `id-${name}`, value }])),
+  };
+}
+type InstalledQueue = ReturnType<InstalledState["queues"]["get"]> & {};
+
+describe("the plan", () => {
+  test("a queue put back in the file after it was paused for removal is resumed", () => {
+    const plan = computePlan(
+      file("queues:\n  a:\n    function: f\n"),
+      installed({ a: { paused: true } }),
+      migrations,
+    );
+    expect(plan.queues).toEqual([
+      expect.objectContaining({ name: "a", action: "update", changes: ["paused: true → false"] }),
+    ]);
+  });
+
+  test("a header dropped from the file deletes its Vault secret; a queue left paused keeps its secrets", () => {
+    const state = installed(
+      {
+        a: { secret_headers: { "X-Key": "supaqueue_header_a_x-key" } },
+        gone: { secret_headers: { "X-Key": "supaqueue_header_gone_x-key" }, unfinished_jobs: 2 },
+      },
+      { "supaqueue_header_a_x-key": "v", "supaqueue_header_gone_x-key": "w" },
+    );
+    const plan = computePlan(file("queues:\n  a:\n    function: f\n"), state, migrations);
+    expect(plan.queues[0]?.changes).toEqual(["header X-Key: secret removed"]);
+    expect(plan.secrets).toEqual([
+      { name: "supaqueue_header_a_x-key", queue: "a", header: "X-Key", action: "delete" },
+    ]);
+    expect(plan.removals).toEqual([{ name: "gone", unfinishedJobs: 2, action: "pause" }]);
+  });
+
+  test("an equal secret changes nothing; queues managed by something else are conflicts, never removed", () => {
+    const state = installed(
+      {
+        a: { secret_headers: { "X-Key": "supaqueue_header_a_x-key" } },
+        other: { managed_by: "terraform" },
+        hand: { managed_by: null },
+      },
+      { "supaqueue_header_a_x-key": "same" },
+    );
+    const text = "queues:\n  a:\n    function: f\n    headers: {X-Key: '${K}'}\n  other:\n    function: f\n";
+    const plan = computePlan(file(text, { K: "same" }), state, migrations);
+    expect(plan.queues).toEqual([expect.objectContaining({ name: "a", action: "unchanged" })]);
+    expect(plan.secrets).toEqual([]);
+    expect(plan.removals).toEqual([]);
+    expect(plan.conflicts).toEqual([
+      expect.objectContaining({
+        field: "queues.other",
+        position: { file: "supaqueue.yml", line: 5, column: 3 },
+      }),
+    ]);
+    expect(planChangesQueues(plan)).toBe(false);
+  });
+
+  test("on an empty project everything is to create, and the summary names no secret value", () => {
+    const state: InstalledState = {
+      schemaInstalled: false,
+      appliedVersions: [],
+      maxCallTimeoutMs: null,
+      queues: new Map(),
+      secrets: new Map(),
+    };
+    const plan = computePlan(
+      file("queues:\n  a:\n    url: https://x.example\n    headers: {A: '${K}'}\n", { K: "s3cr3t" }),
+      state,
+      migrations,
+    );
+    expect(plan.pendingMigrations).toEqual(["0001_supaqueue"]);
+    expect(planLines(plan)).toEqual([
+      "migrations to apply: 0001_supaqueue",
+      "create queue a (POST https://x.example, 1 worker)",
+      "create Vault secret supaqueue_header_a_a (header A of queue a)",
+    ]);
+    const json = summaryJson({
+      dryRun: true,
+      schemaVersion: null,
+      migrations: plan.pendingMigrations,
+      functionsUrl: "https://r.supabase.co/functions/v1",
+      functionUrl: "https://r.supabase.co/functions/v1/execute_current_job",
+      plan,
+      changed: true,
+    });
+    expect(JSON.stringify(json)).not.toContain("s3cr3t");
+  });
+});
+
+describe("the Supabase CLI's flags", () => {
+  test("2.x names the project with --project-ref, 3.x with --remote=; both get --yes", () => {
+    expect(projectArgs({ major: 2 }, "ref")).toEqual(["--project-ref", "ref", "--yes"]);
+    expect(projectArgs({ major: 3 }, "ref")).toEqual(["--remote=ref", "--yes"]);
+  });
+});
+
+test("a failed run's summary lists each problem with its place", () => {
+  const md = failureMarkdown("supaqueue: 1 problem(s)", [
+    {
+      position: { file: "supaqueue.yml", line: 4, column: 13 },
+      field: "queues.a.method",
+      message: "allowed values: GET | POST",
+    },
+  ]);
+  expect(md).toContain("| supaqueue.yml:4:13 | `queues.a.method` | allowed values: GET \\| POST |");
+});
