@@ -1,144 +1,36 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { startPgNetWorker } from "../src/standins/pgnet-worker.ts";
-import { installedDatabase, TEST_SECRET, type TestDatabase } from "./support/db.ts";
+import { TEST_SECRET, type TestDatabase } from "./support/db.ts";
 import { type ServedFunction, serveFunction } from "./support/deno.ts";
-import { type Gateway, startGateway } from "./support/gateway.ts";
-import { type PostgrestStandin, startPostgrest } from "./support/postgrest.ts";
-import { startTargets, type Targets } from "./support/targets.ts";
+import { type EdgeStack, SERVICE_ROLE_KEY, startEdgeStack } from "./support/edge-stack.ts";
+import type { Gateway } from "./support/gateway.ts";
+import type { PostgrestStandin } from "./support/postgrest.ts";
+import type { Targets } from "./support/targets.ts";
 
 /**
- * The whole path of a call, with nothing faked but what these machines cannot run: Postgres with Supaqueue and the
- * pg_net / Vault stand-ins → the pg_net stand-in worker → execute_current_job served by real Deno → local targets,
- * and the outcome back through real supabase-js → the PostgREST stand-in → public.supaqueue_complete_current_job.
+ * execute_current_job end to end (see support/edge-stack.ts for the stack): Postgres → pg_net stand-in → the
+ * function in real Deno → local targets, and the outcome back through supabase-js and the PostgREST stand-in.
  */
 
-const SERVICE_ROLE_KEY = "test-service-role-key";
-
+let stack: EdgeStack;
 let db: TestDatabase;
 let targets: Targets;
 let postgrest: PostgrestStandin;
 let fn: ServedFunction;
 let gateway: Gateway;
-let pgnet: Awaited<ReturnType<typeof startPgNetWorker>>;
 
 beforeAll(async () => {
-  db = await installedDatabase();
-  targets = await startTargets();
-  postgrest = await startPostgrest({ pool: db.pool, serviceRoleKey: SERVICE_ROLE_KEY });
-  // The first run downloads npm:@supabase/supabase-js into .tmp/deno; the hook timeout allows for it.
-  fn = await serveFunction({
-    env: {
-      SUPAQUEUE_SECRET: TEST_SECRET,
-      SUPABASE_URL: postgrest.url,
-      SUPABASE_SERVICE_ROLE_KEY: SERVICE_ROLE_KEY,
-    },
-  });
-  gateway = await startGateway(fn.origin, targets.url);
-  // A short lease grace, so the test of a lost report sees the lease expire quickly.
-  await db.pool.query("select supaqueue.configure(functions_url => $1, lease_grace_ms => 1000)", [
-    gateway.functionsUrl,
-  ]);
+  // A short lease grace (1 s), so the test of a lost report sees the lease expire quickly.
+  stack = await startEdgeStack({ leaseGraceMs: 1000 });
+  ({ db, targets, postgrest, fn, gateway } = stack);
   await db.pool.query("select vault.create_secret('token-from-vault', 'e2e_target_token')");
-  pgnet = await startPgNetWorker(db.adminUrl, { pollMs: 100 });
 });
 
-afterAll(async () => {
-  await pgnet?.stop();
-  await fn?.stop();
-  await gateway?.stop();
-  await postgrest?.stop();
-  await targets?.stop();
-});
+afterAll(() => stack?.stop());
 
-interface QueueOptions {
-  url?: string;
-  function_name?: string;
-  method?: string;
-  headers?: Record<string, string>;
-  secret_headers?: Record<string, string>;
-  max_attempts?: number;
-  timeout_ms?: number;
-  backoff_base_ms?: number;
-  backoff_max_ms?: number;
-  success_codes?: number[];
-  retry_codes?: number[];
-}
-
-let queues = 0;
-
-/** Creates a queue (as the seed does: an insert) with one worker; retries back off by 50 ms unless told. */
-async function createQueue(options: QueueOptions): Promise<string> {
-  const name = `e2e-${++queues}`;
-  const row = { max_attempts: 3, timeout_ms: 5000, backoff_base_ms: 50, backoff_max_ms: 100, ...options };
-  const columns = Object.keys(row);
-  const values = Object.values(row).map((v) =>
-    typeof v === "object" && !Array.isArray(v) ? JSON.stringify(v) : v,
-  );
-  const {
-    rows: [queue],
-  } = await db.pool.query(
-    `insert into supaqueue.queue (name, ${columns.join(", ")})
-     values ($1, ${columns.map((_, i) => `$${i + 2}`).join(", ")}) returning id`,
-    [name, ...values],
-  );
-  await db.pool.query("insert into supaqueue.worker (queue_id) values ($1)", [queue.id]);
-  return name;
-}
-
-async function enqueue(
-  queue: string,
-  payload: unknown = {},
-  headers?: Record<string, string>,
-): Promise<string> {
-  const { rows } = await db.pool.query(
-    "select supaqueue.enqueue($1, $2::jsonb, headers => $3::jsonb) as id",
-    [queue, JSON.stringify(payload), headers ? JSON.stringify(headers) : null],
-  );
-  return rows[0].id;
-}
-
-interface JobRow {
-  status: string;
-  attempts: number;
-  last_status_code: number | null;
-  last_error: string | null;
-}
-
-interface AttemptRow {
-  attempt: number;
-  succeeded: boolean;
-  status_code: number | null;
-  response_body: string | null;
-  error: string | null;
-  duration_ms: number | null;
-  started_at: Date;
-}
-
-/** Waits for a job to finish, running tick() as pg_cron would, so retries that come due are dispatched. */
-async function finished(jobId: string, timeoutMs = 15_000): Promise<JobRow> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const { rows } = await db.pool.query<JobRow>(
-      "select status, attempts, last_status_code, last_error from supaqueue.job where id = $1",
-      [jobId],
-    );
-    const job = rows[0];
-    if (job && ["successful", "failed", "cancelled"].includes(job.status)) return job;
-    if (Date.now() > deadline)
-      throw new Error(`job ${jobId} still ${job?.status} after ${timeoutMs} ms\n${fn.output()}`);
-    await db.pool.query("select supaqueue.tick()");
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function attempts(jobId: string): Promise<AttemptRow[]> {
-  const { rows } = await db.pool.query<AttemptRow>(
-    `select attempt, succeeded, status_code, response_body, error, duration_ms, started_at
-     from supaqueue.attempt where job_id = $1 order by id`,
-    [jobId],
-  );
-  return rows;
-}
+const createQueue: EdgeStack["createQueue"] = (options) => stack.createQueue(options);
+const enqueue: EdgeStack["enqueue"] = (...args) => stack.enqueue(...args);
+const finished = (jobId: string) => stack.finished(jobId);
+const attempts: EdgeStack["attempts"] = (jobId) => stack.attempts(jobId);
 
 describe("execute_current_job in Deno, end to end", () => {
   test("a POST carries the payload and the queue's, Vault's and the job's headers, and succeeds", async () => {
@@ -356,6 +248,35 @@ describe("execute_current_job in Deno, end to end", () => {
     await new Promise((r) => setTimeout(r, 200));
     expect(targets.requests.length).toBe(before);
   });
+});
+
+test("a call delivered after its lease ran out is refused with 409 and never reaches the target", async () => {
+  const before = targets.requests.length;
+  const call = {
+    current_job_id: 999_998,
+    attempt: 1,
+    // As Postgres writes a timestamptz into JSON; a second ago, so tick() has already counted the attempt as lost.
+    lease_until: new Date(Date.now() - 1000).toISOString().replace("Z", "123+00:00"),
+    job: { id: "00000000-0000-4000-8000-000000000001", payload: {}, headers: {} },
+    queue: {
+      name: "x",
+      url: `${targets.url}/ok`,
+      is_function: false,
+      method: "POST",
+      headers: {},
+      timeout_ms: 1000,
+    },
+  };
+  const res = await fetch(`${gateway.functionsUrl}/execute_current_job`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "supaqueue-secret": TEST_SECRET },
+    body: JSON.stringify(call),
+  });
+  expect(res.status).toBe(409);
+  expect((await res.json()).error).toMatch(/^lease expired/);
+  await new Promise((r) => setTimeout(r, 200));
+  expect(targets.requests.length).toBe(before);
+  expect(postgrest.calls.some((c) => c.args.current_job_id === 999_998)).toBe(false);
 });
 
 test("without its environment the function answers 500 naming what is missing", async () => {

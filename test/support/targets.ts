@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { checkSupaqueueSignature, type VerifyResult } from "../../functions/_shared/verify_signature.ts";
 
 /**
  * Local HTTP targets for calls: one server whose path chooses the behaviour, recording every request it receives.
@@ -17,6 +18,11 @@ import type { AddressInfo } from "node:net";
  *   /half-close    sends the status line, headers and part of the body, then destroys the connection
  *   /functions/v1/<name>  200 naming <name>: stands for an edge function of the project (see gateway.ts)
  *   /sequence/<name>  answers the next status from sequences[name] (then 200), to script retries
+ *   /signed/<name> verifies Supaqueue-Signature with the keys in signingKeys[name], as a user's target would with
+ *                  functions/_shared/verify_signature.ts: 200 when valid, 401 naming the reason otherwise
+ *
+ * Every request records when it arrived and how many requests (itself included) the server was then answering,
+ * so tests can measure the concurrency and rate a target really saw.
  */
 export interface ReceivedRequest {
   method: string;
@@ -27,6 +33,10 @@ export interface ReceivedRequest {
   headers: Record<string, string>;
   body: string;
   at: number;
+  /** Requests being answered when this one arrived, itself included. */
+  inFlight: number;
+  /** For /signed/<name>: what the verifier said. */
+  verification?: VerifyResult;
 }
 
 export interface Targets {
@@ -39,6 +49,8 @@ export interface Targets {
   waitFor(path: string, count?: number, timeoutMs?: number): Promise<ReceivedRequest[]>;
   /** Statuses answered in turn by /sequence/<name>. */
   sequences: Map<string, number[]>;
+  /** The keys /signed/<name> accepts. */
+  signingKeys: Map<string, string[]>;
   /** Bytes written by /huge before the client stopped reading. */
   readonly hugeBytesSent: number;
   stop(): Promise<void>;
@@ -47,6 +59,8 @@ export interface Targets {
 export async function startTargets(): Promise<Targets> {
   const requests: ReceivedRequest[] = [];
   const sequences = new Map<string, number[]>();
+  const signingKeys = new Map<string, string[]>();
+  let inFlight = 0;
   const waiters = new Set<() => void>();
   let hugeBytesSent = 0;
 
@@ -64,6 +78,7 @@ export async function startTargets(): Promise<Targets> {
       headers,
       body,
       at: Date.now(),
+      inFlight,
     };
     requests.push(received);
     for (const wake of waiters) wake();
@@ -100,7 +115,22 @@ export async function startTargets(): Promise<Targets> {
     if (!closed) res.end();
   }
 
+  async function verify(req: IncomingMessage, res: ServerResponse, received: ReceivedRequest, name: string) {
+    const result = await checkSupaqueueSignature({
+      header: received.headers["supaqueue-signature"],
+      method: received.method,
+      url: req.url ?? "/",
+      body: received.body,
+      keys: signingKeys.get(name) ?? [],
+    });
+    received.verification = result;
+    if (result.ok) return answer(res, 200, JSON.stringify({ verified: true }));
+    return answer(res, 401, JSON.stringify({ error: `bad signature: ${result.reason}` }));
+  }
+
   const server = createServer((req, res) => {
+    inFlight++;
+    res.once("close", () => inFlight--);
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
@@ -141,6 +171,10 @@ export async function startTargets(): Promise<Targets> {
         case "functions":
           // /functions/v1/<name>: an edge function of the project, reached through the gateway stand-in.
           return answer(res, 200, JSON.stringify({ function: received.path.split("/")[3] ?? null }));
+        case "signed":
+          return void verify(req, res, received, arg).catch((error) =>
+            answer(res, 500, JSON.stringify({ error: String(error) })),
+          );
         case "sequence": {
           const status = sequences.get(arg)?.shift() ?? 200;
           return answer(res, status, JSON.stringify({ status }));
@@ -159,6 +193,7 @@ export async function startTargets(): Promise<Targets> {
     requests,
     to,
     sequences,
+    signingKeys,
     get hugeBytesSent() {
       return hugeBytesSent;
     },
