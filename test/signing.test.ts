@@ -1,4 +1,7 @@
+import { execFile } from "node:child_process";
 import { createHmac } from "node:crypto";
+import { join } from "node:path";
+import { promisify } from "node:util";
 import { describe, expect, test } from "vitest";
 import {
   checkSupaqueueSignature,
@@ -13,6 +16,8 @@ import {
   parseCall,
   signRequest,
 } from "../functions/execute_current_job/handler.ts";
+import { projectRoot } from "../src/paths.ts";
+import { DENO_BIN, denoEnv } from "./support/deno.ts";
 
 /**
  * The signature scheme of functions/_shared/verify_signature.ts, checked against HMACs computed here independently
@@ -102,7 +107,11 @@ function parsed(queue: Record<string, unknown>, payload: unknown = { n: 1 }): Cu
 
 describe("verifying", () => {
   /** A request signed at T with `keys`, as a target would receive it (Node's req.url is the path and query). */
-  async function signed(keys: string[], method = "POST", body = BODY): Promise<VerifyOptions> {
+  async function signed(
+    keys: string[],
+    method = "POST",
+    body = BODY,
+  ): Promise<VerifyOptions & { header: string }> {
     const header = await signatureHeader({ keys, method, url: URL_WITH_QUERY, body, now: AT_T });
     return {
       header,
@@ -174,7 +183,7 @@ describe("verifying", () => {
   test("missing and malformed headers are refused; later schemes are ignored; no keys is a mistake", async () => {
     const request = await signed([NEW_KEY]);
     const v1 = request.header?.split(",")[1] ?? "";
-    const reason = async (header: string | null) =>
+    const reason = async (header: VerifyOptions["header"]) =>
       ((await checkSupaqueueSignature({ ...request, header })) as { reason?: string }).reason;
     expect(await reason(null)).toBe("missing");
     expect(await reason("")).toBe("missing");
@@ -191,6 +200,11 @@ describe("verifying", () => {
     }
     // More than 8 signatures are refused unchecked: each would cost an HMAC per key.
     expect(await reason(`t=${T},${Array(9).fill(v1).join(",")}`)).toBe("malformed");
+    // Node gives a header that came more than once as an array: two signature headers are not accepted.
+    const sent = request.header;
+    expect((await checkSupaqueueSignature({ ...request, header: [sent] })).ok).toBe(true);
+    expect(await reason([sent, sent])).toBe("malformed");
+    expect(await reason([])).toBe("missing");
     expect((await checkSupaqueueSignature({ ...request, header: `${request.header},v2=whatever` })).ok).toBe(
       true,
     );
@@ -269,4 +283,33 @@ describe("the handler signs what it sends", () => {
       expect(request.headers.has("supaqueue-signature")).toBe(false);
     }
   });
+});
+
+test("the verifier runs unchanged in Deno, as a target's edge function would import it", async () => {
+  const header = await signatureHeader({ keys: [NEW_KEY], method: "POST", url: URL_WITH_QUERY, body: BODY });
+  const module = join(projectRoot(), "functions", "_shared", "verify_signature.ts");
+  const script = `
+    import { checkSupaqueueSignature } from ${JSON.stringify(`file://${module}`)};
+    const common = { header: Deno.args[0], method: "POST", url: Deno.args[1], keys: [Deno.args[2]] };
+    console.log(JSON.stringify([
+      await checkSupaqueueSignature({ ...common, body: Deno.args[3] }),
+      await checkSupaqueueSignature({ ...common, body: Deno.args[3] + " " }),
+    ]));`;
+  const { stdout } = await promisify(execFile)(
+    DENO_BIN,
+    [
+      "eval",
+      "--no-config",
+      script,
+      header,
+      "http://localhost:9999/orders?tenant=acme&x=a%20b",
+      NEW_KEY,
+      BODY,
+    ],
+    { env: denoEnv() },
+  );
+  expect(JSON.parse(stdout)).toEqual([
+    { ok: true, timestamp: expect.any(Number) },
+    { ok: false, reason: "mismatch" },
+  ]);
 });

@@ -106,8 +106,11 @@ export async function signatureHeader(options: SignOptions): Promise<string> {
 }
 
 export interface VerifyOptions {
-  /** The Supaqueue-Signature header as received (null or undefined when absent). */
-  header: string | null | undefined;
+  /**
+   * The Supaqueue-Signature header as received: Deno's `req.headers.get(...)` or Node's `req.headers[...]` (an
+   * array there when the header came more than once, which is refused as malformed). Null or undefined: absent.
+   */
+  header: string | readonly string[] | null | undefined;
   method: string;
   /** The URL as received: absolute (Deno's `req.url`) or path and query (Node's `req.url`). Only its query counts. */
   url: string;
@@ -136,11 +139,15 @@ export async function checkSupaqueueSignature(options: VerifyOptions): Promise<V
     throw new TypeError("verifySupaqueueSignature: no keys given (pass the queue's signing key)");
   const tolerance = options.toleranceSeconds ?? DEFAULT_TOLERANCE_SECONDS;
   if (!(tolerance >= 0)) throw new TypeError("verifySupaqueueSignature: toleranceSeconds must be 0 or more");
-  if (!options.header) return { ok: false, reason: "missing" };
+  if (typeof options.header !== "string" && options.header && options.header.length > 1) {
+    return { ok: false, reason: "malformed" };
+  }
+  const header = typeof options.header === "string" ? options.header : options.header?.[0];
+  if (!header) return { ok: false, reason: "missing" };
 
   let timestamp: number | null = null;
   const given: Uint8Array[] = [];
-  for (const part of options.header.split(",")) {
+  for (const part of header.split(",")) {
     const eq = part.indexOf("=");
     const name = part.slice(0, eq).trim();
     const value = part.slice(eq + 1).trim();

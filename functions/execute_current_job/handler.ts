@@ -2,8 +2,9 @@
  * execute_current_job: the logic of Supaqueue's edge function, as a pure module.
  *
  * pg_net POSTs one current job (a job, its attempt number and its queue) here. The handler checks the shared secret,
- * refuses a call whose lease has already run out, answers 202 at once, and makes the call in the background: it sends the queue's request to the target, classifies
- * the answer, and reports the outcome through the completion function. It reads no environment and uses no Deno
+ * refuses a call whose lease has already run out, answers 202 at once, and makes the call in the background: it
+ * sends the queue's request to the target (signed when the queue has signing keys), classifies the answer, and
+ * reports the outcome through the completion function. It reads no environment and uses no Deno
  * globals, so the same module runs in Deno (index.ts wires it), under Node in tests and in local mode.
  */
 
@@ -126,8 +127,10 @@ export function createHandler(deps: HandlerDeps): Handler {
       const parsed = parseCall(body);
       if (typeof parsed === "string") return json(400, { error: `invalid request body: ${parsed}` });
       if (parsed.leaseUntil !== null && Date.parse(parsed.leaseUntil) < now()) {
-        // tick() has already counted this attempt as lost (or soon will) and may have sent the job again:
+        // tick() has already counted this attempt as lost (or will at its next run) and may send the job again:
         // calling now could make the same call twice. pg_net delivered it too late; nothing is done or reported.
+        // The lease includes config.lease_grace_ms (30 s by default), which also absorbs clock skew between the
+        // database and the edge runtime.
         logger.warn(
           `execute_current_job: queue "${parsed.queue.name}", job ${parsed.job.id}, attempt ${parsed.attempt}: ` +
             "refused, its lease had already expired",
