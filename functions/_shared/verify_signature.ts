@@ -19,7 +19,7 @@
  *
  * One v1 is sent per key the queue honours: the current key first, then the previous one while a rotation's
  * overlap lasts. A target accepts the request when any v1 matches any key it knows, so either side can switch keys
- * first. The scheme and host and path of the URL are not signed, on purpose: Supabase's functions gateway and many
+ * first. The URL's scheme, host and path are not signed, on purpose: Supabase's functions gateway and many
  * proxies rewrite the path (an edge function sees `/<name>`, not `/functions/v1/<name>`), and a signing key
  * already belongs to one queue, which calls one URL. Give each queue its own key (the default).
  */
