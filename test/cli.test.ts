@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
 import { startEmbeddedPostgres } from "../src/local/embedded.ts";
 import { projectRoot } from "../src/paths.ts";
 import { withClient } from "../src/standins/supabase.ts";
-import { installedDatabase, type TestDatabase } from "./support/db.ts";
+import { emptyDatabase, installedDatabase, type TestDatabase } from "./support/db.ts";
+import { FakeManagementApi } from "./support/management-api.ts";
 
 /** The CLI is run the way users run it: `node bin/supaqueue.js ...` (what npx supaqueue runs) and `npm start`. */
 const ROOT = projectRoot();
@@ -301,7 +302,86 @@ describe("status, enqueue, plan and uninstall against an installed database", ()
   });
 });
 
-describe("bad command lines exit 2 and name the flag", () => {
+describe("deploy from a laptop", () => {
+  const FUNCTIONS_URL = "http://127.0.0.1:9/functions/v1";
+  test("installs Supaqueue, sets the function secret, deploys the function and creates the queues; a rerun plans no change", async () => {
+    const projectRef = "abcdefghijklmnopqrst";
+    const token = `sbp_${"0123456789abcdef".repeat(3).slice(0, 40)}`;
+    const api = await new FakeManagementApi(projectRef, token).start();
+    const db = await emptyDatabase();
+    const home = mkdtempSync(join(tmp, "home-"));
+    const profile = join(home, "profile.yaml");
+    writeFileSync(profile, api.profileYaml());
+    const config = join(tmp, "deploy.yml");
+    writeFileSync(
+      config,
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: supaqueue.yml's own ${VAR} syntax
+      "queues:\n  webhooks:\n    url: https://example.com/hook\n    headers:\n      X-Key: ${HOOK_KEY}\n    workers: 2\n",
+    );
+    // The real Supabase CLI from node_modules, pointed at the fake Management API.
+    const env = {
+      PATH: `${join(ROOT, "node_modules", ".bin")}:${process.env.PATH ?? ""}`,
+      HOME: home,
+      SUPABASE_PROFILE: profile,
+      SUPABASE_NO_KEYRING: "true",
+      SUPABASE_TELEMETRY_DISABLED: "1",
+      SUPABASE_ACCESS_TOKEN: token,
+      HOOK_KEY: "hook-key-value-1234",
+    };
+    try {
+      const run = await cli(
+        [
+          "deploy",
+          "--config",
+          config,
+          "--project-ref",
+          projectRef,
+          "--db-url",
+          db.url,
+          "--functions-url",
+          "http://127.0.0.1:9/functions/v1",
+        ],
+        env,
+        120_000,
+      );
+      expect(run.stderr).toBe("");
+      expect(run.code).toBe(0);
+      expect(run.stdout).toContain("created queue webhooks (POST https://example.com/hook, 2 workers)");
+      for (const secret of [token, "hook-key-value-1234", db.url]) expect(run.stdout).not.toContain(secret);
+      expect([...api.functions.keys()]).toEqual(["execute_current_job"]);
+      const vault = await db.pool.query(
+        "select decrypted_secret from vault.decrypted_secrets where name = 'supaqueue_secret'",
+      );
+      expect(api.secrets.get("SUPAQUEUE_SECRET")).toBe(vault.rows[0].decrypted_secret);
+      const queue = await db.pool.query("select name, url, managed_by from supaqueue.queue");
+      expect(queue.rows).toEqual([
+        { name: "webhooks", url: "https://example.com/hook", managed_by: "supaqueue.yml" },
+      ]);
+
+      const plan = await cli(
+        [
+          "plan",
+          "--config",
+          config,
+          "--project-ref",
+          projectRef,
+          "--db-url",
+          db.url,
+          "--functions-url",
+          FUNCTIONS_URL,
+        ],
+        env,
+      );
+      expect(plan.code).toBe(0);
+      expect(plan.stdout).toContain("queues: no changes (1 queue up to date)");
+      expect(plan.stdout).toContain("Dry run: nothing was changed.");
+    } finally {
+      await api.stop();
+    }
+  }, 150_000);
+});
+
+describe.concurrent("bad command lines exit 2 and name the flag", () => {
   test.each([
     [["status", "--bogus"], /unknown flag --bogus/],
     [["status"], /no database given: pass --db-url/],
@@ -334,12 +414,13 @@ describe("bad command lines exit 2 and name the flag", () => {
   });
 
   test("every command has --help", async () => {
-    for (const command of ["dev", "deploy", "plan", "status", "enqueue", "uninstall"]) {
-      const run = await cli([command, "--help"]);
-      expect(run.code).toBe(0);
-      expect(run.stdout).toMatch(new RegExp(`^Usage: supaqueue ${command}`, "m"));
-      expect(run.stdout).toContain("--help");
-    }
+    const commands = ["dev", "deploy", "plan", "status", "enqueue", "uninstall"];
+    const runs = await Promise.all(commands.map((command) => cli([command, "--help"])));
+    commands.forEach((command, i) => {
+      expect(runs[i]?.code).toBe(0);
+      expect(runs[i]?.stdout).toMatch(new RegExp(`^Usage: supaqueue ${command}`, "m"));
+      expect(runs[i]?.stdout).toContain("--help");
+    });
     const top = await cli(["--help"]);
     expect(top.stdout).toContain("uninstall");
   });

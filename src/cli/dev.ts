@@ -204,16 +204,26 @@ function readDevConfig(
 function printReady(stack: LocalStack, print: (line: string) => void): void {
   const queues =
     stack.plan?.queues.map((q) => `${q.name} (${q.workers.to} worker${q.workers.to === 1 ? "" : "s"})`) ?? [];
+  // A URL the user gave may hold their password: shown masked, and the hints then name it instead of repeating it.
+  const hasPassword = new URL(stack.dbUrl).password !== "";
+  const shown = hasPassword ? withoutPassword(stack.dbUrl) : stack.dbUrl;
+  const url = hasPassword ? '"$DATABASE_URL"' : stack.dbUrl;
   print("");
   print("Supaqueue is running locally.");
-  print(`  database   ${stack.dbUrl}`);
+  print(`  database   ${shown}`);
   print(`  functions  ${stack.functionsUrl}`);
   print(`  queues     ${queues.length > 0 ? queues.join(", ") : "none"}`);
   print("");
-  print(`Enqueue:  npx supaqueue enqueue <queue> '{"hello":"world"}' --db-url ${stack.dbUrl}`);
-  print(`Status:   npx supaqueue status --db-url ${stack.dbUrl}`);
-  print(`SQL:      psql ${stack.dbUrl}`);
+  print(`Enqueue:  npx supaqueue enqueue <queue> '{"hello":"world"}' --db-url ${url}`);
+  print(`Status:   npx supaqueue status --db-url ${url}`);
+  print(`SQL:      psql ${url}`);
   print(`Ctrl-C stops everything${stack.createdDatabase ? ` and removes ${stack.createdDatabase}` : ""}.`);
+}
+
+function withoutPassword(url: string): string {
+  const u = new URL(url);
+  u.password = "***";
+  return u.toString();
 }
 
 /** The edge function's fetch, logging each call to a target and its answer (what `dev` shows as calls happen). */
