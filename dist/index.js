@@ -38297,6 +38297,7 @@ async function readInstalledState(client) {
         schemaInstalled: installed.rows[0]?.queue ?? false,
         appliedVersions: [],
         maxCallTimeoutMs: null,
+        functionsUrl: null,
         queues: new Map(),
         secrets,
     };
@@ -38306,8 +38307,9 @@ async function readInstalledState(client) {
     }
     if (!state.schemaInstalled)
         return state;
-    const config = await client.query("select max_call_timeout_ms as max from supaqueue.config");
+    const config = await client.query("select max_call_timeout_ms as max, functions_url as url from supaqueue.config");
     state.maxCallTimeoutMs = config.rows[0]?.max ?? null;
+    state.functionsUrl = config.rows[0]?.url ?? null;
     const { rows } = await client.query(`
     select q.name, q.url, q.function_name, q.method, q.headers, q.secret_headers, q.max_attempts, q.timeout_ms,
            q.backoff_base_ms, q.backoff_max_ms, q.success_codes, q.retry_codes, q.paused, q.managed_by,
@@ -38698,6 +38700,7 @@ function summaryJson(result) {
         schemaVersion: result.schemaVersion,
         migrations: result.migrations,
         functionUrl: result.functionUrl,
+        functionsUrlChanged: result.functionsUrlChanged,
         queues: {
             created: plan.queues.filter((q) => q.action === "create").map((q) => q.name),
             changed: plan.queues
@@ -38723,7 +38726,7 @@ function summaryMarkdown(result) {
     out.push("| | |", "|---|---|");
     out.push(`| Schema version | ${result.schemaVersion ?? "not installed"} |`);
     out.push(`| Migrations ${result.dryRun ? "to apply" : "applied"} | ${result.migrations.length > 0 ? result.migrations.map((m) => `\`${m}\``).join(", ") : "none"} |`);
-    out.push(`| Function | ${result.functionUrl} |`, "");
+    out.push(`| Function | ${result.functionUrl}${result.functionsUrlChanged ? " (changed)" : ""} |`, "");
     if (!result.changed)
         out.push("**No changes**: the database already matches the queue file.", "");
     const rows = [];
@@ -38840,6 +38843,9 @@ async function runCli(ctx, args) {
         const rejected = REJECTED_TOKEN.exec(output);
         if (rejected)
             throw new AccessTokenRejected(rejected[0]);
+        if (/status 404\b|project.*not found/i.test(output)) {
+            throw new Error(`supaqueue: Supabase has no project "${ctx.projectRef}" that this access token can reach: check project-ref (Project Settings → General) and that the token's account belongs to the project's organization`);
+        }
         throw new Error(`supaqueue: supabase ${args[0]} ${args[1] ?? ""} failed (exit ${out.exitCode}): ${lastLines(output)}`);
     }
     for (const line of out.stdout.split("\n"))
@@ -38906,6 +38912,9 @@ async function deploy(options, log) {
         });
         config = before.config;
         const plan = before.plan;
+        const functionsUrlChanged = before.functionsUrl !== functionsUrl;
+        if (functionsUrlChanged)
+            log.info(`functions URL: ${before.functionsUrl ?? "none"} → ${functionsUrl}`);
         if (options.dryRun) {
             log.info("Dry run: nothing was changed.");
             return {
@@ -38915,7 +38924,8 @@ async function deploy(options, log) {
                 functionsUrl,
                 functionUrl,
                 plan,
-                changed: plan.pendingMigrations.length > 0 || planChangesQueues(plan),
+                changed: plan.pendingMigrations.length > 0 || functionsUrlChanged || planChangesQueues(plan),
+                functionsUrlChanged,
             };
         }
         if (!options.accessToken)
@@ -38958,7 +38968,8 @@ async function deploy(options, log) {
                 functionsUrl,
                 functionUrl,
                 plan: applied,
-                changed: schema.applied.length > 0 || planChangesQueues(applied),
+                changed: schema.applied.length > 0 || functionsUrlChanged || planChangesQueues(applied),
+                functionsUrlChanged,
                 tickSchedule: schema.tickSchedule,
                 secretCreated: schema.secretCreated,
             };
@@ -38993,7 +39004,7 @@ async function planAgainst(client, options, config, log) {
     if (plan.conflicts.length > 0)
         throw new ConfigError(plan.conflicts);
     const version = state.appliedVersions.length > 0 ? Math.max(...state.appliedVersions) : null;
-    return { config: file, plan, schemaVersion: version };
+    return { config: file, plan, schemaVersion: version, functionsUrl: state.functionsUrl };
 }
 
 ;// CONCATENATED MODULE: ./src/main.ts

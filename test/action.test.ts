@@ -468,6 +468,18 @@ describe("connection and token failures give one message naming the cause", () =
     expectNoSecretIn(result, other);
   });
 
+  test("a project the token cannot reach, before any change", async () => {
+    const before = await snapshot(db.pool);
+    const result = await run(FIRST, { inputs: { "project-ref": "zyxwvutsrqponmlkjihg" } });
+    expect(result.exitCode).toBe(1);
+    expect(errors(result)).toEqual([
+      expect.stringMatching(
+        /^supaqueue: Supabase has no project "zyxwvutsrqponmlkjihg" that this access token can reach: check project-ref/,
+      ),
+    ]);
+    expect(await snapshot(db.pool)).toEqual(before);
+  });
+
   test("an access token in the wrong format names the input", async () => {
     const result = await run(FIRST, { inputs: { "access-token": "not-a-token" } });
     expect(result.exitCode).toBe(1);
@@ -489,9 +501,16 @@ describe("Supabase CLI 3.x", () => {
       { mode: 0o755 },
     );
     const result = await run(EDITED, {
+      inputs: { "functions-url": "http://127.0.0.1:54321/functions/v1/" },
       env: { EMAIL_API_KEY: EMAIL_KEY_2, CALLS_LOG: log, PATH: `${dir}:${process.env.PATH ?? ""}` },
     });
     succeeded(result);
+    // functions-url overrides the hosted URL (self-hosted or local stacks), trailing slash dropped.
+    expect(result.outputs["function-url"]).toBe("http://127.0.0.1:54321/functions/v1/execute_current_job");
+    const { rows } = await db.pool.query("select functions_url from supaqueue.config");
+    expect(rows[0].functions_url).toBe("http://127.0.0.1:54321/functions/v1");
+    expect(summaryOf(result)).toMatchObject({ changed: true, functionsUrlChanged: true });
+    expect(result.summary).toContain("/execute_current_job (changed) |");
     expect(result.stdout).toContain("Supabase CLI 3.1.0");
     const calls = readFileSync(log, "utf8").trim().split("\n");
     expect(calls).toEqual([

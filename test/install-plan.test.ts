@@ -21,6 +21,7 @@ function installed(
     schemaInstalled: true,
     appliedVersions: [1],
     maxCallTimeoutMs: 140_000,
+    functionsUrl: "https://r.supabase.co/functions/v1",
     queues: new Map(
       Object.entries(queues).map(([name, q]) => [
         name,
@@ -106,6 +107,7 @@ describe("the plan", () => {
       schemaInstalled: false,
       appliedVersions: [],
       maxCallTimeoutMs: null,
+      functionsUrl: null,
       queues: new Map(),
       secrets: new Map(),
     };
@@ -128,6 +130,7 @@ describe("the plan", () => {
       functionUrl: "https://r.supabase.co/functions/v1/execute_current_job",
       plan,
       changed: true,
+      functionsUrlChanged: true,
     });
     expect(JSON.stringify(json)).not.toContain("s3cr3t");
   });

@@ -50,6 +50,8 @@ export interface DeployResult {
   plan: Plan;
   /** Whether anything changed in the database (or would, for a dry run). */
   changed: boolean;
+  /** Whether supaqueue.config.functions_url was (or would be) changed by this run. */
+  functionsUrlChanged: boolean;
   /** pg_cron schedule of tick(), null without pg_cron, undefined for a dry run. */
   tickSchedule?: string | null;
   /** Whether the shared secret was created by this run (first install). */
@@ -90,6 +92,8 @@ export async function deploy(options: DeployOptions, log: Logger): Promise<Deplo
     });
     config = before.config;
     const plan = before.plan;
+    const functionsUrlChanged = before.functionsUrl !== functionsUrl;
+    if (functionsUrlChanged) log.info(`functions URL: ${before.functionsUrl ?? "none"} → ${functionsUrl}`);
 
     if (options.dryRun) {
       log.info("Dry run: nothing was changed.");
@@ -100,7 +104,8 @@ export async function deploy(options: DeployOptions, log: Logger): Promise<Deplo
         functionsUrl,
         functionUrl,
         plan,
-        changed: plan.pendingMigrations.length > 0 || planChangesQueues(plan),
+        changed: plan.pendingMigrations.length > 0 || functionsUrlChanged || planChangesQueues(plan),
+        functionsUrlChanged,
       };
     }
     if (!options.accessToken)
@@ -150,7 +155,8 @@ export async function deploy(options: DeployOptions, log: Logger): Promise<Deplo
         functionsUrl,
         functionUrl,
         plan: applied,
-        changed: schema.applied.length > 0 || planChangesQueues(applied),
+        changed: schema.applied.length > 0 || functionsUrlChanged || planChangesQueues(applied),
+        functionsUrlChanged,
         tickSchedule: schema.tickSchedule,
         secretCreated: schema.secretCreated,
       };
@@ -178,7 +184,7 @@ async function planAgainst(
   options: DeployOptions,
   config: QueueFile,
   log: Logger,
-): Promise<{ config: QueueFile; plan: Plan; schemaVersion: number | null }> {
+): Promise<{ config: QueueFile; plan: Plan; schemaVersion: number | null; functionsUrl: string | null }> {
   const state = await readInstalledState(client);
   let file = config;
   if (state.maxCallTimeoutMs !== null && state.maxCallTimeoutMs !== DEFAULT_MAX_CALL_TIMEOUT_MS) {
@@ -187,5 +193,5 @@ async function planAgainst(
   const plan = computePlan(file, state);
   if (plan.conflicts.length > 0) throw new ConfigError(plan.conflicts);
   const version = state.appliedVersions.length > 0 ? Math.max(...state.appliedVersions) : null;
-  return { config: file, plan, schemaVersion: version };
+  return { config: file, plan, schemaVersion: version, functionsUrl: state.functionsUrl };
 }

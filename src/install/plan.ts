@@ -36,6 +36,8 @@ export interface InstalledState {
   schemaInstalled: boolean;
   appliedVersions: number[];
   maxCallTimeoutMs: number | null;
+  /** supaqueue.config.functions_url, null when not installed. */
+  functionsUrl: string | null;
   queues: Map<string, ExistingQueue>;
   secrets: Map<string, StoredSecret>;
 }
@@ -95,6 +97,7 @@ export async function readInstalledState(client: pg.ClientBase): Promise<Install
     schemaInstalled: installed.rows[0]?.queue ?? false,
     appliedVersions: [],
     maxCallTimeoutMs: null,
+    functionsUrl: null,
     queues: new Map(),
     secrets,
   };
@@ -105,10 +108,11 @@ export async function readInstalledState(client: pg.ClientBase): Promise<Install
     state.appliedVersions = rows.map((r) => r.version);
   }
   if (!state.schemaInstalled) return state;
-  const config = await client.query<{ max: number }>(
-    "select max_call_timeout_ms as max from supaqueue.config",
+  const config = await client.query<{ max: number; url: string | null }>(
+    "select max_call_timeout_ms as max, functions_url as url from supaqueue.config",
   );
   state.maxCallTimeoutMs = config.rows[0]?.max ?? null;
+  state.functionsUrl = config.rows[0]?.url ?? null;
   const { rows } = await client.query<ExistingQueue>(`
     select q.name, q.url, q.function_name, q.method, q.headers, q.secret_headers, q.max_attempts, q.timeout_ms,
            q.backoff_base_ms, q.backoff_max_ms, q.success_codes, q.retry_codes, q.paused, q.managed_by,

@@ -52,6 +52,7 @@ export function summaryJson(result: DeployResult) {
     schemaVersion: result.schemaVersion,
     migrations: result.migrations,
     functionUrl: result.functionUrl,
+    functionsUrlChanged: result.functionsUrlChanged,
     queues: {
       created: plan.queues.filter((q) => q.action === "create").map((q) => q.name),
       changed: plan.queues
@@ -80,7 +81,7 @@ export function summaryMarkdown(result: DeployResult): string {
   out.push(
     `| Migrations ${result.dryRun ? "to apply" : "applied"} | ${result.migrations.length > 0 ? result.migrations.map((m) => `\`${m}\``).join(", ") : "none"} |`,
   );
-  out.push(`| Function | ${result.functionUrl} |`, "");
+  out.push(`| Function | ${result.functionUrl}${result.functionsUrlChanged ? " (changed)" : ""} |`, "");
   if (!result.changed) out.push("**No changes**: the database already matches the queue file.", "");
   const rows: string[] = [];
   for (const q of plan.queues) {

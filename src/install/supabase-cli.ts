@@ -99,6 +99,11 @@ async function runCli(ctx: CliContext, args: string[]): Promise<string> {
   if (out.exitCode !== 0) {
     const rejected = REJECTED_TOKEN.exec(output);
     if (rejected) throw new AccessTokenRejected(rejected[0]);
+    if (/status 404\b|project.*not found/i.test(output)) {
+      throw new Error(
+        `supaqueue: Supabase has no project "${ctx.projectRef}" that this access token can reach: check project-ref (Project Settings → General) and that the token's account belongs to the project's organization`,
+      );
+    }
     throw new Error(
       `supaqueue: supabase ${args[0]} ${args[1] ?? ""} failed (exit ${out.exitCode}): ${lastLines(output)}`,
     );
