@@ -381,6 +381,63 @@ describe("deploy from a laptop", () => {
   }, 150_000);
 });
 
+describe("uninstall with a project", () => {
+  test("also unsets SUPAQUEUE_SECRET and deletes execute_current_job through the Supabase CLI", async () => {
+    const projectRef = "abcdefghijklmnopqrst";
+    const token = `sbp_${"fedcba9876543210".repeat(3).slice(0, 40)}`;
+    // What the CLI sends for `secrets unset` and `functions delete`, recorded by a minimal Management API.
+    const seen: string[] = [];
+    const api = createServer((req, res) => {
+      let body = "";
+      req.on("data", (chunk) => {
+        body += chunk;
+      });
+      req.on("end", () => {
+        const authorized = req.headers.authorization === `Bearer ${token}`;
+        seen.push(`${authorized ? "" : "UNAUTHORIZED "}${req.method} ${req.url} ${body}`.trim());
+        res.writeHead(authorized ? 200 : 401, { "Content-Type": "application/json" });
+        res.end(req.method === "GET" ? JSON.stringify({ id: projectRef, ref: projectRef }) : "{}");
+      });
+    });
+    await new Promise<void>((resolve) => api.listen(0, "127.0.0.1", resolve));
+    const apiUrl = `http://127.0.0.1:${(api.address() as AddressInfo).port}`;
+    const home = mkdtempSync(join(tmp, "home-"));
+    writeFileSync(
+      join(home, "profile.yaml"),
+      `name: t\napi_url: ${apiUrl}\ndashboard_url: ${apiUrl}\nproject_host: supabase.co\n`,
+    );
+    const db = await installedDatabase();
+    try {
+      const run = await cli(
+        ["uninstall", "--db-url", db.url, "--project-ref", projectRef],
+        {
+          PATH: `${join(ROOT, "node_modules", ".bin")}:${process.env.PATH ?? ""}`,
+          HOME: home,
+          SUPABASE_PROFILE: join(home, "profile.yaml"),
+          SUPABASE_NO_KEYRING: "true",
+          SUPABASE_TELEMETRY_DISABLED: "1",
+          SUPABASE_ACCESS_TOKEN: token,
+        },
+        120_000,
+      );
+      expect(run.stderr).toBe("");
+      expect(run.code).toBe(0);
+      expect(run.stdout).not.toContain(token);
+      expect(seen).toEqual(
+        expect.arrayContaining([
+          `DELETE /v1/projects/${projectRef}/secrets ["SUPAQUEUE_SECRET"]`,
+          `DELETE /v1/projects/${projectRef}/functions/execute_current_job`,
+        ]),
+      );
+      expect(seen.filter((line) => line.startsWith("UNAUTHORIZED"))).toEqual([]);
+      const { rows } = await db.pool.query("select to_regnamespace('supaqueue') is null as gone");
+      expect(rows[0].gone).toBe(true);
+    } finally {
+      api.close();
+    }
+  }, 150_000);
+});
+
 describe.concurrent("bad command lines exit 2 and name the flag", () => {
   test.each([
     [["status", "--bogus"], /unknown flag --bogus/],
