@@ -85,8 +85,12 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       server = { adminUrl: options.dbUrl, embedded: false, stop: async () => {} };
     } else {
       log("Starting an embedded Postgres 15 (no install needed)...");
-      server = await startEmbeddedPostgres();
-      cleanups.push(() => server.stop());
+      const embedded = await startEmbeddedPostgres();
+      server = embedded;
+      cleanups.push(async () => {
+        await embedded.stop();
+        log("Stopped the embedded Postgres and deleted its data.");
+      });
     }
 
     const probe = await connect(server.adminUrl);
