@@ -1,0 +1,155 @@
+import {
+  type BenchDatabase,
+  type BenchServer,
+  log,
+  median,
+  withClient,
+  withInstalledDatabase,
+} from "./support.ts";
+
+/**
+ * Section 4, claim cost as the system grows. The time of one dispatch (supaqueue._dispatch(queue, 1): claim a free
+ * worker and the next due job, start the call: current_job row, pg_net request) and of one enqueue into a queue with
+ * a free worker (the insert, its statement trigger, then the same dispatch), each measured inside the server with
+ * clock_timestamp() and rolled back in a subtransaction, so every iteration starts from the same state.
+ *
+ * The small state: queue `target` with 10 free workers and 1 due job. Each growth changes one thing:
+ * 1,000 queues (999 more, one free worker each), 10,000 workers (all in `target`), 1,000,000 pending jobs (all due,
+ * in `target`: the backlog a dispatch has to find the oldest of).
+ */
+
+export interface ClaimState {
+  key: string;
+  label: string;
+  queues: number;
+  workers: number;
+  pending: number;
+}
+
+export const CLAIM_STATES: ClaimState[] = [
+  { key: "small", label: "1 queue, 10 workers, 1 pending job", queues: 1, workers: 10, pending: 1 },
+  { key: "queues", label: "1,000 queues", queues: 1000, workers: 10, pending: 1 },
+  { key: "workers", label: "10,000 workers", queues: 1, workers: 10_000, pending: 1 },
+  { key: "pending", label: "1,000,000 pending jobs", queues: 1, workers: 10, pending: 1_000_000 },
+];
+
+export interface ClaimResult {
+  iterations: number;
+  /** Median microseconds per operation of every repeat, keyed "<op>|<state key>" with op dispatch or enqueue. */
+  runs: Record<string, number[]>;
+  median: Record<string, number>;
+  /** p90 microseconds of the middle repeat, same keys. */
+  p90: Record<string, number>;
+}
+
+const TIMER_SQL = `
+create schema bench_timer;
+-- Times \`op\` n times, each in a subtransaction that is rolled back, and returns the microseconds of each.
+create function bench_timer.time_op(op text, queue_name text, n integer) returns double precision[]
+language plpgsql as $$
+declare
+  times double precision[] := '{}';
+  started timestamptz;
+  q bigint := (select id from supaqueue.queue where name = queue_name);
+  calls integer;
+begin
+  for i in 1 .. n loop
+    begin
+      started := clock_timestamp();
+      if op = 'dispatch' then
+        calls := supaqueue._dispatch(q, 1);
+      else
+        perform supaqueue.enqueue(queue_name);
+        calls := (select count(*) from supaqueue.current_job);
+      end if;
+      times := times || extract(epoch from clock_timestamp() - started)::double precision * 1e6;
+      if calls <> 1 then
+        raise exception 'bench: % started % calls, expected 1', op, calls;
+      end if;
+      raise exception 'bench_rollback';
+    exception when raise_exception then
+      if sqlerrm <> 'bench_rollback' then
+        raise;
+      end if;
+    end;
+  end loop;
+  return times;
+end $$;`;
+
+async function build(db: BenchDatabase, state: ClaimState): Promise<void> {
+  await withClient(db.url, async (c) => {
+    await c.query("insert into supaqueue.queue (name, url) values ('target', 'https://target.example/hook')");
+    if (state.queues > 1) {
+      await c.query(
+        `insert into supaqueue.queue (name, url)
+         select 'other-' || n, 'https://target.example/hook' from generate_series(2, $1::int) n`,
+        [state.queues],
+      );
+      await c.query(
+        "insert into supaqueue.worker (queue_id) select id from supaqueue.queue where name <> 'target'",
+      );
+    }
+    // Workers are inserted locked (so nothing is dispatched), the jobs are added, then the workers are freed:
+    // the state a dispatch meets, free workers beside due jobs, without a dispatch having run.
+    await c.query(
+      `insert into supaqueue.worker (queue_id, locked)
+       select q.id, true from supaqueue.queue q, generate_series(1, $1::int) where q.name = 'target'`,
+      [state.workers],
+    );
+    await c.query(
+      `insert into supaqueue.job (queue_id, run_at, payload)
+       select q.id, now() - interval '1 minute', jsonb_build_object('n', g)
+       from supaqueue.queue q, generate_series(1, $1::int) g where q.name = 'target'`,
+      [state.pending],
+    );
+    await c.query(
+      "update supaqueue.worker set locked = false where queue_id = (select id from supaqueue.queue where name = 'target')",
+    );
+  });
+  await withClient(db.adminUrl, async (c) => {
+    await c.query(TIMER_SQL);
+    await c.query("vacuum analyze");
+  });
+}
+
+export async function measureClaim(
+  bench: BenchServer,
+  repeats: number,
+  iterations: number,
+): Promise<ClaimResult> {
+  const runs: Record<string, number[]> = {};
+  const p90: Record<string, number> = {};
+  for (const state of CLAIM_STATES) {
+    await withInstalledDatabase(bench, async (db) => {
+      const started = performance.now();
+      await build(db, state);
+      log(`claim: built "${state.label}" in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+      await withClient(db.adminUrl, async (c) => {
+        // A first pass warms the caches and plpgsql's plans; it is not counted.
+        for (const op of ["dispatch", "enqueue"]) {
+          await c.query("select bench_timer.time_op($1, 'target', 20)", [op]);
+        }
+        for (let r = 0; r < repeats; r++) {
+          for (const op of ["dispatch", "enqueue"]) {
+            const { rows } = await c.query<{ t: number[] }>(
+              "select bench_timer.time_op($1, 'target', $2) as t",
+              [op, iterations],
+            );
+            const times = rows[0]?.t ?? [];
+            const key = `${op}|${state.key}`;
+            runs[key] = [...(runs[key] ?? []), median(times)];
+            if (r === Math.floor(repeats / 2)) {
+              const sorted = [...times].sort((a, b) => a - b);
+              p90[key] = sorted[Math.floor(sorted.length * 0.9)] ?? Number.NaN;
+            }
+            log(`claim ${key} repeat ${r + 1}: median ${median(times).toFixed(0)} µs`);
+          }
+          // Rolled-back iterations leave dead index entries; vacuum so that every repeat starts alike.
+          await c.query("vacuum supaqueue.job, supaqueue.worker, supaqueue.current_job");
+        }
+      });
+    });
+  }
+  const med = Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, median(v)]));
+  return { iterations, runs, median: med, p90 };
+}
