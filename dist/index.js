@@ -37760,6 +37760,8 @@ const QUEUE_KEYS = [
     "backoff",
     "success_codes",
     "retry_codes",
+    "rate_limit_per_second",
+    "dead_letter_queue",
     "paused",
 ];
 const BACKOFF_KEYS = ["base", "max"];
@@ -37910,6 +37912,29 @@ function validateQueue(pair, at, report, options, problemsSoFar) {
     }
     const successCodes = statusCodes(get("success_codes"), sub("success_codes"), report);
     const retryCodes = statusCodes(get("retry_codes"), sub("retry_codes"), report);
+    let rateLimitPerSecond = null;
+    const rateNode = get("rate_limit_per_second");
+    if (rateNode !== undefined) {
+        const value = scalar(rateNode);
+        if (typeof value !== "number" || !(value > 0) || !Number.isFinite(value)) {
+            report(rateNode, sub("rate_limit_per_second"), `${show(value)} is not allowed; allowed: a number of calls per second, more than 0 (e.g. 10 or 0.5)`);
+        }
+        else
+            rateLimitPerSecond = value;
+    }
+    let deadLetterQueue = null;
+    const deadLetterNode = get("dead_letter_queue");
+    if (deadLetterNode !== undefined) {
+        const value = scalar(deadLetterNode);
+        if (typeof value !== "string" || !QUEUE_NAME.test(value)) {
+            report(deadLetterNode, sub("dead_letter_queue"), `${show(value)} is not a queue name; allowed: the name of another queue`);
+        }
+        else if (value === name) {
+            report(deadLetterNode, sub("dead_letter_queue"), "a queue cannot be its own dead-letter queue; allowed: the name of another queue");
+        }
+        else
+            deadLetterQueue = value;
+    }
     let paused = QUEUE_DEFAULTS.paused;
     const pausedNode = get("paused");
     if (pausedNode !== undefined) {
@@ -37935,6 +37960,9 @@ function validateQueue(pair, at, report, options, problemsSoFar) {
         backoffMaxMs: backoffMaxMs ?? QUEUE_DEFAULTS.backoffMaxMs,
         successCodes,
         retryCodes,
+        rateLimitPerSecond,
+        deadLetterQueue,
+        deadLetterPosition: at(deadLetterNode ?? keyNode),
         paused,
         position: at(keyNode),
         timeoutPosition: at(timeoutNode ?? keyNode),
@@ -38312,7 +38340,8 @@ async function readInstalledState(client) {
     state.functionsUrl = config.rows[0]?.url ?? null;
     const { rows } = await client.query(`
     select q.name, q.url, q.function_name, q.method, q.headers, q.secret_headers, q.max_attempts, q.timeout_ms,
-           q.backoff_base_ms, q.backoff_max_ms, q.success_codes, q.retry_codes, q.paused, q.managed_by,
+           q.backoff_base_ms, q.backoff_max_ms, q.success_codes, q.retry_codes, q.rate_limit_per_second,
+           q.dead_letter_queue, q.paused, q.managed_by,
            (select count(*)::int from supaqueue.worker w where w.queue_id = q.id and not w.retiring) as workers,
            (select count(*)::int from supaqueue.job j
              where j.queue_id = q.id and j.status in ('pending', 'in_progress')) as unfinished_jobs
@@ -38335,6 +38364,8 @@ function desiredRow(spec) {
         backoff_max_ms: spec.backoffMaxMs,
         success_codes: spec.successCodes,
         retry_codes: spec.retryCodes,
+        rate_limit_per_second: spec.rateLimitPerSecond,
+        dead_letter_queue: spec.deadLetterQueue,
         paused: spec.paused,
     };
 }
@@ -38360,6 +38391,20 @@ function computePlan(config, state, migrations = loadMigrations()) {
                 position: spec.position,
                 field: `queues.${spec.name}`,
                 message: `a queue named "${spec.name}" already exists and was not created from ${MANAGED_BY} (managed_by is ${existing.managed_by === null ? "null: made by hand" : `"${existing.managed_by}"`}), so Supaqueue will not touch it; rename the queue in the file, or hand it over with: update supaqueue.queue set managed_by = '${MANAGED_BY}' where name = '${spec.name}'`,
+            });
+            continue;
+        }
+        // A dead-letter queue is another queue of the file, or one the file does not manage (made by hand).
+        const deadLetter = spec.deadLetterQueue ? state.queues.get(spec.deadLetterQueue) : undefined;
+        if (spec.deadLetterQueue &&
+            !wanted.has(spec.deadLetterQueue) &&
+            (!deadLetter || deadLetter.managed_by === MANAGED_BY)) {
+            plan.conflicts.push({
+                position: spec.deadLetterPosition,
+                field: `queues.${spec.name}.dead_letter_queue`,
+                message: deadLetter
+                    ? `"${spec.deadLetterQueue}" is taken out of the file by this change, but this queue still sends its failed jobs there; keep it in the file, or name another dead-letter queue`
+                    : `there is no queue "${spec.deadLetterQueue}" in the file or the database; allowed: the name of another queue`,
             });
             continue;
         }
@@ -38436,6 +38481,8 @@ const LABELS = [
     ["backoff_max_ms", "backoff.max", formatDuration],
     ["success_codes", "success_codes", (v) => (v ? `[${v.join(", ")}]` : "default")],
     ["retry_codes", "retry_codes", (v) => (v ? `[${v.join(", ")}]` : "default")],
+    ["rate_limit_per_second", "rate_limit_per_second", String],
+    ["dead_letter_queue", "dead_letter_queue", String],
     ["paused", "paused", String],
 ];
 function describeRowChanges(existing, row) {
@@ -38500,11 +38547,16 @@ async function reconcileQueues(client, config) {
             const value = values.get(`${secret.queue}\n${secret.header}`);
             await writeHeaderSecret(client, secret.name, value, state.secrets.get(secret.name));
         }
+        // A dead-letter queue must exist before a queue names it: new queues are created without one first, and
+        // every queue that names one gets it once all of them exist.
         for (const queue of plan.queues) {
             if (queue.action === "create")
-                await insertQueue(client, queue.name, queue.row);
-            else if (queue.rowChanged)
+                await insertQueue(client, queue.name, { ...queue.row, dead_letter_queue: null });
+        }
+        for (const queue of plan.queues) {
+            if (queue.rowChanged && (queue.action === "update" || queue.row.dead_letter_queue !== null)) {
                 await updateQueue(client, queue.name, queue.row);
+            }
             if (queue.workers.from !== queue.workers.to) {
                 // set_workers retires busy workers after their call instead of interrupting it.
                 await client.query("select supaqueue.set_workers($1, $2)", [queue.name, queue.workers.to]);
@@ -38545,6 +38597,8 @@ const COLUMNS = [
     "backoff_max_ms",
     "success_codes",
     "retry_codes",
+    "rate_limit_per_second",
+    "dead_letter_queue",
     "paused",
 ];
 function rowValues(row) {

@@ -25,12 +25,14 @@ queues:
     workers: 2
     timeout: 20s
     backoff: { base: 5s, max: 10m }
+    dead_letter_queue: webhook
   webhook:
     url: https://hooks.example.com/in
     method: PUT
     headers:
       Content-Type: application/json
     workers: 3
+    rate_limit_per_second: 5
   old-reports:
     url: https://reports.example.com/run
     headers:
@@ -46,12 +48,14 @@ const EDITED = `queues:
     workers: 5
     timeout: 20s
     backoff: { base: 5s, max: 10m }
+    dead_letter_queue: webhook
   webhook:
     url: https://hooks.example.com/in
     method: PUT
     headers:
       Content-Type: application/json
     workers: 0
+    rate_limit_per_second: 5
 `;
 
 let db: TestDatabase;
@@ -86,7 +90,7 @@ function summaryOf(result: ActionRun) {
 async function queues() {
   const { rows } = await db.pool.query(`
     select q.name, q.managed_by, q.paused, q.url, q.function_name, q.method, q.headers, q.secret_headers, q.timeout_ms,
-           q.backoff_base_ms, q.backoff_max_ms,
+           q.backoff_base_ms, q.backoff_max_ms, q.dead_letter_queue, q.rate_limit_per_second,
            (select count(*)::int from supaqueue.worker w where w.queue_id = q.id and not w.retiring) as workers
     from supaqueue.queue q order by q.name`);
   return Object.fromEntries(rows.map((r) => [r.name, r]));
@@ -163,9 +167,15 @@ describe("the action, run as GitHub runs it", () => {
       timeout_ms: 20_000,
       backoff_base_ms: 5000,
       backoff_max_ms: 600_000,
+      dead_letter_queue: "webhook",
       workers: 2,
     });
-    expect(q.webhook).toMatchObject({ url: "https://hooks.example.com/in", method: "PUT", workers: 3 });
+    expect(q.webhook).toMatchObject({
+      url: "https://hooks.example.com/in",
+      method: "PUT",
+      workers: 3,
+      rate_limit_per_second: 5,
+    });
     expect(q.webhook.headers).toEqual({ "Content-Type": "application/json" });
     expect(q["old-reports"]).toMatchObject({ workers: 1, paused: false });
     expect(await vault("supaqueue_header_send-email_x-api-key")).toBe(EMAIL_KEY);
@@ -310,7 +320,7 @@ describe("the action, run as GitHub runs it", () => {
     const result = await run(`${EDITED}  legacy:\n    url: https://other.example.com\n    workers: 9\n`);
     expect(result.exitCode).toBe(1);
     expect(result.annotations).toContainEqual(
-      expect.objectContaining({ level: "error", file: "supaqueue.yml", line: 16, col: 3 }),
+      expect.objectContaining({ level: "error", file: "supaqueue.yml", line: 18, col: 3 }),
     );
     expect(result.annotations[0]?.message).toMatch(
       /"legacy" already exists and was not created from supaqueue\.yml/,

@@ -110,7 +110,7 @@ describe("supaqueue.yml", () => {
 `);
     expect(found).toEqual([
       expect.stringMatching(
-        /^supaqueue\.yml:11:5: queues\.send-email\.bogus: unknown key "bogus"; allowed keys: function, url, method, headers, workers, max_attempts, timeout, backoff, success_codes, retry_codes, paused$/,
+        /^supaqueue\.yml:11:5: queues\.send-email\.bogus: unknown key "bogus"; allowed keys: function, url, method, headers, workers, max_attempts, timeout, backoff, success_codes, retry_codes, rate_limit_per_second, dead_letter_queue, paused$/,
       ),
       expect.stringMatching(
         /^supaqueue\.yml:4:13: queues\.send-email\.method: invalid method "FETCH"; allowed values: GET, POST, PUT, PATCH, DELETE$/,
@@ -205,6 +205,24 @@ describe("supaqueue.yml", () => {
     ]);
   });
 
+  test("rate limits are positive numbers; a dead-letter queue is another queue's name", () => {
+    expect(
+      problems(
+        "queues:\n  a:\n    function: f\n    rate_limit_per_second: 0\n    dead_letter_queue: a\n  b:\n    function: f\n    dead_letter_queue: Not A Queue\n",
+      ),
+    ).toEqual([
+      expect.stringMatching(
+        /^supaqueue\.yml:4:28: queues\.a\.rate_limit_per_second: 0 is not allowed; allowed: a number of calls per second, more than 0/,
+      ),
+      expect.stringMatching(
+        /^supaqueue\.yml:5:24: queues\.a\.dead_letter_queue: a queue cannot be its own dead-letter queue/,
+      ),
+      expect.stringMatching(
+        /^supaqueue\.yml:8:24: queues\.b\.dead_letter_queue: "Not A Queue" is not a queue name/,
+      ),
+    ]);
+  });
+
   test("the timeout limit follows the database's max_call_timeout_ms", () => {
     const text = "queues:\n  a:\n    function: f\n    timeout: 5m\n";
     expect(validateConfigText(text, "f.yml", { env: {}, maxCallTimeoutMs: 400_000 }).problems).toEqual([]);
@@ -220,6 +238,12 @@ describe("the JSON Schema for editors", () => {
   const ajv = new Ajv({ allErrors: true });
   const validate = ajv.compile(schema);
 
+  test("accepts the repository's own supaqueue.yml", () => {
+    const text = readFileSync(join(root, "supaqueue.yml"), "utf8");
+    expect(validate(parse(text)), JSON.stringify(validate.errors)).toBe(true);
+    expect(check(text).problems).toEqual([]);
+  });
+
   test("accepts the shipped example", () => {
     const example = parse(readFileSync(join(root, "schema", "supaqueue.example.yml"), "utf8"));
     expect(validate(example), JSON.stringify(validate.errors)).toBe(true);
@@ -234,6 +258,19 @@ describe("the JSON Schema for editors", () => {
     expect(validate({ queues: { a: { url: "https://x.example", function: "f" } } })).toBe(false);
     expect(validate({ queues: { a: { function: "f", method: "FETCH" } } })).toBe(false);
     expect(validate({ queues: { a: { function: "f", timeout: "soon" } } })).toBe(false);
-    expect(validate({ queues: { a: { function: "f", timeout: "250ms", workers: 0 } } })).toBe(true);
+    expect(validate({ queues: { a: { function: "f", rate_limit_per_second: 0 } } })).toBe(false);
+    expect(
+      validate({
+        queues: {
+          a: {
+            function: "f",
+            timeout: "250ms",
+            workers: 0,
+            rate_limit_per_second: 0.5,
+            dead_letter_queue: "b",
+          },
+        },
+      }),
+    ).toBe(true);
   });
 });

@@ -38,6 +38,8 @@ function installed(
           backoff_max_ms: 3_600_000,
           success_codes: null,
           retry_codes: null,
+          rate_limit_per_second: null,
+          dead_letter_queue: null,
           paused: false,
           managed_by: "supaqueue.yml",
           workers: 1,
@@ -133,6 +135,36 @@ describe("the plan", () => {
       functionsUrlChanged: true,
     });
     expect(JSON.stringify(json)).not.toContain("s3cr3t");
+  });
+});
+
+describe("dead-letter queues", () => {
+  const text = (dlq: string) =>
+    `queues:\n  a:\n    function: f\n    dead_letter_queue: ${dlq}\n    rate_limit_per_second: 2.5\n  dead:\n    function: f\n`;
+
+  test("a queue of the file, or a queue made by hand, can be a dead-letter queue", () => {
+    const fresh = computePlan(file(text("dead")), installed({}), migrations);
+    expect(fresh.conflicts).toEqual([]);
+    expect(fresh.queues[0]?.row).toMatchObject({ dead_letter_queue: "dead", rate_limit_per_second: 2.5 });
+    const hand = computePlan(
+      file(text("by-hand")),
+      installed({ "by-hand": { managed_by: null } }),
+      migrations,
+    );
+    expect(hand.conflicts).toEqual([]);
+  });
+
+  test("an unknown queue, or a managed queue taken out of the file, is a problem at the key's place", () => {
+    const unknown = computePlan(file(text("nowhere")), installed({}), migrations);
+    expect(unknown.conflicts).toEqual([
+      expect.objectContaining({
+        field: "queues.a.dead_letter_queue",
+        position: { file: "supaqueue.yml", line: 4, column: 24 },
+        message: expect.stringMatching(/there is no queue "nowhere"/),
+      }),
+    ]);
+    const leaving = computePlan(file(text("old")), installed({ old: {} }), migrations);
+    expect(leaving.conflicts[0]?.message).toMatch(/"old" is taken out of the file by this change/);
   });
 });
 

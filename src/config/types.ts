@@ -41,6 +41,12 @@ export interface QueueSpec {
   backoffMaxMs: number;
   successCodes: number[] | null;
   retryCodes: number[] | null;
+  /** At most this many calls per second (null: no limit beyond the workers). */
+  rateLimitPerSecond: number | null;
+  /** Another queue that receives this queue's jobs that fail for good (null: none). */
+  deadLetterQueue: string | null;
+  /** Where dead_letter_queue is in the file (or the queue's name), to point at it from later checks. */
+  deadLetterPosition: Position;
   paused: boolean;
   /** Where the queue's name is in the file, to point at it from later checks (e.g. against the database). */
   position: Position;

@@ -31,6 +31,8 @@ export const QUEUE_KEYS = [
   "backoff",
   "success_codes",
   "retry_codes",
+  "rate_limit_per_second",
+  "dead_letter_queue",
   "paused",
 ];
 export const BACKOFF_KEYS = ["base", "max"];
@@ -266,6 +268,38 @@ function validateQueue(
   const successCodes = statusCodes(get("success_codes"), sub("success_codes"), report);
   const retryCodes = statusCodes(get("retry_codes"), sub("retry_codes"), report);
 
+  let rateLimitPerSecond: number | null = null;
+  const rateNode = get("rate_limit_per_second");
+  if (rateNode !== undefined) {
+    const value = scalar(rateNode);
+    if (typeof value !== "number" || !(value > 0) || !Number.isFinite(value)) {
+      report(
+        rateNode,
+        sub("rate_limit_per_second"),
+        `${show(value)} is not allowed; allowed: a number of calls per second, more than 0 (e.g. 10 or 0.5)`,
+      );
+    } else rateLimitPerSecond = value;
+  }
+
+  let deadLetterQueue: string | null = null;
+  const deadLetterNode = get("dead_letter_queue");
+  if (deadLetterNode !== undefined) {
+    const value = scalar(deadLetterNode);
+    if (typeof value !== "string" || !QUEUE_NAME.test(value)) {
+      report(
+        deadLetterNode,
+        sub("dead_letter_queue"),
+        `${show(value)} is not a queue name; allowed: the name of another queue`,
+      );
+    } else if (value === name) {
+      report(
+        deadLetterNode,
+        sub("dead_letter_queue"),
+        "a queue cannot be its own dead-letter queue; allowed: the name of another queue",
+      );
+    } else deadLetterQueue = value;
+  }
+
   let paused = QUEUE_DEFAULTS.paused;
   const pausedNode = get("paused");
   if (pausedNode !== undefined) {
@@ -290,6 +324,9 @@ function validateQueue(
     backoffMaxMs: backoffMaxMs ?? QUEUE_DEFAULTS.backoffMaxMs,
     successCodes,
     retryCodes,
+    rateLimitPerSecond,
+    deadLetterQueue,
+    deadLetterPosition: at(deadLetterNode ?? keyNode),
     paused,
     position: at(keyNode),
     timeoutPosition: at(timeoutNode ?? keyNode),

@@ -21,6 +21,8 @@ export interface QueueRow {
   backoff_max_ms: number;
   success_codes: number[] | null;
   retry_codes: number[] | null;
+  rate_limit_per_second: number | null;
+  dead_letter_queue: string | null;
   paused: boolean;
 }
 
@@ -115,7 +117,8 @@ export async function readInstalledState(client: pg.ClientBase): Promise<Install
   state.functionsUrl = config.rows[0]?.url ?? null;
   const { rows } = await client.query<ExistingQueue>(`
     select q.name, q.url, q.function_name, q.method, q.headers, q.secret_headers, q.max_attempts, q.timeout_ms,
-           q.backoff_base_ms, q.backoff_max_ms, q.success_codes, q.retry_codes, q.paused, q.managed_by,
+           q.backoff_base_ms, q.backoff_max_ms, q.success_codes, q.retry_codes, q.rate_limit_per_second,
+           q.dead_letter_queue, q.paused, q.managed_by,
            (select count(*)::int from supaqueue.worker w where w.queue_id = q.id and not w.retiring) as workers,
            (select count(*)::int from supaqueue.job j
              where j.queue_id = q.id and j.status in ('pending', 'in_progress')) as unfinished_jobs
@@ -140,6 +143,8 @@ export function desiredRow(spec: QueueSpec): QueueRow {
     backoff_max_ms: spec.backoffMaxMs,
     success_codes: spec.successCodes,
     retry_codes: spec.retryCodes,
+    rate_limit_per_second: spec.rateLimitPerSecond,
+    dead_letter_queue: spec.deadLetterQueue,
     paused: spec.paused,
   };
 }
@@ -171,6 +176,22 @@ export function computePlan(
         position: spec.position,
         field: `queues.${spec.name}`,
         message: `a queue named "${spec.name}" already exists and was not created from ${MANAGED_BY} (managed_by is ${existing.managed_by === null ? "null: made by hand" : `"${existing.managed_by}"`}), so Supaqueue will not touch it; rename the queue in the file, or hand it over with: update supaqueue.queue set managed_by = '${MANAGED_BY}' where name = '${spec.name}'`,
+      });
+      continue;
+    }
+    // A dead-letter queue is another queue of the file, or one the file does not manage (made by hand).
+    const deadLetter = spec.deadLetterQueue ? state.queues.get(spec.deadLetterQueue) : undefined;
+    if (
+      spec.deadLetterQueue &&
+      !wanted.has(spec.deadLetterQueue) &&
+      (!deadLetter || deadLetter.managed_by === MANAGED_BY)
+    ) {
+      plan.conflicts.push({
+        position: spec.deadLetterPosition,
+        field: `queues.${spec.name}.dead_letter_queue`,
+        message: deadLetter
+          ? `"${spec.deadLetterQueue}" is taken out of the file by this change, but this queue still sends its failed jobs there; keep it in the file, or name another dead-letter queue`
+          : `there is no queue "${spec.deadLetterQueue}" in the file or the database; allowed: the name of another queue`,
       });
       continue;
     }
@@ -246,6 +267,8 @@ const LABELS: [keyof QueueRow, string, (v: never) => string][] = [
   ["backoff_max_ms", "backoff.max", formatDuration],
   ["success_codes", "success_codes", (v: number[] | null) => (v ? `[${v.join(", ")}]` : "default")],
   ["retry_codes", "retry_codes", (v: number[] | null) => (v ? `[${v.join(", ")}]` : "default")],
+  ["rate_limit_per_second", "rate_limit_per_second", String],
+  ["dead_letter_queue", "dead_letter_queue", String],
   ["paused", "paused", String],
 ];
 

@@ -28,9 +28,16 @@ export async function reconcileQueues(client: pg.ClientBase, config: QueueFile):
       const value = values.get(`${secret.queue}\n${secret.header}`) as string;
       await writeHeaderSecret(client, secret.name, value, state.secrets.get(secret.name));
     }
+    // A dead-letter queue must exist before a queue names it: new queues are created without one first, and
+    // every queue that names one gets it once all of them exist.
     for (const queue of plan.queues) {
-      if (queue.action === "create") await insertQueue(client, queue.name, queue.row);
-      else if (queue.rowChanged) await updateQueue(client, queue.name, queue.row);
+      if (queue.action === "create")
+        await insertQueue(client, queue.name, { ...queue.row, dead_letter_queue: null });
+    }
+    for (const queue of plan.queues) {
+      if (queue.rowChanged && (queue.action === "update" || queue.row.dead_letter_queue !== null)) {
+        await updateQueue(client, queue.name, queue.row);
+      }
       if (queue.workers.from !== queue.workers.to) {
         // set_workers retires busy workers after their call instead of interrupting it.
         await client.query("select supaqueue.set_workers($1, $2)", [queue.name, queue.workers.to]);
@@ -72,6 +79,8 @@ const COLUMNS = [
   "backoff_max_ms",
   "success_codes",
   "retry_codes",
+  "rate_limit_per_second",
+  "dead_letter_queue",
   "paused",
 ] as const satisfies readonly (keyof QueueRow)[];
 
