@@ -88,12 +88,15 @@ export async function deploy(options: DeployOptions, log: Logger): Promise<Deplo
     const before = await log.group("Plan", async () => {
       const planned = await planAgainst(client, options, config, log);
       for (const line of planLines(planned.plan)) log.info(line);
+      if (planned.functionsUrl !== null && planned.functionsUrl !== functionsUrl) {
+        log.info(`functions URL: ${planned.functionsUrl} → ${functionsUrl}`);
+      }
       return planned;
     });
     config = before.config;
     const plan = before.plan;
-    const functionsUrlChanged = before.functionsUrl !== functionsUrl;
-    if (functionsUrlChanged) log.info(`functions URL: ${before.functionsUrl ?? "none"} → ${functionsUrl}`);
+    // On a first install the URL is set along with everything else; afterwards a new one is a change of its own.
+    const functionsUrlChanged = before.functionsUrl !== null && before.functionsUrl !== functionsUrl;
 
     if (options.dryRun) {
       log.info("Dry run: nothing was changed.");
