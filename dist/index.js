@@ -34601,7 +34601,7 @@ function extend(target) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4866);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8618);
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 
@@ -34610,7 +34610,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 4866:
+/***/ 8618:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -37738,16 +37738,146 @@ function formatDuration(ms) {
     return `${ms}ms`;
 }
 
+;// CONCATENATED MODULE: ./src/config/fields.ts
+
+
+function checkKeys(map, prefix, allowed, report) {
+    for (const pair of map.items) {
+        const key = (0,dist/* isScalar */.jn)(pair.key) ? pair.key.value : undefined;
+        if (typeof key !== "string" || !allowed.includes(key)) {
+            report(pair.key, `${prefix}${String(key)}`, `unknown key "${String(key)}"; allowed keys: ${allowed.join(", ")}`);
+        }
+    }
+}
+function integer(node, field, min, fallback, report, allowed) {
+    if (node === undefined)
+        return fallback;
+    const value = scalar(node);
+    if (typeof value !== "number" || !Number.isInteger(value) || value < min) {
+        report(node, field, `${show(value)} is not allowed; allowed: ${allowed}`);
+        return null;
+    }
+    return value;
+}
+function duration(node, field, fallback, report) {
+    if (node === undefined)
+        return fallback;
+    const value = scalar(node);
+    const ms = parseDuration(value);
+    if (ms === null)
+        report(node, field, `invalid duration ${show(value)}; allowed: ${DURATION_FORMS}`);
+    return ms;
+}
+function statusCodes(node, field, report) {
+    if (node === undefined)
+        return null;
+    if (!(0,dist/* isSeq */.oP)(node)) {
+        report(node, field, "must be a list of HTTP statuses, e.g. [200, 201]");
+        return null;
+    }
+    const codes = [];
+    for (const item of node.items) {
+        const value = scalar(item);
+        if (typeof value !== "number" || !Number.isInteger(value) || value < 100 || value > 599) {
+            report(item, field, `${show(value)} is not an HTTP status; allowed: integers from 100 to 599`);
+        }
+        else
+            codes.push(value);
+    }
+    return codes;
+}
+function scalar(node) {
+    if ((0,dist/* isScalar */.jn)(node))
+        return node.value;
+    if ((0,dist/* isMap */.jh)(node))
+        return { kind: "mapping" };
+    if ((0,dist/* isSeq */.oP)(node))
+        return { kind: "list" };
+    return null;
+}
+function show(value) {
+    if (value === null || value === undefined)
+        return "(empty)";
+    if (typeof value === "object" && "kind" in value)
+        return `a ${value.kind}`;
+    return JSON.stringify(value);
+}
+function isHttpUrl(value) {
+    if (!/^https?:\/\/[^/?#\s]+[^\s]*$/.test(value))
+        return false;
+    try {
+        const url = new URL(value);
+        return url.protocol === "http:" || url.protocol === "https:";
+    }
+    catch {
+        return false;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/config/headers.ts
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: supaqueue.yml writes ${VAR} literally.
+
+
+// An HTTP header name is an RFC 9110 token.
+const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
+const VARIABLE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+/**
+ * Checks a queue's headers. A value holding ${VAR} is resolved from the environment and becomes a secret header
+ * (stored in Vault); any other value is a plain header. Header names are compared ignoring case.
+ */
+function validateHeaders(node, field, report, options) {
+    const headers = {};
+    const secretHeaders = [];
+    if (node === undefined)
+        return { headers, secretHeaders };
+    if (!(0,dist/* isMap */.jh)(node)) {
+        report(node, field, 'must be a mapping of header name to value, e.g. "X-Api-Key: ${EMAIL_API_KEY}"');
+        return { headers, secretHeaders };
+    }
+    const seen = new Set();
+    for (const pair of node.items) {
+        const header = (0,dist/* isScalar */.jn)(pair.key) ? String(pair.key.value) : "";
+        const where = `${field}.${header}`;
+        if (!HEADER_NAME.test(header)) {
+            report(pair.key, where, `invalid header name "${header}"; allowed: letters, digits and !#$%&'*+.^_\`|~-`);
+            continue;
+        }
+        if (seen.has(header.toLowerCase())) {
+            report(pair.key, where, "this header appears twice (header names ignore case); keep one");
+            continue;
+        }
+        seen.add(header.toLowerCase());
+        const valueNode = pair.value;
+        const value = scalar(valueNode);
+        if (typeof value !== "string") {
+            report(valueNode ?? pair.key, where, `must be a string, not ${show(value)}; quote it, e.g. "2"`);
+            continue;
+        }
+        const variables = [...value.matchAll(VARIABLE)].map((m) => m[1]);
+        if (variables.length === 0) {
+            headers[header] = value;
+            continue;
+        }
+        const missing = variables.filter((v) => !options.env[v]);
+        if (missing.length > 0) {
+            report(valueNode, where, `${missing.map((v) => `\${${v}}`).join(", ")} ${missing.length === 1 ? "is" : "are"} not set (or empty) in the action's environment; pass ${missing.length === 1 ? "it" : "them"} with "env:" on the step, e.g. ${missing[0]}: \${{ secrets.${missing[0]} }}`);
+            continue;
+        }
+        const resolved = value.replace(VARIABLE, (_, v) => options.env[v] ?? "");
+        secretHeaders.push({ header, value: resolved, variables });
+    }
+    return { headers, secretHeaders };
+}
+
 ;// CONCATENATED MODULE: ./src/config/validate.ts
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: supaqueue.yml writes ${VAR} literally.
 
 
 
+
+
 const QUEUE_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 const FUNCTION_NAME = /^[A-Za-z0-9_-]{1,128}$/;
-// An HTTP header name is an RFC 9110 token.
-const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
-const VARIABLE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
 const TOP_LEVEL_KEYS = ["queues"];
 const QUEUE_KEYS = [
     "function",
@@ -37818,14 +37948,6 @@ function validateConfigText(text, file, options) {
         }
     }
     return { config: { file, queues }, problems };
-}
-function checkKeys(map, prefix, allowed, report) {
-    for (const pair of map.items) {
-        const key = (0,dist/* isScalar */.jn)(pair.key) ? pair.key.value : undefined;
-        if (typeof key !== "string" || !allowed.includes(key)) {
-            report(pair.key, `${prefix}${String(key)}`, `unknown key "${String(key)}"; allowed keys: ${allowed.join(", ")}`);
-        }
-    }
 }
 function validateQueue(pair, at, report, options, problemsSoFar) {
     const keyNode = pair.key;
@@ -37967,113 +38089,6 @@ function validateQueue(pair, at, report, options, problemsSoFar) {
         position: at(keyNode),
         timeoutPosition: at(timeoutNode ?? keyNode),
     };
-}
-function validateHeaders(node, field, report, options) {
-    const headers = {};
-    const secretHeaders = [];
-    if (node === undefined)
-        return { headers, secretHeaders };
-    if (!(0,dist/* isMap */.jh)(node)) {
-        report(node, field, 'must be a mapping of header name to value, e.g. "X-Api-Key: ${EMAIL_API_KEY}"');
-        return { headers, secretHeaders };
-    }
-    const seen = new Set();
-    for (const pair of node.items) {
-        const header = (0,dist/* isScalar */.jn)(pair.key) ? String(pair.key.value) : "";
-        const where = `${field}.${header}`;
-        if (!HEADER_NAME.test(header)) {
-            report(pair.key, where, `invalid header name "${header}"; allowed: letters, digits and !#$%&'*+.^_\`|~-`);
-            continue;
-        }
-        if (seen.has(header.toLowerCase())) {
-            report(pair.key, where, "this header appears twice (header names ignore case); keep one");
-            continue;
-        }
-        seen.add(header.toLowerCase());
-        const valueNode = pair.value;
-        const value = scalar(valueNode);
-        if (typeof value !== "string") {
-            report(valueNode ?? pair.key, where, `must be a string, not ${show(value)}; quote it, e.g. "2"`);
-            continue;
-        }
-        const variables = [...value.matchAll(VARIABLE)].map((m) => m[1]);
-        if (variables.length === 0) {
-            headers[header] = value;
-            continue;
-        }
-        const missing = variables.filter((v) => !options.env[v]);
-        if (missing.length > 0) {
-            report(valueNode, where, `${missing.map((v) => `\${${v}}`).join(", ")} ${missing.length === 1 ? "is" : "are"} not set (or empty) in the action's environment; pass ${missing.length === 1 ? "it" : "them"} with "env:" on the step, e.g. ${missing[0]}: \${{ secrets.${missing[0]} }}`);
-            continue;
-        }
-        const resolved = value.replace(VARIABLE, (_, v) => options.env[v] ?? "");
-        secretHeaders.push({ header, value: resolved, variables });
-    }
-    return { headers, secretHeaders };
-}
-function integer(node, field, min, fallback, report, allowed) {
-    if (node === undefined)
-        return fallback;
-    const value = scalar(node);
-    if (typeof value !== "number" || !Number.isInteger(value) || value < min) {
-        report(node, field, `${show(value)} is not allowed; allowed: ${allowed}`);
-        return null;
-    }
-    return value;
-}
-function duration(node, field, fallback, report) {
-    if (node === undefined)
-        return fallback;
-    const value = scalar(node);
-    const ms = parseDuration(value);
-    if (ms === null)
-        report(node, field, `invalid duration ${show(value)}; allowed: ${DURATION_FORMS}`);
-    return ms;
-}
-function statusCodes(node, field, report) {
-    if (node === undefined)
-        return null;
-    if (!(0,dist/* isSeq */.oP)(node)) {
-        report(node, field, "must be a list of HTTP statuses, e.g. [200, 201]");
-        return null;
-    }
-    const codes = [];
-    for (const item of node.items) {
-        const value = scalar(item);
-        if (typeof value !== "number" || !Number.isInteger(value) || value < 100 || value > 599) {
-            report(item, field, `${show(value)} is not an HTTP status; allowed: integers from 100 to 599`);
-        }
-        else
-            codes.push(value);
-    }
-    return codes;
-}
-function scalar(node) {
-    if ((0,dist/* isScalar */.jn)(node))
-        return node.value;
-    if ((0,dist/* isMap */.jh)(node))
-        return { kind: "mapping" };
-    if ((0,dist/* isSeq */.oP)(node))
-        return { kind: "list" };
-    return null;
-}
-function show(value) {
-    if (value === null || value === undefined)
-        return "(empty)";
-    if (typeof value === "object" && "kind" in value)
-        return `a ${value.kind}`;
-    return JSON.stringify(value);
-}
-function isHttpUrl(value) {
-    if (!/^https?:\/\/[^/?#\s]+[^\s]*$/.test(value))
-        return false;
-    try {
-        const url = new URL(value);
-        return url.protocol === "http:" || url.protocol === "https:";
-    }
-    catch {
-        return false;
-    }
 }
 
 ;// CONCATENATED MODULE: ./src/config/load.ts

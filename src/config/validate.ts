@@ -1,6 +1,18 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: supaqueue.yml writes ${VAR} literally.
-import { isMap, isScalar, isSeq, LineCounter, type Node, type Pair, parseDocument, type YAMLMap } from "yaml";
-import { DURATION_FORMS, formatDuration, parseDuration } from "./duration.ts";
+import { isMap, isScalar, LineCounter, type Node, type Pair, parseDocument } from "yaml";
+import { formatDuration } from "./duration.ts";
+import {
+  type At,
+  checkKeys,
+  duration,
+  integer,
+  isHttpUrl,
+  type Report,
+  scalar,
+  show,
+  statusCodes,
+} from "./fields.ts";
+import { VARIABLE, validateHeaders } from "./headers.ts";
 import {
   type ConfigProblem,
   DEFAULT_MAX_CALL_TIMEOUT_MS,
@@ -10,14 +22,10 @@ import {
   QUEUE_DEFAULTS,
   type QueueFile,
   type QueueSpec,
-  type SecretHeader,
 } from "./types.ts";
 
 export const QUEUE_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 const FUNCTION_NAME = /^[A-Za-z0-9_-]{1,128}$/;
-// An HTTP header name is an RFC 9110 token.
-const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
-const VARIABLE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
 
 export const TOP_LEVEL_KEYS = ["queues"];
 export const QUEUE_KEYS = [
@@ -108,22 +116,6 @@ export function validateConfigText(text: string, file: string, options: Validate
     }
   }
   return { config: { file, queues }, problems };
-}
-
-type Report = (node: Node | Pair["key"] | null | undefined, field: string, message: string) => void;
-type At = (node: Node | Pair["key"] | null | undefined) => Position;
-
-function checkKeys(map: YAMLMap, prefix: string, allowed: string[], report: Report): void {
-  for (const pair of map.items) {
-    const key = isScalar(pair.key) ? pair.key.value : undefined;
-    if (typeof key !== "string" || !allowed.includes(key)) {
-      report(
-        pair.key as Node,
-        `${prefix}${String(key)}`,
-        `unknown key "${String(key)}"; allowed keys: ${allowed.join(", ")}`,
-      );
-    }
-  }
 }
 
 function validateQueue(
@@ -331,128 +323,4 @@ function validateQueue(
     position: at(keyNode),
     timeoutPosition: at(timeoutNode ?? keyNode),
   };
-}
-
-function validateHeaders(
-  node: Node | undefined,
-  field: string,
-  report: Report,
-  options: ValidateOptions,
-): { headers: Record<string, string>; secretHeaders: SecretHeader[] } {
-  const headers: Record<string, string> = {};
-  const secretHeaders: SecretHeader[] = [];
-  if (node === undefined) return { headers, secretHeaders };
-  if (!isMap(node)) {
-    report(node, field, 'must be a mapping of header name to value, e.g. "X-Api-Key: ${EMAIL_API_KEY}"');
-    return { headers, secretHeaders };
-  }
-  const seen = new Set<string>();
-  for (const pair of node.items) {
-    const header = isScalar(pair.key) ? String(pair.key.value) : "";
-    const where = `${field}.${header}`;
-    if (!HEADER_NAME.test(header)) {
-      report(
-        pair.key as Node,
-        where,
-        `invalid header name "${header}"; allowed: letters, digits and !#$%&'*+.^_\`|~-`,
-      );
-      continue;
-    }
-    if (seen.has(header.toLowerCase())) {
-      report(pair.key as Node, where, "this header appears twice (header names ignore case); keep one");
-      continue;
-    }
-    seen.add(header.toLowerCase());
-    const valueNode = pair.value as Node | null;
-    const value = scalar(valueNode);
-    if (typeof value !== "string") {
-      report(
-        valueNode ?? (pair.key as Node),
-        where,
-        `must be a string, not ${show(value)}; quote it, e.g. "2"`,
-      );
-      continue;
-    }
-    const variables = [...value.matchAll(VARIABLE)].map((m) => m[1] as string);
-    if (variables.length === 0) {
-      headers[header] = value;
-      continue;
-    }
-    const missing = variables.filter((v) => !options.env[v]);
-    if (missing.length > 0) {
-      report(
-        valueNode,
-        where,
-        `${missing.map((v) => `\${${v}}`).join(", ")} ${missing.length === 1 ? "is" : "are"} not set (or empty) in the action's environment; pass ${missing.length === 1 ? "it" : "them"} with "env:" on the step, e.g. ${missing[0]}: \${{ secrets.${missing[0]} }}`,
-      );
-      continue;
-    }
-    const resolved = value.replace(VARIABLE, (_, v: string) => options.env[v] ?? "");
-    secretHeaders.push({ header, value: resolved, variables });
-  }
-  return { headers, secretHeaders };
-}
-
-function integer(
-  node: Node | undefined,
-  field: string,
-  min: number,
-  fallback: number,
-  report: Report,
-  allowed: string,
-): number | null {
-  if (node === undefined) return fallback;
-  const value = scalar(node);
-  if (typeof value !== "number" || !Number.isInteger(value) || value < min) {
-    report(node, field, `${show(value)} is not allowed; allowed: ${allowed}`);
-    return null;
-  }
-  return value;
-}
-
-function duration(node: Node | undefined, field: string, fallback: number, report: Report): number | null {
-  if (node === undefined) return fallback;
-  const value = scalar(node);
-  const ms = parseDuration(value);
-  if (ms === null) report(node, field, `invalid duration ${show(value)}; allowed: ${DURATION_FORMS}`);
-  return ms;
-}
-
-function statusCodes(node: Node | undefined, field: string, report: Report): number[] | null {
-  if (node === undefined) return null;
-  if (!isSeq(node)) {
-    report(node, field, "must be a list of HTTP statuses, e.g. [200, 201]");
-    return null;
-  }
-  const codes: number[] = [];
-  for (const item of node.items) {
-    const value = scalar(item as Node);
-    if (typeof value !== "number" || !Number.isInteger(value) || value < 100 || value > 599) {
-      report(item as Node, field, `${show(value)} is not an HTTP status; allowed: integers from 100 to 599`);
-    } else codes.push(value);
-  }
-  return codes;
-}
-
-function scalar(node: Node | null | undefined): unknown {
-  if (isScalar(node)) return node.value;
-  if (isMap(node)) return { kind: "mapping" };
-  if (isSeq(node)) return { kind: "list" };
-  return null;
-}
-
-function show(value: unknown): string {
-  if (value === null || value === undefined) return "(empty)";
-  if (typeof value === "object" && "kind" in value) return `a ${(value as { kind: string }).kind}`;
-  return JSON.stringify(value);
-}
-
-function isHttpUrl(value: string): boolean {
-  if (!/^https?:\/\/[^/?#\s]+[^\s]*$/.test(value)) return false;
-  try {
-    const url = new URL(value);
-    return url.protocol === "http:" || url.protocol === "https:";
-  } catch {
-    return false;
-  }
 }

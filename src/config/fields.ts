@@ -1,0 +1,91 @@
+import { isMap, isScalar, isSeq, type Node, type Pair, type YAMLMap } from "yaml";
+import { DURATION_FORMS, parseDuration } from "./duration.ts";
+import type { Position } from "./types.ts";
+
+// Readers for one field of supaqueue.yml each: they report what is wrong at the node's place and return the value
+// (or null when it is unusable), so a queue can be checked field by field and every problem shown at once.
+
+export type Report = (node: Node | Pair["key"] | null | undefined, field: string, message: string) => void;
+export type At = (node: Node | Pair["key"] | null | undefined) => Position;
+
+export function checkKeys(map: YAMLMap, prefix: string, allowed: string[], report: Report): void {
+  for (const pair of map.items) {
+    const key = isScalar(pair.key) ? pair.key.value : undefined;
+    if (typeof key !== "string" || !allowed.includes(key)) {
+      report(
+        pair.key as Node,
+        `${prefix}${String(key)}`,
+        `unknown key "${String(key)}"; allowed keys: ${allowed.join(", ")}`,
+      );
+    }
+  }
+}
+
+export function integer(
+  node: Node | undefined,
+  field: string,
+  min: number,
+  fallback: number,
+  report: Report,
+  allowed: string,
+): number | null {
+  if (node === undefined) return fallback;
+  const value = scalar(node);
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min) {
+    report(node, field, `${show(value)} is not allowed; allowed: ${allowed}`);
+    return null;
+  }
+  return value;
+}
+
+export function duration(
+  node: Node | undefined,
+  field: string,
+  fallback: number,
+  report: Report,
+): number | null {
+  if (node === undefined) return fallback;
+  const value = scalar(node);
+  const ms = parseDuration(value);
+  if (ms === null) report(node, field, `invalid duration ${show(value)}; allowed: ${DURATION_FORMS}`);
+  return ms;
+}
+
+export function statusCodes(node: Node | undefined, field: string, report: Report): number[] | null {
+  if (node === undefined) return null;
+  if (!isSeq(node)) {
+    report(node, field, "must be a list of HTTP statuses, e.g. [200, 201]");
+    return null;
+  }
+  const codes: number[] = [];
+  for (const item of node.items) {
+    const value = scalar(item as Node);
+    if (typeof value !== "number" || !Number.isInteger(value) || value < 100 || value > 599) {
+      report(item as Node, field, `${show(value)} is not an HTTP status; allowed: integers from 100 to 599`);
+    } else codes.push(value);
+  }
+  return codes;
+}
+
+export function scalar(node: Node | null | undefined): unknown {
+  if (isScalar(node)) return node.value;
+  if (isMap(node)) return { kind: "mapping" };
+  if (isSeq(node)) return { kind: "list" };
+  return null;
+}
+
+export function show(value: unknown): string {
+  if (value === null || value === undefined) return "(empty)";
+  if (typeof value === "object" && "kind" in value) return `a ${(value as { kind: string }).kind}`;
+  return JSON.stringify(value);
+}
+
+export function isHttpUrl(value: string): boolean {
+  if (!/^https?:\/\/[^/?#\s]+[^\s]*$/.test(value)) return false;
+  try {
+    const url = new URL(value);
+    return url.protocol === "http:" || url.protocol === "https:";
+  } catch {
+    return false;
+  }
+}
