@@ -540,4 +540,28 @@ describe("Supabase CLI 3.x", () => {
     ]);
     expect(calls.join("\n")).not.toContain(TOKEN);
   });
+
+  test("without a supabase on PATH, the pinned release is run through npx", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "supaqueue-npx-"));
+    const log = join(dir, "calls.log");
+    const real = join(projectRoot(), "node_modules", ".bin", "supabase");
+    // A stand-in for npx that records how it was called and runs the real CLI (what npx would fetch).
+    writeFileSync(
+      join(dir, "npx"),
+      `#!/usr/bin/env bash\necho "$*" >> "$CALLS_LOG"\n[ "$1" = "--yes" ] && [ "$2" = "supabase@2.117.0" ] || exit 9\nshift 2\nexec "${real}" "$@"\n`,
+      { mode: 0o755 },
+    );
+    const result = await run(EDITED, {
+      env: { EMAIL_API_KEY: EMAIL_KEY_2, CALLS_LOG: log, PATH: `${dir}:/usr/bin:/bin` },
+    });
+    succeeded(result);
+    expect(result.stdout).toContain("Supabase CLI 2.117.0 (npx supabase@2.117.0)");
+    const calls = readFileSync(log, "utf8").trim().split("\n");
+    expect(calls.map((c) => c.split(" ").slice(0, 4).join(" "))).toEqual([
+      "--yes supabase@2.117.0 --version",
+      "--yes supabase@2.117.0 functions list",
+      "--yes supabase@2.117.0 secrets set",
+      "--yes supabase@2.117.0 functions deploy",
+    ]);
+  });
 });
