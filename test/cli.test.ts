@@ -68,7 +68,7 @@ describe("npm start (dev --demo)", () => {
       execFile(
         "npm",
         ["start", "--silent"],
-        { cwd: ROOT, env: cliEnv({ DATABASE_URL: inject("adminUrl") }), timeout: 90_000 },
+        { cwd: ROOT, env: cliEnv({ DATABASE_URL: inject("adminUrl") }), timeout: 110_000 },
         (error, stdout, stderr) =>
           resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
       );
@@ -98,8 +98,9 @@ describe("npm start (dev --demo)", () => {
     expect(database).toBeDefined();
     expect(run.stdout).toContain(`Removed database ${database}.`);
     expect(await databaseExists(database as string)).toBe(false);
-    expect(Date.now() - started).toBeLessThan(60_000);
-  }, 100_000);
+    // About 15 s on an idle machine; the bound leaves room for a loaded CI runner.
+    expect(Date.now() - started).toBeLessThan(90_000);
+  }, 120_000);
 });
 
 describe("dev with a queue file", () => {
@@ -178,7 +179,7 @@ describe("dev with a queue file", () => {
       child.kill("SIGKILL");
       target.close();
     }
-  }, 60_000);
+  }, 120_000);
 });
 
 describe("status, enqueue, plan and uninstall against an installed database", () => {
