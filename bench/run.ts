@@ -20,8 +20,8 @@ import { log, openServer } from "./support.ts";
  *   BENCH_SECTIONS  comma-separated subset of limit,cycle,bulk,claim,edge,peers,diagnosis (default: all)
  *   BENCH_REPEATS   repeats per figure (default 3); the median is reported
  *   BENCH_OUT       where to write the results (default bench/RESULTS.md)
- * The job counts are the issue's, except the cycle (1,000 jobs per run) and the claim iterations, scaled so that
- * the whole run stays near 15 minutes on a 2-core machine.
+ * The job counts are the issue's, except the cycle (1,000 jobs per run), the peers (5,000 jobs per run) and the
+ * claim iterations, scaled so that the whole run stays near 15 minutes on a 2-core machine.
  */
 
 const ALL = ["limit", "cycle", "bulk", "claim", "edge", "peers", "diagnosis"] as const;
@@ -39,7 +39,7 @@ const SIZES = {
   bulkJobs: 100_000,
   claimIterations: 300,
   edgeCalls: 10_000,
-  peerJobs: 10_000,
+  peerJobs: 5_000,
 };
 
 async function main(): Promise<void> {
