@@ -34601,7 +34601,7 @@ function extend(target) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8618);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8475);
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 
@@ -34610,7 +34610,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 8618:
+/***/ 8475:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -37575,6 +37575,7 @@ const QUEUE_DEFAULTS = {
     backoffBaseMs: 10_000,
     backoffMaxMs: 3_600_000,
     paused: false,
+    signed: false,
 };
 /** The longest per-call timeout when the database does not say otherwise (supaqueue.config.max_call_timeout_ms). */
 const DEFAULT_MAX_CALL_TIMEOUT_MS = 140_000;
@@ -37738,7 +37739,38 @@ function formatDuration(ms) {
     return `${ms}ms`;
 }
 
+;// CONCATENATED MODULE: ./src/config/rate.ts
+const PER_SECOND = { s: 1, m: 1 / 60, h: 1 / 3600 };
+const RATE_FORMS = "a number of calls per second, minute or hour, more than 0: 10/s, 600/m, 1/h, 0.5/s";
+/**
+ * A rate limit of supaqueue.yml in calls per second: `10/s`, `600/m`, `1/h` (a number more than 0, then the unit).
+ * Returns null for anything else, a bare number included: the unit is what makes `10` mean something.
+ */
+function parseRate(value) {
+    if (typeof value !== "string")
+        return null;
+    const match = /^\s*(\d+(?:\.\d+)?)\s*\/\s*(s|m|h)\s*$/.exec(value);
+    if (!match)
+        return null;
+    const perSecond = Number(match[1]) * (PER_SECOND[match[2]] ?? 1);
+    return Number.isFinite(perSecond) && perSecond > 0 ? perSecond : null;
+}
+/** Calls per second in the unit that reads as a whole number when there is one: 10/s, 30/m, 1/h. */
+function formatRate(perSecond) {
+    for (const [unit, factor] of [
+        ["s", 1],
+        ["m", 60],
+        ["h", 3600],
+    ]) {
+        const n = perSecond * factor;
+        if (Math.abs(n - Math.round(n)) < 1e-9 && Math.round(n) > 0)
+            return `${Math.round(n)}/${unit}`;
+    }
+    return `${Number(perSecond.toPrecision(6))}/s`;
+}
+
 ;// CONCATENATED MODULE: ./src/config/fields.ts
+
 
 
 function checkKeys(map, prefix, allowed, report) {
@@ -37767,6 +37799,27 @@ function duration(node, field, fallback, report) {
     if (ms === null)
         report(node, field, `invalid duration ${show(value)}; allowed: ${DURATION_FORMS}`);
     return ms;
+}
+function fields_boolean(node, field, fallback, report) {
+    if (node === undefined)
+        return fallback;
+    const value = scalar(node);
+    if (typeof value === "boolean")
+        return value;
+    report(node, field, `${show(value)} is not allowed; allowed values: true, false`);
+    return fallback;
+}
+/** `rate_limit: 10/s` in calls per second, null when absent (or wrong, which is reported). */
+function rate(node, field, report) {
+    if (node === undefined)
+        return null;
+    const value = scalar(node);
+    const perSecond = parseRate(value);
+    if (perSecond === null) {
+        const hint = typeof value === "number" && value > 0 ? ` (write "${value}/s" for ${value} a second)` : "";
+        report(node, field, `${show(value)} is not a rate${hint}; allowed: ${RATE_FORMS}`);
+    }
+    return perSecond;
 }
 function statusCodes(node, field, report) {
     if (node === undefined)
@@ -37869,6 +37922,155 @@ function validateHeaders(node, field, report, options) {
     return { headers, secretHeaders };
 }
 
+;// CONCATENATED MODULE: ./src/config/cron.ts
+// pg_cron's schedule syntax: five cron fields (minute hour day-of-month month day-of-week), or "N seconds" for
+// 1 to 59 seconds (pg_cron 1.5 and later). Checked here so that a typo is reported at its line before any change,
+// not by pg_cron halfway through an install.
+const CRON_FORMS = 'five cron fields, minute hour day-of-month month day-of-week (e.g. "0 3 * * *", "*/5 * * * *"), or "N seconds" with N from 1 to 59 (pg_cron 1.5+)';
+const MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+const DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+const FIELDS = [
+    { name: "minute", min: 0, max: 59 },
+    { name: "hour", min: 0, max: 23 },
+    { name: "day of month", min: 1, max: 31, last: true },
+    { name: "month", min: 1, max: 12, names: MONTHS },
+    { name: "day of week", min: 0, max: 7, names: DAYS },
+];
+const SECONDS = /^\s*(\d+)\s+seconds?\s*$/i;
+/** Whether a schedule uses pg_cron's "N seconds" form, which needs pg_cron 1.5 or later. */
+function isSecondsSchedule(cron) {
+    return SECONDS.test(cron);
+}
+/** What is wrong with a pg_cron schedule, or null when pg_cron accepts it. */
+function cronProblem(cron) {
+    const seconds = SECONDS.exec(cron);
+    if (seconds) {
+        const n = Number(seconds[1]);
+        return n >= 1 && n <= 59 ? null : `"${cron.trim()}": seconds must be from 1 to 59`;
+    }
+    const parts = cron.trim().split(/\s+/);
+    if (parts.length !== 5)
+        return `"${cron.trim()}" has ${parts.length} field(s), not 5`;
+    for (const [i, part] of parts.entries()) {
+        const field = FIELDS[i];
+        const problem = fieldProblem(part, field);
+        if (problem)
+            return `"${cron.trim()}": ${field.name} "${part}" ${problem}`;
+    }
+    return null;
+}
+function fieldProblem(text, field) {
+    for (const item of text.split(",")) {
+        const [range = "", step, ...rest] = item.split("/");
+        if (rest.length > 0 || (step !== undefined && !/^\d+$/.test(step)))
+            return "has a bad step (write */N or A-B/N)";
+        if (step !== undefined && Number(step) < 1)
+            return "has a step of 0";
+        if (range === "*" || (field.last && range === "$"))
+            continue;
+        const ends = range.split("-");
+        if (ends.length > 2 || ends.some((end) => value(end, field) === null))
+            return `is not a valid ${field.name} (*, ${field.min} to ${field.max}${field.names ? `, ${field.names.slice(0, 3).join(", ")}, ...` : ""}${field.last ? ", $" : ""}, ranges A-B, lists A,B, steps /N)`;
+    }
+    return null;
+}
+function value(text, field) {
+    if (/^\d+$/.test(text)) {
+        const n = Number(text);
+        return n >= field.min && n <= field.max ? n : null;
+    }
+    const index = field.names?.indexOf(text.toLowerCase()) ?? -1;
+    return index >= 0 ? index : null;
+}
+
+;// CONCATENATED MODULE: ./src/config/schedules.ts
+
+
+
+const SCHEDULE_KEYS = ["cron", "queue", "payload"];
+// Schedule names follow queue names (supaqueue.schedule's schedule_name_is_valid).
+const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+/**
+ * Checks the `schedules:` section: schedule name → { cron, queue, payload }. Whether the queue exists is known
+ * only against the database, so the plan checks that; here each schedule is checked on its own.
+ */
+function validateSchedules(node, at, report) {
+    if (node === undefined || ((0,dist/* isScalar */.jn)(node) && node.value === null))
+        return [];
+    if (!(0,dist/* isMap */.jh)(node)) {
+        report(node, "schedules", 'must be a mapping of schedule name to its settings, e.g. "nightly-report: { cron: \\"0 3 * * *\\", queue: reports }"');
+        return [];
+    }
+    const schedules = [];
+    for (const pair of node.items) {
+        const spec = validateSchedule(pair, at, report);
+        if (spec)
+            schedules.push(spec);
+    }
+    return schedules;
+}
+function validateSchedule(pair, at, report) {
+    const keyNode = pair.key;
+    const name = (0,dist/* isScalar */.jn)(keyNode) ? String(keyNode.value) : "";
+    const field = `schedules.${name}`;
+    let ok = true;
+    const problem = (n, f, m) => {
+        ok = false;
+        report(n, f, m);
+    };
+    if (!NAME.test(name)) {
+        problem(keyNode, field, `invalid schedule name "${name}"; allowed: 1 to 63 lowercase letters, digits, "-" and "_", starting with a letter or digit`);
+    }
+    const node = pair.value;
+    if (!(0,dist/* isMap */.jh)(node)) {
+        const empty = node === null || ((0,dist/* isScalar */.jn)(node) && node.value === null);
+        problem(empty ? keyNode : node, field, 'must be a mapping with "cron" and "queue" (and optionally "payload")');
+        return null;
+    }
+    checkKeys(node, `${field}.`, SCHEDULE_KEYS, problem);
+    const get = (key) => node.get(key, true);
+    const cronNode = get("cron");
+    const cron = scalar(cronNode);
+    if (cronNode === undefined) {
+        problem(keyNode, `${field}.cron`, `is required; allowed: ${CRON_FORMS}`);
+    }
+    else if (typeof cron !== "string") {
+        problem(cronNode, `${field}.cron`, `${show(cron)} is not a schedule; allowed: ${CRON_FORMS}`);
+    }
+    else {
+        const wrong = cronProblem(cron);
+        if (wrong)
+            problem(cronNode, `${field}.cron`, `${wrong}; allowed: ${CRON_FORMS}`);
+    }
+    const queueNode = get("queue");
+    const queue = scalar(queueNode);
+    if (queueNode === undefined) {
+        problem(keyNode, `${field}.queue`, "is required: the queue the schedule enqueues into");
+    }
+    else if (typeof queue !== "string" || !NAME.test(queue)) {
+        problem(queueNode, `${field}.queue`, `${show(queue)} is not a queue name; allowed: a queue of this file or one that exists in the database`);
+    }
+    const payloadNode = get("payload");
+    let payload = {};
+    if (payloadNode !== undefined) {
+        payload = payloadNode.toJSON();
+        if (typeof payload !== "object" || payload === null) {
+            problem(payloadNode, `${field}.payload`, `${show(scalar(payloadNode))} is not allowed; allowed: a mapping or a list (the job's JSON payload), e.g. "{ kind: daily }"`);
+        }
+    }
+    if (!ok)
+        return null;
+    return {
+        name,
+        cron: cron.trim(),
+        queue: queue,
+        payload,
+        position: at(keyNode),
+        queuePosition: at(queueNode),
+        cronPosition: at(cronNode),
+    };
+}
+
 ;// CONCATENATED MODULE: ./src/config/validate.ts
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: supaqueue.yml writes ${VAR} literally.
 
@@ -37876,9 +38078,10 @@ function validateHeaders(node, field, report, options) {
 
 
 
+
 const QUEUE_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 const FUNCTION_NAME = /^[A-Za-z0-9_-]{1,128}$/;
-const TOP_LEVEL_KEYS = ["queues"];
+const TOP_LEVEL_KEYS = ["queues", "schedules"];
 const QUEUE_KEYS = [
     "function",
     "url",
@@ -37890,8 +38093,9 @@ const QUEUE_KEYS = [
     "backoff",
     "success_codes",
     "retry_codes",
-    "rate_limit_per_second",
+    "rate_limit",
     "dead_letter_queue",
+    "signed",
     "paused",
 ];
 const BACKOFF_KEYS = ["base", "max"];
@@ -37922,11 +38126,11 @@ function validateConfigText(text, file, options) {
         });
     }
     if (problems.length > 0)
-        return { config: { file, queues: [] }, problems };
+        return { config: { file, queues: [], schedules: [] }, problems };
     const root = doc.contents;
     if (!(0,dist/* isMap */.jh)(root)) {
         report(root, "(file)", 'expected a mapping with a "queues" key, e.g. "queues:\\n  my-queue:\\n    url: https://..."');
-        return { config: { file, queues: [] }, problems };
+        return { config: { file, queues: [], schedules: [] }, problems };
     }
     checkKeys(root, "", TOP_LEVEL_KEYS, report);
     const queuesNode = root.get("queues", true);
@@ -37947,7 +38151,8 @@ function validateConfigText(text, file, options) {
                 queues.push(spec);
         }
     }
-    return { config: { file, queues }, problems };
+    const schedules = validateSchedules(root.get("schedules", true), at, report);
+    return { config: { file, queues, schedules }, problems };
 }
 function validateQueue(pair, at, report, options, problemsSoFar) {
     const keyNode = pair.key;
@@ -38034,16 +38239,7 @@ function validateQueue(pair, at, report, options, problemsSoFar) {
     }
     const successCodes = statusCodes(get("success_codes"), sub("success_codes"), report);
     const retryCodes = statusCodes(get("retry_codes"), sub("retry_codes"), report);
-    let rateLimitPerSecond = null;
-    const rateNode = get("rate_limit_per_second");
-    if (rateNode !== undefined) {
-        const value = scalar(rateNode);
-        if (typeof value !== "number" || !(value > 0) || !Number.isFinite(value)) {
-            report(rateNode, sub("rate_limit_per_second"), `${show(value)} is not allowed; allowed: a number of calls per second, more than 0 (e.g. 10 or 0.5)`);
-        }
-        else
-            rateLimitPerSecond = value;
-    }
+    const rateLimitPerSecond = rate(get("rate_limit"), sub("rate_limit"), report);
     let deadLetterQueue = null;
     const deadLetterNode = get("dead_letter_queue");
     if (deadLetterNode !== undefined) {
@@ -38057,15 +38253,8 @@ function validateQueue(pair, at, report, options, problemsSoFar) {
         else
             deadLetterQueue = value;
     }
-    let paused = QUEUE_DEFAULTS.paused;
-    const pausedNode = get("paused");
-    if (pausedNode !== undefined) {
-        const value = scalar(pausedNode);
-        if (typeof value !== "boolean")
-            report(pausedNode, sub("paused"), `${show(value)} is not allowed; allowed values: true, false`);
-        else
-            paused = value;
-    }
+    const signed = fields_boolean(get("signed"), sub("signed"), QUEUE_DEFAULTS.signed, report);
+    const paused = fields_boolean(get("paused"), sub("paused"), QUEUE_DEFAULTS.paused, report);
     if (problemsSoFar() > before)
         return null;
     return {
@@ -38083,6 +38272,7 @@ function validateQueue(pair, at, report, options, problemsSoFar) {
         successCodes,
         retryCodes,
         rateLimitPerSecond,
+        signed,
         deadLetterQueue,
         deadLetterPosition: at(deadLetterNode ?? keyNode),
         paused,
@@ -38320,7 +38510,171 @@ async function deleteHeaderSecret(client, name) {
     ]);
 }
 
+;// CONCATENATED MODULE: ./src/install/schedules.ts
+
+
+
+/** pg_cron's version, or null when the extension is not installed. */
+async function readCron(client) {
+    const { rows } = await client.query("select extversion as version from pg_catalog.pg_extension where extname = 'pg_cron'");
+    return rows[0]?.version ?? null;
+}
+/** supaqueue.schedule by name, each with whether its pg_cron job exists (when cron.job is readable). */
+async function readSchedules(client, cronInstalled) {
+    const readable = cronInstalled &&
+        (await client.query("select has_table_privilege('cron.job', 'select') as ok")).rows[0]
+            ?.ok === true;
+    const { rows } = await client.query(`select s.name, s.cron, s.queue_name, s.payload, s.managed_by,
+            ${readable ? "exists (select from cron.job c where c.jobname = 'supaqueue:' || s.name)" : "null::boolean"} as cron_job
+     from supaqueue.schedule s order by s.name`);
+    return new Map(rows.map((row) => [row.name, row]));
+}
+/**
+ * Plans the schedules of the file: create, change or keep each one, and remove the ones this file made that are
+ * no longer in it. Schedules not made from the file are never touched; a file schedule with the name of one is a
+ * conflict, and so is a schedule whose queue will not exist, or any schedule without pg_cron.
+ */
+function computeSchedules(config, state, plan) {
+    const fileQueues = new Set(config.queues.map((q) => q.name));
+    for (const spec of config.schedules) {
+        const field = `schedules.${spec.name}`;
+        if (state.cronVersion === null) {
+            plan.conflicts.push({
+                position: spec.position,
+                field,
+                message: "recurring calls need the pg_cron extension, which is not installed in this database; enable it (Supabase dashboard: Database > Extensions > pg_cron, or: create extension pg_cron) and run again",
+            });
+            continue;
+        }
+        if (isSecondsSchedule(spec.cron) && olderThan(state.cronVersion, [1, 5])) {
+            plan.conflicts.push({
+                position: spec.cronPosition,
+                field: `${field}.cron`,
+                message: `"${spec.cron}" needs pg_cron 1.5 or later, and this database has ${state.cronVersion}; allowed here: five cron fields (at most once a minute)`,
+            });
+            continue;
+        }
+        const existing = state.schedules.get(spec.name);
+        if (existing && existing.managed_by !== MANAGED_BY) {
+            plan.conflicts.push({
+                position: spec.position,
+                field,
+                message: `a schedule named "${spec.name}" already exists and was not created from ${MANAGED_BY}, so Supaqueue will not touch it; rename the schedule in the file, or hand it over with: update supaqueue.schedule set managed_by = '${MANAGED_BY}' where name = '${spec.name}'`,
+            });
+            continue;
+        }
+        const queue = state.queues.get(spec.queue);
+        if (!fileQueues.has(spec.queue) && (!queue || queue.managed_by === MANAGED_BY)) {
+            plan.conflicts.push({
+                position: spec.queuePosition,
+                field: `${field}.queue`,
+                message: queue
+                    ? `"${spec.queue}" is taken out of the file by this change, but this schedule still enqueues into it; keep the queue in the file, or point the schedule at another queue`
+                    : `there is no queue "${spec.queue}" in the file or the database; allowed: a queue of this file or one that exists`,
+            });
+            continue;
+        }
+        const change = { name: spec.name, cron: spec.cron, queue: spec.queue, payload: spec.payload };
+        if (!existing) {
+            plan.schedules.push({ ...change, action: "create", changes: [] });
+            continue;
+        }
+        const changes = [];
+        if (existing.cron !== spec.cron)
+            changes.push(`cron: ${existing.cron} → ${spec.cron}`);
+        if (existing.queue_name !== spec.queue)
+            changes.push(`queue: ${existing.queue_name} → ${spec.queue}`);
+        if (!(0,external_node_util_.isDeepStrictEqual)(existing.payload, spec.payload))
+            changes.push("payload changed");
+        if (changes.length === 0 && existing.cron_job === false)
+            changes.push("pg_cron job restored");
+        plan.schedules.push({ ...change, action: changes.length > 0 ? "update" : "unchanged", changes });
+    }
+    const wanted = new Set(config.schedules.map((s) => s.name));
+    for (const existing of state.schedules.values()) {
+        if (existing.managed_by !== MANAGED_BY || wanted.has(existing.name))
+            continue;
+        plan.schedules.push({
+            name: existing.name,
+            action: "remove",
+            changes: [],
+            cron: existing.cron,
+            queue: existing.queue_name,
+            payload: existing.payload,
+        });
+    }
+}
+function olderThan(version, [major, minor]) {
+    const [a = 0, b = 0] = version.split(".").map((part) => Number.parseInt(part, 10) || 0);
+    return a < major || (a === major && b < minor);
+}
+/** Removes the schedules the plan removes (run before queues go). */
+async function removeSchedules(client, plan) {
+    for (const schedule of plan.schedules) {
+        if (schedule.action === "remove")
+            await client.query("select supaqueue.unschedule($1)", [schedule.name]);
+    }
+}
+/** Creates and changes the schedules the plan asks for (run once their queues exist). */
+async function writeSchedules(client, plan) {
+    for (const s of plan.schedules) {
+        if (s.action !== "create" && s.action !== "update")
+            continue;
+        await client.query("select supaqueue.schedule($1, $2, $3, $4::jsonb, $5)", [
+            s.name,
+            s.cron,
+            s.queue,
+            JSON.stringify(s.payload),
+            MANAGED_BY,
+        ]);
+    }
+}
+
+;// CONCATENATED MODULE: ./src/install/signing.ts
+
+// supaqueue.rotate_signing_key names a queue's keys in Vault this way; the installer only reads the names.
+const SIGNING_PREFIX = "supaqueue_signing_";
+/** The Vault secret holding a queue's current signing key. */
+function signingSecretName(queue) {
+    return `${SIGNING_PREFIX}${queue}`;
+}
+/** The SQL that shows a queue's key to someone allowed to read Vault (the key itself is never printed). */
+function readKeyHint(queue) {
+    return `select decrypted_secret from vault.decrypted_secrets where name = '${signingSecretName(queue)}'`;
+}
+/** What `signed:` asks of a queue: a first key when it has none, or no key when the file says unsigned. */
+function signingChange(spec, existing) {
+    const hasKey = (existing?.signing_key_secret ?? null) !== null;
+    if (spec.signed === hasKey)
+        return null;
+    return {
+        queue: spec.name,
+        action: spec.signed ? "create" : "clear",
+        vaultSecret: signingSecretName(spec.name),
+    };
+}
+/** Makes the queue's first key with supaqueue.rotate_signing_key; the key stays in the database, unread. */
+async function createSigningKey(client, queue) {
+    await client.query("select supaqueue.rotate_signing_key($1) is not null", [queue]);
+}
+/**
+ * Stops signing a queue's calls: clears its signing columns and deletes its current and previous keys from Vault.
+ * Deleting is deliberate: a key nobody uses should not linger, and signing again later makes a fresh key.
+ */
+async function clearSigningKey(client, queue) {
+    await client.query(`update supaqueue.queue set signing_key_secret = null, previous_signing_key_secret = null,
+            previous_signing_key_until = null
+     where name = $1 and managed_by = $2`, [queue, MANAGED_BY]);
+    await client.query("delete from vault.secrets where name in ($1, $2)", [
+        signingSecretName(queue),
+        `${signingSecretName(queue)}_previous`,
+    ]);
+}
+
 ;// CONCATENATED MODULE: ./src/install/plan.ts
+
+
+
 
 
 
@@ -38331,7 +38685,9 @@ const MANAGED_BY = "supaqueue.yml";
 function planChangesQueues(plan) {
     return (plan.queues.some((q) => q.action !== "unchanged") ||
         plan.removals.some((r) => r.action !== "keep-paused") ||
-        plan.secrets.length > 0);
+        plan.secrets.length > 0 ||
+        plan.schedules.some((s) => s.action !== "unchanged") ||
+        plan.signing.length > 0);
 }
 async function readInstalledState(client) {
     const installed = await client.query("select to_regclass('supaqueue.queue') is not null as queue, to_regclass('supaqueue.migration') is not null as migration");
@@ -38343,6 +38699,8 @@ async function readInstalledState(client) {
         functionsUrl: null,
         queues: new Map(),
         secrets,
+        cronVersion: await readCron(client),
+        schedules: new Map(),
     };
     if (installed.rows[0]?.migration) {
         const { rows } = await client.query("select version from supaqueue.migration order by version");
@@ -38356,13 +38714,14 @@ async function readInstalledState(client) {
     const { rows } = await client.query(`
     select q.name, q.url, q.function_name, q.method, q.headers, q.secret_headers, q.max_attempts, q.timeout_ms,
            q.backoff_base_ms, q.backoff_max_ms, q.success_codes, q.retry_codes, q.rate_limit_per_second,
-           q.dead_letter_queue, q.paused, q.managed_by,
+           q.dead_letter_queue, q.paused, q.managed_by, q.signing_key_secret,
            (select count(*)::int from supaqueue.worker w where w.queue_id = q.id and not w.retiring) as workers,
            (select count(*)::int from supaqueue.job j
              where j.queue_id = q.id and j.status in ('pending', 'in_progress')) as unfinished_jobs
     from supaqueue.queue q order by q.name`);
     for (const row of rows)
         state.queues.set(row.name, row);
+    state.schedules = await readSchedules(client, state.cronVersion !== null);
     return state;
 }
 /** The supaqueue.queue row a queue of the file asks for. */
@@ -38394,6 +38753,8 @@ function computePlan(config, state, migrations = loadMigrations()) {
         queues: [],
         removals: [],
         secrets: [],
+        schedules: [],
+        signing: [],
         conflicts: [],
     };
     const wanted = new Set(config.queues.map((q) => q.name));
@@ -38439,11 +38800,16 @@ function computePlan(config, state, migrations = loadMigrations()) {
                 changes.push(`header ${header.header}: secret value changed`);
             }
         }
+        const signing = signingChange(spec, existing);
+        if (signing) {
+            plan.signing.push(signing);
+            changes.push(signing.action === "create" ? "signing key created" : "signed: true → false (key deleted)");
+        }
         if (!existing) {
             plan.queues.push({
                 name: spec.name,
                 action: "create",
-                changes: [],
+                changes,
                 rowChanged: true,
                 workers: { from: null, to: spec.workers },
                 row,
@@ -38478,12 +38844,19 @@ function computePlan(config, state, migrations = loadMigrations()) {
             action: unfinished === 0 ? "remove" : existing.paused ? "keep-paused" : "pause",
         });
         if (unfinished === 0) {
+            if (existing.signing_key_secret !== null)
+                plan.signing.push({
+                    queue: existing.name,
+                    action: "clear",
+                    vaultSecret: signingSecretName(existing.name),
+                });
             for (const [header, name] of Object.entries(existing.secret_headers)) {
                 if (state.secrets.has(name))
                     plan.secrets.push({ name, queue: existing.name, header, action: "delete" });
             }
         }
     }
+    computeSchedules(config, state, plan);
     return plan;
 }
 const LABELS = [
@@ -38496,7 +38869,7 @@ const LABELS = [
     ["backoff_max_ms", "backoff.max", formatDuration],
     ["success_codes", "success_codes", (v) => (v ? `[${v.join(", ")}]` : "default")],
     ["retry_codes", "retry_codes", (v) => (v ? `[${v.join(", ")}]` : "default")],
-    ["rate_limit_per_second", "rate_limit_per_second", String],
+    ["rate_limit_per_second", "rate_limit", formatRate],
     ["dead_letter_queue", "dead_letter_queue", String],
     ["paused", "paused", String],
 ];
@@ -38539,10 +38912,13 @@ function describeRowChanges(existing, row) {
 
 
 
+
+
 // Any fixed number works; it only has to be the same for every installer (the migration lock is 727274001).
 const RECONCILE_LOCK = 727_274_003;
 /**
- * Brings the queues, their workers and their header secrets in line with the file, in one transaction under an
+ * Brings the queues, their workers, header secrets, signing keys and schedules in line with the file, in one
+ * transaction under an
  * advisory lock. The plan is computed again inside the transaction, so what is applied is exactly what the
  * returned plan says (a queue that got a job since the dry plan is paused, not removed, and the plan says so).
  * Throws ConfigError, changing nothing, when a file queue has the name of a queue created by hand.
@@ -38577,6 +38953,15 @@ async function reconcileQueues(client, config) {
                 await client.query("select supaqueue.set_workers($1, $2)", [queue.name, queue.workers.to]);
             }
         }
+        const removed = new Set(plan.removals.filter((r) => r.action === "remove").map((r) => r.name));
+        for (const signing of plan.signing) {
+            if (signing.action === "create")
+                await createSigningKey(client, signing.queue);
+            else if (!removed.has(signing.queue))
+                await clearSigningKey(client, signing.queue);
+        }
+        await removeSchedules(client, plan);
+        await writeSchedules(client, plan);
         const stillThere = new Set();
         for (const removal of plan.removals) {
             if (removal.action === "keep-paused")
@@ -38588,6 +38973,12 @@ async function reconcileQueues(client, config) {
             }
         }
         plan.secrets = plan.secrets.filter((s) => !(s.action === "delete" && stillThere.has(s.queue)));
+        // A removed queue's keys go with it; a queue that got a job meanwhile is only paused and keeps them.
+        plan.signing = plan.signing.filter((s) => !(s.action === "clear" && stillThere.has(s.queue)));
+        for (const signing of plan.signing) {
+            if (signing.action === "clear" && removed.has(signing.queue))
+                await clearSigningKey(client, signing.queue);
+        }
         for (const secret of plan.secrets) {
             if (secret.action === "delete")
                 await deleteHeaderSecret(client, secret.name);
@@ -38720,6 +39111,7 @@ function stageWorkdir(root = projectRoot()) {
 }
 
 ;// CONCATENATED MODULE: ./src/install/summary.ts
+
 const PAUSED_NOTE = "it is removed by a later run once its jobs are done";
 /** The plan (or, with done, what was applied) as log lines. Never holds a secret value. */
 function planLines(plan, { done = false } = {}) {
@@ -38750,12 +39142,44 @@ function planLines(plan, { done = false } = {}) {
         }[s.action];
         lines.push(`${verb} Vault secret ${s.name} (header ${s.header} of queue ${s.queue})`);
     }
+    for (const k of plan.signing) {
+        if (k.action === "create")
+            lines.push(`queue ${k.queue}: signing key ${done ? "created" : "to create"}: read it with ${readKeyHint(k.queue)}`);
+        else
+            lines.push(`queue ${k.queue}: signing key ${done ? "deleted" : "to delete"} (Vault secret ${k.vaultSecret})`);
+    }
+    for (const s of plan.schedules) {
+        const verb = {
+            create: done ? "created" : "create",
+            update: done ? "changed" : "change",
+            remove: done ? "removed" : "remove",
+            unchanged: "",
+        }[s.action];
+        if (s.action === "create")
+            lines.push(`${verb} schedule ${s.name} (${scheduleText(s)})`);
+        else if (s.action === "update")
+            lines.push(`${verb} schedule ${s.name}: ${s.changes.join("; ")}`);
+        else if (s.action === "remove")
+            lines.push(`${verb} schedule ${s.name} (not in the file)`);
+    }
     const unchanged = plan.queues.filter((q) => q.action === "unchanged").length;
+    const schedules = plan.schedules.filter((s) => s.action === "unchanged").length;
+    const schedulesNote = schedules > 0
+        ? `; schedules: no changes (${schedules} schedule${schedules === 1 ? "" : "s"} up to date)`
+        : "";
     if (lines.length === 0)
-        lines.push(`queues: no changes (${unchanged} queue${unchanged === 1 ? "" : "s"} up to date)`);
-    else if (unchanged > 0)
-        lines.push(`${unchanged} other queue${unchanged === 1 ? "" : "s"} up to date`);
+        lines.push(`queues: no changes (${unchanged} queue${unchanged === 1 ? "" : "s"} up to date)${schedulesNote}`);
+    else {
+        if (unchanged > 0)
+            lines.push(`${unchanged} other queue${unchanged === 1 ? "" : "s"} up to date`);
+        if (schedules > 0)
+            lines.push(`${schedules} other schedule${schedules === 1 ? "" : "s"} up to date`);
+    }
     return lines;
+}
+/** "0 3 * * * → reports", the way a schedule reads in the plan. */
+function scheduleText(s) {
+    return `${s.cron} → ${s.queue}`;
 }
 function target(row) {
     return row.function_name ? `${row.method} function ${row.function_name}` : `${row.method} ${row.url}`;
@@ -38783,6 +39207,15 @@ function summaryJson(result) {
         },
         workers: Object.fromEntries(plan.queues.map((q) => [q.name, q.workers.to])),
         secrets: plan.secrets.map((s) => ({ name: s.name, queue: s.queue, header: s.header, action: s.action })),
+        schedules: {
+            created: plan.schedules.filter((s) => s.action === "create").map((s) => s.name),
+            changed: plan.schedules
+                .filter((s) => s.action === "update")
+                .map((s) => ({ name: s.name, changes: s.changes })),
+            unchanged: plan.schedules.filter((s) => s.action === "unchanged").map((s) => s.name),
+            removed: plan.schedules.filter((s) => s.action === "remove").map((s) => s.name),
+        },
+        signingKeys: plan.signing.map((k) => ({ queue: k.queue, action: k.action, vaultSecret: k.vaultSecret })),
     };
 }
 /** The job summary, in Markdown. */
@@ -38819,6 +39252,23 @@ function summaryMarkdown(result) {
         out.push("### Header secrets in Vault", "", "| Vault secret | Queue | Header | Change |", "|---|---|---|---|");
         for (const s of plan.secrets)
             out.push(`| \`${s.name}\` | \`${s.queue}\` | ${s.header} | ${s.action} |`);
+        out.push("");
+    }
+    if (plan.signing.length > 0) {
+        out.push("### Signing keys", "", "| Queue | Change | How to read the key |", "|---|---|---|");
+        for (const k of plan.signing) {
+            const change = k.action === "create" ? "signing key created" : "signing key deleted";
+            const how = k.action === "create" ? `\`${readKeyHint(k.queue)}\`` : "";
+            out.push(`| \`${k.queue}\` | ${result.dryRun ? `would be ${change.replace("signing key ", "")}` : change} | ${how} |`);
+        }
+        out.push("");
+    }
+    if (plan.schedules.length > 0) {
+        out.push("### Schedules", "", "| Schedule | Change | Cron | Queue | Details |", "|---|---|---|---|---|");
+        for (const s of plan.schedules) {
+            const change = { create: "created", update: "changed", unchanged: "unchanged", remove: "removed" }[s.action];
+            out.push(`| \`${s.name}\` | ${result.dryRun ? `would be ${change}` : change} | \`${escapeCell(s.cron)}\` | \`${s.queue}\` | ${escapeCell(s.action === "remove" ? "not in the file" : s.changes.join("; "))} |`);
+        }
         out.push("");
     }
     return out.join("\n");
@@ -38965,6 +39415,8 @@ async function deploy(options, log) {
     let config = await log.group(`Validate ${options.configFile}`, async () => {
         const file = readQueueFile(options, log);
         log.info(`${file.queues.length} queue(s): ${file.queues.map((q) => q.name).join(", ") || "none"}`);
+        if (file.schedules.length > 0)
+            log.info(`${file.schedules.length} schedule(s): ${file.schedules.map((s) => s.name).join(", ")}`);
         return file;
     });
     const client = await log.group("Connect to the database", async () => {
@@ -39026,7 +39478,7 @@ async function deploy(options, log) {
             });
             await log.group("Set the function secret SUPAQUEUE_SECRET", () => setFunctionSecret(ctx, schema.secret));
             await log.group(`Deploy ${stage_FUNCTION_NAME}`, () => deployFunction(ctx));
-            const applied = await log.group("Reconcile queues and workers", async () => {
+            const applied = await log.group("Reconcile queues, workers and schedules", async () => {
                 const done = await reconcileQueues(client, config);
                 for (const line of planLines(done, { done: true }))
                     log.info(line);

@@ -32,7 +32,8 @@ queues:
     headers:
       Content-Type: application/json
     workers: 3
-    rate_limit_per_second: 5
+    rate_limit: 5/s
+    signed: true
   old-reports:
     url: https://reports.example.com/run
     headers:
@@ -55,7 +56,8 @@ const EDITED = `queues:
     headers:
       Content-Type: application/json
     workers: 0
-    rate_limit_per_second: 5
+    rate_limit: 5/s
+    signed: true
 `;
 
 let db: TestDatabase;
@@ -90,7 +92,7 @@ function summaryOf(result: ActionRun) {
 async function queues() {
   const { rows } = await db.pool.query(`
     select q.name, q.managed_by, q.paused, q.url, q.function_name, q.method, q.headers, q.secret_headers, q.timeout_ms,
-           q.backoff_base_ms, q.backoff_max_ms, q.dead_letter_queue, q.rate_limit_per_second,
+           q.backoff_base_ms, q.backoff_max_ms, q.dead_letter_queue, q.rate_limit_per_second, q.signing_key_secret,
            (select count(*)::int from supaqueue.worker w where w.queue_id = q.id and not w.retiring) as workers
     from supaqueue.queue q order by q.name`);
   return Object.fromEntries(rows.map((r) => [r.name, r]));
@@ -178,6 +180,18 @@ describe("the action, run as GitHub runs it", () => {
       rate_limit_per_second: 5,
     });
     expect(q.webhook.headers).toEqual({ "Content-Type": "application/json" });
+    // signed: true made the queue's first key in Vault; the run says how to read it and never prints it.
+    expect(q.webhook.signing_key_secret).toBe("supaqueue_signing_webhook");
+    const signingKey = await vault("supaqueue_signing_webhook");
+    expect(signingKey).toMatch(/^[A-Za-z0-9+/=]{44}$/);
+    expectNoSecretIn(result, signingKey as string);
+    expect(summaryOf(result).signingKeys).toEqual([
+      { queue: "webhook", action: "create", vaultSecret: "supaqueue_signing_webhook" },
+    ]);
+    const readIt =
+      "select decrypted_secret from vault.decrypted_secrets where name = 'supaqueue_signing_webhook'";
+    expect(result.stdout).toContain(`queue webhook: signing key created: read it with ${readIt}`);
+    expect(result.summary).toContain(`| \`webhook\` | signing key created | \`${readIt}\` |`);
     expect(q["old-reports"]).toMatchObject({ workers: 1, paused: false });
     expect(await vault("supaqueue_header_send-email_x-api-key")).toBe(EMAIL_KEY);
     expect(await vault("supaqueue_header_old-reports_authorization")).toBe(`Bearer ${REPORTS_TOKEN}`);

@@ -110,7 +110,7 @@ describe("supaqueue.yml", () => {
 `);
     expect(found).toEqual([
       expect.stringMatching(
-        /^supaqueue\.yml:11:5: queues\.send-email\.bogus: unknown key "bogus"; allowed keys: function, url, method, headers, workers, max_attempts, timeout, backoff, success_codes, retry_codes, rate_limit_per_second, dead_letter_queue, paused$/,
+        /^supaqueue\.yml:11:5: queues\.send-email\.bogus: unknown key "bogus"; allowed keys: function, url, method, headers, workers, max_attempts, timeout, backoff, success_codes, retry_codes, rate_limit, dead_letter_queue, signed, paused$/,
       ),
       expect.stringMatching(
         /^supaqueue\.yml:4:13: queues\.send-email\.method: invalid method "FETCH"; allowed values: GET, POST, PUT, PATCH, DELETE$/,
@@ -165,7 +165,9 @@ describe("supaqueue.yml", () => {
       expect.stringMatching(/^supaqueue\.yml:\d+:\d+: \(yaml\): not valid YAML: /),
     ]);
     expect(problems("queue:\n  a: {}\n")).toEqual([
-      expect.stringMatching(/^supaqueue\.yml:1:1: queue: unknown key "queue"; allowed keys: queues$/),
+      expect.stringMatching(
+        /^supaqueue\.yml:1:1: queue: unknown key "queue"; allowed keys: queues, schedules$/,
+      ),
       expect.stringMatching(/^supaqueue\.yml:1:1: queues: is required/),
     ]);
     expect(
@@ -205,20 +207,102 @@ describe("supaqueue.yml", () => {
     ]);
   });
 
-  test("rate limits are positive numbers; a dead-letter queue is another queue's name", () => {
+  test("rate limits are N/s, N/m or N/h above 0; a dead-letter queue is another queue's name", () => {
+    const { config } = check(
+      "queues:\n  a: {function: f, rate_limit: 10/s}\n  b: {function: f, rate_limit: 600/m}\n  c: {function: f, rate_limit: 1/h}\n  d: {function: f, rate_limit: 0.5/s}\n  e: {function: f}\n",
+    );
+    expect(config.queues.map((q) => q.rateLimitPerSecond)).toEqual([10, 10, 1 / 3600, 0.5, null]);
     expect(
       problems(
-        "queues:\n  a:\n    function: f\n    rate_limit_per_second: 0\n    dead_letter_queue: a\n  b:\n    function: f\n    dead_letter_queue: Not A Queue\n",
+        "queues:\n  a:\n    function: f\n    rate_limit: 0/s\n    dead_letter_queue: a\n  b:\n    function: f\n    dead_letter_queue: Not A Queue\n    rate_limit: 10\n  c:\n    function: f\n    rate_limit: 5/d\n    rate_limit_per_second: 5\n",
       ),
     ).toEqual([
       expect.stringMatching(
-        /^supaqueue\.yml:4:28: queues\.a\.rate_limit_per_second: 0 is not allowed; allowed: a number of calls per second, more than 0/,
+        /^supaqueue\.yml:4:17: queues\.a\.rate_limit: "0\/s" is not a rate; allowed: a number of calls per second, minute or hour, more than 0: 10\/s, 600\/m, 1\/h/,
       ),
       expect.stringMatching(
         /^supaqueue\.yml:5:24: queues\.a\.dead_letter_queue: a queue cannot be its own dead-letter queue/,
       ),
       expect.stringMatching(
+        /^supaqueue\.yml:9:17: queues\.b\.rate_limit: 10 is not a rate \(write "10\/s" for 10 a second\); allowed:/,
+      ),
+      expect.stringMatching(
         /^supaqueue\.yml:8:24: queues\.b\.dead_letter_queue: "Not A Queue" is not a queue name/,
+      ),
+      expect.stringMatching(/^supaqueue\.yml:13:5: queues\.c\.rate_limit_per_second: unknown key/),
+      expect.stringMatching(/^supaqueue\.yml:12:17: queues\.c\.rate_limit: "5\/d" is not a rate/),
+    ]);
+  });
+
+  test("signed is true or false (default false)", () => {
+    const { config } = check("queues:\n  a: {function: f, signed: true}\n  b: {function: f}\n");
+    expect(config.queues.map((q) => q.signed)).toEqual([true, false]);
+    expect(problems("queues:\n  a:\n    function: f\n    signed: yes please\n")).toEqual([
+      'supaqueue.yml:4:13: queues.a.signed: "yes please" is not allowed; allowed values: true, false',
+    ]);
+  });
+
+  test("schedules: cron, queue and payload, each checked at its place", () => {
+    const { config, problems: found } = check(`queues:
+  reports: {function: report}
+schedules:
+  nightly-report:
+    cron: "0 3 * * *"
+    queue: reports
+    payload: { kind: daily, days: [1, 2] }
+  often:
+    cron: 30 seconds
+    queue: made-by-hand
+  weekdays:
+    cron: "*/15 9-17 * jan-jun mon-fri"
+    queue: reports
+`);
+    expect(found).toEqual([]);
+    expect(config.schedules).toEqual([
+      {
+        name: "nightly-report",
+        cron: "0 3 * * *",
+        queue: "reports",
+        payload: { kind: "daily", days: [1, 2] },
+        position: { file: "supaqueue.yml", line: 4, column: 3 },
+        queuePosition: { file: "supaqueue.yml", line: 6, column: 12 },
+        cronPosition: { file: "supaqueue.yml", line: 5, column: 11 },
+      },
+      expect.objectContaining({ name: "often", cron: "30 seconds", queue: "made-by-hand", payload: {} }),
+      expect.objectContaining({ name: "weekdays", cron: "*/15 9-17 * jan-jun mon-fri" }),
+    ]);
+
+    expect(
+      problems(`queues: {}
+schedules:
+  Bad Name: {cron: "* * * * *", queue: q}
+  six-fields: {cron: "0 0 3 * * *", queue: q}
+  minute-60: {cron: "60 * * * *", queue: q}
+  seconds: {cron: "90 seconds", queue: q}
+  no-queue: {cron: "* * * * *"}
+  scalar-payload: {cron: "* * * * *", queue: q, payload: 42, when: now}
+  empty:
+`),
+    ).toEqual([
+      expect.stringMatching(/^supaqueue\.yml:3:3: schedules\.Bad Name: invalid schedule name "Bad Name"/),
+      expect.stringMatching(
+        /^supaqueue\.yml:4:22: schedules\.six-fields\.cron: "0 0 3 \* \* \*" has 6 field\(s\), not 5; allowed: five cron fields/,
+      ),
+      expect.stringMatching(
+        /^supaqueue\.yml:5:21: schedules\.minute-60\.cron: "60 \* \* \* \*": minute "60" is not a valid minute \(\*, 0 to 59, ranges A-B, lists A,B, steps \/N\); allowed: five cron fields/,
+      ),
+      expect.stringMatching(
+        /^supaqueue\.yml:6:19: schedules\.seconds\.cron: "90 seconds": seconds must be from 1 to 59/,
+      ),
+      expect.stringMatching(/^supaqueue\.yml:7:3: schedules\.no-queue\.queue: is required/),
+      expect.stringMatching(
+        /^supaqueue\.yml:8:62: schedules\.scalar-payload\.when: unknown key "when"; allowed keys: cron, queue, payload$/,
+      ),
+      expect.stringMatching(
+        /^supaqueue\.yml:8:58: schedules\.scalar-payload\.payload: 42 is not allowed; allowed: a mapping or a list/,
+      ),
+      expect.stringMatching(
+        /^supaqueue\.yml:9:3: schedules\.empty: must be a mapping with "cron" and "queue"/,
       ),
     ]);
   });
@@ -258,7 +342,23 @@ describe("the JSON Schema for editors", () => {
     expect(validate({ queues: { a: { url: "https://x.example", function: "f" } } })).toBe(false);
     expect(validate({ queues: { a: { function: "f", method: "FETCH" } } })).toBe(false);
     expect(validate({ queues: { a: { function: "f", timeout: "soon" } } })).toBe(false);
-    expect(validate({ queues: { a: { function: "f", rate_limit_per_second: 0 } } })).toBe(false);
+    expect(validate({ queues: { a: { function: "f", rate_limit: "0/s" } } })).toBe(false);
+    expect(validate({ queues: { a: { function: "f", rate_limit: 10 } } })).toBe(false);
+    expect(validate({ queues: { a: { function: "f", signed: "yes" } } })).toBe(false);
+    expect(validate({ queues: {}, schedules: { a: { cron: "0 3 * * *" } } })).toBe(false);
+    expect(validate({ queues: {}, schedules: { a: { cron: "0 3 * *", queue: "q" } } })).toBe(false);
+    expect(validate({ queues: {}, schedules: { a: { cron: "0 3 * * *", queue: "q", payload: 1 } } })).toBe(
+      false,
+    );
+    expect(
+      validate({
+        queues: {},
+        schedules: {
+          a: { cron: "0 3 * * *", queue: "q", payload: { k: 1 } },
+          b: { cron: "30 seconds", queue: "q" },
+        },
+      }),
+    ).toBe(true);
     expect(
       validate({
         queues: {
@@ -266,8 +366,9 @@ describe("the JSON Schema for editors", () => {
             function: "f",
             timeout: "250ms",
             workers: 0,
-            rate_limit_per_second: 0.5,
+            rate_limit: "0.5/s",
             dead_letter_queue: "b",
+            signed: true,
           },
         },
       }),

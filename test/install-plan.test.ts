@@ -1,8 +1,13 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: supaqueue.yml writes ${VAR} literally.
 import { describe, expect, test } from "vitest";
 import { validateConfigText } from "../src/config/validate.ts";
-import { computePlan, type InstalledState, planChangesQueues } from "../src/install/plan.ts";
-import { failureMarkdown, planLines, summaryJson } from "../src/install/summary.ts";
+import {
+  computePlan,
+  type ExistingSchedule,
+  type InstalledState,
+  planChangesQueues,
+} from "../src/install/plan.ts";
+import { failureMarkdown, planLines, summaryJson, summaryMarkdown } from "../src/install/summary.ts";
 import { projectArgs } from "../src/install/supabase-cli.ts";
 
 const migrations = [{ version: 1, name: "0001_supaqueue", sql: "" }];
@@ -16,6 +21,7 @@ function file(text: string, env: Record<string, string> = {}) {
 function installed(
   queues: Record<string, Partial<InstalledQueue>>,
   secrets: Record<string, string> = {},
+  cron: { version?: string | null; schedules?: Partial<ExistingSchedule>[] } = {},
 ): InstalledState {
   return {
     schemaInstalled: true,
@@ -42,6 +48,7 @@ function installed(
           dead_letter_queue: null,
           paused: false,
           managed_by: "supaqueue.yml",
+          signing_key_secret: null,
           workers: 1,
           unfinished_jobs: 0,
           ...q,
@@ -49,6 +56,21 @@ function installed(
       ]),
     ),
     secrets: new Map(Object.entries(secrets).map(([name, value]) => [name, { id: `id-${name}`, value }])),
+    cronVersion: cron.version === undefined ? "1.6" : cron.version,
+    schedules: new Map(
+      (cron.schedules ?? []).map((s) => [
+        s.name as string,
+        {
+          name: s.name as string,
+          cron: "0 3 * * *",
+          queue_name: "a",
+          payload: {},
+          managed_by: "supaqueue.yml",
+          cron_job: true,
+          ...s,
+        },
+      ]),
+    ),
   };
 }
 type InstalledQueue = ReturnType<InstalledState["queues"]["get"]> & {};
@@ -112,6 +134,8 @@ describe("the plan", () => {
       functionsUrl: null,
       queues: new Map(),
       secrets: new Map(),
+      cronVersion: null,
+      schedules: new Map(),
     };
     const plan = computePlan(
       file("queues:\n  a:\n    url: https://x.example\n    headers: {A: '${K}'}\n", { K: "s3cr3t" }),
@@ -140,7 +164,7 @@ describe("the plan", () => {
 
 describe("dead-letter queues", () => {
   const text = (dlq: string) =>
-    `queues:\n  a:\n    function: f\n    dead_letter_queue: ${dlq}\n    rate_limit_per_second: 2.5\n  dead:\n    function: f\n`;
+    `queues:\n  a:\n    function: f\n    dead_letter_queue: ${dlq}\n    rate_limit: 2.5/s\n  dead:\n    function: f\n`;
 
   test("a queue of the file, or a queue made by hand, can be a dead-letter queue", () => {
     const fresh = computePlan(file(text("dead")), installed({}), migrations);
@@ -165,6 +189,174 @@ describe("dead-letter queues", () => {
     ]);
     const leaving = computePlan(file(text("old")), installed({ old: {} }), migrations);
     expect(leaving.conflicts[0]?.message).toMatch(/"old" is taken out of the file by this change/);
+  });
+});
+
+describe("rate limits and signing", () => {
+  test("a changed rate limit reads in the file's units; signed: true makes the first key, once", () => {
+    const plan = computePlan(
+      file("queues:\n  a:\n    function: f\n    rate_limit: 600/m\n    signed: true\n"),
+      installed({ a: { rate_limit_per_second: 2 } }),
+      migrations,
+    );
+    expect(plan.queues[0]?.changes).toEqual(["signing key created", "rate_limit: 2/s → 10/s"]);
+    expect(plan.signing).toEqual([{ queue: "a", action: "create", vaultSecret: "supaqueue_signing_a" }]);
+    expect(planLines(plan)).toContain(
+      "queue a: signing key to create: read it with select decrypted_secret from vault.decrypted_secrets where name = 'supaqueue_signing_a'",
+    );
+    // Once the queue has a key, the same file changes nothing.
+    const again = computePlan(
+      file("queues:\n  a:\n    function: f\n    rate_limit: 600/m\n    signed: true\n"),
+      installed({ a: { rate_limit_per_second: 10, signing_key_secret: "supaqueue_signing_a" } }),
+      migrations,
+    );
+    expect(again.signing).toEqual([]);
+    expect(planChangesQueues(again)).toBe(false);
+  });
+
+  test("a queue no longer signed has its key deleted; a removed empty queue takes its key along", () => {
+    const plan = computePlan(
+      file("queues:\n  a:\n    function: f\n"),
+      installed({
+        a: { signing_key_secret: "supaqueue_signing_a" },
+        gone: { signing_key_secret: "supaqueue_signing_gone" },
+      }),
+      migrations,
+    );
+    expect(plan.queues[0]?.changes).toEqual(["signed: true → false (key deleted)"]);
+    expect(plan.signing).toEqual([
+      { queue: "a", action: "clear", vaultSecret: "supaqueue_signing_a" },
+      { queue: "gone", action: "clear", vaultSecret: "supaqueue_signing_gone" },
+    ]);
+  });
+});
+
+describe("schedules", () => {
+  const text = (schedules: string, queues = "  a:\n    function: f\n") =>
+    `queues:\n${queues}schedules:\n${schedules}`;
+
+  test("created, changed, kept and removed; schedules made by hand are never touched", () => {
+    const state = installed(
+      { a: {}, "by-hand": { managed_by: null } },
+      {},
+      {
+        schedules: [
+          { name: "same", cron: "0 3 * * *", queue_name: "a", payload: { k: 1 } },
+          { name: "edited", cron: "0 3 * * *", queue_name: "a" },
+          { name: "dropped" },
+          { name: "manual", managed_by: null },
+        ],
+      },
+    );
+    const plan = computePlan(
+      file(
+        text(
+          "  same: {cron: '0 3 * * *', queue: a, payload: {k: 1}}\n" +
+            "  edited: {cron: '30 seconds', queue: by-hand, payload: [1]}\n" +
+            "  new: {cron: '*/5 * * * *', queue: a}\n",
+        ),
+      ),
+      state,
+      migrations,
+    );
+    expect(plan.conflicts).toEqual([]);
+    expect(plan.schedules.map((s) => [s.name, s.action, s.changes])).toEqual([
+      ["same", "unchanged", []],
+      ["edited", "update", ["cron: 0 3 * * * → 30 seconds", "queue: a → by-hand", "payload changed"]],
+      ["new", "create", []],
+      ["dropped", "remove", []],
+    ]);
+    expect(planLines(plan)).toEqual([
+      "change schedule edited: cron: 0 3 * * * → 30 seconds; queue: a → by-hand; payload changed",
+      "create schedule new (*/5 * * * * → a)",
+      "remove schedule dropped (not in the file)",
+      "1 other queue up to date",
+      "1 other schedule up to date",
+    ]);
+    const md = summaryMarkdown({
+      dryRun: true,
+      schemaVersion: 1,
+      migrations: [],
+      functionsUrl: "https://r.supabase.co/functions/v1",
+      functionUrl: "https://r.supabase.co/functions/v1/execute_current_job",
+      plan,
+      changed: true,
+      functionsUrlChanged: false,
+    });
+    expect(md).toContain("| `new` | would be created | `*/5 * * * *` | `a` |  |");
+    expect(md).toContain("| `dropped` | would be removed | `0 3 * * *` | `a` | not in the file |");
+  });
+
+  test("an unchanged file with schedules plans no change and says so; a lost pg_cron job is restored", () => {
+    const yml = text("  same: {cron: '0 3 * * *', queue: a}\n");
+    const plan = computePlan(
+      file(yml),
+      installed({ a: {} }, {}, { schedules: [{ name: "same" }] }),
+      migrations,
+    );
+    expect(planChangesQueues(plan)).toBe(false);
+    expect(planLines(plan)).toEqual([
+      "queues: no changes (1 queue up to date); schedules: no changes (1 schedule up to date)",
+    ]);
+    const lost = computePlan(
+      file(yml),
+      installed({ a: {} }, {}, { schedules: [{ name: "same", cron_job: false }] }),
+      migrations,
+    );
+    expect(lost.schedules[0]).toMatchObject({ action: "update", changes: ["pg_cron job restored"] });
+  });
+
+  test("without pg_cron, an unknown queue, a name taken by hand, or seconds on pg_cron 1.4: problems at their place", () => {
+    const noCron = computePlan(
+      file(text("  nightly: {cron: '0 3 * * *', queue: a}\n")),
+      installed({}, {}, { version: null }),
+      migrations,
+    );
+    expect(noCron.conflicts).toEqual([
+      {
+        position: { file: "supaqueue.yml", line: 5, column: 3 },
+        field: "schedules.nightly",
+        message: expect.stringMatching(/^recurring calls need the pg_cron extension, which is not installed/),
+      },
+    ]);
+    const others = computePlan(
+      file(
+        text(
+          "  lost: {cron: '0 3 * * *', queue: nowhere}\n" +
+            "  manual: {cron: '0 3 * * *', queue: a}\n" +
+            "  fast: {cron: '10 seconds', queue: a}\n" +
+            "  leaving: {cron: '0 3 * * *', queue: old}\n",
+        ),
+      ),
+      installed({ old: {} }, {}, { version: "1.4-1", schedules: [{ name: "manual", managed_by: null }] }),
+      migrations,
+    );
+    expect(others.conflicts.map((c) => [c.field, c.position.line, c.position.column, c.message])).toEqual([
+      [
+        "schedules.lost.queue",
+        5,
+        36,
+        expect.stringMatching(/there is no queue "nowhere" in the file or the database/),
+      ],
+      [
+        "schedules.manual",
+        6,
+        3,
+        expect.stringMatching(/already exists and was not created from supaqueue\.yml/),
+      ],
+      [
+        "schedules.fast.cron",
+        7,
+        16,
+        expect.stringMatching(/needs pg_cron 1\.5 or later, and this database has 1\.4-1/),
+      ],
+      [
+        "schedules.leaving.queue",
+        8,
+        39,
+        expect.stringMatching(/"old" is taken out of the file by this change/),
+      ],
+    ]);
   });
 });
 

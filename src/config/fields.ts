@@ -1,5 +1,6 @@
 import { isMap, isScalar, isSeq, type Node, type Pair, type YAMLMap } from "yaml";
 import { DURATION_FORMS, parseDuration } from "./duration.ts";
+import { parseRate, RATE_FORMS } from "./rate.ts";
 import type { Position } from "./types.ts";
 
 // Readers for one field of supaqueue.yml each: they report what is wrong at the node's place and return the value
@@ -49,6 +50,26 @@ export function duration(
   const ms = parseDuration(value);
   if (ms === null) report(node, field, `invalid duration ${show(value)}; allowed: ${DURATION_FORMS}`);
   return ms;
+}
+
+export function boolean(node: Node | undefined, field: string, fallback: boolean, report: Report): boolean {
+  if (node === undefined) return fallback;
+  const value = scalar(node);
+  if (typeof value === "boolean") return value;
+  report(node, field, `${show(value)} is not allowed; allowed values: true, false`);
+  return fallback;
+}
+
+/** `rate_limit: 10/s` in calls per second, null when absent (or wrong, which is reported). */
+export function rate(node: Node | undefined, field: string, report: Report): number | null {
+  if (node === undefined) return null;
+  const value = scalar(node);
+  const perSecond = parseRate(value);
+  if (perSecond === null) {
+    const hint = typeof value === "number" && value > 0 ? ` (write "${value}/s" for ${value} a second)` : "";
+    report(node, field, `${show(value)} is not a rate${hint}; allowed: ${RATE_FORMS}`);
+  }
+  return perSecond;
 }
 
 export function statusCodes(node: Node | undefined, field: string, report: Report): number[] | null {

@@ -41,8 +41,10 @@ export interface QueueSpec {
   backoffMaxMs: number;
   successCodes: number[] | null;
   retryCodes: number[] | null;
-  /** At most this many calls per second (null: no limit beyond the workers). */
+  /** At most this many calls per second, from `rate_limit: 10/s` (null: no limit beyond the workers). */
   rateLimitPerSecond: number | null;
+  /** Whether calls carry Supaqueue-Signature: the installer makes the queue's first key in Vault. */
+  signed: boolean;
   /** Another queue that receives this queue's jobs that fail for good (null: none). */
   deadLetterQueue: string | null;
   /** Where dead_letter_queue is in the file (or the queue's name), to point at it from later checks. */
@@ -54,9 +56,25 @@ export interface QueueSpec {
   timeoutPosition: Position;
 }
 
+/** One recurring call of supaqueue.yml: a pg_cron job that enqueues `payload` into `queue`. */
+export interface ScheduleSpec {
+  name: string;
+  /** pg_cron syntax: five cron fields, or "N seconds". */
+  cron: string;
+  queue: string;
+  payload: unknown;
+  /** Where the schedule's name is in the file. */
+  position: Position;
+  /** Where its queue is named, to point at it when the queue does not exist. */
+  queuePosition: Position;
+  /** Where its cron is, to point at it when the database's pg_cron cannot run it. */
+  cronPosition: Position;
+}
+
 export interface QueueFile {
   file: string;
   queues: QueueSpec[];
+  schedules: ScheduleSpec[];
 }
 
 /** The defaults a queue gets for what the file leaves out. */
@@ -68,6 +86,7 @@ export const QUEUE_DEFAULTS = {
   backoffBaseMs: 10_000,
   backoffMaxMs: 3_600_000,
   paused: false,
+  signed: false,
 };
 
 /** The longest per-call timeout when the database does not say otherwise (supaqueue.config.max_call_timeout_ms). */

@@ -3,16 +3,19 @@ import { isMap, isScalar, LineCounter, type Node, type Pair, parseDocument } fro
 import { formatDuration } from "./duration.ts";
 import {
   type At,
+  boolean,
   checkKeys,
   duration,
   integer,
   isHttpUrl,
   type Report,
+  rate,
   scalar,
   show,
   statusCodes,
 } from "./fields.ts";
 import { VARIABLE, validateHeaders } from "./headers.ts";
+import { validateSchedules } from "./schedules.ts";
 import {
   type ConfigProblem,
   DEFAULT_MAX_CALL_TIMEOUT_MS,
@@ -27,7 +30,7 @@ import {
 export const QUEUE_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 const FUNCTION_NAME = /^[A-Za-z0-9_-]{1,128}$/;
 
-export const TOP_LEVEL_KEYS = ["queues"];
+export const TOP_LEVEL_KEYS = ["queues", "schedules"];
 export const QUEUE_KEYS = [
   "function",
   "url",
@@ -39,8 +42,9 @@ export const QUEUE_KEYS = [
   "backoff",
   "success_codes",
   "retry_codes",
-  "rate_limit_per_second",
+  "rate_limit",
   "dead_letter_queue",
+  "signed",
   "paused",
 ];
 export const BACKOFF_KEYS = ["base", "max"];
@@ -85,7 +89,7 @@ export function validateConfigText(text: string, file: string, options: Validate
         : `not valid YAML: ${error.message.split("\n")[0]}`,
     });
   }
-  if (problems.length > 0) return { config: { file, queues: [] }, problems };
+  if (problems.length > 0) return { config: { file, queues: [], schedules: [] }, problems };
 
   const root = doc.contents;
   if (!isMap(root)) {
@@ -94,7 +98,7 @@ export function validateConfigText(text: string, file: string, options: Validate
       "(file)",
       'expected a mapping with a "queues" key, e.g. "queues:\\n  my-queue:\\n    url: https://..."',
     );
-    return { config: { file, queues: [] }, problems };
+    return { config: { file, queues: [], schedules: [] }, problems };
   }
   checkKeys(root, "", TOP_LEVEL_KEYS, report);
   const queuesNode = root.get("queues", true) as Node | undefined;
@@ -115,7 +119,8 @@ export function validateConfigText(text: string, file: string, options: Validate
       if (spec) queues.push(spec);
     }
   }
-  return { config: { file, queues }, problems };
+  const schedules = validateSchedules(root.get("schedules", true) as Node | undefined, at, report);
+  return { config: { file, queues, schedules }, problems };
 }
 
 function validateQueue(
@@ -260,18 +265,7 @@ function validateQueue(
   const successCodes = statusCodes(get("success_codes"), sub("success_codes"), report);
   const retryCodes = statusCodes(get("retry_codes"), sub("retry_codes"), report);
 
-  let rateLimitPerSecond: number | null = null;
-  const rateNode = get("rate_limit_per_second");
-  if (rateNode !== undefined) {
-    const value = scalar(rateNode);
-    if (typeof value !== "number" || !(value > 0) || !Number.isFinite(value)) {
-      report(
-        rateNode,
-        sub("rate_limit_per_second"),
-        `${show(value)} is not allowed; allowed: a number of calls per second, more than 0 (e.g. 10 or 0.5)`,
-      );
-    } else rateLimitPerSecond = value;
-  }
+  const rateLimitPerSecond = rate(get("rate_limit"), sub("rate_limit"), report);
 
   let deadLetterQueue: string | null = null;
   const deadLetterNode = get("dead_letter_queue");
@@ -292,14 +286,8 @@ function validateQueue(
     } else deadLetterQueue = value;
   }
 
-  let paused = QUEUE_DEFAULTS.paused;
-  const pausedNode = get("paused");
-  if (pausedNode !== undefined) {
-    const value = scalar(pausedNode);
-    if (typeof value !== "boolean")
-      report(pausedNode, sub("paused"), `${show(value)} is not allowed; allowed values: true, false`);
-    else paused = value;
-  }
+  const signed = boolean(get("signed"), sub("signed"), QUEUE_DEFAULTS.signed, report);
+  const paused = boolean(get("paused"), sub("paused"), QUEUE_DEFAULTS.paused, report);
 
   if (problemsSoFar() > before) return null;
   return {
@@ -317,6 +305,7 @@ function validateQueue(
     successCodes,
     retryCodes,
     rateLimitPerSecond,
+    signed,
     deadLetterQueue,
     deadLetterPosition: at(deadLetterNode ?? keyNode),
     paused,

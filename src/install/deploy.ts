@@ -46,7 +46,7 @@ export interface DeployResult {
   functionsUrl: string;
   /** URL of execute_current_job, which pg_net calls. */
   functionUrl: string;
-  /** What was done to queues, workers and header secrets (for a dry run, what would be). */
+  /** What was done to queues, workers, header secrets, signing keys and schedules (for a dry run, what would be). */
   plan: Plan;
   /** Whether anything changed in the database (or would, for a dry run). */
   changed: boolean;
@@ -76,6 +76,8 @@ export async function deploy(options: DeployOptions, log: Logger): Promise<Deplo
   let config = await log.group(`Validate ${options.configFile}`, async () => {
     const file = readQueueFile(options, log);
     log.info(`${file.queues.length} queue(s): ${file.queues.map((q) => q.name).join(", ") || "none"}`);
+    if (file.schedules.length > 0)
+      log.info(`${file.schedules.length} schedule(s): ${file.schedules.map((s) => s.name).join(", ")}`);
     return file;
   });
 
@@ -146,7 +148,7 @@ export async function deploy(options: DeployOptions, log: Logger): Promise<Deplo
       );
       await log.group(`Deploy ${FUNCTION_NAME}`, () => deployFunction(ctx));
 
-      const applied = await log.group("Reconcile queues and workers", async () => {
+      const applied = await log.group("Reconcile queues, workers and schedules", async () => {
         const done = await reconcileQueues(client, config);
         for (const line of planLines(done, { done: true })) log.info(line);
         return done;

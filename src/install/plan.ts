@@ -1,9 +1,12 @@
 import { isDeepStrictEqual } from "node:util";
 import type pg from "pg";
 import { formatDuration } from "../config/duration.ts";
+import { formatRate } from "../config/rate.ts";
 import type { ConfigProblem, QueueFile, QueueSpec } from "../config/types.ts";
 import { loadMigrations, type Migration } from "../db/migrate.ts";
 import { headerSecretName, readHeaderSecrets, type StoredSecret } from "./header-secrets.ts";
+import { computeSchedules, readCron, readSchedules } from "./schedules.ts";
+import { signingChange, signingSecretName } from "./signing.ts";
 
 /** Queues from supaqueue.yml carry this in supaqueue.queue.managed_by; the installer touches no other queue. */
 export const MANAGED_BY = "supaqueue.yml";
@@ -29,6 +32,8 @@ export interface QueueRow {
 interface ExistingQueue extends QueueRow {
   name: string;
   managed_by: string | null;
+  /** Vault name of the queue's signing key, null when its calls are not signed. */
+  signing_key_secret: string | null;
   workers: number;
   unfinished_jobs: number;
 }
@@ -42,6 +47,38 @@ export interface InstalledState {
   functionsUrl: string | null;
   queues: Map<string, ExistingQueue>;
   secrets: Map<string, StoredSecret>;
+  /** pg_cron's version when the extension is installed, else null. */
+  cronVersion: string | null;
+  /** supaqueue.schedule rows by name (each with whether its pg_cron job is there). */
+  schedules: Map<string, ExistingSchedule>;
+}
+
+export interface ExistingSchedule {
+  name: string;
+  cron: string;
+  queue_name: string;
+  payload: unknown;
+  managed_by: string | null;
+  /** Whether pg_cron has its job 'supaqueue:<name>' (null when that cannot be read). */
+  cron_job: boolean | null;
+}
+
+export interface ScheduleChange {
+  name: string;
+  action: "create" | "update" | "unchanged" | "remove";
+  /** What differs, for people: "cron: 0 3 * * * → 30 3 * * *". */
+  changes: string[];
+  cron: string;
+  queue: string;
+  payload: unknown;
+}
+
+/** A queue's signing key: made on the first deploy with signed: true, cleared (and deleted from Vault) when off. */
+export interface SigningChange {
+  queue: string;
+  action: "create" | "clear";
+  /** The Vault secret that holds (create) or held (clear) the key. */
+  vaultSecret: string;
 }
 
 export interface QueueChange {
@@ -77,6 +114,8 @@ export interface Plan {
   queues: QueueChange[];
   removals: QueueRemoval[];
   secrets: SecretChange[];
+  schedules: ScheduleChange[];
+  signing: SigningChange[];
   /** File queues whose names belong to queues created by hand: an error, checked before any change. */
   conflicts: ConfigProblem[];
 }
@@ -86,7 +125,9 @@ export function planChangesQueues(plan: Plan): boolean {
   return (
     plan.queues.some((q) => q.action !== "unchanged") ||
     plan.removals.some((r) => r.action !== "keep-paused") ||
-    plan.secrets.length > 0
+    plan.secrets.length > 0 ||
+    plan.schedules.some((s) => s.action !== "unchanged") ||
+    plan.signing.length > 0
   );
 }
 
@@ -102,6 +143,8 @@ export async function readInstalledState(client: pg.ClientBase): Promise<Install
     functionsUrl: null,
     queues: new Map(),
     secrets,
+    cronVersion: await readCron(client),
+    schedules: new Map(),
   };
   if (installed.rows[0]?.migration) {
     const { rows } = await client.query<{ version: number }>(
@@ -118,12 +161,13 @@ export async function readInstalledState(client: pg.ClientBase): Promise<Install
   const { rows } = await client.query<ExistingQueue>(`
     select q.name, q.url, q.function_name, q.method, q.headers, q.secret_headers, q.max_attempts, q.timeout_ms,
            q.backoff_base_ms, q.backoff_max_ms, q.success_codes, q.retry_codes, q.rate_limit_per_second,
-           q.dead_letter_queue, q.paused, q.managed_by,
+           q.dead_letter_queue, q.paused, q.managed_by, q.signing_key_secret,
            (select count(*)::int from supaqueue.worker w where w.queue_id = q.id and not w.retiring) as workers,
            (select count(*)::int from supaqueue.job j
              where j.queue_id = q.id and j.status in ('pending', 'in_progress')) as unfinished_jobs
     from supaqueue.queue q order by q.name`);
   for (const row of rows) state.queues.set(row.name, row);
+  state.schedules = await readSchedules(client, state.cronVersion !== null);
   return state;
 }
 
@@ -163,6 +207,8 @@ export function computePlan(
     queues: [],
     removals: [],
     secrets: [],
+    schedules: [],
+    signing: [],
     conflicts: [],
   };
   const wanted = new Set(config.queues.map((q) => q.name));
@@ -210,11 +256,18 @@ export function computePlan(
         changes.push(`header ${header.header}: secret value changed`);
       }
     }
+    const signing = signingChange(spec, existing);
+    if (signing) {
+      plan.signing.push(signing);
+      changes.push(
+        signing.action === "create" ? "signing key created" : "signed: true → false (key deleted)",
+      );
+    }
     if (!existing) {
       plan.queues.push({
         name: spec.name,
         action: "create",
-        changes: [],
+        changes,
         rowChanged: true,
         workers: { from: null, to: spec.workers },
         row,
@@ -248,12 +301,19 @@ export function computePlan(
       action: unfinished === 0 ? "remove" : existing.paused ? "keep-paused" : "pause",
     });
     if (unfinished === 0) {
+      if (existing.signing_key_secret !== null)
+        plan.signing.push({
+          queue: existing.name,
+          action: "clear",
+          vaultSecret: signingSecretName(existing.name),
+        });
       for (const [header, name] of Object.entries(existing.secret_headers)) {
         if (state.secrets.has(name))
           plan.secrets.push({ name, queue: existing.name, header, action: "delete" });
       }
     }
   }
+  computeSchedules(config, state, plan);
   return plan;
 }
 
@@ -267,7 +327,7 @@ const LABELS: [keyof QueueRow, string, (v: never) => string][] = [
   ["backoff_max_ms", "backoff.max", formatDuration],
   ["success_codes", "success_codes", (v: number[] | null) => (v ? `[${v.join(", ")}]` : "default")],
   ["retry_codes", "retry_codes", (v: number[] | null) => (v ? `[${v.join(", ")}]` : "default")],
-  ["rate_limit_per_second", "rate_limit_per_second", String],
+  ["rate_limit_per_second", "rate_limit", formatRate],
   ["dead_letter_queue", "dead_letter_queue", String],
   ["paused", "paused", String],
 ];

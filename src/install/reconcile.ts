@@ -2,12 +2,15 @@ import type pg from "pg";
 import { ConfigError, type QueueFile } from "../config/types.ts";
 import { deleteHeaderSecret, writeHeaderSecret } from "./header-secrets.ts";
 import { computePlan, MANAGED_BY, type Plan, type QueueRow, readInstalledState } from "./plan.ts";
+import { removeSchedules, writeSchedules } from "./schedules.ts";
+import { clearSigningKey, createSigningKey } from "./signing.ts";
 
 // Any fixed number works; it only has to be the same for every installer (the migration lock is 727274001).
 const RECONCILE_LOCK = 727_274_003;
 
 /**
- * Brings the queues, their workers and their header secrets in line with the file, in one transaction under an
+ * Brings the queues, their workers, header secrets, signing keys and schedules in line with the file, in one
+ * transaction under an
  * advisory lock. The plan is computed again inside the transaction, so what is applied is exactly what the
  * returned plan says (a queue that got a job since the dry plan is paused, not removed, and the plan says so).
  * Throws ConfigError, changing nothing, when a file queue has the name of a queue created by hand.
@@ -43,6 +46,13 @@ export async function reconcileQueues(client: pg.ClientBase, config: QueueFile):
         await client.query("select supaqueue.set_workers($1, $2)", [queue.name, queue.workers.to]);
       }
     }
+    const removed = new Set(plan.removals.filter((r) => r.action === "remove").map((r) => r.name));
+    for (const signing of plan.signing) {
+      if (signing.action === "create") await createSigningKey(client, signing.queue);
+      else if (!removed.has(signing.queue)) await clearSigningKey(client, signing.queue);
+    }
+    await removeSchedules(client, plan);
+    await writeSchedules(client, plan);
     const stillThere = new Set<string>();
     for (const removal of plan.removals) {
       if (removal.action === "keep-paused") continue;
@@ -56,6 +66,12 @@ export async function reconcileQueues(client: pg.ClientBase, config: QueueFile):
       }
     }
     plan.secrets = plan.secrets.filter((s) => !(s.action === "delete" && stillThere.has(s.queue)));
+    // A removed queue's keys go with it; a queue that got a job meanwhile is only paused and keeps them.
+    plan.signing = plan.signing.filter((s) => !(s.action === "clear" && stillThere.has(s.queue)));
+    for (const signing of plan.signing) {
+      if (signing.action === "clear" && removed.has(signing.queue))
+        await clearSigningKey(client, signing.queue);
+    }
     for (const secret of plan.secrets) {
       if (secret.action === "delete") await deleteHeaderSecret(client, secret.name);
     }

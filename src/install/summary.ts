@@ -1,6 +1,7 @@
 import type { ConfigProblem } from "../config/types.ts";
 import type { DeployResult } from "./deploy.ts";
-import type { Plan } from "./plan.ts";
+import type { Plan, ScheduleChange } from "./plan.ts";
+import { readKeyHint } from "./signing.ts";
 
 const PAUSED_NOTE = "it is removed by a later run once its jobs are done";
 
@@ -32,11 +33,47 @@ export function planLines(plan: Plan, { done = false }: { done?: boolean } = {})
     }[s.action];
     lines.push(`${verb} Vault secret ${s.name} (header ${s.header} of queue ${s.queue})`);
   }
+  for (const k of plan.signing) {
+    if (k.action === "create")
+      lines.push(
+        `queue ${k.queue}: signing key ${done ? "created" : "to create"}: read it with ${readKeyHint(k.queue)}`,
+      );
+    else
+      lines.push(
+        `queue ${k.queue}: signing key ${done ? "deleted" : "to delete"} (Vault secret ${k.vaultSecret})`,
+      );
+  }
+  for (const s of plan.schedules) {
+    const verb = {
+      create: done ? "created" : "create",
+      update: done ? "changed" : "change",
+      remove: done ? "removed" : "remove",
+      unchanged: "",
+    }[s.action];
+    if (s.action === "create") lines.push(`${verb} schedule ${s.name} (${scheduleText(s)})`);
+    else if (s.action === "update") lines.push(`${verb} schedule ${s.name}: ${s.changes.join("; ")}`);
+    else if (s.action === "remove") lines.push(`${verb} schedule ${s.name} (not in the file)`);
+  }
   const unchanged = plan.queues.filter((q) => q.action === "unchanged").length;
+  const schedules = plan.schedules.filter((s) => s.action === "unchanged").length;
+  const schedulesNote =
+    schedules > 0
+      ? `; schedules: no changes (${schedules} schedule${schedules === 1 ? "" : "s"} up to date)`
+      : "";
   if (lines.length === 0)
-    lines.push(`queues: no changes (${unchanged} queue${unchanged === 1 ? "" : "s"} up to date)`);
-  else if (unchanged > 0) lines.push(`${unchanged} other queue${unchanged === 1 ? "" : "s"} up to date`);
+    lines.push(
+      `queues: no changes (${unchanged} queue${unchanged === 1 ? "" : "s"} up to date)${schedulesNote}`,
+    );
+  else {
+    if (unchanged > 0) lines.push(`${unchanged} other queue${unchanged === 1 ? "" : "s"} up to date`);
+    if (schedules > 0) lines.push(`${schedules} other schedule${schedules === 1 ? "" : "s"} up to date`);
+  }
   return lines;
+}
+
+/** "0 3 * * * → reports", the way a schedule reads in the plan. */
+function scheduleText(s: ScheduleChange): string {
+  return `${s.cron} → ${s.queue}`;
 }
 
 function target(row: Plan["queues"][number]["row"]): string {
@@ -66,6 +103,15 @@ export function summaryJson(result: DeployResult) {
     },
     workers: Object.fromEntries(plan.queues.map((q) => [q.name, q.workers.to])),
     secrets: plan.secrets.map((s) => ({ name: s.name, queue: s.queue, header: s.header, action: s.action })),
+    schedules: {
+      created: plan.schedules.filter((s) => s.action === "create").map((s) => s.name),
+      changed: plan.schedules
+        .filter((s) => s.action === "update")
+        .map((s) => ({ name: s.name, changes: s.changes })),
+      unchanged: plan.schedules.filter((s) => s.action === "unchanged").map((s) => s.name),
+      removed: plan.schedules.filter((s) => s.action === "remove").map((s) => s.name),
+    },
+    signingKeys: plan.signing.map((k) => ({ queue: k.queue, action: k.action, vaultSecret: k.vaultSecret })),
   };
 }
 
@@ -112,6 +158,29 @@ export function summaryMarkdown(result: DeployResult): string {
       "|---|---|---|---|",
     );
     for (const s of plan.secrets) out.push(`| \`${s.name}\` | \`${s.queue}\` | ${s.header} | ${s.action} |`);
+    out.push("");
+  }
+  if (plan.signing.length > 0) {
+    out.push("### Signing keys", "", "| Queue | Change | How to read the key |", "|---|---|---|");
+    for (const k of plan.signing) {
+      const change = k.action === "create" ? "signing key created" : "signing key deleted";
+      const how = k.action === "create" ? `\`${readKeyHint(k.queue)}\`` : "";
+      out.push(
+        `| \`${k.queue}\` | ${result.dryRun ? `would be ${change.replace("signing key ", "")}` : change} | ${how} |`,
+      );
+    }
+    out.push("");
+  }
+  if (plan.schedules.length > 0) {
+    out.push("### Schedules", "", "| Schedule | Change | Cron | Queue | Details |", "|---|---|---|---|---|");
+    for (const s of plan.schedules) {
+      const change = { create: "created", update: "changed", unchanged: "unchanged", remove: "removed" }[
+        s.action
+      ];
+      out.push(
+        `| \`${s.name}\` | ${result.dryRun ? `would be ${change}` : change} | \`${escapeCell(s.cron)}\` | \`${s.queue}\` | ${escapeCell(s.action === "remove" ? "not in the file" : s.changes.join("; "))} |`,
+      );
+    }
     out.push("");
   }
   return out.join("\n");
