@@ -1,13 +1,16 @@
 /**
  * The `supaqueue` command: the action's install code for a laptop or another CI (deploy, plan), day-to-day
- * operations (status, enqueue, uninstall), and a local stack (dev). Exit codes: 0 done, 1 failed, 2 bad usage.
+ * operations (status, enqueue, pause, resume, purge, cancel, retry, rotate-key, uninstall), and a local stack (dev). Exit codes: 0 done, 1 failed, 2 bad usage.
  */
 
 import { type CommandSpec, helpText, type Parsed, parseCommand, UsageError } from "./cli/args.ts";
 import { DEPLOY, PLAN, runDeploy } from "./cli/deploy.ts";
 import { DEV, runDev } from "./cli/dev.ts";
 import { ENQUEUE, runEnqueue } from "./cli/enqueue.ts";
+import { CANCEL, RETRY, runCancel, runRetry } from "./cli/job-ops.ts";
 import { terminalLogger } from "./cli/logger.ts";
+import { PAUSE, PURGE, RESUME, runQueueOperation } from "./cli/queue-ops.ts";
+import { ROTATE_KEY, runRotateKey } from "./cli/rotate-key.ts";
 import { runStatus, STATUS } from "./cli/status.ts";
 import { runUninstall, UNINSTALL } from "./cli/uninstall.ts";
 import { ConfigError, formatProblem } from "./config/types.ts";
@@ -21,6 +24,13 @@ const COMMANDS: [CommandSpec, Run][] = [
   [PLAN, (parsed, env, log) => runDeploy(PLAN, parsed, env, log)],
   [STATUS, (parsed, env) => runStatus(parsed, env)],
   [ENQUEUE, (parsed, env) => runEnqueue(parsed, env)],
+  ...[PAUSE, RESUME, PURGE].map((operation): [CommandSpec, Run] => [
+    operation.spec,
+    (parsed, env) => runQueueOperation(operation, parsed, env),
+  ]),
+  [CANCEL, (parsed, env) => runCancel(parsed, env)],
+  [RETRY, (parsed, env) => runRetry(parsed, env)],
+  [ROTATE_KEY, (parsed, env) => runRotateKey(parsed, env)],
   [UNINSTALL, runUninstall],
 ];
 

@@ -303,6 +303,168 @@ describe("status, enqueue, plan and uninstall against an installed database", ()
   });
 });
 
+describe("queue and job operations against an installed database", () => {
+  let db: TestDatabase;
+  const one = async (sql: string, params: unknown[] = []) => (await db.pool.query(sql, params)).rows[0];
+  const status = async (id: string) =>
+    (await one("select status from supaqueue.job where id = $1", [id])).status;
+  const enqueue = async (payload: object) =>
+    (await one("select supaqueue.enqueue('ops', $1::jsonb)::text as id", [JSON.stringify(payload)]))
+      .id as string;
+  beforeAll(async () => {
+    db = await installedDatabase();
+    // No workers: jobs stay pending, so what each command does is all that changes them.
+    await db.pool.query("insert into supaqueue.queue (name, url) values ('ops', 'http://127.0.0.1:9/ops')");
+  });
+
+  test("pause and resume a queue; an unknown queue is exit 1 with the database's words", async () => {
+    const paused = await cli(["pause", "ops", "--db-url", db.url]);
+    expect(paused).toMatchObject({ code: 0, stderr: "" });
+    expect(paused.stdout).toContain("Paused queue ops");
+    expect((await one("select paused from supaqueue.queue where name = 'ops'")).paused).toBe(true);
+    const resumed = await cli(["resume", "ops"], { DATABASE_URL: db.url });
+    expect(resumed).toMatchObject({ code: 0, stderr: "" });
+    expect((await one("select paused from supaqueue.queue where name = 'ops'")).paused).toBe(false);
+
+    for (const command of ["pause", "resume", "purge"]) {
+      const unknown = await cli([command, "nope", "--db-url", db.url]);
+      expect(unknown.code).toBe(1);
+      expect(unknown.stderr).toBe('supaqueue: queue "nope" does not exist\n');
+    }
+  });
+
+  test("cancel one job, or a queue's pending jobs matching a filter; purge cancels the rest", async () => {
+    const [a, b, c, d] = [
+      await enqueue({ n: 1 }),
+      await enqueue({ n: 2, template: "welcome" }),
+      await enqueue({ n: 3, template: "welcome" }),
+      await enqueue({ n: 4 }),
+    ];
+    const cancelled = await cli(["cancel", a, "--db-url", db.url]);
+    expect(cancelled).toMatchObject({ code: 0, stdout: `Cancelled job ${a}.\n` });
+    expect(await status(a)).toBe("cancelled");
+    const again = await cli(["cancel", a, "--db-url", db.url]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(
+      /job .* of queue ops is cancelled; only pending or in_progress jobs can be cancelled/,
+    );
+    const missing = await cli(["cancel", "00000000-0000-4000-8000-000000000000", "--db-url", db.url]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/job 00000000-0000-4000-8000-000000000000 does not exist/);
+
+    const filtered = await cli([
+      "cancel",
+      "--queue",
+      "ops",
+      "--filter",
+      '{"template":"welcome"}',
+      "--db-url",
+      db.url,
+    ]);
+    expect(filtered.stdout).toBe(
+      'Cancelled 2 pending jobs of queue ops whose payload contains {"template":"welcome"}.\n',
+    );
+    expect([await status(b), await status(c), await status(d)]).toEqual([
+      "cancelled",
+      "cancelled",
+      "pending",
+    ]);
+    const unknown = await cli(["cancel", "--queue", "nope", "--db-url", db.url]);
+    expect(unknown).toMatchObject({ code: 1, stderr: 'supaqueue: queue "nope" does not exist\n' });
+
+    const purged = await cli(["purge", "ops", "--db-url", db.url]);
+    expect(purged).toMatchObject({ code: 0, stdout: "Purged queue ops: cancelled 1 pending job.\n" });
+    expect(await status(d)).toBe("cancelled");
+  });
+
+  test("retry one job, or the failed jobs of a queue since a time, with a fresh set of attempts", async () => {
+    const [old, recent, other] = [await enqueue({ r: 1 }), await enqueue({ r: 2 }), await enqueue({ r: 3 })];
+    await db.pool.query(
+      `update supaqueue.job set status = 'failed', attempts = 3,
+              finished_at = case when id = $1 then now() - interval '2 days' else now() end
+       where id = any($2::uuid[])`,
+      [old, [old, recent, other]],
+    );
+    const one1 = await cli(["retry", other, "--db-url", db.url]);
+    expect(one1).toMatchObject({ code: 0, stderr: "" });
+    expect(await one("select status, attempts from supaqueue.job where id = $1", [other])).toEqual({
+      status: "pending",
+      attempts: 0,
+    });
+    const notFailed = await cli(["retry", other, "--db-url", db.url]);
+    expect(notFailed.code).toBe(1);
+    expect(notFailed.stderr).toMatch(/is pending; only failed or cancelled jobs can be retried/);
+
+    const since = await cli(["retry", "--queue", "ops", "--since", "1d", "--db-url", db.url]);
+    expect(since).toMatchObject({ code: 0, stderr: "" });
+    expect(since.stdout).toMatch(/^Retrying 1 failed job of queue ops \(failed since \d{4}-.*\)/);
+    expect([await status(old), await status(recent)]).toEqual(["failed", "pending"]);
+    const all = await cli(["retry", "--queue", "ops", "--db-url", db.url]);
+    expect(all.stdout).toMatch(/^Retrying 1 failed job of queue ops, each/);
+    expect(await status(old)).toBe("pending");
+  });
+
+  test("rotate-key prints only the new key on stdout, the one now in Vault; the old one overlaps unless --overlap 0", async () => {
+    const first = await cli(["rotate-key", "ops", "--db-url", db.url]);
+    expect(first.code).toBe(0);
+    const key = first.stdout.trim();
+    expect(first.stdout).toBe(`${key}\n`);
+    expect(key.length).toBeGreaterThanOrEqual(16);
+    const vault = async () =>
+      (await one("select decrypted_secret from vault.decrypted_secrets where name = 'supaqueue_signing_ops'"))
+        .decrypted_secret;
+    expect(await vault()).toBe(key);
+    expect(first.stderr).toContain("No previous key is sent any more");
+
+    const second = await cli(["rotate-key", "ops", "--overlap", "2h", "--db-url", db.url]);
+    expect(second.code).toBe(0);
+    expect(second.stdout.trim()).not.toBe(key);
+    expect(await vault()).toBe(second.stdout.trim());
+    expect(second.stderr).toMatch(/The previous key is still sent until \d{4}-/);
+    const { rows } = await db.pool.query(
+      "select previous_signing_key_until between now() + interval '119 minutes' and now() + interval '121 minutes' as ok from supaqueue.queue where name = 'ops'",
+    );
+    expect(rows[0].ok).toBe(true);
+
+    const third = await cli(["rotate-key", "ops", "--overlap", "0", "--db-url", db.url]);
+    expect(third.stderr).toContain("No previous key is sent any more");
+    const unknown = await cli(["rotate-key", "nope", "--db-url", db.url]);
+    expect(unknown).toMatchObject({
+      code: 1,
+      stdout: "",
+      stderr: 'supaqueue: queue "nope" does not exist\n',
+    });
+  });
+
+  test("plan with schedules on a database without pg_cron fails before any change, naming the schedule", async () => {
+    const config = join(tmp, "schedules.yml");
+    writeFileSync(
+      config,
+      'queues:\n  reports:\n    function: report\n    rate_limit: 1/h\n    signed: true\nschedules:\n  nightly:\n    cron: "0 3 * * *"\n    queue: reports\n',
+    );
+    const run = await cli([
+      "plan",
+      "--config",
+      config,
+      "--project-ref",
+      "abcdefghijklmnopqrst",
+      "--db-url",
+      db.url,
+    ]);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain(
+      `${config}:7:3: schedules.nightly: recurring calls need the pg_cron extension, which is not installed in this database`,
+    );
+  });
+
+  test("an operation on a database without Supaqueue says to deploy first", async () => {
+    const empty = await emptyDatabase();
+    const run = await cli(["pause", "ops", "--db-url", empty.url]);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/Supaqueue is not installed in this database .*run supaqueue deploy first/);
+  });
+});
+
 describe("deploy from a laptop", () => {
   const FUNCTIONS_URL = "http://127.0.0.1:9/functions/v1";
   test("installs Supaqueue, sets the function secret, deploys the function and creates the queues; a rerun plans no change", async () => {
@@ -465,6 +627,33 @@ describe.concurrent("bad command lines exit 2 and name the flag", () => {
     ],
     [["deploy", "--db-url"], /flag --db-url needs a value/],
     [["launch"], /unknown command "launch"/],
+    [["pause"], /missing the queue name \(usage: supaqueue pause <queue>\)/],
+    [["cancel"], /give a job id or --queue, not neither/],
+    [["cancel", "42", "--db-url", "postgres://x@127.0.0.1/x"], /"42" is not a job id/],
+    [
+      ["cancel", "--queue", "q", "--filter", "[1]", "--db-url", "postgres://x@127.0.0.1/x"],
+      /--filter must be a JSON object/,
+    ],
+    [
+      ["retry", "--queue", "q", "--since", "last week", "--db-url", "postgres://x@127.0.0.1/x"],
+      /--since must be an ISO timestamp .* \(that long ago\)/,
+    ],
+    [
+      [
+        "retry",
+        "00000000-0000-4000-8000-000000000000",
+        "--since",
+        "1d",
+        "--db-url",
+        "postgres://x@127.0.0.1/x",
+      ],
+      /--since goes with --queue, not with a job id/,
+    ],
+    [
+      ["rotate-key", "q", "--overlap", "a while", "--db-url", "postgres://x@127.0.0.1/x"],
+      /--overlap must be/,
+    ],
+    [["resume", "q"], /no database given/],
   ])("supaqueue %j", async (args, message) => {
     const run = await cli(args);
     expect(run.stderr).toMatch(message);
@@ -472,7 +661,20 @@ describe.concurrent("bad command lines exit 2 and name the flag", () => {
   });
 
   test("every command has --help", async () => {
-    const commands = ["dev", "deploy", "plan", "status", "enqueue", "uninstall"];
+    const commands = [
+      "dev",
+      "deploy",
+      "plan",
+      "status",
+      "enqueue",
+      "pause",
+      "resume",
+      "purge",
+      "cancel",
+      "retry",
+      "rotate-key",
+      "uninstall",
+    ];
     const runs = await Promise.all(commands.map((command) => cli([command, "--help"])));
     commands.forEach((command, i) => {
       expect(runs[i]?.code).toBe(0);

@@ -1,6 +1,6 @@
-import { parseDuration } from "../config/duration.ts";
-import { connect } from "../db/connect.ts";
 import { type CommandSpec, DB_URL_FLAG, type Parsed, requireDbUrl, UsageError } from "./args.ts";
+import { operate } from "./database.ts";
+import { parseMoment } from "./when.ts";
 
 export const ENQUEUE: CommandSpec = {
   name: "enqueue",
@@ -13,7 +13,7 @@ export const ENQUEUE: CommandSpec = {
     "run-at": {
       type: "string",
       value: "WHEN",
-      description: "Run it later: an ISO timestamp (2026-12-01T09:00:00Z) or a delay (30s, 5m, 1h).",
+      description: "Run it later: an ISO timestamp (2026-12-01T09:00:00Z) or a delay (30s, 5m, 1h, 1d).",
     },
     "dedup-key": {
       type: "string",
@@ -47,11 +47,11 @@ export async function runEnqueue(parsed: Parsed, env: Record<string, string | un
   if (typeof payload !== "object" || payload === null) {
     throw new UsageError("enqueue", "the payload must be a JSON object or array, e.g. '{\"id\": 42}'");
   }
-  const runAt = parseRunAt(parsed.values["run-at"] as string | undefined);
+  const runAtText = parsed.values["run-at"] as string | undefined;
+  const runAt = runAtText === undefined ? null : parseMoment("enqueue", "run-at", runAtText, "ahead");
   const headers = parseHeaders((parsed.values.header as string[] | undefined) ?? []);
   const url = requireDbUrl("enqueue", parsed.values, env);
-  const client = await connect(url);
-  try {
+  return operate(url, async (client) => {
     const { rows } = await client.query<{ id: string }>(
       "select supaqueue.enqueue($1, $2::jsonb, $3::timestamptz, $4, $5::jsonb)::text as id",
       [
@@ -64,27 +64,7 @@ export async function runEnqueue(parsed: Parsed, env: Record<string, string | un
     );
     process.stdout.write(`${rows[0]?.id}\n`);
     return 0;
-  } catch (error) {
-    const { message, hint } = error as { message?: string; hint?: string };
-    process.stderr.write(`${message ?? String(error)}${hint ? `\nhint: ${hint}` : ""}\n`);
-    return 1;
-  } finally {
-    await client.end().catch(() => {});
-  }
-}
-
-function parseRunAt(text: string | undefined): string | null {
-  if (text === undefined) return null;
-  const delay = parseDuration(text);
-  if (delay !== null) return new Date(Date.now() + delay).toISOString();
-  const date = Date.parse(text);
-  if (Number.isNaN(date)) {
-    throw new UsageError(
-      "enqueue",
-      `--run-at must be an ISO timestamp or a delay such as 30s or 5m, not "${text}"`,
-    );
-  }
-  return new Date(date).toISOString();
+  });
 }
 
 function parseHeaders(list: string[]): string | null {

@@ -1,6 +1,6 @@
 import type pg from "pg";
-import { connect } from "../db/connect.ts";
 import { type CommandSpec, DB_URL_FLAG, type Parsed, requireDbUrl, UsageError } from "./args.ts";
+import { withDatabase } from "./database.ts";
 import { formatTable, ms } from "./table.ts";
 
 export const STATUS: CommandSpec = {
@@ -76,8 +76,7 @@ export async function runStatus(parsed: Parsed, env: Record<string, string | und
       `--failures must be a whole number of jobs, not "${parsed.values.failures}"`,
     );
   }
-  const client = await connect(url);
-  try {
+  return withDatabase(url, async (client) => {
     const installed = await client.query<{ ok: boolean }>(
       "select to_regclass('supaqueue.queue_stats') is not null as ok",
     );
@@ -94,9 +93,7 @@ export async function runStatus(parsed: Parsed, env: Record<string, string | und
     }
     process.stdout.write(`${statusText(status)}\n`);
     return 0;
-  } finally {
-    await client.end().catch(() => {});
-  }
+  });
 }
 
 export function statusText(status: { queues: QueueStatus[]; failures: RecentFailure[] }): string {
@@ -138,7 +135,9 @@ export function statusText(status: { queues: QueueStatus[]; failures: RecentFail
         `  ${f.finished_at}  ${f.queue}  job ${f.job_id}  after ${f.attempts} attempt(s)  ${oneLine(what || "no error text")}`,
       );
     }
-    out.push("  Retry them with: select supaqueue.retry_failed('<queue>');");
+    out.push(
+      "  Retry them with: supaqueue retry --queue <queue> (or select supaqueue.retry_failed('<queue>');)",
+    );
   }
   return out.join("\n");
 }

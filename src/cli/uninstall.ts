@@ -1,9 +1,9 @@
 import { getExecOutput } from "@actions/exec";
 import type pg from "pg";
-import { connect } from "../db/connect.ts";
 import { FUNCTION_NAME } from "../install/stage.ts";
 import { findSupabaseCli, projectArgs } from "../install/supabase-cli.ts";
 import { type CommandSpec, DB_URL_FLAG, type Parsed, requireDbUrl, stringFlag, UsageError } from "./args.ts";
+import { withDatabase } from "./database.ts";
 import type { TerminalLogger } from "./logger.ts";
 
 export const UNINSTALL: CommandSpec = {
@@ -116,15 +116,11 @@ export async function runUninstall(
   }
   log.secret(url);
 
-  const client = await connect(url);
-  let result: UninstallResult;
-  try {
-    result = await log.group("Remove Supaqueue from the database", () =>
+  const result = await withDatabase(url, (client) =>
+    log.group("Remove Supaqueue from the database", () =>
       uninstallDatabase(client, Boolean(parsed.values.force)),
-    );
-  } finally {
-    await client.end().catch(() => {});
-  }
+    ),
+  );
   if (result.refusedInFlight > 0) {
     log.error(
       `${result.refusedInFlight} call(s) are in flight; nothing was changed. Wait for them (supaqueue status), pause the queues first, or pass --force to lose their outcomes.`,
