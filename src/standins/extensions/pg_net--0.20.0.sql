@@ -49,20 +49,26 @@ create function net._url_with_params(url text, params jsonb) returns text langua
   end
 $$;
 
+-- Queues one request (the shared body of http_get, http_post and http_delete) and wakes the sender at commit.
+create function net._enqueue(method text, url text, headers jsonb, body bytea, timeout_milliseconds integer)
+returns bigint language plpgsql volatile set search_path = '' as $$
+declare request_id bigint;
+begin
+  insert into net.http_request_queue (method, url, headers, body, timeout_milliseconds)
+  values (method, url, headers, body, timeout_milliseconds)
+  returning id into request_id;
+  perform net._wake();
+  return request_id;
+end $$;
+
 create function net.http_get(
   url text,
   params jsonb default '{}'::jsonb,
   headers jsonb default '{}'::jsonb,
   timeout_milliseconds integer default 5000
-) returns bigint language plpgsql volatile security definer set search_path = '' as $$
-declare request_id bigint;
-begin
-  insert into net.http_request_queue (method, url, headers, body, timeout_milliseconds)
-  values ('GET', net._url_with_params(url, params), headers, null, timeout_milliseconds)
-  returning id into request_id;
-  perform net._wake();
-  return request_id;
-end $$;
+) returns bigint language sql volatile security definer set search_path = '' as $$
+  select net._enqueue('GET', net._url_with_params(url, params), headers, null, timeout_milliseconds)
+$$;
 
 create function net.http_post(
   url text,
@@ -70,15 +76,9 @@ create function net.http_post(
   params jsonb default '{}'::jsonb,
   headers jsonb default '{"Content-Type": "application/json"}'::jsonb,
   timeout_milliseconds integer default 5000
-) returns bigint language plpgsql volatile security definer set search_path = '' as $$
-declare request_id bigint;
-begin
-  insert into net.http_request_queue (method, url, headers, body, timeout_milliseconds)
-  values ('POST', net._url_with_params(url, params), headers, convert_to(body::text, 'UTF8'), timeout_milliseconds)
-  returning id into request_id;
-  perform net._wake();
-  return request_id;
-end $$;
+) returns bigint language sql volatile security definer set search_path = '' as $$
+  select net._enqueue('POST', net._url_with_params(url, params), headers, convert_to(body::text, 'UTF8'), timeout_milliseconds)
+$$;
 
 create function net.http_delete(
   url text,
@@ -86,15 +86,9 @@ create function net.http_delete(
   headers jsonb default '{}'::jsonb,
   timeout_milliseconds integer default 5000,
   body jsonb default null
-) returns bigint language plpgsql volatile security definer set search_path = '' as $$
-declare request_id bigint;
-begin
-  insert into net.http_request_queue (method, url, headers, body, timeout_milliseconds)
-  values ('DELETE', net._url_with_params(url, params), headers, convert_to(body::text, 'UTF8'), timeout_milliseconds)
-  returning id into request_id;
-  perform net._wake();
-  return request_id;
-end $$;
+) returns bigint language sql volatile security definer set search_path = '' as $$
+  select net._enqueue('DELETE', net._url_with_params(url, params), headers, convert_to(body::text, 'UTF8'), timeout_milliseconds)
+$$;
 
 -- Supabase grants pg_net to its API roles; the installing role (the extension owner) gets it too.
 revoke all on all functions in schema net from public;
