@@ -335,7 +335,7 @@ describe("the action, run as GitHub runs it", () => {
     const result = await run(`${EDITED}  legacy:\n    url: https://other.example.com\n    workers: 9\n`);
     expect(result.exitCode).toBe(1);
     expect(result.annotations).toContainEqual(
-      expect.objectContaining({ level: "error", file: "supaqueue.yml", line: 18, col: 3 }),
+      expect.objectContaining({ level: "error", file: "supaqueue.yml", line: 19, col: 3 }),
     );
     expect(result.annotations[0]?.message).toMatch(
       /"legacy" already exists and was not created from supaqueue\.yml/,
