@@ -38117,11 +38117,12 @@ function validateConfigText(text, file, options) {
     for (const error of doc.errors) {
         const { line, col } = error.linePos?.[0] ?? lines.linePos(error.pos[0]);
         const duplicate = error.code === "DUPLICATE_KEY";
+        const section = duplicate ? sectionAt(doc.contents, error.pos[0]) : "(yaml)";
         problems.push({
             position: { file, line, column: col },
-            field: duplicate ? "queues" : "(yaml)",
+            field: section,
             message: duplicate
-                ? "this name appears twice; each queue name (and each key) may appear only once"
+                ? `this name appears twice; each ${section === "schedules" ? "schedule" : "queue"} name (and each key) may appear only once`
                 : `not valid YAML: ${error.message.split("\n")[0]}`,
         });
     }
@@ -38153,6 +38154,18 @@ function validateConfigText(text, file, options) {
     }
     const schedules = validateSchedules(root.get("schedules", true), at, report);
     return { config: { file, queues, schedules }, problems };
+}
+/** The top-level section ("queues" or "schedules") holding a place of the file; "queues" when neither does. */
+function sectionAt(root, offset) {
+    if (!(0,dist/* isMap */.jh)(root))
+        return "queues";
+    for (const pair of root.items) {
+        const range = pair.value?.range;
+        const key = (0,dist/* isScalar */.jn)(pair.key) ? String(pair.key.value) : "";
+        if (key === "schedules" && range && offset >= range[0] && offset <= range[2])
+            return key;
+    }
+    return "queues";
 }
 function validateQueue(pair, at, report, options, problemsSoFar) {
     const keyNode = pair.key;

@@ -123,7 +123,10 @@ describe("dev with a queue file", () => {
     await new Promise<void>((resolve) => target.listen(0, "127.0.0.1", resolve));
     const port = (target.address() as AddressInfo).port;
     const config = join(tmp, "dev.yml");
-    writeFileSync(config, `queues:\n  hooks:\n    url: http://127.0.0.1:${port}/hook\n    workers: 2\n`);
+    writeFileSync(
+      config,
+      `queues:\n  hooks:\n    url: http://127.0.0.1:${port}/hook\n    workers: 2\nschedules:\n  nightly: {cron: "0 3 * * *", queue: hooks}\n`,
+    );
 
     const child: ChildProcess = spawn("node", [BIN, "dev", "--config", config], {
       cwd: ROOT,
@@ -147,6 +150,8 @@ describe("dev with a queue file", () => {
       const dbUrl = /^ {2}database {3}(\S+)/m.exec(stdout)?.[1] as string;
       const database = new URL(dbUrl).pathname.slice(1);
       expect(stdout).toMatch(/queues\s+hooks \(2 workers\)/);
+      // No pg_cron locally: the file's schedules are left for the deployed project, and dev says so.
+      expect(stdout).toContain("Schedules (nightly) are not run locally");
 
       const enqueued = await cli(["enqueue", "hooks", '{"order": 7}', "--db-url", dbUrl]);
       expect(enqueued.stderr).toBe("");

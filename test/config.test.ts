@@ -234,6 +234,16 @@ describe("supaqueue.yml", () => {
     ]);
   });
 
+  test("a schedule name that appears twice is named as a schedule", () => {
+    expect(
+      problems(
+        "queues: {}\nschedules:\n  a: {cron: '* * * * *', queue: q}\n  a: {cron: '* * * * *', queue: q}\n",
+      ),
+    ).toEqual([
+      "supaqueue.yml:4:3: schedules: this name appears twice; each schedule name (and each key) may appear only once",
+    ]);
+  });
+
   test("signed is true or false (default false)", () => {
     const { config } = check("queues:\n  a: {function: f, signed: true}\n  b: {function: f}\n");
     expect(config.queues.map((q) => q.signed)).toEqual([true, false]);

@@ -206,7 +206,14 @@ function readDevConfig(
     log.info("No supaqueue.yml here: starting with no queues (pass --config FILE, or --demo to see one).");
     return undefined;
   }
-  return loadConfig(path, file, { env });
+  const config = loadConfig(path, file, { env });
+  if (config.schedules.length === 0) return config;
+  // Schedules are pg_cron jobs, which an embedded Postgres does not have and a throwaway database should not get.
+  const names = config.schedules.map((s) => s.name).join(", ");
+  log.info(
+    `Schedules (${names}) are not run locally: they become pg_cron jobs when deployed. Enqueue by hand meanwhile: npx supaqueue enqueue <queue> '<payload>'.`,
+  );
+  return { ...config, schedules: [] };
 }
 
 function printReady(stack: LocalStack, print: (line: string) => void): void {

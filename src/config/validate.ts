@@ -81,11 +81,12 @@ export function validateConfigText(text: string, file: string, options: Validate
   for (const error of doc.errors) {
     const { line, col } = error.linePos?.[0] ?? lines.linePos(error.pos[0]);
     const duplicate = error.code === "DUPLICATE_KEY";
+    const section = duplicate ? sectionAt(doc.contents, error.pos[0]) : "(yaml)";
     problems.push({
       position: { file, line, column: col },
-      field: duplicate ? "queues" : "(yaml)",
+      field: section,
       message: duplicate
-        ? "this name appears twice; each queue name (and each key) may appear only once"
+        ? `this name appears twice; each ${section === "schedules" ? "schedule" : "queue"} name (and each key) may appear only once`
         : `not valid YAML: ${error.message.split("\n")[0]}`,
     });
   }
@@ -121,6 +122,17 @@ export function validateConfigText(text: string, file: string, options: Validate
   }
   const schedules = validateSchedules(root.get("schedules", true) as Node | undefined, at, report);
   return { config: { file, queues, schedules }, problems };
+}
+
+/** The top-level section ("queues" or "schedules") holding a place of the file; "queues" when neither does. */
+function sectionAt(root: unknown, offset: number): string {
+  if (!isMap(root)) return "queues";
+  for (const pair of root.items) {
+    const range = (pair.value as { range?: [number, number, number] } | null)?.range;
+    const key = isScalar(pair.key) ? String(pair.key.value) : "";
+    if (key === "schedules" && range && offset >= range[0] && offset <= range[2]) return key;
+  }
+  return "queues";
 }
 
 function validateQueue(
