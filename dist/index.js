@@ -37773,6 +37773,11 @@ function formatRate(perSecond) {
 
 
 
+// Readers for one field of supaqueue.yml each: they report what is wrong at the node's place and return the value
+// (or null when it is unusable), so a queue can be checked field by field and every problem shown at once.
+/** Queue and schedule names: what supaqueue.queue and supaqueue.schedule accept. */
+const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+const NAME_RULE = '1 to 63 lowercase letters, digits, "-" and "_", starting with a letter or digit';
 function checkKeys(map, prefix, allowed, report) {
     for (const pair of map.items) {
         const key = (0,dist/* isScalar */.jn)(pair.key) ? pair.key.value : undefined;
@@ -37988,8 +37993,6 @@ function value(text, field) {
 
 
 const SCHEDULE_KEYS = ["cron", "queue", "payload"];
-// Schedule names follow queue names (supaqueue.schedule's schedule_name_is_valid).
-const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 /**
  * Checks the `schedules:` section: schedule name → { cron, queue, payload }. Whether the queue exists is known
  * only against the database, so the plan checks that; here each schedule is checked on its own.
@@ -38019,7 +38022,7 @@ function validateSchedule(pair, at, report) {
         report(n, f, m);
     };
     if (!NAME.test(name)) {
-        problem(keyNode, field, `invalid schedule name "${name}"; allowed: 1 to 63 lowercase letters, digits, "-" and "_", starting with a letter or digit`);
+        problem(keyNode, field, `invalid schedule name "${name}"; allowed: ${NAME_RULE}`);
     }
     const node = pair.value;
     if (!(0,dist/* isMap */.jh)(node)) {
@@ -38079,7 +38082,7 @@ function validateSchedule(pair, at, report) {
 
 
 
-const QUEUE_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+const QUEUE_NAME = NAME;
 const FUNCTION_NAME = /^[A-Za-z0-9_-]{1,128}$/;
 const TOP_LEVEL_KEYS = ["queues", "schedules"];
 const QUEUE_KEYS = [
@@ -38173,7 +38176,7 @@ function validateQueue(pair, at, report, options, problemsSoFar) {
     const field = `queues.${name}`;
     const before = problemsSoFar();
     if (!QUEUE_NAME.test(name)) {
-        report(keyNode, field, `invalid queue name "${name}"; allowed: 1 to 63 lowercase letters, digits, "-" and "_", starting with a letter or digit`);
+        report(keyNode, field, `invalid queue name "${name}"; allowed: ${NAME_RULE}`);
     }
     const node = pair.value;
     if (!(0,dist/* isMap */.jh)(node)) {

@@ -1,16 +1,8 @@
-import pg from "pg";
+import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { installSchema } from "../src/install/schema.ts";
-import {
-  createProjectDatabase,
-  ensureSupabaseRoles,
-  INSTALLER_ROLE,
-  installStandinExtensions,
-  withClient,
-  withDatabase,
-} from "../src/standins/supabase.ts";
 import { complete, createQueue, jobStatus, takeCalls } from "./support/calls.ts";
-import { hasPgCron, startCronCluster } from "./support/cron-cluster.ts";
+import { hasPgCron, startCronProject } from "./support/cron-cluster.ts";
 import { installedDatabase, type TestDatabase } from "./support/db.ts";
 
 let db: TestDatabase;
@@ -170,30 +162,13 @@ describe("queue_stats", () => {
 });
 
 describe.skipIf(!hasPgCron)("recurring calls with pg_cron", () => {
-  let cluster: Awaited<ReturnType<typeof startCronCluster>>;
+  let project: Awaited<ReturnType<typeof startCronProject>>;
   let pool: pg.Pool;
   beforeAll(async () => {
-    cluster = await startCronCluster("project");
-    await withClient(cluster.adminUrl, async (admin) => {
-      await installStandinExtensions(admin);
-      await ensureSupabaseRoles(admin);
-    });
-    await createProjectDatabase(cluster.adminUrl, "project");
-    // Supabase's postgres may use pg_cron once the extension is enabled.
-    await withClient(withDatabase(cluster.adminUrl, "project"), (admin) =>
-      admin.query(`create extension pg_cron;
-        grant usage on schema cron to ${INSTALLER_ROLE};
-        grant select, delete on all tables in schema cron to ${INSTALLER_ROLE};`),
-    );
-    pool = new pg.Pool({
-      connectionString: withDatabase(cluster.adminUrl, "project", INSTALLER_ROLE),
-      max: 2,
-    });
+    project = await startCronProject();
+    pool = project.pool;
   }, 60_000);
-  afterAll(async () => {
-    await pool?.end();
-    cluster?.stop();
-  });
+  afterAll(() => project?.stop());
 
   test("the install schedules tick (every minute on pg_cron 1.4), and schedules become pg_cron jobs that enqueue", async () => {
     const c = await pool.connect();

@@ -1,19 +1,11 @@
-import pg from "pg";
+import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { ConfigError } from "../src/config/types.ts";
 import { validateConfigText } from "../src/config/validate.ts";
 import { reconcileQueues } from "../src/install/reconcile.ts";
 import { installSchema } from "../src/install/schema.ts";
 import { planLines } from "../src/install/summary.ts";
-import {
-  createProjectDatabase,
-  ensureSupabaseRoles,
-  INSTALLER_ROLE,
-  installStandinExtensions,
-  withClient,
-  withDatabase,
-} from "../src/standins/supabase.ts";
-import { hasPgCron, startCronCluster } from "./support/cron-cluster.ts";
+import { hasPgCron, startCronProject } from "./support/cron-cluster.ts";
 import { installedDatabase } from "./support/db.ts";
 import { snapshot } from "./support/db-snapshot.ts";
 
@@ -59,25 +51,11 @@ schedules:
 `;
 
 describe.skipIf(!hasPgCron)("schedules on a database with pg_cron", () => {
-  let cluster: Awaited<ReturnType<typeof startCronCluster>>;
+  let project: Awaited<ReturnType<typeof startCronProject>>;
   let pool: pg.Pool;
   beforeAll(async () => {
-    cluster = await startCronCluster("project");
-    await withClient(cluster.adminUrl, async (admin) => {
-      await installStandinExtensions(admin);
-      await ensureSupabaseRoles(admin);
-    });
-    await createProjectDatabase(cluster.adminUrl, "project");
-    // Supabase's postgres may use pg_cron once the extension is enabled.
-    await withClient(withDatabase(cluster.adminUrl, "project"), (admin) =>
-      admin.query(`create extension pg_cron;
-        grant usage on schema cron to ${INSTALLER_ROLE};
-        grant select, delete on all tables in schema cron to ${INSTALLER_ROLE};`),
-    );
-    pool = new pg.Pool({
-      connectionString: withDatabase(cluster.adminUrl, "project", INSTALLER_ROLE),
-      max: 2,
-    });
+    project = await startCronProject();
+    pool = project.pool;
     const c = await pool.connect();
     await installSchema(c, { functionsUrl: "http://127.0.0.1:9/functions/v1" });
     c.release();
@@ -85,10 +63,7 @@ describe.skipIf(!hasPgCron)("schedules on a database with pg_cron", () => {
       insert into supaqueue.queue (name, url) values ('made-by-hand', 'https://hand.example.com');
       select supaqueue.schedule('by-hand', '0 0 * * *', 'made-by-hand', '{}');`);
   }, 60_000);
-  afterAll(async () => {
-    await pool?.end();
-    cluster?.stop();
-  });
+  afterAll(() => project?.stop());
 
   const cronJobs = async () =>
     (

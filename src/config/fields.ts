@@ -6,6 +6,10 @@ import type { Position } from "./types.ts";
 // Readers for one field of supaqueue.yml each: they report what is wrong at the node's place and return the value
 // (or null when it is unusable), so a queue can be checked field by field and every problem shown at once.
 
+/** Queue and schedule names: what supaqueue.queue and supaqueue.schedule accept. */
+export const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+export const NAME_RULE = '1 to 63 lowercase letters, digits, "-" and "_", starting with a letter or digit';
+
 export type Report = (node: Node | Pair["key"] | null | undefined, field: string, message: string) => void;
 export type At = (node: Node | Pair["key"] | null | undefined) => Position;
 

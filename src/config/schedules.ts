@@ -1,11 +1,9 @@
 import { isMap, isScalar, type Node, type Pair } from "yaml";
 import { CRON_FORMS, cronProblem } from "./cron.ts";
-import { type At, checkKeys, type Report, scalar, show } from "./fields.ts";
+import { type At, checkKeys, NAME, NAME_RULE, type Report, scalar, show } from "./fields.ts";
 import type { ScheduleSpec } from "./types.ts";
 
 export const SCHEDULE_KEYS = ["cron", "queue", "payload"];
-// Schedule names follow queue names (supaqueue.schedule's schedule_name_is_valid).
-const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
 /**
  * Checks the `schedules:` section: schedule name → { cron, queue, payload }. Whether the queue exists is known
@@ -39,11 +37,7 @@ function validateSchedule(pair: Pair, at: At, report: Report): ScheduleSpec | nu
     report(n, f, m);
   };
   if (!NAME.test(name)) {
-    problem(
-      keyNode,
-      field,
-      `invalid schedule name "${name}"; allowed: 1 to 63 lowercase letters, digits, "-" and "_", starting with a letter or digit`,
-    );
+    problem(keyNode, field, `invalid schedule name "${name}"; allowed: ${NAME_RULE}`);
   }
   const node = pair.value as Node | null;
   if (!isMap(node)) {

@@ -8,6 +8,8 @@ import {
   duration,
   integer,
   isHttpUrl,
+  NAME,
+  NAME_RULE,
   type Report,
   rate,
   scalar,
@@ -27,7 +29,7 @@ import {
   type QueueSpec,
 } from "./types.ts";
 
-export const QUEUE_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+export const QUEUE_NAME = NAME;
 const FUNCTION_NAME = /^[A-Za-z0-9_-]{1,128}$/;
 
 export const TOP_LEVEL_KEYS = ["queues", "schedules"];
@@ -147,11 +149,7 @@ function validateQueue(
   const field = `queues.${name}`;
   const before = problemsSoFar();
   if (!QUEUE_NAME.test(name)) {
-    report(
-      keyNode,
-      field,
-      `invalid queue name "${name}"; allowed: 1 to 63 lowercase letters, digits, "-" and "_", starting with a letter or digit`,
-    );
+    report(keyNode, field, `invalid queue name "${name}"; allowed: ${NAME_RULE}`);
   }
   const node = pair.value as Node | null;
   if (!isMap(node)) {

@@ -3,6 +3,15 @@ import { chmodSync, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import pg from "pg";
+import {
+  createProjectDatabase,
+  ensureSupabaseRoles,
+  INSTALLER_ROLE,
+  installStandinExtensions,
+  withClient,
+  withDatabase,
+} from "../../src/standins/supabase.ts";
 
 const BIN = "/usr/lib/postgresql/15/bin";
 
@@ -53,6 +62,40 @@ export async function startCronCluster(database: string): Promise<{ adminUrl: st
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
+    },
+  };
+}
+
+/**
+ * A project database laid out like Supabase's on a throwaway pg_cron cluster, with pg_cron enabled and usable by the
+ * installer role (as Supabase's postgres may use it once the extension is on), and a small pool as that role.
+ */
+export async function startCronProject(): Promise<{ pool: pg.Pool; stop(): Promise<void> }> {
+  const cluster = await startCronCluster("project");
+  try {
+    await withClient(cluster.adminUrl, async (admin) => {
+      await installStandinExtensions(admin);
+      await ensureSupabaseRoles(admin);
+    });
+    await createProjectDatabase(cluster.adminUrl, "project");
+    await withClient(withDatabase(cluster.adminUrl, "project"), (admin) =>
+      admin.query(`create extension pg_cron;
+        grant usage on schema cron to ${INSTALLER_ROLE};
+        grant select, delete on all tables in schema cron to ${INSTALLER_ROLE};`),
+    );
+  } catch (error) {
+    cluster.stop();
+    throw error;
+  }
+  const pool = new pg.Pool({
+    connectionString: withDatabase(cluster.adminUrl, "project", INSTALLER_ROLE),
+    max: 2,
+  });
+  return {
+    pool,
+    async stop() {
+      await pool.end();
+      cluster.stop();
     },
   };
 }
