@@ -12,8 +12,8 @@ import {
 
 /**
  * Section 2, Supaqueue's database cycle: claim → pg_net request row → completion → next claim, with the HTTP hop
- * replaced by 8 connections that take requests from net.http_request_queue (as pg_net's worker does) and complete
- * each through supaqueue.complete_current_job as soon as it appears. The jobs are enqueued first (bulk, before
+ * replaced by one session that takes requests from net.http_request_queue (as pg_net's worker does, up to 200 at a
+ * time) and 8 connections that complete each through supaqueue.complete_current_job as soon as it is handed over. The jobs are enqueued first (bulk, before
  * any worker exists); the clock starts when the workers are inserted and stops when the last job succeeded.
  */
 
@@ -40,8 +40,8 @@ export const CYCLE_SHAPES: CycleShape[] = [
 export type WakeMode = "notify" | "latch";
 
 export const COMPLETERS = 8;
-/** Requests a completer takes at once (pg_net takes up to 200; a small batch spreads them over the completers). */
-const TAKE_BATCH = 4;
+/** Requests taken at once, as pg_net's pg_net.batch_size (200). */
+const TAKE_BATCH = 200;
 
 export interface CycleRun {
   jobsPerSecond: number;
@@ -81,7 +81,7 @@ export async function runCycle(
 ): Promise<CycleRun> {
   return withInstalledDatabase(bench, async (db) => {
     await prepare(db, shape, jobs, wake);
-    const pool = smallPool(db.url, COMPLETERS);
+    const pool = smallPool(db.url, COMPLETERS + 1);
     const listener = new pg.Client({ connectionString: db.url });
     let wakeUp: () => void = () => {};
     let woken = new Promise<void>((resolve) => {
@@ -101,26 +101,44 @@ export async function runCycle(
     let stop = false;
     const errors: unknown[] = [];
     const clients = await Promise.all(Array.from({ length: COMPLETERS }, () => pool.connect()));
+    const taker = await pool.connect();
     const idleWait = wake === "notify" ? 20 : 1;
-    const completers = clients.map(async (client) => {
+    // Taken request rows waiting for a completer, and completers waiting for a row.
+    const inbox: string[] = [];
+    const idle: ((id: string | null) => void)[] = [];
+    const hand = (id: string | null) => {
+      const next = idle.shift();
+      if (next) next(id);
+      else if (id !== null) inbox.push(id);
+    };
+    // pg_net's worker: one session takes up to TAKE_BATCH committed requests at a time and hands them out.
+    const taking = (async () => {
       while (!stop && completed < jobs) {
-        const { rows } = await client.query<{ id: string }>(
+        const { rows } = await taker.query<{ id: string }>(
           `delete from net.http_request_queue where id in (
              select id from net.http_request_queue order by id limit ${TAKE_BATCH} for update skip locked)
            returning convert_from(body, 'UTF8')::jsonb ->> 'current_job_id' as id`,
         );
-        if (rows.length === 0) {
-          await Promise.race([woken, sleep(idleWait)]);
-          continue;
-        }
-        for (const row of rows) {
-          const r = await client.query("select supaqueue.complete_current_job($1, true, 200) as ok", [
-            row.id,
-          ]);
-          if (r.rows[0]?.ok) completed++;
+        for (const row of rows) hand(row.id);
+        if (rows.length === 0) await Promise.race([woken, sleep(idleWait)]);
+      }
+      while (idle.length) hand(null);
+    })();
+    // The edge functions: each completes one call at a time, as soon as one is handed to it.
+    const completers = clients.map(async (client) => {
+      for (;;) {
+        const id = inbox.shift() ?? (await new Promise<string | null>((resolve) => idle.push(resolve)));
+        if (id === null) return;
+        const r = await client.query("select supaqueue.complete_current_job($1, true, 200) as ok", [id]);
+        if (r.rows[0]?.ok) completed++;
+        if (completed >= jobs) {
+          stop = true;
+          while (idle.length) hand(null);
+          return;
         }
       }
     });
+    const everything = Promise.all([taking, ...completers]);
 
     const started = performance.now();
     const progress = setInterval(
@@ -139,7 +157,7 @@ export async function runCycle(
         if (!stop) errors.push(new Error(`cycle did not finish: ${completed} of ${jobs} jobs after 300 s`));
         stop = true;
       });
-      await Promise.race([Promise.all(completers).catch((e) => errors.push(e)), watchdog]);
+      await Promise.race([everything.catch((e) => errors.push(e)), watchdog]);
       const seconds = (performance.now() - started) / 1000;
       stop = true;
       if (errors.length) throw errors[0];
@@ -151,7 +169,9 @@ export async function runCycle(
     } finally {
       clearInterval(progress);
       stop = true;
+      while (idle.length) hand(null);
       for (const c of clients) c.release();
+      taker.release();
       await listener.end().catch(() => {});
       await pool.end();
     }

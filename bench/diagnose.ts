@@ -87,20 +87,20 @@ export const PATCHES: Patch[] = [
   },
   {
     // The call is built by an AFTER INSERT statement trigger with a transition table on current_job. _dispatch is
-    // the only writer of current_job rows, so it can send the calls itself: one function call on the ids it just
-    // inserted, no trigger invocation and no transition tuplestore.
+    // the only writer of current_job rows, so it can send the calls itself: one function call on the rows it just
+    // inserted (passed as an array, never read back), no trigger invocation and no transition tuplestore.
     label: "+ _dispatch sends the calls itself (no statement trigger on current_job)",
     apply: async (db) => {
       const trigger = await functionDef(db, "supaqueue._on_current_jobs_inserted()");
       const sender = trigger
         .replace(
           /supaqueue\._on_current_jobs_inserted\(\)\s*RETURNS trigger/,
-          "supaqueue._send_calls(ids bigint[])\n RETURNS void",
+          "supaqueue._send_calls(started supaqueue.current_job[])\n RETURNS void",
         )
-        .replace("from new_current_jobs n", "from supaqueue.current_job n")
+        .replace("from new_current_jobs n", "from unnest(started) n")
         .replace(
           /join supaqueue\.queue q on q\.id = j\.queue_id;\s*return null;/,
-          "join supaqueue.queue q on q.id = j.queue_id\n  where n.id = any (ids);\n  return;",
+          "join supaqueue.queue q on q.id = j.queue_id;\n  return;",
         );
       const dispatchSig = (
         await withClient(db.adminUrl, (c) =>
@@ -109,21 +109,23 @@ export const PATCHES: Patch[] = [
       ).rows[0]?.sig;
       const dispatch = dispatchSig ? await functionDef(db, dispatchSig) : "";
       const sending = dispatch
-        .replace(/\n(\s*)lease interval;/, "\n$1lease interval;\n$1started_ids bigint[];")
+        .replace(/\n(\s*)lease interval;/, "\n$1lease interval;\n$1started_rows supaqueue.current_job[];")
         .replace(
           /\)\s*\n(\s*)insert into supaqueue\.current_job \(worker_id, job_id, attempt, started_at, lease_until\)/,
           "),\n$1started as (\n$1insert into supaqueue.current_job (worker_id, job_id, attempt, started_at, lease_until)",
         )
         .replace(
           /join claimed c on c\.id = p\.job_id;/,
-          "join claimed c on c.id = p.job_id\n  returning id)\n  select array_agg(s.id) into started_ids from started s;\n" +
-            "  perform supaqueue._send_calls(started_ids);",
+          "join claimed c on c.id = p.job_id\n  returning *)\n  select array_agg(s) into started_rows from started s;\n" +
+            "  perform supaqueue._send_calls(started_rows);",
         );
-      const changed = sender.includes("_send_calls(ids bigint[])") && sender.includes("any (ids)");
+      const changed =
+        sender.includes("_send_calls(started supaqueue.current_job[])") &&
+        sender.includes("unnest(started) n");
       if (
         !changed ||
-        !sending.includes("started_ids bigint[]") ||
-        !sending.includes("_send_calls(started_ids)")
+        !sending.includes("started_rows supaqueue.current_job[]") ||
+        !sending.includes("_send_calls(started_rows)")
       ) {
         return null;
       }
