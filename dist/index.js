@@ -38083,7 +38083,7 @@ function validateSchedule(pair, at, report) {
 
 
 const QUEUE_NAME = NAME;
-const FUNCTION_NAME = /^[A-Za-z0-9_-]{1,128}$/;
+const validate_FUNCTION_NAME = /^[A-Za-z0-9_-]{1,128}$/;
 const TOP_LEVEL_KEYS = ["queues", "schedules"];
 const QUEUE_KEYS = [
     "function",
@@ -38198,7 +38198,7 @@ function validateQueue(pair, at, report, options, problemsSoFar) {
     }
     if (fn !== undefined) {
         const value = scalar(fn);
-        if (typeof value !== "string" || !FUNCTION_NAME.test(value)) {
+        if (typeof value !== "string" || !validate_FUNCTION_NAME.test(value)) {
             report(fn, sub("function"), `invalid edge function name ${show(value)}; allowed: letters, digits, "-" and "_"`);
         }
         else
@@ -39400,6 +39400,14 @@ async function setFunctionSecret(ctx, secret) {
 /** Deploys execute_current_job from the staged workdir; pg_net calls it with the shared secret, not a JWT. */
 async function deployFunction(ctx) {
     await runCli(ctx, ["functions", "deploy", stage_FUNCTION_NAME, "--use-api", "--no-verify-jwt"]);
+}
+/** Unsets the function's SUPAQUEUE_SECRET (uninstall). */
+async function unsetFunctionSecret(ctx) {
+    await runCli(ctx, ["secrets", "unset", "SUPAQUEUE_SECRET"]);
+}
+/** Deletes execute_current_job from the project (uninstall). */
+async function deleteFunction(ctx) {
+    await runCli(ctx, ["functions", "delete", FUNCTION_NAME]);
 }
 function lastLines(text) {
     return text.trim().split("\n").filter(Boolean).slice(-3).join(" / ") || "no output";

@@ -1,7 +1,6 @@
-import { getExecOutput } from "@actions/exec";
 import type pg from "pg";
-import { FUNCTION_NAME } from "../install/stage.ts";
-import { findSupabaseCli, projectArgs } from "../install/supabase-cli.ts";
+import { FUNCTION_NAME, stageWorkdir } from "../install/stage.ts";
+import { deleteFunction, findSupabaseCli, unsetFunctionSecret } from "../install/supabase-cli.ts";
 import { type CommandSpec, DB_URL_FLAG, type Parsed, requireDbUrl, stringFlag, UsageError } from "./args.ts";
 import { withDatabase } from "./database.ts";
 import type { TerminalLogger } from "./logger.ts";
@@ -138,26 +137,16 @@ export async function runUninstall(
 
   if (projectRef && accessToken) {
     await log.group(`Remove ${FUNCTION_NAME} and SUPAQUEUE_SECRET from project ${projectRef}`, async () => {
-      const cli = await findSupabaseCli(log);
-      const run = async (args: string[]) => {
-        log.info(`supabase ${args.join(" ")}`);
-        const out = await getExecOutput(
-          cli.command,
-          [...cli.prefix, ...args, ...projectArgs(cli, projectRef)],
-          {
-            env: { ...(process.env as Record<string, string>), SUPABASE_ACCESS_TOKEN: accessToken },
-            silent: true,
-            ignoreReturnCode: true,
-          },
-        );
-        if (out.exitCode !== 0) {
-          throw new Error(
-            `supaqueue: supabase ${args.slice(0, 2).join(" ")} failed (exit ${out.exitCode}): ${log.mask(`${out.stderr}${out.stdout}`).trim().split("\n").slice(-3).join(" / ")}`,
-          );
-        }
-      };
-      await run(["secrets", "unset", "SUPAQUEUE_SECRET"]);
-      await run(["functions", "delete", FUNCTION_NAME]);
+      // The same runner as deploy: token in the environment, and a staged workdir as the CLI's working
+      // directory, so it leaves no supabase/.temp behind in the folder it was started from.
+      const workdir = stageWorkdir();
+      try {
+        const ctx = { cli: await findSupabaseCli(log), projectRef, accessToken, workdir, log };
+        await unsetFunctionSecret(ctx);
+        await deleteFunction(ctx);
+      } finally {
+        workdir.remove();
+      }
     });
   } else {
     log.info(

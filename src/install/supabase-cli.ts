@@ -128,6 +128,16 @@ export async function deployFunction(ctx: CliContext): Promise<void> {
   await runCli(ctx, ["functions", "deploy", FUNCTION_NAME, "--use-api", "--no-verify-jwt"]);
 }
 
+/** Unsets the function's SUPAQUEUE_SECRET (uninstall). */
+export async function unsetFunctionSecret(ctx: CliContext): Promise<void> {
+  await runCli(ctx, ["secrets", "unset", "SUPAQUEUE_SECRET"]);
+}
+
+/** Deletes execute_current_job from the project (uninstall). */
+export async function deleteFunction(ctx: CliContext): Promise<void> {
+  await runCli(ctx, ["functions", "delete", FUNCTION_NAME]);
+}
+
 function lastLines(text: string): string {
   return text.trim().split("\n").filter(Boolean).slice(-3).join(" / ") || "no output";
 }
