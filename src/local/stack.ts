@@ -165,7 +165,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         plan = await reconcileQueues(client, config);
       }
       const pgNet = await client.query<{ standin: boolean }>(
-        "select to_regprocedure('net._wake()') is not null as standin",
+        "select to_regprocedure('net._enqueue(text, text, jsonb, bytea, integer)') is not null as standin",
       );
       standinPgNet = pgNet.rows[0]?.standin ?? false;
     } finally {

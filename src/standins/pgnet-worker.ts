@@ -3,8 +3,8 @@ import pg from "pg";
 /**
  * A stand-in for pg_net's background worker, for machines without pg_net. Like the real one it takes committed
  * rows from `net.http_request_queue` (deleting them), up to `batchSize` at a time, sends each with its own
- * timeout and writes the outcome to `net._http_response`. It wakes on the `pg_net_wakeup` notification that the
- * stand-in extension sends at commit, and also polls. One difference, on purpose: it does not wait for a whole
+ * timeout and writes the outcome to `net._http_response`. It polls the queue every `pollMs` (10 ms by default):
+ * the stand-in extension sends no NOTIFY, because that would serialize every commit that queues a call. One difference, on purpose: it does not wait for a whole
  * batch to finish before taking the next, so one slow target does not hold the others up in tests.
  */
 export interface PgNetWorkerOptions {
@@ -46,21 +46,15 @@ export async function startPgNetWorker(
   options: PgNetWorkerOptions = {},
 ): Promise<PgNetWorker> {
   const batchSize = options.batchSize ?? 200;
-  const pollMs = options.pollMs ?? 250;
+  const pollMs = options.pollMs ?? 10;
   const doFetch = options.fetch ?? fetch;
-  const listener = new pg.Client({ connectionString, application_name: "pg_net stand-in (listen)" });
   const pool = new pg.Pool({ connectionString, max: 4, application_name: "pg_net stand-in" });
-  await listener.connect();
-  await listener.query("listen pg_net_wakeup");
 
   let stopped = false;
   let sent = 0;
   let wake: (() => void) | undefined;
   const inFlight = new Set<Promise<void>>();
   let draining: Promise<void> = Promise.resolve();
-
-  listener.on("notification", () => wake?.());
-  listener.on("error", () => {});
 
   async function send(row: QueueRow): Promise<void> {
     const id = Number(row.id);
@@ -169,7 +163,6 @@ export async function startPgNetWorker(
       wake?.();
       await loop;
       await Promise.allSettled([...inFlight]);
-      await listener.end().catch(() => {});
       await pool.end().catch(() => {});
     },
   };

@@ -28,9 +28,6 @@ create unlogged table net._http_response (
 );
 create index _http_response_created_idx on net._http_response (created);
 
--- Wakes the sender when the transaction commits (NOTIFY is transactional), like pg_net's worker latch.
-create function net._wake() returns void language sql as $$ select pg_notify('pg_net_wakeup', '') $$;
-
 create function net._urlencode(value text) returns text language sql immutable strict as $$
   select string_agg(
     case when ch ~ '[A-Za-z0-9_.~-]' then ch
@@ -49,7 +46,9 @@ create function net._url_with_params(url text, params jsonb) returns text langua
   end
 $$;
 
--- Queues one request (the shared body of http_get, http_post and http_delete) and wakes the sender at commit.
+-- Queues one request (the shared body of http_get, http_post and http_delete). Nothing wakes the sender: it polls
+-- often. (A NOTIFY here would take a database-wide lock at every commit that queues a call, serializing them, which
+-- real pg_net, waking its worker by latch, does not do.)
 create function net._enqueue(method text, url text, headers jsonb, body bytea, timeout_milliseconds integer)
 returns bigint language plpgsql volatile set search_path = '' as $$
 declare request_id bigint;
@@ -57,7 +56,6 @@ begin
   insert into net.http_request_queue (method, url, headers, body, timeout_milliseconds)
   values (method, url, headers, body, timeout_milliseconds)
   returning id into request_id;
-  perform net._wake();
   return request_id;
 end $$;
 
@@ -67,7 +65,7 @@ create function net.http_get(
   headers jsonb default '{}'::jsonb,
   timeout_milliseconds integer default 5000
 ) returns bigint language sql volatile security definer set search_path = '' as $$
-  select net._enqueue('GET', net._url_with_params(url, params), headers, null, timeout_milliseconds)
+  select net._enqueue('GET', case when params is null or params = '{}'::jsonb then url else net._url_with_params(url, params) end, headers, null, timeout_milliseconds)
 $$;
 
 create function net.http_post(
@@ -77,7 +75,7 @@ create function net.http_post(
   headers jsonb default '{"Content-Type": "application/json"}'::jsonb,
   timeout_milliseconds integer default 5000
 ) returns bigint language sql volatile security definer set search_path = '' as $$
-  select net._enqueue('POST', net._url_with_params(url, params), headers, convert_to(body::text, 'UTF8'), timeout_milliseconds)
+  select net._enqueue('POST', case when params is null or params = '{}'::jsonb then url else net._url_with_params(url, params) end, headers, convert_to(body::text, 'UTF8'), timeout_milliseconds)
 $$;
 
 create function net.http_delete(
@@ -87,7 +85,7 @@ create function net.http_delete(
   timeout_milliseconds integer default 5000,
   body jsonb default null
 ) returns bigint language sql volatile security definer set search_path = '' as $$
-  select net._enqueue('DELETE', net._url_with_params(url, params), headers, convert_to(body::text, 'UTF8'), timeout_milliseconds)
+  select net._enqueue('DELETE', case when params is null or params = '{}'::jsonb then url else net._url_with_params(url, params) end, headers, convert_to(body::text, 'UTF8'), timeout_milliseconds)
 $$;
 
 -- Supabase grants pg_net to its API roles; the installing role (the extension owner) gets it too.
