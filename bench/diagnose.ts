@@ -50,7 +50,7 @@ export interface DiagnosisResult {
 const BACKLOG = 150_000;
 const SECONDS = 5;
 const COMPLETE =
-  "select supaqueue.complete_current_job((select id from supaqueue.current_job order by id limit 1 " +
+  "select supaqueue.complete_current_job((select id from supaqueue.current_job order by id desc limit 1 " +
   "for update skip locked), true, 200);\n";
 
 /** A variant: a label and the SQL that turns the previous variant into this one (null: cannot apply). */
