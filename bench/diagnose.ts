@@ -77,6 +77,8 @@ export const PATCHES: Patch[] = [
     label: "pg_net stand-in made like pg_net (no NOTIFY, no SQL URL helper)",
     apply: async (db) => {
       const def = await functionDef(db, "net.http_post(text, jsonb, jsonb, jsonb, integer)");
+      // Since 88ad289 the stand-in is already like this: nothing to change.
+      if (def.includes("params = '{}'::jsonb then url")) return null;
       const fast = def.replace(
         /net\._url_with_params\(url, params\)/,
         "case when params is null or params = '{}'::jsonb then url else net._url_with_params(url, params) end",
@@ -282,7 +284,9 @@ export async function measureDiagnosis(
       const sql = await patch.apply(db);
       if (sql === null) {
         result.skipped.push(patch.label);
-        log(`diagnosis: skipped "${patch.label}" (the shipped function no longer matches the patch)`);
+        log(
+          `diagnosis: skipped "${patch.label}" (already so in the shipped code, or the patch no longer matches it)`,
+        );
         continue;
       }
       if (sql) await withClient(db.adminUrl, (c) => c.query(sql));

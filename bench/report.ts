@@ -360,7 +360,7 @@ function renderDiagnosis(d: DiagnosisResult): string {
     );
   }
   for (const s of d.skipped)
-    out.push(`| ${s} | skipped: the shipped function no longer matches the patch | | | |`);
+    out.push(`| ${s} | skipped: already so in the shipped code, or the patch no longer matches it | | | |`);
   out.push(
     "",
     "Per-function time in one completion (track_functions = all, as shipped, 1 connection, sync off):",

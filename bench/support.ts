@@ -110,7 +110,7 @@ export async function withInstalledDatabase<T>(
   }
 }
 
-export { withClient };
+export { withClient, withDatabase };
 
 /** A small pool (the server allows 100 connections in all). Errors of idle clients are ignored. */
 export function smallPool(url: string, max: number): pg.Pool {
