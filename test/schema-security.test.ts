@@ -77,6 +77,28 @@ describe("service_role, what server code uses, has what it needs", () => {
 });
 
 describe("what Supabase's database linter checks", () => {
+  test("every foreign key has an index on exactly its columns (unindexed_foreign_keys)", async () => {
+    const { rows } = await db.pool.query(`
+      select ct.conrelid::regclass::text as tbl, ct.conname
+      from pg_constraint ct join pg_class c on c.oid = ct.conrelid join pg_namespace n on n.oid = c.relnamespace
+      where ct.contype = 'f' and n.nspname = 'supaqueue'
+        and not exists (select from pg_index i where i.indrelid = ct.conrelid and i.indisvalid
+                        and string_to_array(i.indkey::text, ' ')::smallint[] = ct.conkey)`);
+    expect(rows).toEqual([]);
+  });
+
+  test("every table has RLS and a policy, none of which opens it to anon or authenticated", async () => {
+    const { rows } = await db.pool.query(`
+      select c.relname,
+             exists (select from pg_policy p where p.polrelid = c.oid) as has_policy,
+             exists (select from pg_policy p where p.polrelid = c.oid
+                     and (0::oid = any (p.polroles) or 'anon'::regrole = any (p.polroles)
+                          or 'authenticated'::regrole = any (p.polroles))) as open_to_api
+      from pg_class c join pg_namespace n on n.oid = c.relnamespace
+      where n.nspname = 'supaqueue' and c.relkind = 'r'`);
+    expect(rows.filter((r) => !r.has_policy || r.open_to_api)).toEqual([]);
+  });
+
   test("RLS is enabled on every table", async () => {
     const { rows } = await db.pool.query(`
       select c.relname, c.relrowsecurity from pg_class c join pg_namespace n on n.oid = c.relnamespace
