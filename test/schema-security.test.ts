@@ -77,14 +77,19 @@ describe("service_role, what server code uses, has what it needs", () => {
 });
 
 describe("what Supabase's database linter checks", () => {
-  test("every foreign key has an index on exactly its columns (unindexed_foreign_keys)", async () => {
+  // The Performance Advisor's unindexed_foreign_keys check, with the two deliberate exceptions: job.queue_id and
+  // worker.queue_id are covered by the partial dispatch indexes, and a full index would be written on every claim.
+  test("every other foreign key has an index on exactly its columns (unindexed_foreign_keys)", async () => {
     const { rows } = await db.pool.query(`
       select ct.conrelid::regclass::text as tbl, ct.conname
       from pg_constraint ct join pg_class c on c.oid = ct.conrelid join pg_namespace n on n.oid = c.relnamespace
       where ct.contype = 'f' and n.nspname = 'supaqueue'
         and not exists (select from pg_index i where i.indrelid = ct.conrelid and i.indisvalid
                         and string_to_array(i.indkey::text, ' ')::smallint[] = ct.conkey)`);
-    expect(rows).toEqual([]);
+    expect(rows.map((r) => `${r.tbl}.${r.conname}`).sort()).toEqual([
+      "supaqueue.job.job_queue_id_fkey",
+      "supaqueue.worker.worker_queue_id_fkey",
+    ]);
   });
 
   test("every table has RLS and a policy, none of which opens it to anon or authenticated", async () => {
