@@ -190,9 +190,9 @@ export function renderResults(r: BenchResults): string {
         "committed request rows from net.http_request_queue, up to 200 at a time, and hands them to 8 connections that " +
         "play the edge function: each calls `supaqueue.complete_current_job(id, true, 200)` (autocommit) as soon as it " +
         "gets one, and each completion hands its worker the next job. Jobs per second from the first claim to the last " +
-        "success, all in one Node process on the same 2 cores as the server. Two wake-ups: the pg_net stand-in as " +
-        "shipped wakes its sender with NOTIFY; real pg_net sets its worker's latch (no lock), which the bench imitates " +
-        "by making `net._wake()` a no-op in its own database and polling every millisecond.",
+        "success, all in one Node process on the same 2 cores as the server. The taker polls every millisecond, as " +
+        "real pg_net's worker is woken by a latch (no lock); a stand-in that still wakes its sender with NOTIFY (before " +
+        "88ad289) is measured as a second wake-up row.",
       "",
       "| Shape | Wake-up | jobs/s (median) | repeats | ÷ UPDATE@8 | ÷ UPDATE@1 |",
       "|---|---|---|---|---|---|",
