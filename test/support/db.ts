@@ -28,6 +28,13 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
+// Databases this test file opened. One hook at the file's top level drops them: a hook registered from inside a
+// beforeAll or a test body (where installedDatabase() is called) would never run.
+const opened: TestDatabase[] = [];
+afterAll(async () => {
+  for (const db of opened.splice(0)) await db.drop().catch(() => {});
+});
+
 async function open(name: string): Promise<TestDatabase> {
   const serverAdmin = inject("adminUrl");
   const url = withDatabase(serverAdmin, name, INSTALLER_ROLE);
@@ -58,24 +65,25 @@ async function open(name: string): Promise<TestDatabase> {
       await dropDatabase(serverAdmin, name);
     },
   };
-  afterAll(() => db.drop());
+  opened.push(db);
   return db;
 }
 
-function uniqueName(prefix: string): string {
-  return `${prefix}_${randomBytes(5).toString("hex")}`;
+/** Named after this run's template, so that global teardown can drop whatever a crashed file left behind. */
+function uniqueName(kind: string): string {
+  return `${inject("template")}_${kind}_${randomBytes(5).toString("hex")}`;
 }
 
 /** A database with Supaqueue installed (cloned from the template that global setup built). Dropped after the file. */
 export async function installedDatabase(): Promise<TestDatabase> {
-  const name = uniqueName("sq_test");
+  const name = uniqueName("test");
   await createProjectDatabase(inject("adminUrl"), name, inject("template"));
   return open(name);
 }
 
 /** An empty database laid out like a Supabase project, to test installation itself. Dropped after the file. */
 export async function emptyDatabase(): Promise<TestDatabase> {
-  const name = uniqueName("sq_empty");
+  const name = uniqueName("empty");
   await createProjectDatabase(inject("adminUrl"), name);
   return open(name);
 }

@@ -43,6 +43,13 @@ export default async function setup(project: TestProject) {
   project.provide("adminUrl", server.adminUrl);
   project.provide("template", template);
   return async () => {
+    // Test files drop their own databases; this catches those of a file that crashed or timed out.
+    const left = await withClient(server.adminUrl, (admin) =>
+      admin.query<{ datname: string }>("select datname from pg_database where datname like $1", [
+        `${template}\\_%`,
+      ]),
+    );
+    for (const { datname } of left.rows) await dropDatabase(server.adminUrl, datname);
     await dropDatabase(server.adminUrl, template);
     await server.stop();
   };
