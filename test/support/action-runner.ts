@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
@@ -91,14 +91,19 @@ export async function runAction(options: RunOptions): Promise<ActionRun> {
     stderr += chunk;
   });
   const exitCode = await new Promise<number | null>((resolve) => child.on("close", resolve));
-  return {
-    exitCode,
-    stdout,
-    stderr,
-    outputs: parseOutputs(readFileSync(outputFile, "utf8")),
-    summary: readFileSync(summaryFile, "utf8"),
-    annotations: parseAnnotations(stdout),
-  };
+  try {
+    return {
+      exitCode,
+      stdout,
+      stderr,
+      outputs: parseOutputs(readFileSync(outputFile, "utf8")),
+      summary: readFileSync(summaryFile, "utf8"),
+      annotations: parseAnnotations(stdout),
+    };
+  } finally {
+    // The runner's temp folder (workspace, HOME, output files) goes with the run, as on a GitHub runner.
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 function actionDefaults(): Record<string, string> {
