@@ -4,9 +4,10 @@
 -- Applied by src/install/migrate.ts in one transaction under an advisory lock. Shipped migrations are never
 -- edited: a change is a new file.
 --
--- Lock order, everywhere: queue (FOR NO KEY UPDATE, only when reconfiguring) -> current_job -> job -> worker.
--- Dispatch never waits for a row lock (it claims with SKIP LOCKED and only the rows it will use), so two
--- completions, a completion and an enqueue, or a tick and anything else cannot deadlock.
+-- Lock order, everywhere: queue (FOR NO KEY UPDATE, only when reconfiguring) -> current_job -> job -> worker
+-- -> rate_bucket. Dispatch never waits for a worker or job lock (it claims with SKIP LOCKED and only the rows it will
+-- use); the one lock it waits for, a rate-limited queue's bucket, is held by a dispatch that waits for nothing else.
+-- So two completions, a completion and an enqueue, or a tick and anything else cannot deadlock.
 
 create extension if not exists pg_net;
 create extension if not exists supabase_vault;

@@ -422,22 +422,23 @@ export async function executeCall(call: CurrentJobCall, deps: CallDeps): Promise
   const maxChars = Math.min(call.maxResponseChars ?? Number.POSITIVE_INFINITY, deps.maxResponseChars);
   const base = { current_job_id: call.currentJobId, retry_after_ms: null };
   const elapsed = () => Math.max(0, Math.round(deps.now() - started));
+  // An attempt that ended without any HTTP status: the request could not be built, or no answer came.
+  const noAnswer = (error: string, durationMs: number, retryable: boolean): Completion => ({
+    ...base,
+    succeeded: false,
+    status_code: null,
+    response_body: null,
+    error,
+    duration_ms: durationMs,
+    retryable,
+  });
 
   let request: TargetRequest;
   try {
     request = buildRequest(call, { serviceRoleKey: deps.serviceRoleKey });
     await signRequest(request, call.queue.signingKeys, deps.now());
   } catch (error) {
-    const message = error instanceof CallError ? error.message : describeError(error);
-    return {
-      ...base,
-      succeeded: false,
-      status_code: null,
-      response_body: null,
-      error: message,
-      duration_ms: 0,
-      retryable: false,
-    };
+    return noAnswer(error instanceof CallError ? error.message : describeError(error), 0, false);
   }
 
   const controller = new AbortController();
@@ -459,15 +460,7 @@ export async function executeCall(call: CurrentJobCall, deps: CallDeps): Promise
       const message = timedOut
         ? `timeout: no response within ${call.queue.timeoutMs} ms`
         : `network error: ${describeError(error)}`;
-      return {
-        ...base,
-        succeeded: false,
-        status_code: null,
-        response_body: null,
-        error: message,
-        duration_ms: elapsed(),
-        retryable: true,
-      };
+      return noAnswer(message, elapsed(), true);
     }
 
     const read = await readBounded(response, maxChars);

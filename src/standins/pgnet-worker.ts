@@ -4,8 +4,9 @@ import pg from "pg";
  * A stand-in for pg_net's background worker, for machines without pg_net. Like the real one it takes committed
  * rows from `net.http_request_queue` (deleting them), up to `batchSize` at a time, sends each with its own
  * timeout and writes the outcome to `net._http_response`. It polls the queue every `pollMs` (10 ms by default):
- * the stand-in extension sends no NOTIFY, because that would serialize every commit that queues a call. One difference, on purpose: it does not wait for a whole
- * batch to finish before taking the next, so one slow target does not hold the others up in tests.
+ * the stand-in extension sends no NOTIFY, because that would serialize every commit that queues a call.
+ * One difference, on purpose: it does not wait for a whole batch to finish before taking the next, so one slow
+ * target does not hold the others up in tests.
  */
 export interface PgNetWorkerOptions {
   batchSize?: number;
@@ -27,8 +28,6 @@ export interface SentRequest {
 export interface PgNetWorker {
   /** Requests sent so far. */
   readonly sent: number;
-  /** Resolves when the queue is empty and nothing is in flight. */
-  idle(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -54,7 +53,6 @@ export async function startPgNetWorker(
   let sent = 0;
   let wake: (() => void) | undefined;
   const inFlight = new Set<Promise<void>>();
-  let draining: Promise<void> = Promise.resolve();
 
   async function send(row: QueueRow): Promise<void> {
     const id = Number(row.id);
@@ -131,8 +129,7 @@ export async function startPgNetWorker(
 
   const loop = (async () => {
     while (!stopped) {
-      draining = drain().catch(() => {});
-      await draining;
+      await drain().catch(() => {});
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, pollMs);
         wake = () => {
@@ -147,16 +144,6 @@ export async function startPgNetWorker(
   return {
     get sent() {
       return sent;
-    },
-    async idle() {
-      for (;;) {
-        await draining;
-        if (inFlight.size === 0) {
-          const { rows } = await pool.query("select count(*)::int as n from net.http_request_queue");
-          if (rows[0].n === 0 && inFlight.size === 0) return;
-        }
-        await Promise.race([...inFlight, new Promise((r) => setTimeout(r, 20))]);
-      }
     },
     async stop() {
       stopped = true;
