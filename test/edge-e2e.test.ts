@@ -3,13 +3,16 @@ import { TEST_SECRET, type TestDatabase } from "./support/db.ts";
 import { type ServedFunction, serveFunction } from "./support/deno.ts";
 import { type EdgeStack, SERVICE_ROLE_KEY, startEdgeStack } from "./support/edge-stack.ts";
 import type { Gateway } from "./support/gateway.ts";
-import type { PostgrestStandin } from "./support/postgrest.ts";
+import type { PostgrestStandin, RpcCall } from "./support/postgrest.ts";
 import type { Targets } from "./support/targets.ts";
 
 /**
  * execute_current_job end to end (see support/edge-stack.ts for the stack): Postgres → pg_net stand-in → the
- * function in real Deno → local targets, and the outcome back through supabase-js and the PostgREST stand-in.
+ * function in real Deno → local targets, and the outcome back through supabase-js and the PostgREST stand-in, in
+ * batches (public.supaqueue_complete_current_jobs).
  */
+
+const BATCH_RPC = "supaqueue_complete_current_jobs";
 
 let stack: EdgeStack;
 let db: TestDatabase;
@@ -31,6 +34,11 @@ const createQueue: EdgeStack["createQueue"] = (options) => stack.createQueue(opt
 const enqueue: EdgeStack["enqueue"] = (...args) => stack.enqueue(...args);
 const finished = (jobId: string) => stack.finished(jobId);
 const attempts: EdgeStack["attempts"] = (jobId) => stack.attempts(jobId);
+
+/** The outcomes one call of the stand-in carried (none for a call of another function). */
+function outcomesOf(call: RpcCall): Array<{ current_job_id: number | string }> {
+  return call.fn === BATCH_RPC && Array.isArray(call.args.outcomes) ? call.args.outcomes : [];
+}
 
 describe("execute_current_job in Deno, end to end", () => {
   test("a POST carries the payload and the queue's, Vault's and the job's headers, and succeeds", async () => {
@@ -72,9 +80,33 @@ describe("execute_current_job in Deno, end to end", () => {
       error: null,
     });
     expect(attempt?.duration_ms).toBeGreaterThanOrEqual(0);
-    expect(postgrest.calls.some((c) => c.fn === "supaqueue_complete_current_job" && c.status === 200)).toBe(
-      true,
+    expect(postgrest.calls.some((c) => c.status === 200 && outcomesOf(c).length > 0)).toBe(true);
+  });
+
+  test("calls that finish together are reported together, each recorded exactly once", async () => {
+    const jobs = 40;
+    const queue = await createQueue({ url: `${targets.url}/slow/300`, workers: jobs });
+    const before = postgrest.calls.length;
+    // One transaction: all the calls start together and, answered after the same 300 ms, end together.
+    const { rows } = await db.pool.query<{ id: string }>(
+      "select supaqueue.enqueue($1, jsonb_build_object('n', n)) as id from generate_series(1, $2::int) n",
+      [queue, jobs],
     );
+    const ids = rows.map((r) => r.id);
+    for (const id of ids)
+      expect(await finished(id)).toMatchObject({ status: "successful", attempts: 1, last_status_code: 200 });
+    for (const id of ids)
+      expect((await attempts(id)).map((a) => [a.attempt, a.succeeded])).toEqual([[1, true]]);
+    const received = targets.to("/slow/300").map((r) => r.headers["supaqueue-job-id"]);
+    expect(received.sort()).toEqual([...ids].sort());
+
+    const reports = postgrest.calls.slice(before).filter((c) => c.fn === BATCH_RPC);
+    expect(reports.every((c) => c.status === 200)).toBe(true);
+    const reported = reports.flatMap(outcomesOf).map((o) => String(o.current_job_id));
+    expect(reported).toHaveLength(jobs);
+    expect(new Set(reported).size).toBe(jobs);
+    expect(reports.length).toBeLessThan(jobs);
+    expect(Math.max(...reports.map((c) => outcomesOf(c).length))).toBeGreaterThan(1);
   });
 
   test("GET and DELETE send the payload as the query string, keeping the URL's parameters", async () => {
@@ -199,7 +231,7 @@ describe("execute_current_job in Deno, end to end", () => {
     try {
       await targets.waitFor("/ok", targets.to("/ok").length + 1);
       const deadline = Date.now() + 10_000;
-      while (!postgrest.calls.some((c) => c.status === 503 && c.args.current_job_id !== undefined)) {
+      while (!postgrest.calls.some((c) => c.status === 503 && outcomesOf(c).length > 0)) {
         if (Date.now() > deadline) throw new Error("the function never tried to report");
         await new Promise((r) => setTimeout(r, 20));
       }
@@ -276,7 +308,9 @@ test("a call delivered after its lease ran out is refused with 409 and never rea
   expect((await res.json()).error).toMatch(/^lease expired/);
   await new Promise((r) => setTimeout(r, 200));
   expect(targets.requests.length).toBe(before);
-  expect(postgrest.calls.some((c) => c.args.current_job_id === 999_998)).toBe(false);
+  expect(postgrest.calls.some((c) => outcomesOf(c).some((o) => String(o.current_job_id) === "999998"))).toBe(
+    false,
+  );
 });
 
 test("without its environment the function answers 500 naming what is missing", async () => {

@@ -1,13 +1,14 @@
 /**
  * execute_current_job: Deno wiring only. Reads the environment, builds the supabase-js client that reports
- * outcomes, and serves the pure handler (handler.ts). Deploy with `--no-verify-jwt`: pg_net authenticates with the
+ * outcomes in batches (reporter.ts), and serves the pure handler (handler.ts). Deploy with `--no-verify-jwt`: pg_net authenticates with the
  * `supaqueue-secret` header instead of a JWT.
  */
 // Supabase's edge runtime resolves npm: specifiers directly; an inline specifier keeps the function deployable as
 // one folder, with no import map to stage beside it.
 // deno-lint-ignore no-import-prefix
 import { createClient } from "npm:@supabase/supabase-js@2";
-import { type Completion, createHandler } from "./handler.ts";
+import { createHandler } from "./handler.ts";
+import { createBatchReporter } from "./reporter.ts";
 
 interface EdgeRuntimeApi {
   waitUntil(promise: Promise<unknown>): void;
@@ -49,6 +50,16 @@ function wire(): (request: Request) => Promise<Response> {
     auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
   });
   const edgeRuntime = (globalThis as { EdgeRuntime?: EdgeRuntimeApi }).EdgeRuntime;
+  // Outcomes that finish while a report is on its way go together in the next one (see reporter.ts).
+  const reporter = createBatchReporter({
+    async send(outcomes) {
+      const { data, error } = await client.rpc("supaqueue_complete_current_jobs", { outcomes });
+      if (error) throw new Error(`${error.code ?? "error"}: ${error.message}`);
+      if (!Array.isArray(data))
+        throw new Error("supaqueue_complete_current_jobs answered something not an array");
+      return data;
+    },
+  });
 
   return createHandler({
     secret,
@@ -56,11 +67,7 @@ function wire(): (request: Request) => Promise<Response> {
     fetch: (input, init) => fetch(input, init),
     now: () => Date.now(),
     waitUntil: edgeRuntime ? (promise) => edgeRuntime.waitUntil(promise) : undefined,
-    async report(completion: Completion) {
-      const { data, error } = await client.rpc("supaqueue_complete_current_job", { ...completion });
-      if (error) throw new Error(`${error.code ?? "error"}: ${error.message}`);
-      return data === true;
-    },
+    report: reporter.report,
   });
 }
 

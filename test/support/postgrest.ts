@@ -136,7 +136,8 @@ async function callFunction(
       const { rows } = await client.query(`select * from ${call}`, params);
       result = info.returnsSet ? rows : (rows[0] ?? null);
     } else {
-      const { rows } = await client.query(`select ${call} as result`, params);
+      // Serialized by Postgres, as PostgREST does: a bigint[] arrives as JSON numbers, not node-postgres's strings.
+      const { rows } = await client.query(`select to_jsonb(${call}) as result`, params);
       result = rows[0]?.result ?? null;
     }
     await client.query("commit");

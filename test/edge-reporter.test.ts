@@ -1,0 +1,160 @@
+import { describe, expect, test } from "vitest";
+import type { Completion } from "../functions/execute_current_job/handler.ts";
+import { createBatchReporter, type SendBatch } from "../functions/execute_current_job/reporter.ts";
+
+/**
+ * The batch reporter of execute_current_job (functions/execute_current_job/reporter.ts): what it sends, when, and
+ * how each outcome's promise settles. `send` is a controllable stand-in for the call of
+ * public.supaqueue_complete_current_jobs; each call waits until the test answers it.
+ */
+
+function outcome(id: number | string, succeeded = true): Completion {
+  return {
+    current_job_id: id,
+    succeeded,
+    status_code: succeeded ? 200 : 500,
+    response_body: null,
+    error: succeeded ? null : "HTTP 500",
+    duration_ms: 3,
+    retryable: !succeeded,
+    retry_after_ms: null,
+  };
+}
+
+interface Sent {
+  ids: Array<number | string>;
+  /** Answers the call with the ids the database finished (by default all of them). */
+  answer(finished?: Array<number | string>): void;
+  fail(error: Error): void;
+}
+
+/** A send function that records each batch and leaves it on its way until the test answers it. */
+function controlledSend() {
+  const sent: Sent[] = [];
+  const send: SendBatch = (outcomes) =>
+    new Promise((resolve, reject) => {
+      const ids = outcomes.map((o) => o.current_job_id);
+      sent.push({ ids, answer: (finished = ids) => resolve(finished), fail: reject });
+    });
+  return { sent, send };
+}
+
+/** Lets promise callbacks (a batch's settling and the next send) run. */
+const settle = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+describe("batch reporter", () => {
+  test("an outcome that finds no report on its way is sent at once, alone", async () => {
+    const { sent, send } = controlledSend();
+    const reporter = createBatchReporter({ send });
+    const recorded = reporter.report(outcome(1));
+    // Synchronously: no timer, no microtask in between.
+    expect(sent.map((s) => s.ids)).toEqual([[1]]);
+    expect(reporter.sending).toBe(true);
+    sent[0]?.answer();
+    expect(await recorded).toBe(true);
+    await settle();
+    expect(reporter.sending).toBe(false);
+    expect(sent).toHaveLength(1);
+  });
+
+  test("outcomes that arrive while a report is on its way go together in exactly one next call", async () => {
+    const { sent, send } = controlledSend();
+    const reporter = createBatchReporter({ send });
+    const first = reporter.report(outcome(1));
+    const later = [2, 3, 4, 5].map((id) => reporter.report(outcome(id)));
+    expect(sent).toHaveLength(1);
+    expect(reporter.queued).toBe(4);
+
+    sent[0]?.answer();
+    expect(await first).toBe(true);
+    await settle();
+    expect(sent.map((s) => s.ids)).toEqual([[1], [2, 3, 4, 5]]);
+    expect(reporter.queued).toBe(0);
+
+    sent[1]?.answer();
+    expect(await Promise.all(later)).toEqual([true, true, true, true]);
+    await settle();
+    expect(sent).toHaveLength(2);
+  });
+
+  test("a batch holds at most maxBatch outcomes; the rest form the next one, in order", async () => {
+    const { sent, send } = controlledSend();
+    const reporter = createBatchReporter({ send, maxBatch: 3 });
+    const all = [1, 2, 3, 4, 5, 6, 7, 8].map((id) => reporter.report(outcome(id)));
+    for (let i = 0; i < 4; i++) {
+      sent[i]?.answer();
+      await settle();
+    }
+    expect(sent.map((s) => s.ids)).toEqual([[1], [2, 3, 4], [5, 6, 7], [8]]);
+    expect(await Promise.all(all)).toEqual(Array(8).fill(true));
+  });
+
+  test("a failed report rejects exactly its batch's outcomes, and the next batch still goes", async () => {
+    const { sent, send } = controlledSend();
+    const reporter = createBatchReporter({ send });
+    const first = reporter.report(outcome(1));
+    const second = [2, 3].map((id) => reporter.report(outcome(id)));
+    sent[0]?.answer();
+    await settle();
+    const third = [4, 5].map((id) => reporter.report(outcome(id)));
+
+    const failure = new Error("PGRST000: the database is unavailable");
+    sent[1]?.fail(failure);
+    for (const p of second) await expect(p).rejects.toBe(failure);
+    await settle();
+    expect(sent.map((s) => s.ids)).toEqual([[1], [2, 3], [4, 5]]);
+    sent[2]?.answer();
+    expect(await first).toBe(true);
+    expect(await Promise.all(third)).toEqual([true, true]);
+  });
+
+  test("a send that throws at once rejects its batch and does not stop the reporter", async () => {
+    let calls = 0;
+    const reporter = createBatchReporter({
+      send: (outcomes) => {
+        calls++;
+        if (calls === 1) throw new Error("cannot build the request");
+        return Promise.resolve(outcomes.map((o) => o.current_job_id));
+      },
+    });
+    await expect(reporter.report(outcome(1))).rejects.toThrow("cannot build the request");
+    await settle();
+    expect(await reporter.report(outcome(2))).toBe(true);
+    expect(calls).toBe(2);
+  });
+
+  test("false for outcomes whose ids the database did not return; ids compare as numbers or digit strings", async () => {
+    const { sent, send } = controlledSend();
+    const reporter = createBatchReporter({ send });
+    const first = reporter.report(outcome("7"));
+    const rest = [
+      reporter.report(outcome(8)),
+      reporter.report(outcome("0009")),
+      reporter.report(outcome(10)),
+    ];
+    // Ids come back as numbers from PostgREST (bigint[]), whatever form the function sent them in.
+    sent[0]?.answer([7]);
+    expect(await first).toBe(true);
+    await settle();
+    sent[1]?.answer(["8", 9]);
+    expect(await Promise.all(rest)).toEqual([true, true, false]);
+  });
+
+  test("two outcomes of one call in a batch: only the first is recorded, as the database keeps the first", async () => {
+    const { sent, send } = controlledSend();
+    const reporter = createBatchReporter({ send });
+    const first = reporter.report(outcome(1));
+    const twice = [reporter.report(outcome(2, true)), reporter.report(outcome(2, false))];
+    sent[0]?.answer();
+    await first;
+    await settle();
+    expect(sent[1]?.ids).toEqual([2, 2]);
+    sent[1]?.answer([2]);
+    expect(await Promise.all(twice)).toEqual([true, false]);
+  });
+
+  test("maxBatch must be a positive integer", () => {
+    const { send } = controlledSend();
+    expect(() => createBatchReporter({ send, maxBatch: 0 })).toThrow(/maxBatch must be a positive integer/);
+  });
+});
