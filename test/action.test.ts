@@ -3,6 +3,7 @@ import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { loadMigrations } from "../src/db/migrate.ts";
 import { projectRoot } from "../src/paths.ts";
 import { type ActionRun, runAction } from "./support/action-runner.ts";
 import { emptyDatabase, type TestDatabase } from "./support/db.ts";
@@ -15,6 +16,9 @@ const EMAIL_KEY = "email-key-0n3-SECRET";
 const EMAIL_KEY_2 = "email-key-tw0-SECRET";
 const REPORTS_TOKEN = "reports-t0ken-SECRET";
 const FUNCTION_URL = `https://${REF}.supabase.co/functions/v1/execute_current_job`;
+// Every shipped migration, in order: a first install applies them all.
+const MIGRATIONS = loadMigrations().map((m) => m.name);
+const SCHEMA_VERSION = loadMigrations().at(-1)!.version;
 
 const FIRST = `# yaml-language-server: $schema=../schema/supaqueue.schema.json
 queues:
@@ -131,7 +135,7 @@ describe("the action, run as GitHub runs it", () => {
     succeeded(result);
     expect(await snapshot(db.pool)).toEqual(before);
     expect(api.requests).toEqual([]);
-    expect(result.stdout).toContain("migrations to apply: 0001_supaqueue");
+    expect(result.stdout).toContain(`migrations to apply: ${MIGRATIONS.join(", ")}`);
     expect(result.stdout).toContain("create queue send-email (POST function send-email, 2 workers)");
     expect(summaryOf(result)).toMatchObject({
       dryRun: true,
@@ -146,12 +150,12 @@ describe("the action, run as GitHub runs it", () => {
   test("the first install applies the migrations, sets the secret, deploys the function and creates the queues", async () => {
     const result = await run(FIRST);
     succeeded(result);
-    expect(result.outputs["schema-version"]).toBe("1");
+    expect(result.outputs["schema-version"]).toBe(String(SCHEMA_VERSION));
     expect(result.outputs["function-url"]).toBe(FUNCTION_URL);
     expect(summaryOf(result)).toMatchObject({
       dryRun: false,
       changed: true,
-      migrations: ["0001_supaqueue"],
+      migrations: MIGRATIONS,
       queues: { created: ["send-email", "webhook", "old-reports"], changed: [], paused: [], removed: [] },
       workers: { "send-email": 2, webhook: 3, "old-reports": 1 },
       secrets: [
@@ -226,7 +230,9 @@ describe("the action, run as GitHub runs it", () => {
     }
     expect(api.requests.every((r) => r.status < 300)).toBe(true);
 
-    expect(result.summary).toContain("| Migrations applied | `0001_supaqueue` |");
+    expect(result.summary).toContain(
+      `| Migrations applied | ${MIGRATIONS.map((m) => `\`${m}\``).join(", ")} |`,
+    );
     expect(result.summary).toMatch(/\| `send-email` \| created \| 2 \|/);
   });
 

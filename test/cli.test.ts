@@ -295,7 +295,8 @@ describe("status, enqueue, plan and uninstall against an installed database", ()
     expect(forced.stdout).toContain("Supaqueue is uninstalled.");
     const { rows } = await db.pool.query(`
       select to_regnamespace('supaqueue') is null as schema_gone,
-             to_regproc('public.supaqueue_complete_current_job') is null as function_gone,
+             not exists (select from pg_proc where pronamespace = 'public'::regnamespace
+                         and proname like 'supaqueue%') as function_gone,
              (select count(*)::int from vault.secrets where name like 'supaqueue%') as secrets`);
     expect(rows[0]).toEqual({ schema_gone: true, function_gone: true, secrets: 0 });
 

@@ -9,7 +9,7 @@ export const UNINSTALL: CommandSpec = {
   name: "uninstall",
   brief: "remove Supaqueue from a database (and project)",
   summary:
-    "remove Supaqueue: the supaqueue schema (queues, jobs, history), public.supaqueue_complete_current_job, the Vault secrets supaqueue_*, the pg_cron jobs supaqueue*, and, with a project ref and token, the function secret and the execute_current_job function.",
+    "remove Supaqueue: the supaqueue schema (queues, jobs, history), the completion functions public.supaqueue_complete_current_job(s), the Vault secrets supaqueue_*, the pg_cron jobs supaqueue*, and, with a project ref and token, the function secret and the execute_current_job function.",
   flags: {
     "db-url": DB_URL_FLAG,
     "project-ref": {
@@ -83,7 +83,15 @@ export async function uninstallDatabase(client: pg.ClientBase, force: boolean): 
     }
     await client.query(`
       set local client_min_messages = warning;
-      drop function if exists public.supaqueue_complete_current_job(bigint, boolean, integer, text, text, integer, boolean, integer);
+      -- The completion wrappers in public (supaqueue_complete_current_job, _jobs): whatever migrations made.
+      do $$
+      declare f regprocedure;
+      begin
+        for f in select p.oid::regprocedure from pg_proc p
+                 where p.pronamespace = 'public'::regnamespace and p.proname like 'supaqueue_%' loop
+          execute format('drop function %s', f);
+        end loop;
+      end $$;
       drop schema if exists supaqueue cascade;`);
     await client.query("commit");
     return {
@@ -128,7 +136,7 @@ export async function runUninstall(
   }
   log.info(
     result.removedSchema
-      ? "Dropped the supaqueue schema and public.supaqueue_complete_current_job."
+      ? "Dropped the supaqueue schema and the public.supaqueue_complete_current_job(s) functions."
       : "The supaqueue schema was not there (already uninstalled).",
   );
   log.info(

@@ -88,6 +88,42 @@ export async function complete(
   }
 }
 
+/**
+ * Reports many outcomes in one call, exactly as the edge function does under load (public RPC wrapper, as
+ * service_role). Returns the ids of the current jobs that were still in flight and are now finished.
+ */
+export async function completeMany(
+  db: pg.Pool,
+  reports: { call: SentCall | number; outcome?: Outcome }[],
+): Promise<number[]> {
+  const outcomes = reports.map(({ call, outcome = { succeeded: true, statusCode: 200 } }) => ({
+    current_job_id: typeof call === "number" ? call : call.body.current_job_id,
+    succeeded: outcome.succeeded,
+    status_code: outcome.statusCode ?? null,
+    response_body: outcome.responseBody ?? null,
+    error: outcome.error ?? null,
+    duration_ms: outcome.durationMs ?? null,
+    retryable: outcome.retryable ?? true,
+    retry_after_ms: outcome.retryAfterMs ?? null,
+  }));
+  const client = await db.connect();
+  try {
+    await client.query("begin");
+    await client.query("set local role service_role");
+    const { rows } = await client.query(
+      "select public.supaqueue_complete_current_jobs($1::jsonb) as finished",
+      [JSON.stringify(outcomes)],
+    );
+    await client.query("commit");
+    return (rows[0].finished as string[]).map(Number);
+  } catch (error) {
+    await client.query("rollback").catch(() => {});
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
 /** Creates a queue (defaults: a URL target, POST) with `workers` workers; returns its id. */
 export async function createQueue(
   db: pg.Pool,
