@@ -1,4 +1,4 @@
-import pg from "pg";
+import type pg from "pg";
 import {
   type BenchDatabase,
   type BenchServer,
@@ -7,15 +7,15 @@ import {
   sleep,
   smallPool,
   withClient,
-  withDatabase,
   withInstalledDatabase,
 } from "./support.ts";
 
 /**
  * Section 2, Supaqueue's database cycle: claim → pg_net request row → completion → next claim, with the HTTP hop
  * replaced by one session that takes requests from net.http_request_queue (as pg_net's worker does, up to 200 at a
- * time) and 8 connections that complete each through supaqueue.complete_current_job as soon as it is handed over. The jobs are enqueued first (bulk, before
- * any worker exists); the clock starts when the workers are inserted and stops when the last job succeeded.
+ * time, polling every millisecond as pg_net's worker is woken by a latch) and 8 connections that play the edge
+ * function's reporting. The jobs are enqueued first (bulk, before any worker exists); the clock starts when the
+ * workers are inserted and stops when the last job succeeded.
  */
 
 export interface CycleShape {
@@ -32,29 +32,26 @@ export const CYCLE_SHAPES: CycleShape[] = [
 ];
 
 /**
- * How the completers learn that a request row appeared.
- * - "notify": the pg_net stand-in as it ships, which wakes its sender with NOTIFY at commit.
- * - "latch": net._wake() made a no-op in the bench database, and the completers poll every millisecond. This is
- *   what real pg_net does (net.wake() sets its worker's latch, with no lock), and NOTIFY is not free: every
- *   committing transaction that notified takes one database-wide lock in turn, which serializes the commits.
+ * How the 8 connections report outcomes.
+ * - "batched": as execute_current_job does (functions/execute_current_job/reporter.ts): a connection reports at once
+ *   when it has nothing in flight, and everything handed to it while a report is on its way goes in its next
+ *   report (up to 100), through supaqueue.complete_current_jobs.
+ * - "single": one supaqueue.complete_current_job call per outcome (how 0001 reported, and the shape of one report).
  */
-export type WakeMode = "notify" | "latch";
+export type ReportMode = "batched" | "single";
 
 export const COMPLETERS = 8;
 /** Requests taken at once, as pg_net's pg_net.batch_size (200). */
 const TAKE_BATCH = 200;
+/** The edge function's largest report (DEFAULT_MAX_BATCH in reporter.ts). */
+const REPORT_BATCH = 100;
 
 export interface CycleRun {
   jobsPerSecond: number;
   seconds: number;
 }
 
-async function prepare(db: BenchDatabase, shape: CycleShape, jobs: number, wake: WakeMode): Promise<void> {
-  await withClient(db.adminUrl, async (c) => {
-    if (wake === "latch") {
-      await c.query("create or replace function net._wake() returns void language sql as $$ select $$");
-    }
-  });
+async function prepare(db: BenchDatabase, shape: CycleShape, jobs: number): Promise<void> {
   await withClient(db.url, async (c) => {
     await c.query(
       `insert into supaqueue.queue (name, url)
@@ -78,32 +75,17 @@ export async function runCycle(
   bench: BenchServer,
   shape: CycleShape,
   jobs: number,
-  wake: WakeMode,
+  mode: ReportMode,
 ): Promise<CycleRun> {
   return withInstalledDatabase(bench, async (db) => {
-    await prepare(db, shape, jobs, wake);
+    await prepare(db, shape, jobs);
     const pool = smallPool(db.url, COMPLETERS + 1);
-    const listener = new pg.Client({ connectionString: db.url });
-    let wakeUp: () => void = () => {};
-    let woken = new Promise<void>((resolve) => {
-      wakeUp = resolve;
-    });
-    const signal = () => {
-      wakeUp();
-      woken = new Promise<void>((resolve) => {
-        wakeUp = resolve;
-      });
-    };
-    await listener.connect();
-    listener.on("notification", signal);
-    await listener.query("listen pg_net_wakeup");
 
     let completed = 0;
     let stop = false;
     const errors: unknown[] = [];
     const clients = await Promise.all(Array.from({ length: COMPLETERS }, () => pool.connect()));
     const taker = await pool.connect();
-    const idleWait = wake === "notify" ? 20 : 1;
     // Taken request rows waiting for a completer, and completers waiting for a row.
     const inbox: string[] = [];
     const idle: ((id: string | null) => void)[] = [];
@@ -121,17 +103,29 @@ export async function runCycle(
            returning convert_from(body, 'UTF8')::jsonb ->> 'current_job_id' as id`,
         );
         for (const row of rows) hand(row.id);
-        if (rows.length === 0) await Promise.race([woken, sleep(idleWait)]);
+        if (rows.length === 0) await sleep(1);
       }
       while (idle.length) hand(null);
     })();
-    // The edge functions: each completes one call at a time, as soon as one is handed to it.
+    const report = async (client: pg.PoolClient, ids: string[]): Promise<number> => {
+      if (mode === "single") {
+        const r = await client.query("select supaqueue.complete_current_job($1, true, 200) as ok", [ids[0]]);
+        return r.rows[0]?.ok ? 1 : 0;
+      }
+      const outcomes = ids.map((id) => ({ current_job_id: id, succeeded: true, status_code: 200 }));
+      const r = await client.query("select cardinality(supaqueue.complete_current_jobs($1::jsonb)) as n", [
+        JSON.stringify(outcomes),
+      ]);
+      return Number(r.rows[0]?.n ?? 0);
+    };
+    // The edge functions' reports: each connection waits for one outcome, then reports it with every other
+    // outcome already waiting (batched mode) or alone (single mode).
     const completers = clients.map(async (client) => {
       for (;;) {
         const id = inbox.shift() ?? (await new Promise<string | null>((resolve) => idle.push(resolve)));
         if (id === null) return;
-        const r = await client.query("select supaqueue.complete_current_job($1, true, 200) as ok", [id]);
-        if (r.rows[0]?.ok) completed++;
+        const ids = [id, ...(mode === "batched" ? inbox.splice(0, REPORT_BATCH - 1) : [])];
+        completed += await report(client, ids);
         if (completed >= jobs) {
           stop = true;
           while (idle.length) hand(null);
@@ -143,7 +137,7 @@ export async function runCycle(
 
     const started = performance.now();
     const progress = setInterval(
-      () => log(`  ${shape.label} (${wake}): ${completed} of ${jobs} jobs done`),
+      () => log(`  ${shape.label} (${mode}): ${completed} of ${jobs} jobs done`),
       10_000,
     );
     try {
@@ -173,7 +167,6 @@ export async function runCycle(
       while (idle.length) hand(null);
       for (const c of clients) c.release();
       taker.release();
-      await listener.end().catch(() => {});
       await pool.end();
     }
   });
@@ -181,36 +174,23 @@ export async function runCycle(
 
 export interface CycleResult {
   jobs: number;
-  /** jobs/s of every repeat, keyed "<wake>|<label>". */
+  /** jobs/s of every repeat, keyed "<mode>|<label>". */
   runs: Record<string, number[]>;
   median: Record<string, number>;
-}
-
-/** Whether the pg_net stand-in on this server still wakes its sender with NOTIFY (it stopped in 88ad289). */
-export async function standinNotifies(bench: BenchServer): Promise<boolean> {
-  return withClient(withDatabase(bench.adminUrl, bench.template), async (c) => {
-    const { rows } = await c.query<{ n: number }>(
-      `select count(*)::int as n from pg_proc p join pg_namespace s on s.oid = p.pronamespace
-       where s.nspname = 'net' and p.prosrc like '%pg_notify%'`,
-    );
-    return (rows[0]?.n ?? 0) > 0;
-  });
 }
 
 export async function measureCycle(
   bench: BenchServer,
   repeats: number,
   jobs: number,
-  requested: WakeMode[],
+  modes: ReportMode[],
 ): Promise<CycleResult> {
-  // Without NOTIFY in the stand-in, "notify" would only measure the 20 ms fallback poll: measure what exists.
-  const modes = (await standinNotifies(bench)) ? requested : requested.filter((m) => m === "latch");
   const runs: Record<string, number[]> = {};
   for (let r = 0; r < repeats; r++) {
-    for (const wake of modes) {
+    for (const mode of modes) {
       for (const shape of CYCLE_SHAPES) {
-        const result = await runCycle(bench, shape, jobs, wake);
-        const key = `${wake}|${shape.label}`;
+        const result = await runCycle(bench, shape, jobs, mode);
+        const key = `${mode}|${shape.label}`;
         runs[key] = [...(runs[key] ?? []), result.jobsPerSecond];
         log(`cycle ${key} repeat ${r + 1}: ${result.jobsPerSecond.toFixed(0)} jobs/s`);
       }

@@ -11,19 +11,18 @@ import {
 } from "./support.ts";
 
 /**
- * Section 7, diagnosis: where one completion's time goes, and what prototype changes would save. Everything is
- * measured with pgbench calling complete_current_job directly (no Node client in the way) on a queue of 8 workers
- * with a large backlog, so every completion also claims the next job: the whole per-job database cycle.
- *
- * Variants are `create or replace` / `alter` in the bench's own database only; sql/ is never touched. A variant
- * whose patch no longer matches the shipped function (the schema moved on) is skipped and says so.
+ * Section 7, diagnosis: where one completion's time goes, and what reporting outcomes together saves. Everything is
+ * measured with pgbench calling the completion functions directly (no Node client in the way) on a queue with a
+ * large backlog, so every completion also claims the next jobs: the whole per-job database cycle. Jobs per second
+ * are counted from the jobs that succeeded during each run (a batch may finish fewer calls than it asks for when
+ * other connections hold them).
  */
 
 export interface DiagnosisVariant {
   label: string;
-  /** Transactions per second at 1 connection with synchronous_commit=off: the server's work per completion. */
+  /** Jobs finished per second at 1 connection with synchronous_commit=off: the server's work per job. */
   tpsCpu: number;
-  /** Transactions per second at 8 connections with the server's own settings. */
+  /** Jobs finished per second at 8 connections with the server's own settings. */
   tps8: number;
 }
 
@@ -39,7 +38,6 @@ export interface DiagnosisResult {
   repeats: number;
   update8: number | undefined;
   variants: DiagnosisVariant[];
-  skipped: string[];
   functions: { name: string; totalUs: number; selfUs: number }[];
   profile?: Profile;
   waits: WaitSample[];
@@ -49,125 +47,31 @@ export interface DiagnosisResult {
 
 const BACKLOG = 150_000;
 const SECONDS = 5;
+/** Workers of the diagnosis queue: enough calls in flight for 8 connections to take batches of 50 each. */
+const WORKERS = 400;
 const COMPLETE =
   "select supaqueue.complete_current_job((select id from supaqueue.current_job order by id desc limit 1 " +
   "for update skip locked), true, 200);\n";
 
-/** A variant: a label and the SQL that turns the previous variant into this one (null: cannot apply). */
-interface Patch {
+/** A report of up to `size` calls in flight (newest first), as the edge function's reporter sends them. */
+function batchScript(size: number): string {
+  return (
+    "select supaqueue.complete_current_jobs(coalesce((select jsonb_agg(jsonb_build_object('current_job_id', c.id, " +
+    `'succeeded', true, 'status_code', 200)) from (select id from supaqueue.current_job order by id desc limit ${size} ` +
+    "for update skip locked) c), '[]'));\n"
+  );
+}
+
+/** How outcomes are reported: one per call, or in batches of up to a size. */
+interface Variant {
   label: string;
-  apply(db: BenchDatabase): Promise<string | null>;
+  script: string;
 }
 
-async function functionDef(db: BenchDatabase, signature: string): Promise<string> {
-  return withClient(db.adminUrl, async (c) => {
-    const { rows } = await c.query<{ def: string }>("select pg_get_functiondef($1::regprocedure) as def", [
-      signature,
-    ]);
-    return rows[0]?.def ?? "";
-  });
-}
-
-export const PATCHES: Patch[] = [
-  { label: "as shipped", apply: async () => "" },
-  {
-    // The stand-in's costs that real pg_net does not have: NOTIFY at commit (a database-wide lock taken in turn
-    // by every committing notifier) and a SQL helper that URL-encodes empty params. pg_net's net.wake() sets a
-    // latch, and its URL encoding is C.
-    label: "pg_net stand-in made like pg_net (no NOTIFY, no SQL URL helper)",
-    apply: async (db) => {
-      const def = await functionDef(db, "net.http_post(text, jsonb, jsonb, jsonb, integer)");
-      // Since 88ad289 the stand-in is already like this: nothing to change.
-      if (def.includes("params = '{}'::jsonb then url")) return null;
-      const fast = def.replace(
-        /net\._url_with_params\(url, params\)/,
-        "case when params is null or params = '{}'::jsonb then url else net._url_with_params(url, params) end",
-      );
-      if (fast === def) return null;
-      return `create or replace function net._wake() returns void language sql as $$ select $$;\n${fast};`;
-    },
-  },
-  {
-    // The call is built by an AFTER INSERT statement trigger with a transition table on current_job. _dispatch is
-    // the only writer of current_job rows, so it can send the calls itself: one function call on the rows it just
-    // inserted (passed as an array, never read back), no trigger invocation and no transition tuplestore.
-    label: "+ _dispatch sends the calls itself (no statement trigger on current_job)",
-    apply: async (db) => {
-      const trigger = await functionDef(db, "supaqueue._on_current_jobs_inserted()");
-      const sender = trigger
-        .replace(
-          /supaqueue\._on_current_jobs_inserted\(\)\s*RETURNS trigger/,
-          "supaqueue._send_calls(started supaqueue.current_job[])\n RETURNS void",
-        )
-        .replace("from new_current_jobs n", "from unnest(started) n")
-        .replace(
-          /join supaqueue\.queue q on q\.id = j\.queue_id;\s*return null;/,
-          "join supaqueue.queue q on q.id = j.queue_id;\n  return;",
-        );
-      const dispatchSig = (
-        await withClient(db.adminUrl, (c) =>
-          c.query<{ sig: string }>("select 'supaqueue._dispatch'::regproc::regprocedure::text as sig"),
-        )
-      ).rows[0]?.sig;
-      const dispatch = dispatchSig ? await functionDef(db, dispatchSig) : "";
-      const sending = dispatch
-        .replace(/\n(\s*)lease interval;/, "\n$1lease interval;\n$1started_rows supaqueue.current_job[];")
-        .replace(
-          /\)\s*\n(\s*)insert into supaqueue\.current_job \(worker_id, job_id, attempt, started_at, lease_until\)/,
-          "),\n$1started as (\n$1insert into supaqueue.current_job (worker_id, job_id, attempt, started_at, lease_until)",
-        )
-        .replace(
-          /join claimed c on c\.id = p\.job_id;/,
-          "join claimed c on c.id = p.job_id\n  returning *)\n  select array_agg(s) into started_rows from started s;\n" +
-            "  perform supaqueue._send_calls(started_rows);",
-        );
-      const changed =
-        sender.includes("_send_calls(started supaqueue.current_job[])") &&
-        sender.includes("unnest(started) n");
-      if (
-        !changed ||
-        !sending.includes("started_rows supaqueue.current_job[]") ||
-        !sending.includes("_send_calls(started_rows)")
-      ) {
-        return null;
-      }
-      return `${sender};\n${sending};\ndrop trigger current_job_inserted_calls on supaqueue.current_job;`;
-    },
-  },
-  {
-    // Priced, not proposed as is: the three foreign keys checked per completion (attempt → job,
-    // current_job → worker, current_job → job).
-    label: "+ without the foreign keys of attempt and current_job (pricing only)",
-    apply: async () => `
-      do $$
-      declare r record;
-      begin
-        for r in select conrelid::regclass as t, conname from pg_constraint
-                 where contype = 'f' and conrelid in ('supaqueue.attempt'::regclass, 'supaqueue.current_job'::regclass)
-        loop
-          execute format('alter table %s drop constraint %I', r.t, r.conname);
-        end loop;
-      end $$;`,
-  },
-  {
-    label: "+ no attempt row for a successful attempt (the job keeps its last status)",
-    apply: async (db) => {
-      const sig = (
-        await withClient(db.adminUrl, (c) =>
-          c.query<{ sig: string }>(
-            "select p.oid::regprocedure::text as sig from pg_proc p where p.oid = 'supaqueue._finish_attempt'::regproc",
-          ),
-        )
-      ).rows[0]?.sig;
-      if (!sig) return null;
-      const def = await functionDef(db, sig);
-      const patched = def.replace(
-        /(\n\s*)(insert into supaqueue\.attempt[\s\S]*?;)/,
-        "$1if not succeeded then $2 end if;",
-      );
-      return patched === def ? null : `${patched};`;
-    },
-  },
+export const VARIANTS: Variant[] = [
+  { label: "one outcome per call (complete_current_job)", script: COMPLETE },
+  { label: "batches of up to 10 (complete_current_jobs)", script: batchScript(10) },
+  { label: "batches of up to 50 (complete_current_jobs)", script: batchScript(50) },
 ];
 
 async function sampleWaits(
@@ -226,8 +130,15 @@ async function completionsSoFar(db: BenchDatabase): Promise<number> {
   });
 }
 
+/** Before each run: the backlog topped up to BACKLOG pending jobs, the pg_net queue emptied, the hot tables vacuumed. */
 async function fresh(db: BenchDatabase): Promise<void> {
   await withClient(db.adminUrl, async (c) => {
+    await c.query(
+      `insert into supaqueue.job (queue_id, payload)
+       select q.id, jsonb_build_object('n', g) from supaqueue.queue q,
+         generate_series(1, $1::int - (select count(*)::int from supaqueue.job where status = 'pending')) g`,
+      [BACKLOG],
+    );
     await c.query("truncate net.http_request_queue");
     await c.query("vacuum supaqueue.job, supaqueue.current_job, supaqueue.attempt, supaqueue.worker");
   });
@@ -246,7 +157,7 @@ export async function measureDiagnosis(
          select q.id, jsonb_build_object('n', g) from supaqueue.queue q, generate_series(1, $1::int) g`,
         [BACKLOG],
       );
-      await c.query("select supaqueue.set_workers('diag', 8)");
+      await c.query("select supaqueue.set_workers('diag', $1)", [WORKERS]);
     });
     await withClient(db.adminUrl, (c) => c.query("vacuum analyze"));
 
@@ -256,7 +167,6 @@ export async function measureDiagnosis(
       repeats,
       update8,
       variants: [],
-      skipped: [],
       functions: [],
       waits: [],
     };
@@ -279,54 +189,44 @@ export async function measureDiagnosis(
     });
     result.profile = await profileStatements(db.adminUrl, COMPLETE, 200);
 
-    let applied = 0;
-    for (const patch of PATCHES) {
-      const sql = await patch.apply(db);
-      if (sql === null) {
-        result.skipped.push(patch.label);
-        log(
-          `diagnosis: skipped "${patch.label}" (already so in the shipped code, or the patch no longer matches it)`,
-        );
-        continue;
-      }
-      if (sql) await withClient(db.adminUrl, (c) => c.query(sql));
+    let measured = 0;
+    for (const variant of VARIANTS) {
       const cpu: number[] = [];
       const eight: number[] = [];
       for (let r = 0; r < repeats; r++) {
         await fresh(db);
-        cpu.push(
-          await pgbench(db.adminUrl, {
-            script: COMPLETE,
-            clients: 1,
-            seconds: SECONDS,
-            settings: ["synchronous_commit=off"],
-          }),
-        );
+        let before = await completionsSoFar(db);
+        await pgbench(db.adminUrl, {
+          script: variant.script,
+          clients: 1,
+          seconds: SECONDS,
+          settings: ["synchronous_commit=off"],
+        });
+        cpu.push(((await completionsSoFar(db)) - before) / SECONDS);
         await fresh(db);
-        const completedBefore = await completionsSoFar(db);
-        const run = pgbench(db.adminUrl, { script: COMPLETE, clients: 8, seconds: SECONDS });
-        if (r === 0 && applied < 3) {
-          result.waits.push({ variant: patch.label, shares: await sampleWaits(db, run) });
-        }
-        eight.push(await run);
-        if (applied === 0 && r === repeats - 1) {
+        before = await completionsSoFar(db);
+        const run = pgbench(db.adminUrl, { script: variant.script, clients: 8, seconds: SECONDS });
+        if (r === 0) result.waits.push({ variant: variant.label, shares: await sampleWaits(db, run) });
+        await run;
+        const completions = (await completionsSoFar(db)) - before;
+        eight.push(completions / SECONDS);
+        if (measured === 0 && r === repeats - 1) {
           // The runs so far claimed many jobs without a vacuum: what does finding the next due job cost now?
-          const completions = (await completionsSoFar(db)) - completedBefore;
-          const before = await claimBuffers(db);
+          const buffers = await claimBuffers(db);
           await withClient(db.adminUrl, (c) => c.query("vacuum supaqueue.job"));
           result.claimBuffers = {
-            afterCompletions: before,
+            afterCompletions: buffers,
             completions,
             afterVacuum: await claimBuffers(db),
           };
         }
       }
-      const variant = { label: patch.label, tpsCpu: median(cpu), tps8: median(eight) };
-      result.variants.push(variant);
+      const row = { label: variant.label, tpsCpu: median(cpu), tps8: median(eight) };
+      result.variants.push(row);
       log(
-        `diagnosis "${patch.label}": ${variant.tpsCpu.toFixed(0)} tps cpu, ${variant.tps8.toFixed(0)} tps at 8`,
+        `diagnosis "${variant.label}": ${row.tpsCpu.toFixed(0)} jobs/s cpu, ${row.tps8.toFixed(0)} jobs/s at 8`,
       );
-      applied++;
+      measured++;
     }
     return result;
   });

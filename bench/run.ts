@@ -35,7 +35,7 @@ const out = process.env.BENCH_OUT ?? join(projectRoot(), "bench", "RESULTS.md");
 
 const SIZES = {
   limitSeconds: 6,
-  cycleJobs: 1_000,
+  cycleJobs: 5_000,
   bulkJobs: 100_000,
   claimIterations: 300,
   edgeCalls: 10_000,
@@ -66,7 +66,7 @@ async function main(): Promise<void> {
       done("limit");
     }
     if (sections.has("cycle")) {
-      results.cycle = await measureCycle(bench, repeats, SIZES.cycleJobs, ["latch", "notify"]);
+      results.cycle = await measureCycle(bench, repeats, SIZES.cycleJobs, ["batched", "single"]);
       done("cycle");
     }
     if (sections.has("bulk")) {
