@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { type Completion, createHandler, type Handler } from "../../functions/execute_current_job/handler.ts";
+import { createBatchReporter } from "../../functions/execute_current_job/reporter.ts";
 import type { QueueFile } from "../config/types.ts";
 import { connect, describeConnectionError } from "../db/connect.ts";
 import type { Plan } from "../install/plan.ts";
@@ -172,13 +173,15 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       await client.end().catch(() => {});
     }
 
+    // Outcomes go in batches, as the deployed function sends them (functions/execute_current_job/reporter.ts).
+    const reporter = createBatchReporter({ send: (outcomes) => completeAsServiceRole(pool, outcomes) });
     const handler = createHandler({
       secret,
       serviceRoleKey: options.serviceRoleKey ?? LOCAL_SERVICE_ROLE_KEY,
       fetch: options.fetch ?? ((input, init) => fetch(input, init)),
       logger: { info: () => {}, warn: (m) => log(m), error: (m) => log(m) },
       async report(completion) {
-        const recorded = await completeAsServiceRole(pool, completion);
+        const recorded = await reporter.report(completion);
         options.onCompletion?.(completion, recorded);
         return recorded;
       },
@@ -220,31 +223,21 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
 }
 
 /**
- * Reports an outcome the way the deployed function does (supabase-js rpc through PostgREST, as service_role):
- * public.supaqueue_complete_current_job called with the service_role's rights, in its own transaction.
+ * Reports outcomes the way the deployed function does (supabase-js rpc through PostgREST, as service_role):
+ * public.supaqueue_complete_current_jobs called with the service_role's rights, in its own transaction. Resolves to
+ * the ids of the current jobs it finished.
  */
-export async function completeAsServiceRole(pool: pg.Pool, completion: Completion): Promise<boolean> {
+export async function completeAsServiceRole(pool: pg.Pool, outcomes: Completion[]): Promise<string[]> {
   const client = await pool.connect();
   try {
     await client.query("begin");
     await client.query("set local role service_role");
-    const { rows } = await client.query<{ recorded: boolean }>(
-      `select public.supaqueue_complete_current_job(
-         current_job_id => $1, succeeded => $2, status_code => $3, response_body => $4, error => $5,
-         duration_ms => $6, retryable => $7, retry_after_ms => $8) as recorded`,
-      [
-        completion.current_job_id,
-        completion.succeeded,
-        completion.status_code,
-        completion.response_body,
-        completion.error,
-        completion.duration_ms,
-        completion.retryable,
-        completion.retry_after_ms,
-      ],
+    const { rows } = await client.query<{ finished: string[] }>(
+      "select public.supaqueue_complete_current_jobs($1::jsonb) as finished",
+      [JSON.stringify(outcomes)],
     );
     await client.query("commit");
-    return rows[0]?.recorded === true;
+    return rows[0]?.finished ?? [];
   } catch (error) {
     await client.query("rollback").catch(() => {});
     throw error;
