@@ -9,8 +9,8 @@ import { log, median, quantile } from "./support.ts";
 /**
  * Section 5, the edge function's own cost. The real execute_current_job (functions/execute_current_job/index.ts)
  * runs in Deno, served exactly as the tests serve it (test/support/deno.ts: EdgeRuntime.waitUntil preloaded).
- * One local Node server is both the target (answers 200 at once) and SUPABASE_URL (answers the completion RPC
- * with `true` at once, without a database), so only the function's own work is measured.
+ * One local Node server is both the target (answers 200 at once) and SUPABASE_URL (answers the batched completion
+ * RPC with every id it was given, at once, without a database), so only the function's own work is measured.
  *
  * One call, as pg_net makes it: POST the current job → 202 → the function calls the target in the background →
  * it reports the outcome. End to end is from the POST to the report's arrival. The same Node client calls the
@@ -69,16 +69,18 @@ async function startLocal(): Promise<Local> {
         res.writeHead(200, { "Content-Type": "application/json" });
         return res.end('{"ok":true}');
       }
-      if (req.url?.startsWith("/rest/v1/rpc/supaqueue_complete_current_job")) {
+      if (req.url?.startsWith("/rest/v1/rpc/supaqueue_complete_current_jobs")) {
         const at = performance.now();
-        const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as {
-          current_job_id: number | string;
+        const { outcomes } = JSON.parse(Buffer.concat(chunks).toString("utf8")) as {
+          outcomes: Array<{ current_job_id: number | string }>;
         };
+        const ids = outcomes.map((o) => Number(o.current_job_id));
         res.writeHead(200, { "Content-Type": "application/json" });
-        res.end("true");
-        const wake = waiters.get(Number(body.current_job_id));
-        waiters.delete(Number(body.current_job_id));
-        wake?.(at);
+        res.end(JSON.stringify(ids));
+        for (const id of ids) {
+          waiters.get(id)?.(at);
+          waiters.delete(id);
+        }
         return;
       }
       res.writeHead(404);

@@ -8,8 +8,8 @@ import type { Targets } from "./support/targets.ts";
 
 /**
  * execute_current_job end to end (see support/edge-stack.ts for the stack): Postgres → pg_net stand-in → the
- * function in real Deno → local targets, and the outcome back through supabase-js and the PostgREST stand-in, in
- * batches (public.supaqueue_complete_current_jobs).
+ * function in real Deno → local targets, and the outcomes back through the PostgREST stand-in, in batches
+ * (public.supaqueue_complete_current_jobs).
  */
 
 const BATCH_RPC = "supaqueue_complete_current_jobs";

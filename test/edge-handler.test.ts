@@ -3,11 +3,14 @@ import {
   buildRequest,
   type Completion,
   type CurrentJobCall,
+  chunkReader,
   classify,
   createHandler,
   type HandlerDeps,
   parseCall,
   parseRetryAfter,
+  READ_BUFFER_BYTES,
+  readBounded,
   secretsEqual,
 } from "../functions/execute_current_job/handler.ts";
 import { startTargets, type Targets } from "./support/targets.ts";
@@ -409,6 +412,34 @@ describe("calls against real local targets", () => {
     // The bound the database sends (max_response_chars) applies when smaller.
     const smaller = await run("/text", {}, { maxResponseChars: 1000 });
     expect(smaller.response_body).toHaveLength(24);
+  });
+
+  test("bodies are read into one small buffer, whole and with multi-byte characters intact", async () => {
+    // 3.5 buffers of "é" (2 bytes each), sent as one chunk: the default reader would hand it over in one piece.
+    const text = "é".repeat(Math.floor((READ_BUFFER_BYTES * 3.5) / 2));
+    const sizes: number[] = [];
+    const chunks = chunkReader(new Response(text).body as ReadableStream<Uint8Array>);
+    let bytes = 0;
+    for (let chunk = await chunks.read(); chunk !== null; chunk = await chunks.read()) {
+      sizes.push(chunk.buffer.byteLength);
+      bytes += chunk.byteLength;
+    }
+    expect(bytes).toBe(text.length * 2);
+    expect(sizes.length).toBeGreaterThanOrEqual(4);
+    expect(new Set(sizes)).toEqual(new Set([READ_BUFFER_BYTES]));
+    expect(await readBounded(new Response(text), Number.POSITIVE_INFINITY)).toEqual({
+      text,
+      truncated: false,
+      error: null,
+    });
+    // A stream that is not a byte stream is read with its default reader.
+    const plain = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (const part of ["ab", "cé", "d"]) controller.enqueue(new TextEncoder().encode(part));
+        controller.close();
+      },
+    });
+    expect(await readBounded(new Response(plain), 4)).toEqual({ text: "abcé", truncated: true, error: null });
   });
 
   test("a target that hangs is aborted at the queue's timeout and retried", async () => {

@@ -1,11 +1,18 @@
-import { describe, expect, test } from "vitest";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { Completion } from "../functions/execute_current_job/handler.ts";
-import { createBatchReporter, type SendBatch } from "../functions/execute_current_job/reporter.ts";
+import {
+  createBatchReporter,
+  postgrestSender,
+  type SendBatch,
+} from "../functions/execute_current_job/reporter.ts";
 
 /**
  * The batch reporter of execute_current_job (functions/execute_current_job/reporter.ts): what it sends, when, and
  * how each outcome's promise settles. `send` is a controllable stand-in for the call of
- * public.supaqueue_complete_current_jobs; each call waits until the test answers it.
+ * public.supaqueue_complete_current_jobs; each call waits until the test answers it. Then the sender that makes that
+ * call, against a local server answering as PostgREST does (the e2e tests run it against the database).
  */
 
 function outcome(id: number | string, succeeded = true): Completion {
@@ -156,5 +163,88 @@ describe("batch reporter", () => {
   test("maxBatch must be a positive integer", () => {
     const { send } = controlledSend();
     expect(() => createBatchReporter({ send, maxBatch: 0 })).toThrow(/maxBatch must be a positive integer/);
+  });
+});
+
+describe("postgrestSender", () => {
+  interface Received {
+    method: string;
+    url: string;
+    headers: IncomingMessage["headers"];
+    body: string;
+  }
+  const received: Received[] = [];
+  /** How the server answers the next request: status and body, or null to never answer. */
+  let answer: { status: number; body: string } | null = { status: 200, body: "[]" };
+  let base = "";
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    let body = "";
+    req.on("data", (c: Buffer) => {
+      body += c.toString("utf8");
+    });
+    req.on("end", () => {
+      received.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body });
+      if (answer === null) return;
+      res.writeHead(answer.status, { "Content-Type": "application/json" });
+      res.end(answer.body);
+    });
+  });
+  beforeAll(async () => {
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  const sender = (timeoutMs?: number) =>
+    postgrestSender({
+      fetch: (input, init) => fetch(input, init),
+      supabaseUrl: `${base}/`,
+      key: "k3y",
+      timeoutMs,
+    });
+
+  test("POSTs the outcomes to /rest/v1/rpc/supaqueue_complete_current_jobs with the key, as supabase-js does", async () => {
+    answer = { status: 200, body: "[7,9]" };
+    const outcomes = [outcome(7), outcome("8", false), outcome(9)];
+    expect(await sender()(outcomes)).toEqual([7, 9]);
+    const request = received.at(-1);
+    expect(request).toMatchObject({ method: "POST", url: "/rest/v1/rpc/supaqueue_complete_current_jobs" });
+    expect(request?.headers).toMatchObject({
+      apikey: "k3y",
+      authorization: "Bearer k3y",
+      "content-type": "application/json",
+    });
+    expect(JSON.parse(request?.body ?? "")).toEqual({ outcomes });
+  });
+
+  test("an error answer rejects with PostgREST's code and message", async () => {
+    answer = {
+      status: 404,
+      body: JSON.stringify({
+        code: "PGRST202",
+        message: "Could not find the function public.supaqueue_complete_current_jobs(outcomes)",
+      }),
+    };
+    await expect(sender()([outcome(1)])).rejects.toThrow(
+      "supaqueue_complete_current_jobs: HTTP 404 PGRST202: Could not find the function",
+    );
+    answer = { status: 502, body: "<html>bad gateway</html>" };
+    await expect(sender()([outcome(1)])).rejects.toThrow(/HTTP 502, not JSON/);
+  });
+
+  test("an answer that is not a list of ids rejects", async () => {
+    answer = { status: 200, body: "true" };
+    await expect(sender()([outcome(1)])).rejects.toThrow(/answered true, not an array of ids/);
+  });
+
+  test("a report with no answer within the timeout rejects, so it cannot hold back the next", async () => {
+    answer = null;
+    const started = Date.now();
+    await expect(sender(200)([outcome(1)])).rejects.toThrow(/no answer within 200 ms/);
+    expect(Date.now() - started).toBeLessThan(2000);
+    answer = { status: 200, body: "[]" };
   });
 });

@@ -1,14 +1,11 @@
 /**
- * execute_current_job: Deno wiring only. Reads the environment, builds the supabase-js client that reports
- * outcomes in batches (reporter.ts), and serves the pure handler (handler.ts). Deploy with `--no-verify-jwt`: pg_net authenticates with the
- * `supaqueue-secret` header instead of a JWT.
+ * execute_current_job: Deno wiring only. Reads the environment, builds the reporter that sends outcomes to
+ * PostgREST in batches (reporter.ts), and serves the pure handler (handler.ts). Deploy with `--no-verify-jwt`: pg_net
+ * authenticates with the `supaqueue-secret` header instead of a JWT. It imports nothing outside this folder and
+ * _shared, so it deploys as it is.
  */
-// Supabase's edge runtime resolves npm: specifiers directly; an inline specifier keeps the function deployable as
-// one folder, with no import map to stage beside it.
-// deno-lint-ignore no-import-prefix
-import { createClient } from "npm:@supabase/supabase-js@2";
 import { createHandler } from "./handler.ts";
-import { createBatchReporter } from "./reporter.ts";
+import { createBatchReporter, postgrestSender } from "./reporter.ts";
 
 interface EdgeRuntimeApi {
   waitUntil(promise: Promise<unknown>): void;
@@ -46,25 +43,17 @@ function wire(): (request: Request) => Promise<Response> {
     return () => Promise.resolve(errorResponse(500, message));
   }
 
-  const client = createClient(supabaseUrl, key, {
-    auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
-  });
   const edgeRuntime = (globalThis as { EdgeRuntime?: EdgeRuntimeApi }).EdgeRuntime;
+  const fetchFn: typeof fetch = (input, init) => fetch(input, init);
   // Outcomes that finish while a report is on its way go together in the next one (see reporter.ts).
   const reporter = createBatchReporter({
-    async send(outcomes) {
-      const { data, error } = await client.rpc("supaqueue_complete_current_jobs", { outcomes });
-      if (error) throw new Error(`${error.code ?? "error"}: ${error.message}`);
-      if (!Array.isArray(data))
-        throw new Error("supaqueue_complete_current_jobs answered something not an array");
-      return data;
-    },
+    send: postgrestSender({ fetch: fetchFn, supabaseUrl, key }),
   });
 
   return createHandler({
     secret,
     serviceRoleKey: key,
-    fetch: (input, init) => fetch(input, init),
+    fetch: fetchFn,
     now: () => Date.now(),
     waitUntil: edgeRuntime ? (promise) => edgeRuntime.waitUntil(promise) : undefined,
     report: reporter.report,

@@ -8,7 +8,7 @@ import { startTargets, type Targets } from "./targets.ts";
 /**
  * The whole path of a call, with nothing faked but what these machines cannot run: Postgres with Supaqueue and the
  * pg_net / Vault stand-ins → the pg_net stand-in worker → execute_current_job served by real Deno → local targets,
- * and the outcome back through real supabase-js → the PostgREST stand-in → public.supaqueue_complete_current_job.
+ * and the outcomes back, in batches, through the PostgREST stand-in → public.supaqueue_complete_current_jobs.
  * One stack per test file (its own database); call it from beforeAll and stop it from afterAll.
  */
 
@@ -82,7 +82,6 @@ export async function startEdgeStack(options: EdgeStackOptions = {}): Promise<Ed
   const db = await installedDatabase();
   const targets = await startTargets();
   const postgrest = await startPostgrest({ pool: db.pool, serviceRoleKey: SERVICE_ROLE_KEY });
-  // The first run downloads npm:@supabase/supabase-js into .tmp/deno; the hook timeout allows for it.
   const fn = await serveFunction({
     env: {
       SUPAQUEUE_SECRET: TEST_SECRET,
