@@ -96,6 +96,27 @@ describe("batch reporter", () => {
     expect(await Promise.all(all)).toEqual(Array(8).fill(true));
   });
 
+  test("a batch holds at most maxBatchChars of bodies and errors, and always at least one outcome", async () => {
+    const { sent, send } = controlledSend();
+    const reporter = createBatchReporter({ send, maxBatchChars: 100 });
+    const sized = (id: number, chars: number) => ({ ...outcome(id), response_body: "x".repeat(chars) });
+    const all = [
+      reporter.report(sized(1, 10)),
+      reporter.report(sized(2, 60)),
+      reporter.report(sized(3, 40)),
+      reporter.report(sized(4, 1)),
+      reporter.report(sized(5, 250)),
+      reporter.report({ ...outcome(6, false), error: "e".repeat(99) }),
+      reporter.report(sized(7, 0)),
+    ];
+    for (let i = 0; i < 5; i++) {
+      sent[i]?.answer();
+      await settle();
+    }
+    expect(sent.map((s) => s.ids)).toEqual([[1], [2, 3], [4], [5], [6, 7]]);
+    expect(await Promise.all(all)).toEqual(Array(7).fill(true));
+  });
+
   test("a failed report rejects exactly its batch's outcomes, and the next batch still goes", async () => {
     const { sent, send } = controlledSend();
     const reporter = createBatchReporter({ send });
@@ -160,9 +181,12 @@ describe("batch reporter", () => {
     expect(await Promise.all(twice)).toEqual([true, false]);
   });
 
-  test("maxBatch must be a positive integer", () => {
+  test("maxBatch and maxBatchChars must be positive integers", () => {
     const { send } = controlledSend();
     expect(() => createBatchReporter({ send, maxBatch: 0 })).toThrow(/maxBatch must be a positive integer/);
+    expect(() => createBatchReporter({ send, maxBatchChars: 1.5 })).toThrow(
+      /maxBatchChars must be a positive integer/,
+    );
   });
 });
 

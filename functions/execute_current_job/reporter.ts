@@ -2,7 +2,7 @@
  * Reports outcomes in batches, the way databases group commits: one report (a call of
  * public.supaqueue_complete_current_jobs) is on its way at a time. An outcome that finds none on its way is sent at
  * once, alone, so a quiet queue waits for nothing; outcomes that arrive meanwhile wait for it to return and then go
- * together, up to `maxBatch` per report. Under load the database finishes many outcomes per transaction (a batch of
+ * together, up to `maxBatch` outcomes (and `maxBatchChars` of bodies) per report. Under load the database finishes many outcomes per transaction (a batch of
  * 10 costs it about a seventh of what 10 single reports cost) while no outcome waits longer than the report before
  * it. There are no timers. postgrestSender makes the call itself. Like handler.ts this module uses no Deno globals,
  * so it runs under Node in tests.
@@ -20,6 +20,11 @@ export interface BatchReporterOptions {
   send: SendBatch;
   /** The most outcomes in one report; the rest go in the next. Default 100. */
   maxBatch?: number;
+  /**
+   * The most characters of response bodies and errors in one report (a report always carries at least one
+   * outcome), so that outcomes with large bodies go in several requests of a bounded size. Default 1,000,000.
+   */
+  maxBatchChars?: number;
 }
 
 /** One outcome waiting for its report, with what settles the caller's promise. */
@@ -42,11 +47,18 @@ export interface BatchReporter {
 }
 
 export const DEFAULT_MAX_BATCH = 100;
+export const DEFAULT_MAX_BATCH_CHARS = 1_000_000;
 
 export function createBatchReporter(options: BatchReporterOptions): BatchReporter {
   const maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH;
-  if (!Number.isInteger(maxBatch) || maxBatch < 1) {
-    throw new Error(`execute_current_job: maxBatch must be a positive integer, not ${maxBatch}`);
+  const maxChars = options.maxBatchChars ?? DEFAULT_MAX_BATCH_CHARS;
+  for (const [name, value] of [
+    ["maxBatch", maxBatch],
+    ["maxBatchChars", maxChars],
+  ] as const) {
+    if (!Number.isInteger(value) || value < 1) {
+      throw new Error(`execute_current_job: ${name} must be a positive integer, not ${value}`);
+    }
   }
   let waiting: Waiting[] = [];
   let sending = false;
@@ -54,14 +66,15 @@ export function createBatchReporter(options: BatchReporterOptions): BatchReporte
   /** Sends the next batch unless one is on its way; called when an outcome arrives and when a report returns. */
   function next(): void {
     if (sending || waiting.length === 0) return;
-    let batch: Waiting[];
-    if (waiting.length <= maxBatch) {
-      batch = waiting;
-      waiting = [];
-    } else {
-      batch = waiting.slice(0, maxBatch);
-      waiting = waiting.slice(maxBatch);
+    let size = 0;
+    let chars = 0;
+    for (const { completion } of waiting) {
+      chars += (completion.response_body?.length ?? 0) + (completion.error?.length ?? 0);
+      if (size === maxBatch || (size > 0 && chars > maxChars)) break;
+      size++;
     }
+    const batch = waiting.slice(0, size);
+    waiting = waiting.slice(size);
     sending = true;
     void flush(batch).finally(() => {
       sending = false;
