@@ -3,11 +3,12 @@ import type { AddressInfo } from "node:net";
 import pg from "pg";
 
 /**
- * A stand-in for the part of PostgREST that supabase-js `rpc()` uses: `POST /rest/v1/rpc/<function>` with a JSON
- * object of named arguments. Like PostgREST it checks the API key, runs the function inside a transaction after
- * `set local role service_role`, and answers the result as JSON (a scalar, an object for a composite, an array for
- * a set), or an error as `{code, message, details, hint}` with PostgREST's status. Only the `public` schema is
- * exposed, as on a default Supabase project. The server is the `url` to give supabase-js as SUPABASE_URL.
+ * A stand-in for the part of PostgREST that `rpc()` calls use (supabase-js's, and execute_current_job's own
+ * postgrestSender): `POST /rest/v1/rpc/<function>` with a JSON object of named arguments. Like PostgREST it checks
+ * the API key, runs the function inside a transaction after `set local role service_role`, and answers the result
+ * as JSON (a scalar, an object for a composite, an array for a set), or an error as `{code, message, details, hint}`
+ * with PostgREST's status. Only the `public` schema is exposed, as on a default Supabase project. The server is the
+ * `url` to give a client as SUPABASE_URL.
  */
 export interface RpcCall {
   fn: string;
