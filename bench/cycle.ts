@@ -79,7 +79,8 @@ export async function runCycle(
 ): Promise<CycleRun> {
   return withInstalledDatabase(bench, async (db) => {
     await prepare(db, shape, jobs);
-    const pool = smallPool(db.url, COMPLETERS + 1);
+    // One connection more than the taker and the completers use, for the watchdog's look at a stuck run.
+    const pool = smallPool(db.url, COMPLETERS + 2);
 
     let completed = 0;
     let stop = false;
@@ -125,7 +126,10 @@ export async function runCycle(
         const id = inbox.shift() ?? (await new Promise<string | null>((resolve) => idle.push(resolve)));
         if (id === null) return;
         const ids = [id, ...(mode === "batched" ? inbox.splice(0, REPORT_BATCH - 1) : [])];
-        completed += await report(client, ids);
+        // Not `completed += await report(...)`: that reads `completed` before the await, and another completer's
+        // count made meanwhile would be lost.
+        const finished = await report(client, ids);
+        completed += finished;
         if (completed >= jobs) {
           stop = true;
           while (idle.length) hand(null);
@@ -148,9 +152,24 @@ export async function runCycle(
           [shape.workersPerQueue],
         ),
       );
-      const watchdog = sleep(300_000).then(() => {
-        if (!stop) errors.push(new Error(`cycle did not finish: ${completed} of ${jobs} jobs after 300 s`));
+      const watchdog = sleep(Number(process.env.BENCH_CYCLE_TIMEOUT_S ?? 300) * 1000).then(async () => {
+        if (stop) return;
         stop = true;
+        // Say where the cycle stopped: the jobs by status, the workers, the calls in flight and not yet taken.
+        const state = await pool
+          .query(`select (select json_object_agg(status, n) from (select status, count(*) n from supaqueue.job
+                             group by status) s) as jobs,
+                          (select json_agg(w) from supaqueue.worker w where w.id in (select min(id) from supaqueue.worker)) as first_worker,
+                          (select count(*) from supaqueue.worker where locked) as locked_workers,
+                          (select json_agg(c) from (select * from supaqueue.current_job limit 3) c) as current_jobs,
+                          (select count(*) from net.http_request_queue) as requests`)
+          .catch((e) => ({ rows: [{ error: String(e) }] }));
+        errors.push(
+          new Error(
+            `cycle did not finish: ${completed} of ${jobs} jobs reported done; inbox ${inbox.length}, idle ` +
+              `completers ${idle.length}; database: ${JSON.stringify(state.rows[0])}`,
+          ),
+        );
       });
       await Promise.race([everything.catch((e) => errors.push(e)), watchdog]);
       const seconds = (performance.now() - started) / 1000;

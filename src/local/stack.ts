@@ -223,7 +223,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
 }
 
 /**
- * Reports outcomes the way the deployed function does (supabase-js rpc through PostgREST, as service_role):
+ * Reports outcomes the way the deployed function does (a POST to PostgREST's /rest/v1/rpc, as service_role):
  * public.supaqueue_complete_current_jobs called with the service_role's rights, in its own transaction. Resolves to
  * the ids of the current jobs it finished.
  */
