@@ -28,6 +28,14 @@ drop function supaqueue._finish_attempt(supaqueue.current_job, boolean, integer,
 -- With `own_workers` (workers this transaction already holds, from completions) it gives those workers the next
 -- due jobs, in the order given, and unlocks the ones left without a job. Only rows that will be used are locked,
 -- with SKIP LOCKED, so this never waits and never blocks another dispatch. Returns the number of calls started.
+--
+-- Cached plans at any size: PL/pgSQL keeps a statement's generic plan only while it looks no dearer than a plan made
+-- for the actual values, and a generic plan knows neither a `limit $n` (it assumes 10% of the rows) nor an array's
+-- length. With 1,000,000 pending jobs (or 10,000 free workers) a claim written with `limit wanted` was then planned
+-- afresh at every dispatch: about 130 µs of a 270 µs dispatch, while a small queue kept its cached plan
+-- (bench/ANALYSIS.md, claim cost). A dispatch for one worker (one enqueue, one completion) therefore claims with a
+-- constant `limit 1` and updates single rows, whose generic plans are kept; a dispatch for several workers plans
+-- for their number, once a batch.
 create function supaqueue._dispatch(queue_id bigint, wanted integer, own_workers bigint[] default null,
                                     at timestamptz default now())
 returns integer
@@ -48,10 +56,16 @@ begin
     wanted := least(wanted, floor(supaqueue._refill_bucket(q.id, q.rate_limit_per_second, at))::integer);
   end if;
 
+  -- The claims for one worker and for several differ only in their LIMIT: a constant one keeps its plan cached.
   if q.id is null or q.paused or wanted < 1 then
     worker_ids := '{}';
   elsif own_workers is not null then
     worker_ids := own_workers[1:wanted];
+  elsif wanted = 1 then
+    select array[w.id] into worker_ids from supaqueue.worker w
+    where w.queue_id = q.id and not w.locked
+    order by w.id limit 1
+    for update skip locked;
   else
     select array_agg(w.id order by w.id) into worker_ids
     from (select w.id from supaqueue.worker w
@@ -60,7 +74,12 @@ begin
           for update skip locked) w;
   end if;
 
-  if cardinality(worker_ids) > 0 then
+  if cardinality(worker_ids) = 1 then
+    select array[j.id] into job_ids from supaqueue.job j
+    where j.queue_id = q.id and j.status = 'pending' and j.run_at <= at
+    order by j.run_at, j.seq limit 1
+    for update skip locked;
+  elsif cardinality(worker_ids) > 1 then
     select array_agg(j.id order by j.run_at, j.seq) into job_ids
     from (select j.id, j.run_at, j.seq from supaqueue.job j
           where j.queue_id = q.id and j.status = 'pending' and j.run_at <= at
@@ -77,20 +96,33 @@ begin
   end if;
 
   worker_ids := worker_ids[1:started];
-  if own_workers is null then
-    update supaqueue.worker set locked = true where id = any (worker_ids);
-  end if;
-
   lease := make_interval(secs => (q.timeout_ms + (select c.lease_grace_ms from supaqueue.config c)) / 1000.0);
-  with claimed as (
-    update supaqueue.job j set status = 'in_progress', attempts = j.attempts + 1
-    where j.id = any (job_ids)
-    returning j.id, j.attempts
-  )
-  insert into supaqueue.current_job (worker_id, job_id, attempt, started_at, lease_until)
-  select p.worker_id, p.job_id, c.attempts, at, at + lease
-  from unnest(worker_ids, job_ids) as p(worker_id, job_id)
-  join claimed c on c.id = p.job_id;
+  if started = 1 then
+    -- One call: the statements below with scalars instead of arrays, whose generic plans are kept.
+    if own_workers is null then
+      update supaqueue.worker set locked = true where id = worker_ids[1];
+    end if;
+    with claimed as (
+      update supaqueue.job j set status = 'in_progress', attempts = j.attempts + 1
+      where j.id = job_ids[1]
+      returning j.attempts
+    )
+    insert into supaqueue.current_job (worker_id, job_id, attempt, started_at, lease_until)
+    select worker_ids[1], job_ids[1], c.attempts, at, at + lease from claimed c;
+  else
+    if own_workers is null then
+      update supaqueue.worker set locked = true where id = any (worker_ids);
+    end if;
+    with claimed as (
+      update supaqueue.job j set status = 'in_progress', attempts = j.attempts + 1
+      where j.id = any (job_ids)
+      returning j.id, j.attempts
+    )
+    insert into supaqueue.current_job (worker_id, job_id, attempt, started_at, lease_until)
+    select p.worker_id, p.job_id, c.attempts, at, at + lease
+    from unnest(worker_ids, job_ids) as p(worker_id, job_id)
+    join claimed c on c.id = p.job_id;
+  end if;
 
   if q.rate_limit_per_second is not null then
     update supaqueue.rate_bucket b set tokens = b.tokens - started where b.queue_id = q.id;

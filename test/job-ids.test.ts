@@ -4,8 +4,8 @@ import { complete, createQueue, takeCalls } from "./support/calls.ts";
 import { installedDatabase, type TestDatabase } from "./support/db.ts";
 
 /**
- * Job ids and how a dispatch finds them (sql/0003_claims_at_scale.sql): ids are version-7 UUIDs, in time order; a
- * dispatch for one worker claims the oldest due job with statements whose generic plans PL/pgSQL keeps, so that a
+ * Job ids and how a dispatch finds them: ids are version-7 UUIDs, in time order (sql/0003_time_ordered_job_ids.sql);
+ * a dispatch for one worker (sql/0002_batched_completion.sql) claims the oldest due job with statements whose generic plans PL/pgSQL keeps, so that a
  * large backlog does not make every dispatch plan its claim afresh.
  */
 
