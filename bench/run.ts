@@ -20,8 +20,9 @@ import { log, openServer } from "./support.ts";
  *   BENCH_SECTIONS  comma-separated subset of limit,cycle,bulk,claim,edge,peers,diagnosis (default: all)
  *   BENCH_REPEATS   repeats per figure (default 3); the median is reported
  *   BENCH_OUT       where to write the results (default bench/RESULTS.md)
- * The job counts are the issue's, except the cycle (1,000 jobs per run), the peers (5,000 jobs per run) and the
- * claim iterations, scaled so that the whole run stays near 15 minutes on a 2-core machine.
+ *   BENCH_CYCLE_TIMEOUT_S  how long one cycle run may take before it stops and says where it stuck (default 300)
+ * The job counts are the issue's, except the cycle (5,000 jobs per run), the peers (5,000 jobs per run) and the
+ * claim iterations, scaled so that the whole run stays under 15 minutes on a 2-core machine (about 6 on a quiet one).
  */
 
 const ALL = ["limit", "cycle", "bulk", "claim", "edge", "peers", "diagnosis"] as const;

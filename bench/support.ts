@@ -5,9 +5,8 @@ import { findOrStartPostgres, type PostgresServer } from "../src/local/embedded.
 import {
   createProjectDatabase,
   dropDatabase,
-  ensureSupabaseRoles,
   INSTALLER_ROLE,
-  installStandinExtensions,
+  prepareStandinServer,
   withClient,
   withDatabase,
 } from "../src/standins/supabase.ts";
@@ -46,12 +45,7 @@ function uniqueName(prefix: string): string {
 
 export async function openServer(): Promise<BenchServer> {
   const server = await findOrStartPostgres(process.env.DATABASE_URL);
-  await withClient(server.adminUrl, async (admin) => {
-    if (!(await installStandinExtensions(admin))) {
-      throw new Error("the pg_net and supabase_vault stand-ins cannot be installed on this server");
-    }
-    await ensureSupabaseRoles(admin);
-  });
+  await withClient(server.adminUrl, prepareStandinServer);
   const template = uniqueName("sq_bench_template");
   await createProjectDatabase(server.adminUrl, template);
   await withClient(withDatabase(server.adminUrl, template, INSTALLER_ROLE), (client) =>

@@ -39,7 +39,7 @@ export interface CurrentJobCall {
   maxResponseChars: number | null;
 }
 
-/** The arguments of public.supaqueue_complete_current_job, named as the function names them. */
+/** One outcome, its fields named as complete_current_jobs names them (complete_current_job's arguments). */
 export interface Completion {
   current_job_id: number | string;
   succeeded: boolean;
@@ -66,8 +66,9 @@ export interface HandlerDeps {
   /** Milliseconds since the epoch; injectable so tests control durations and Retry-After dates. */
   now?: () => number;
   /**
-   * Records the outcome (public.supaqueue_complete_current_job). Resolves to false for a late or repeated
-   * completion, which is harmless; rejects when the report could not be made (the lease recovers the job).
+   * Records the outcome (index.ts: the batch reporter, public.supaqueue_complete_current_jobs). Resolves to false
+   * for a late or repeated completion, which is harmless; rejects when the report could not be made (the lease
+   * recovers the job).
    */
   report(completion: Completion): Promise<boolean>;
   /** Keeps the background call alive after the response (EdgeRuntime.waitUntil). */

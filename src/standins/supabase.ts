@@ -59,6 +59,17 @@ export async function installStandinExtensions(admin: pg.ClientBase): Promise<bo
 }
 
 /**
+ * Makes a server ready for project databases laid out like Supabase's: the pg_net and supabase_vault stand-ins in
+ * its extension folder and Supabase's roles. Throws when the stand-ins cannot be installed (a remote server).
+ */
+export async function prepareStandinServer(admin: pg.ClientBase): Promise<void> {
+  if (!(await installStandinExtensions(admin))) {
+    throw new Error("the pg_net and supabase_vault stand-ins cannot be installed on this server");
+  }
+  await ensureSupabaseRoles(admin);
+}
+
+/**
  * Creates Supabase's roles once per server: `anon`, `authenticated`, `service_role` (bypasses RLS),
  * `authenticator` (what PostgREST logs in as) and the installer role. Safe to run concurrently.
  */

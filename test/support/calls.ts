@@ -61,25 +61,32 @@ export async function complete(
   outcome: Outcome = { succeeded: true, statusCode: 200 },
 ) {
   const id = typeof call === "number" ? call : call.body.current_job_id;
+  const { rows } = await asServiceRole(
+    db,
+    "select public.supaqueue_complete_current_job($1, $2, $3, $4, $5, $6, $7, $8) as recorded",
+    [
+      id,
+      outcome.succeeded,
+      outcome.statusCode ?? null,
+      outcome.responseBody ?? null,
+      outcome.error ?? null,
+      outcome.durationMs ?? null,
+      outcome.retryable ?? true,
+      outcome.retryAfterMs ?? null,
+    ],
+  );
+  return rows[0].recorded as boolean;
+}
+
+/** Runs one statement in its own transaction as service_role, as PostgREST runs the edge function's RPC calls. */
+async function asServiceRole(db: pg.Pool, sql: string, params: unknown[]): Promise<pg.QueryResult> {
   const client = await db.connect();
   try {
     await client.query("begin");
     await client.query("set local role service_role");
-    const { rows } = await client.query(
-      "select public.supaqueue_complete_current_job($1, $2, $3, $4, $5, $6, $7, $8) as recorded",
-      [
-        id,
-        outcome.succeeded,
-        outcome.statusCode ?? null,
-        outcome.responseBody ?? null,
-        outcome.error ?? null,
-        outcome.durationMs ?? null,
-        outcome.retryable ?? true,
-        outcome.retryAfterMs ?? null,
-      ],
-    );
+    const result = await client.query(sql, params);
     await client.query("commit");
-    return rows[0].recorded as boolean;
+    return result;
   } catch (error) {
     await client.query("rollback").catch(() => {});
     throw error;
@@ -106,22 +113,12 @@ export async function completeMany(
     retryable: outcome.retryable ?? true,
     retry_after_ms: outcome.retryAfterMs ?? null,
   }));
-  const client = await db.connect();
-  try {
-    await client.query("begin");
-    await client.query("set local role service_role");
-    const { rows } = await client.query(
-      "select public.supaqueue_complete_current_jobs($1::jsonb) as finished",
-      [JSON.stringify(outcomes)],
-    );
-    await client.query("commit");
-    return (rows[0].finished as string[]).map(Number);
-  } catch (error) {
-    await client.query("rollback").catch(() => {});
-    throw error;
-  } finally {
-    client.release();
-  }
+  const { rows } = await asServiceRole(
+    db,
+    "select public.supaqueue_complete_current_jobs($1::jsonb) as finished",
+    [JSON.stringify(outcomes)],
+  );
+  return (rows[0].finished as string[]).map(Number);
 }
 
 /** Creates a queue (defaults: a URL target, POST) with `workers` workers; returns its id. */

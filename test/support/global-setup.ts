@@ -4,9 +4,8 @@ import { findOrStartPostgres } from "../../src/local/embedded.ts";
 import {
   createProjectDatabase,
   dropDatabase,
-  ensureSupabaseRoles,
   INSTALLER_ROLE,
-  installStandinExtensions,
+  prepareStandinServer,
   withClient,
   withDatabase,
 } from "../../src/standins/supabase.ts";
@@ -29,12 +28,7 @@ export const TEST_FUNCTIONS_URL = "http://127.0.0.1:9/functions/v1";
 export default async function setup(project: TestProject) {
   const server = await findOrStartPostgres(process.env.DATABASE_URL);
   const template = `sq_template_${process.pid}`;
-  await withClient(server.adminUrl, async (admin) => {
-    if (!(await installStandinExtensions(admin))) {
-      throw new Error("the pg_net and supabase_vault stand-ins cannot be installed on this server");
-    }
-    await ensureSupabaseRoles(admin);
-  });
+  await withClient(server.adminUrl, prepareStandinServer);
   await dropDatabase(server.adminUrl, template);
   await createProjectDatabase(server.adminUrl, template);
   await withClient(withDatabase(server.adminUrl, template, INSTALLER_ROLE), (client) =>
