@@ -734,11 +734,12 @@ begin
     'problem', problem);
 end $$;
 
--- Claims the calls `ids` that are in flight, not claimed before and whose lease is live, in one statement: marks
--- them claimed, renews their lease from now (timeout + grace: the time the function needs) and returns their
--- details, in id order. A call is claimed at most once: a replayed, repeated or forged wakeup gets nothing. Rows
--- another transaction holds (a concurrent claim, tick reaping it) are skipped, never waited for.
-create function supaqueue._claim(ids bigint[], at timestamptz) returns jsonb
+-- Claims the calls `ids` that are in flight, not claimed before and whose lease is live (and, with
+-- `max_timeout_ms`, whose queue's timeout fits in it), in one statement: marks them claimed, renews their lease from
+-- now (timeout + grace: the time the function needs) and returns their details, in id order. A call is claimed at
+-- most once: a replayed, repeated or forged wakeup gets nothing. Rows another transaction holds (a concurrent claim,
+-- tick reaping it) are skipped, never waited for.
+create function supaqueue._claim(ids bigint[], at timestamptz, max_timeout_ms integer default null) returns jsonb
 language plpgsql security definer set search_path = '' as $$
 declare
   cfg supaqueue.config;
@@ -750,9 +751,12 @@ begin
   select * into cfg from supaqueue.config;
   with claimable as (
     select c.id from supaqueue.current_job c
+    join supaqueue.job j on j.id = c.job_id
+    join supaqueue.queue q on q.id = j.queue_id
     where c.id = any (ids) and c.claimed_at is null and c.lease_until > at
+      and (max_timeout_ms is null or q.timeout_ms <= max_timeout_ms)
     order by c.id
-    for update skip locked
+    for update of c skip locked
   ),
   claimed as (
     update supaqueue.current_job c
@@ -963,23 +967,23 @@ language sql volatile security definer set search_path = '' as $$
   select supaqueue._complete(supaqueue._outcomes(outcomes), now())
 $$;
 
--- What execute_current_job reports with: records the outcomes like complete_current_jobs and, with `claim_next`,
--- claims the calls this transaction started for the freed workers and hands them back, so a busy queue goes on in
--- the same function instance without a wakeup through pg_net. Returns {"finished": [ids], "calls": [details]}.
--- Without `claim_next` (an instance near the end of its life) the next calls are woken through pg_net instead.
-create function supaqueue.complete_and_claim(outcomes jsonb, claim_next boolean default true)
+-- What execute_current_job reports with: records the outcomes like complete_current_jobs and claims, among the
+-- calls this transaction started for the freed workers, those whose queue's timeout fits in `claim_within_ms` (how
+-- long the reporting instance may still run a call), and hands them back: a busy queue goes on in the same function
+-- instance without a wakeup through pg_net. The calls it does not claim (0: none) are woken through pg_net at
+-- commit, as usual. Returns {"finished": [ids], "calls": [details]}.
+create function supaqueue.complete_and_claim(outcomes jsonb, claim_within_ms integer default 0)
 returns jsonb
 language plpgsql volatile security definer set search_path = '' as $$
 declare
   finished bigint[] := supaqueue._complete(supaqueue._outcomes(outcomes), now());
   started bigint[];
 begin
-  if claim_next then
+  if claim_within_ms > 0 then
     started := nullif(current_setting('supaqueue.started_calls', true), '')::bigint[];
-    perform set_config('supaqueue.started_calls', '', true);
   end if;
   return jsonb_build_object('finished', to_jsonb(finished),
-                            'calls', supaqueue._claim(coalesce(started, '{}'), clock_timestamp()));
+                            'calls', supaqueue._claim(coalesce(started, '{}'), clock_timestamp(), claim_within_ms));
 end $$;
 
 -------------------------------------------------------------------------------------------------------------------
@@ -1396,10 +1400,10 @@ language sql volatile security invoker set search_path = '' as $$
 $$;
 
 -- A report, and the next calls: see supaqueue.complete_and_claim.
-create function public.supaqueue_complete_and_claim(outcomes jsonb, claim_next boolean default true)
+create function public.supaqueue_complete_and_claim(outcomes jsonb, claim_within_ms integer default 0)
 returns jsonb
 language sql volatile security invoker set search_path = '' as $$
-  select supaqueue.complete_and_claim(outcomes, claim_next)
+  select supaqueue.complete_and_claim(outcomes, claim_within_ms)
 $$;
 
 -- A report without the next calls: see supaqueue.complete_current_jobs. Functions deployed before this version
@@ -1487,9 +1491,9 @@ begin
       supaqueue.backoff_delay(integer, integer, integer),
       supaqueue.claim_current_jobs(bigint[]),
       supaqueue.complete_current_jobs(jsonb),
-      supaqueue.complete_and_claim(jsonb, boolean),
+      supaqueue.complete_and_claim(jsonb, integer),
       public.supaqueue_claim_current_jobs(bigint[]),
-      public.supaqueue_complete_and_claim(jsonb, boolean),
+      public.supaqueue_complete_and_claim(jsonb, integer),
       public.supaqueue_complete_current_jobs(jsonb)
     to service_role;
   end if;

@@ -1,63 +1,88 @@
 /**
- * execute_current_job: Deno wiring only. Reads the environment, builds the reporter that sends outcomes to
- * PostgREST in batches (reporter.ts), and serves the pure handler (handler.ts). Deploy with `--no-verify-jwt`: pg_net
- * authenticates with the `supaqueue-secret` header instead of a JWT. It imports nothing outside this folder and
- * _shared, so it deploys as it is.
+ * execute_current_job: Deno wiring only. Reads the environment, reaches the database through PostgREST (rpc.ts) and
+ * serves the pure handler (handler.ts). Deploy with `--no-verify-jwt`: pg_net's wakeups carry an HMAC made with the
+ * shared secret (wakeup.ts), not a JWT. It imports nothing outside this folder and _shared, so it deploys as it is.
  */
+import process from "node:process";
+import { json } from "./body.ts";
+import type { ProjectKey } from "./call.ts";
 import { createHandler } from "./handler.ts";
-import { createBatchReporter, postgrestSender } from "./reporter.ts";
+import { postgrestDatabase } from "./rpc.ts";
 
 interface EdgeRuntimeApi {
   waitUntil(promise: Promise<unknown>): void;
 }
 
-/** The service-role key: the classic JWT key, or the default of the newer secret keys. */
-function serviceRoleKey(): string | undefined {
-  const key = Deno.env.get("SUPABASE_SERVICE_ROLE_KEY");
-  if (key) return key;
+/**
+ * The project's key: the default of the new secret keys (`sb_secret_...`, preferred when present, sent as `apikey`
+ * only since it is not a JWT), else the legacy service_role JWT.
+ */
+function projectKey(): ProjectKey | undefined {
   try {
     const value = JSON.parse(Deno.env.get("SUPABASE_SECRET_KEYS") ?? "null")?.default;
-    return typeof value === "string" && value !== "" ? value : undefined;
+    if (typeof value === "string" && value !== "") return { value, kind: "secret" };
+  } catch {
+    // Not JSON: fall back to the legacy key.
+  }
+  const legacy = Deno.env.get("SUPABASE_SERVICE_ROLE_KEY");
+  return legacy ? { value: legacy, kind: "jwt" } : undefined;
+}
+
+/** The origins of the project's functions: SUPABASE_URL's (http://kong:8000 inside `supabase start`), and a custom one. */
+function functionsOrigins(supabaseUrl: string): string[] {
+  const origins = new Set<string>();
+  for (const url of [supabaseUrl, Deno.env.get("SUPAQUEUE_FUNCTIONS_URL")]) {
+    if (url && URL.canParse(url)) origins.add(new URL(url).origin);
+  }
+  return [...origins];
+}
+
+/** CPU time of this process in ms, when the runtime tells it (it bounds how long one instance goes on). */
+function cpuMs(): (() => number) | undefined {
+  try {
+    const start = process.cpuUsage();
+    return () => {
+      const used = process.cpuUsage(start);
+      return (used.user + used.system) / 1000;
+    };
   } catch {
     return undefined;
   }
-}
-
-function errorResponse(status: number, error: string): Response {
-  return new Response(JSON.stringify({ error }), { status, headers: { "Content-Type": "application/json" } });
 }
 
 /** The handler, or one that answers 500 naming what is missing, so a misconfigured deploy says why at once. */
 function wire(): (request: Request) => Promise<Response> {
   const secret = Deno.env.get("SUPAQUEUE_SECRET");
   const supabaseUrl = Deno.env.get("SUPABASE_URL");
-  const key = serviceRoleKey();
+  const key = projectKey();
   const missing = [
     ...(secret ? [] : ["SUPAQUEUE_SECRET"]),
     ...(supabaseUrl ? [] : ["SUPABASE_URL"]),
-    ...(key ? [] : ['SUPABASE_SERVICE_ROLE_KEY (or SUPABASE_SECRET_KEYS with a "default" key)']),
+    ...(key ? [] : ['SUPABASE_SECRET_KEYS (with a "default" key) or SUPABASE_SERVICE_ROLE_KEY']),
   ];
   if (!secret || !supabaseUrl || !key) {
     const message = `execute_current_job is not configured: missing environment variable ${missing.join(", ")}`;
     console.error(message);
-    return () => Promise.resolve(errorResponse(500, message));
+    return () => Promise.resolve(json(500, { error: "function_not_configured", message }));
   }
 
   const edgeRuntime = (globalThis as { EdgeRuntime?: EdgeRuntimeApi }).EdgeRuntime;
   const fetchFn: typeof fetch = (input, init) => fetch(input, init);
-  // Outcomes that finish while a report is on its way go together in the next one (see reporter.ts).
-  const reporter = createBatchReporter({
-    send: postgrestSender({ fetch: fetchFn, supabaseUrl, key }),
-  });
-
-  return createHandler({
+  const wallClock = Number(Deno.env.get("SUPAQUEUE_WALL_CLOCK_MS") ?? "");
+  const handler = createHandler({
     secret,
-    serviceRoleKey: key,
+    db: postgrestDatabase({ fetch: fetchFn, supabaseUrl, key }),
     fetch: fetchFn,
+    projectKey: key,
+    functionsOrigins: functionsOrigins(supabaseUrl),
     now: () => Date.now(),
     waitUntil: edgeRuntime ? (promise) => edgeRuntime.waitUntil(promise) : undefined,
-    report: reporter.report,
+    lifetime: { wallClockMs: wallClock > 0 ? wallClock : undefined, cpuMs: cpuMs() },
   });
+  // The runtime announces that it is about to retire this worker: take on no more calls (those running are reported
+  // if they finish in time; the others come back when their lease ends).
+  addEventListener("beforeunload", () => handler.retire());
+  return handler;
 }
 
 const handler = wire();
@@ -67,6 +92,6 @@ Deno.serve(async (request) => {
     return await handler(request);
   } catch (error) {
     console.error(`execute_current_job: ${error instanceof Error ? error.message : String(error)}`);
-    return errorResponse(500, "internal error");
+    return json(500, { error: "internal_error" });
   }
 });

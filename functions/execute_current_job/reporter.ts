@@ -1,23 +1,28 @@
 /**
- * Reports outcomes in batches, the way databases group commits: one report (a call of
- * public.supaqueue_complete_current_jobs) is on its way at a time. An outcome that finds none on its way is sent at
- * once, alone, so a quiet queue waits for nothing; outcomes that arrive meanwhile wait for it to return and then go
- * together, up to `maxBatch` outcomes (and `maxBatchChars` of bodies) per report. Under load the database finishes many outcomes per transaction (a batch of
- * 10 costs it about a seventh of what 10 single reports cost) while no outcome waits longer than the report before
- * it. There are no timers. postgrestSender makes the call itself. Like handler.ts this module uses no Deno globals,
- * so it runs under Node in tests.
+ * Reports outcomes in batches, the way databases group commits. An outcome that finds a report slot free is sent at
+ * once, alone, so a quiet queue waits for nothing; outcomes that arrive while every slot is busy wait for the next
+ * one and then go together, up to `maxBatch` outcomes (and `maxBatchChars` of bodies) per report. Under load the
+ * database finishes many outcomes per transaction (a batch of 10 costs it about a seventh of what 10 single reports
+ * cost) while no outcome waits longer than a report before it. There are no timers.
+ *
+ * Each report may also bring back the next calls of the queues whose workers it freed (supaqueue.complete_and_claim):
+ * they go to `onCalls`, so a busy queue goes on in this instance without a wakeup through pg_net. `claimWithinMs`
+ * says, at each report, how long a call this instance may still take on (0: none; the database then wakes the
+ * function for them instead). Like handler.ts this module uses no Deno globals, so it runs under Node in tests.
  */
 
-import { type Completion, describeError, readBounded } from "./handler.ts";
+import type { Completion } from "./call.ts";
+import type { ReportAnswer } from "./rpc.ts";
 
-/**
- * Sends one batch and resolves to the ids of the current jobs the database finished; the others were no longer in
- * flight. Ids may come back as numbers or strings. Rejects when the report could not be made.
- */
-export type SendBatch = (outcomes: Completion[]) => Promise<ReadonlyArray<number | string>>;
+/** Sends one batch. Rejects when the report could not be made (its calls' leases recover them). */
+export type SendReport = (outcomes: Completion[], claimWithinMs: number) => Promise<ReportAnswer>;
 
 export interface BatchReporterOptions {
-  send: SendBatch;
+  send: SendReport;
+  /** How long a next call may take, asked when a report leaves (default: none are taken). */
+  claimWithinMs?: () => number;
+  /** Receives the next calls a report brought back. */
+  onCalls?: (calls: unknown[]) => void;
   /** The most outcomes in one report; the rest go in the next. Default 100. */
   maxBatch?: number;
   /**
@@ -25,6 +30,8 @@ export interface BatchReporterOptions {
    * outcome), so that outcomes with large bodies go in several requests of a bounded size. Default 1,000,000.
    */
   maxBatchChars?: number;
+  /** Reports on their way at once. Default 2: a slow report does not hold every outcome behind it. */
+  maxInFlight?: number;
 }
 
 /** One outcome waiting for its report, with what settles the caller's promise. */
@@ -42,30 +49,33 @@ export interface BatchReporter {
   report(completion: Completion): Promise<boolean>;
   /** Outcomes waiting for a report, not counting those on their way. */
   readonly queued: number;
-  /** Whether a report is on its way. */
-  readonly sending: boolean;
+  /** Reports on their way. */
+  readonly sending: number;
 }
 
 export const DEFAULT_MAX_BATCH = 100;
 export const DEFAULT_MAX_BATCH_CHARS = 1_000_000;
+export const DEFAULT_MAX_REPORTS_IN_FLIGHT = 2;
 
 export function createBatchReporter(options: BatchReporterOptions): BatchReporter {
   const maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH;
   const maxChars = options.maxBatchChars ?? DEFAULT_MAX_BATCH_CHARS;
+  const maxInFlight = options.maxInFlight ?? DEFAULT_MAX_REPORTS_IN_FLIGHT;
   for (const [name, value] of [
     ["maxBatch", maxBatch],
     ["maxBatchChars", maxChars],
+    ["maxInFlight", maxInFlight],
   ] as const) {
     if (!Number.isInteger(value) || value < 1) {
       throw new Error(`execute_current_job: ${name} must be a positive integer, not ${value}`);
     }
   }
   let waiting: Waiting[] = [];
-  let sending = false;
+  let sending = 0;
 
-  /** Sends the next batch unless one is on its way; called when an outcome arrives and when a report returns. */
+  /** Sends the next batch when a slot is free; called when an outcome arrives and when a report returns. */
   function next(): void {
-    if (sending || waiting.length === 0) return;
+    if (sending >= maxInFlight || waiting.length === 0) return;
     let size = 0;
     let chars = 0;
     for (const { completion } of waiting) {
@@ -75,23 +85,27 @@ export function createBatchReporter(options: BatchReporterOptions): BatchReporte
     }
     const batch = waiting.slice(0, size);
     waiting = waiting.slice(size);
-    sending = true;
+    sending++;
     void flush(batch).finally(() => {
-      sending = false;
+      sending--;
       next();
     });
   }
 
   async function flush(batch: Waiting[]): Promise<void> {
-    let finished: Set<string>;
+    let answer: ReportAnswer;
     try {
-      const ids = await options.send(batch.map((w) => w.completion));
-      finished = new Set(ids.map(idKey));
+      answer = await options.send(
+        batch.map((w) => w.completion),
+        Math.max(0, Math.floor(options.claimWithinMs?.() ?? 0)),
+      );
     } catch (error) {
       for (const w of batch) w.reject(error);
       return;
     }
+    if (answer.calls.length > 0) options.onCalls?.(answer.calls);
     // The database keeps the first of two outcomes for the same call in a batch; the later one was not recorded.
+    const finished = new Set(answer.finished.map(idKey));
     for (const w of batch) w.resolve(finished.delete(idKey(w.completion.current_job_id)));
   }
 
@@ -108,70 +122,6 @@ export function createBatchReporter(options: BatchReporterOptions): BatchReporte
     get sending() {
       return sending;
     },
-  };
-}
-
-export interface PostgrestSenderOptions {
-  fetch: typeof fetch;
-  /** The project's URL (SUPABASE_URL). */
-  supabaseUrl: string;
-  /** The service-role key, sent as `apikey` and `Authorization: Bearer`, as supabase-js sends it. */
-  key: string;
-  /** A report that has not answered by then fails (its outcomes' leases recover the jobs). Default 30 s. */
-  timeoutMs?: number;
-}
-
-/** The function that records a batch: public.supaqueue_complete_current_jobs (sql/0002_batched_completion.sql). */
-export const COMPLETE_RPC = "supaqueue_complete_current_jobs";
-
-/**
- * Sends batches as `POST /rest/v1/rpc/supaqueue_complete_current_jobs {"outcomes": [...]}`: the request supabase-js
- * `rpc()` makes, without the client, whose per-call objects were a third of the function's peak memory. Rejects
- * with PostgREST's code and message when it answers an error, and when no answer comes within the timeout: one
- * report is on its way at a time, so a hung one must not hold back the others.
- */
-export function postgrestSender(options: PostgrestSenderOptions): SendBatch {
-  const url = `${options.supabaseUrl.replace(/\/+$/, "")}/rest/v1/rpc/${COMPLETE_RPC}`;
-  const headers = {
-    "Content-Type": "application/json",
-    apikey: options.key,
-    Authorization: `Bearer ${options.key}`,
-  };
-  const timeoutMs = options.timeoutMs ?? 30_000;
-  return async (outcomes) => {
-    // Not AbortSignal.timeout: its timer would keep every report's signal alive for the whole timeout.
-    const controller = new AbortController();
-    const timer = setTimeout(
-      () => controller.abort(new Error(`no answer within ${timeoutMs} ms`)),
-      timeoutMs,
-    );
-    let response: Response;
-    let read: Awaited<ReturnType<typeof readBounded>>;
-    try {
-      response = await options.fetch(url, {
-        method: "POST",
-        headers,
-        body: JSON.stringify({ outcomes }),
-        signal: controller.signal,
-      });
-      read = await readBounded(response, Number.POSITIVE_INFINITY);
-    } finally {
-      clearTimeout(timer);
-    }
-    const { text, error } = read;
-    if (error) throw new Error(`${COMPLETE_RPC}: the answer was cut off: ${error}`);
-    let answer: unknown;
-    try {
-      answer = JSON.parse(text ?? "");
-    } catch (e) {
-      throw new Error(`${COMPLETE_RPC}: HTTP ${response.status}, not JSON: ${describeError(e)}`);
-    }
-    if (!response.ok) {
-      const { code, message } = (answer ?? {}) as { code?: unknown; message?: unknown };
-      throw new Error(`${COMPLETE_RPC}: HTTP ${response.status} ${code ?? "error"}: ${message ?? text}`);
-    }
-    if (!Array.isArray(answer)) throw new Error(`${COMPLETE_RPC} answered ${text}, not an array of ids`);
-    return answer;
   };
 }
 

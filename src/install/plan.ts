@@ -3,7 +3,13 @@ import type pg from "pg";
 import { formatDuration } from "../config/duration.ts";
 import { formatRate } from "../config/rate.ts";
 import type { ConfigProblem, QueueFile, QueueSpec } from "../config/types.ts";
-import { loadMigrations, type Migration } from "../db/migrate.ts";
+import {
+  loadMigrations,
+  type Migration,
+  migrationStatus,
+  type RecordedMigration,
+  readRecordedMigrations,
+} from "../db/migrate.ts";
 import { headerSecretName, readHeaderSecrets, type StoredSecret } from "./header-secrets.ts";
 import { computeSchedules, readCron, readSchedules } from "./schedules.ts";
 import { signingChange, signingSecretName } from "./signing.ts";
@@ -42,6 +48,8 @@ interface ExistingQueue extends QueueRow {
 export interface InstalledState {
   schemaInstalled: boolean;
   appliedVersions: number[];
+  /** What supaqueue.migration records (empty when not installed), checked against the shipped files. */
+  recordedMigrations: RecordedMigration[];
   maxCallTimeoutMs: number | null;
   /** supaqueue.config.functions_url, null when not installed. */
   functionsUrl: string | null;
@@ -111,6 +119,8 @@ export interface SecretChange {
 export interface Plan {
   schemaInstalled: boolean;
   pendingMigrations: string[];
+  /** The database holds a pre-release install, which the run replaces with today's schema (data kept). */
+  prereleaseUpgrade: boolean;
   queues: QueueChange[];
   removals: QueueRemoval[];
   secrets: SecretChange[];
@@ -139,6 +149,7 @@ export async function readInstalledState(client: pg.ClientBase): Promise<Install
   const state: InstalledState = {
     schemaInstalled: installed.rows[0]?.queue ?? false,
     appliedVersions: [],
+    recordedMigrations: [],
     maxCallTimeoutMs: null,
     functionsUrl: null,
     queues: new Map(),
@@ -147,10 +158,8 @@ export async function readInstalledState(client: pg.ClientBase): Promise<Install
     schedules: new Map(),
   };
   if (installed.rows[0]?.migration) {
-    const { rows } = await client.query<{ version: number }>(
-      "select version from supaqueue.migration order by version",
-    );
-    state.appliedVersions = rows.map((r) => r.version);
+    state.recordedMigrations = await readRecordedMigrations(client);
+    state.appliedVersions = state.recordedMigrations.map((r) => r.version);
   }
   if (!state.schemaInstalled) return state;
   const config = await client.query<{ max: number; url: string | null }>(
@@ -199,11 +208,12 @@ export function computePlan(
   state: InstalledState,
   migrations: Migration[] = loadMigrations(),
 ): Plan {
+  // A history this version cannot continue stops the run here, before any change.
+  const migrationsToApply = migrationStatus(state.recordedMigrations, migrations);
   const plan: Plan = {
     schemaInstalled: state.schemaInstalled,
-    pendingMigrations: migrations
-      .filter((m) => !state.appliedVersions.includes(m.version))
-      .map((m) => m.name),
+    pendingMigrations: migrationsToApply.pending,
+    prereleaseUpgrade: migrationsToApply.prerelease,
     queues: [],
     removals: [],
     secrets: [],

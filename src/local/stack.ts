@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
-import { type Completion, createHandler, type Handler } from "../../functions/execute_current_job/handler.ts";
-import { createBatchReporter } from "../../functions/execute_current_job/reporter.ts";
+import type { Completion } from "../../functions/execute_current_job/call.ts";
+import { createHandler, type Handler } from "../../functions/execute_current_job/handler.ts";
 import type { QueueFile } from "../config/types.ts";
 import { connect, describeConnectionError } from "../db/connect.ts";
 import type { Plan } from "../install/plan.ts";
@@ -19,6 +19,7 @@ import {
 } from "../standins/supabase.ts";
 import { type PostgresServer, startEmbeddedPostgres } from "./embedded.ts";
 import { type FunctionsServer, startFunctionsServer, type WebHandler } from "./functions-server.ts";
+import { serviceRoleDatabase } from "./service-role-database.ts";
 
 /** The key sent as `Authorization: Bearer` to function targets in local mode (there is no real project key). */
 export const LOCAL_SERVICE_ROLE_KEY = "local-service-role-key";
@@ -173,18 +174,23 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       await client.end().catch(() => {});
     }
 
-    // Outcomes go in batches, as the deployed function sends them (functions/execute_current_job/reporter.ts).
-    const reporter = createBatchReporter({ send: (outcomes) => completeAsServiceRole(pool, outcomes) });
+    // The same handler as the deployed function, reaching the database as service_role (as through PostgREST).
+    const db = serviceRoleDatabase(pool);
     const handler = createHandler({
       secret,
-      serviceRoleKey: options.serviceRoleKey ?? LOCAL_SERVICE_ROLE_KEY,
+      db: {
+        claim: (ids) => db.claim(ids),
+        async completeAndClaim(outcomes, claimWithinMs) {
+          const answer = await db.completeAndClaim(outcomes, claimWithinMs);
+          const finished = new Set(answer.finished.map(String));
+          for (const outcome of outcomes) options.onCompletion?.(outcome, finished.has(String(outcome.current_job_id)));
+          return answer;
+        },
+      },
+      projectKey: { value: options.serviceRoleKey ?? LOCAL_SERVICE_ROLE_KEY, kind: "jwt" },
+      functionsOrigins: [...new Set([functions.origin, new URL(functionsUrl).origin])],
       fetch: options.fetch ?? ((input, init) => fetch(input, init)),
       logger: { info: () => {}, warn: (m) => log(m), error: (m) => log(m) },
-      async report(completion) {
-        const recorded = await reporter.report(completion);
-        options.onCompletion?.(completion, recorded);
-        return recorded;
-      },
     });
     functions.functions.set(FUNCTION_NAME, handler);
     cleanups.push(async () => {
@@ -219,30 +225,6 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   } catch (error) {
     await stop();
     throw error;
-  }
-}
-
-/**
- * Reports outcomes the way the deployed function does (a POST to PostgREST's /rest/v1/rpc, as service_role):
- * public.supaqueue_complete_current_jobs called with the service_role's rights, in its own transaction. Resolves to
- * the ids of the current jobs it finished.
- */
-export async function completeAsServiceRole(pool: pg.Pool, outcomes: Completion[]): Promise<string[]> {
-  const client = await pool.connect();
-  try {
-    await client.query("begin");
-    await client.query("set local role service_role");
-    const { rows } = await client.query<{ finished: string[] }>(
-      "select public.supaqueue_complete_current_jobs($1::jsonb) as finished",
-      [JSON.stringify(outcomes)],
-    );
-    await client.query("commit");
-    return rows[0]?.finished ?? [];
-  } catch (error) {
-    await client.query("rollback").catch(() => {});
-    throw error;
-  } finally {
-    client.release();
   }
 }
 

@@ -1,15 +1,28 @@
+import { createHmac } from "node:crypto";
 import type pg from "pg";
+import { asServiceRole } from "../../src/local/service-role-database.ts";
+import { TEST_SECRET } from "./db.ts";
 
-/** A call that the database asked pg_net to send to execute_current_job, as the edge function receives it. */
-export interface SentCall {
+/** A wakeup the database asked pg_net to send to execute_current_job: ids only, and its MAC header. */
+export interface Wakeup {
   requestId: number;
   url: string;
   headers: Record<string, string>;
   timeoutMs: number;
+  /** The raw body as pg_net sends it. */
+  raw: string;
+  body: { v: number; ids: number[] };
+}
+
+/** A claimed call, as execute_current_job receives it from supaqueue_claim_current_jobs. */
+export interface SentCall {
+  /** The pg_net request of the wakeup that named it. */
+  requestId: number;
   body: {
     current_job_id: number;
     attempt: number;
     lease_until: string;
+    max_response_chars: number;
     job: { id: string; payload: unknown; headers: Record<string, string> };
     queue: {
       name: string;
@@ -18,15 +31,20 @@ export interface SentCall {
       method: string;
       headers: Record<string, string>;
       timeout_ms: number;
+      signed: boolean;
+      signing_keys: string[];
+      success_codes: number[] | null;
+      retry_codes: number[] | null;
     };
+    problem: string | null;
   };
 }
 
 /**
- * Takes the committed pg_net requests (as pg_net's worker does, deleting them) and returns them in order.
- * Tests that do not need HTTP play the edge function with this and `complete()`.
+ * Takes the committed pg_net requests (as pg_net's worker does, deleting them) and returns the wakeups among them,
+ * in order, after checking each one's MAC against the test secret (a wakeup that fails it fails the test).
  */
-export async function takeCalls(db: pg.Pool | pg.ClientBase, limit = 10_000): Promise<SentCall[]> {
+export async function takeWakeups(db: pg.Pool | pg.ClientBase, limit = 10_000): Promise<Wakeup[]> {
   const { rows } = await db.query(
     `delete from net.http_request_queue where id in (
        select id from net.http_request_queue order by id limit $1 for update skip locked)
@@ -34,14 +52,45 @@ export async function takeCalls(db: pg.Pool | pg.ClientBase, limit = 10_000): Pr
     [limit],
   );
   return rows
-    .map((r) => ({
-      requestId: Number(r.id),
-      url: r.url,
-      headers: r.headers,
-      timeoutMs: r.timeout_milliseconds,
-      body: JSON.parse(r.body),
-    }))
+    .map((r) => {
+      const wakeup: Wakeup = {
+        requestId: Number(r.id),
+        url: r.url,
+        headers: r.headers,
+        timeoutMs: r.timeout_milliseconds,
+        raw: r.body,
+        body: JSON.parse(r.body),
+      };
+      assertAuthentic(wakeup);
+      return wakeup;
+    })
     .sort((a, b) => a.requestId - b.requestId);
+}
+
+/** Checks a wakeup's MAC as execute_current_job does (wakeup.ts), with the test secret. */
+function assertAuthentic(wakeup: Wakeup): void {
+  const header = wakeup.headers["Supaqueue-Wakeup"] ?? "";
+  const fields = Object.fromEntries(header.split(",").map((p) => p.split("=") as [string, string]));
+  const mac = createHmac("sha256", TEST_SECRET).update(`v2.${fields.t}.${fields.w}.${wakeup.raw}`).digest("hex");
+  if (fields.v !== "2" || mac !== fields.mac) throw new Error(`wakeup ${wakeup.requestId} has a bad MAC: ${header}`);
+}
+
+/** Claims calls as execute_current_job does (public.supaqueue_claim_current_jobs, as service_role). */
+export async function claim(db: pg.Pool, ids: number[], requestId = 0): Promise<SentCall[]> {
+  const { rows } = await asServiceRole(db, "select public.supaqueue_claim_current_jobs($1::bigint[]) as calls", [ids]);
+  return (rows[0].calls as SentCall["body"][]).map((body) => ({ requestId, body }));
+}
+
+/**
+ * Plays pg_net and the start of execute_current_job: takes the committed wakeups and claims the calls they name.
+ * Tests that do not need HTTP then report outcomes with `complete()` / `completeMany()`.
+ */
+export async function takeCalls(db: pg.Pool, limit = 10_000): Promise<SentCall[]> {
+  const calls: SentCall[] = [];
+  for (const wakeup of await takeWakeups(db, limit)) {
+    calls.push(...(await claim(db, wakeup.body.ids, wakeup.requestId)));
+  }
+  return calls;
 }
 
 export interface Outcome {
@@ -54,56 +103,8 @@ export interface Outcome {
   retryAfterMs?: number;
 }
 
-/** Reports an outcome exactly as the edge function does (through the public RPC wrapper, as service_role). */
-export async function complete(
-  db: pg.Pool,
-  call: SentCall | number,
-  outcome: Outcome = { succeeded: true, statusCode: 200 },
-) {
-  const id = typeof call === "number" ? call : call.body.current_job_id;
-  const { rows } = await asServiceRole(
-    db,
-    "select public.supaqueue_complete_current_job($1, $2, $3, $4, $5, $6, $7, $8) as recorded",
-    [
-      id,
-      outcome.succeeded,
-      outcome.statusCode ?? null,
-      outcome.responseBody ?? null,
-      outcome.error ?? null,
-      outcome.durationMs ?? null,
-      outcome.retryable ?? true,
-      outcome.retryAfterMs ?? null,
-    ],
-  );
-  return rows[0].recorded as boolean;
-}
-
-/** Runs one statement in its own transaction as service_role, as PostgREST runs the edge function's RPC calls. */
-async function asServiceRole(db: pg.Pool, sql: string, params: unknown[]): Promise<pg.QueryResult> {
-  const client = await db.connect();
-  try {
-    await client.query("begin");
-    await client.query("set local role service_role");
-    const result = await client.query(sql, params);
-    await client.query("commit");
-    return result;
-  } catch (error) {
-    await client.query("rollback").catch(() => {});
-    throw error;
-  } finally {
-    client.release();
-  }
-}
-
-/**
- * Reports many outcomes in one call, exactly as the edge function does under load (public RPC wrapper, as
- * service_role). Returns the ids of the current jobs that were still in flight and are now finished.
- */
-export async function completeMany(
-  db: pg.Pool,
-  reports: { call: SentCall | number; outcome?: Outcome }[],
-): Promise<number[]> {
-  const outcomes = reports.map(({ call, outcome = { succeeded: true, statusCode: 200 } }) => ({
+function outcomeJson(call: SentCall | number, outcome: Outcome = { succeeded: true, statusCode: 200 }) {
+  return {
     current_job_id: typeof call === "number" ? call : call.body.current_job_id,
     succeeded: outcome.succeeded,
     status_code: outcome.statusCode ?? null,
@@ -112,13 +113,50 @@ export async function completeMany(
     duration_ms: outcome.durationMs ?? null,
     retryable: outcome.retryable ?? true,
     retry_after_ms: outcome.retryAfterMs ?? null,
-  }));
-  const { rows } = await asServiceRole(
-    db,
-    "select public.supaqueue_complete_current_jobs($1::jsonb) as finished",
-    [JSON.stringify(outcomes)],
-  );
+  };
+}
+
+/** Reports one outcome as the edge function does; true when the call was still in flight and is now finished. */
+export async function complete(
+  db: pg.Pool,
+  call: SentCall | number,
+  outcome: Outcome = { succeeded: true, statusCode: 200 },
+): Promise<boolean> {
+  return (await completeMany(db, [{ call, outcome }])).length === 1;
+}
+
+/**
+ * Reports many outcomes in one call (public.supaqueue_complete_current_jobs, as service_role). Returns the ids of
+ * the current jobs that were still in flight and are now finished. The calls started for the freed workers get a
+ * wakeup at commit, which the next takeCalls() takes.
+ */
+export async function completeMany(
+  db: pg.Pool,
+  reports: { call: SentCall | number; outcome?: Outcome }[],
+): Promise<number[]> {
+  const outcomes = reports.map(({ call, outcome }) => outcomeJson(call, outcome));
+  const { rows } = await asServiceRole(db, "select public.supaqueue_complete_current_jobs($1::jsonb) as finished", [
+    JSON.stringify(outcomes),
+  ]);
   return (rows[0].finished as string[]).map(Number);
+}
+
+/**
+ * Reports outcomes and takes the next calls in the same transaction, as execute_current_job does while its instance
+ * may go on (public.supaqueue_complete_and_claim). Returns what finished and the calls handed back.
+ */
+export async function completeAndClaim(
+  db: pg.Pool,
+  reports: { call: SentCall | number; outcome?: Outcome }[],
+  claimWithinMs = 100_000,
+): Promise<{ finished: number[]; calls: SentCall[] }> {
+  const outcomes = reports.map(({ call, outcome }) => outcomeJson(call, outcome));
+  const { rows } = await asServiceRole(db, "select public.supaqueue_complete_and_claim($1::jsonb, $2) as answer", [
+    JSON.stringify(outcomes),
+    claimWithinMs,
+  ]);
+  const answer = rows[0].answer as { finished: number[]; calls: SentCall["body"][] };
+  return { finished: answer.finished.map(Number), calls: answer.calls.map((body) => ({ requestId: 0, body })) };
 }
 
 /** Creates a queue (defaults: a URL target, POST) with `workers` workers; returns its id. */

@@ -1,0 +1,48 @@
+import type pg from "pg";
+import type { Completion } from "../../functions/execute_current_job/call.ts";
+import type { Database, ReportAnswer } from "../../functions/execute_current_job/rpc.ts";
+
+/**
+ * The database as execute_current_job reaches it, without PostgREST: each call is one transaction run as
+ * `service_role`, the role the project's key maps to, calling the same public functions the deployed function posts
+ * to (/rest/v1/rpc/...). Local mode, the tests that play the function, and the benchmark use it.
+ */
+export function serviceRoleDatabase(pool: pg.Pool): Database {
+  return {
+    async claim(ids) {
+      const { rows } = await asServiceRole(pool, "select public.supaqueue_claim_current_jobs($1::bigint[]) as calls", [
+        ids,
+      ]);
+      return (rows[0]?.calls as unknown[]) ?? [];
+    },
+    async completeAndClaim(outcomes: Completion[], claimWithinMs: number): Promise<ReportAnswer> {
+      const { rows } = await asServiceRole(
+        pool,
+        "select public.supaqueue_complete_and_claim($1::jsonb, $2::integer) as answer",
+        [JSON.stringify(outcomes), claimWithinMs],
+      );
+      return rows[0]?.answer as ReportAnswer;
+    },
+  };
+}
+
+/** Runs one statement in its own transaction as service_role, as PostgREST runs an RPC. */
+export async function asServiceRole(
+  pool: pg.Pool,
+  sql: string,
+  params: unknown[] = [],
+): Promise<pg.QueryResult> {
+  const client = await pool.connect();
+  try {
+    await client.query("begin");
+    await client.query("set local role service_role");
+    const result = await client.query(sql, params);
+    await client.query("commit");
+    return result;
+  } catch (error) {
+    await client.query("rollback").catch(() => {});
+    throw error;
+  } finally {
+    client.release();
+  }
+}
