@@ -117,7 +117,7 @@ export async function startTargets(): Promise<Targets> {
 
   async function verify(req: IncomingMessage, res: ServerResponse, received: ReceivedRequest, name: string) {
     const result = await checkSupaqueueSignature({
-      header: received.headers["supaqueue-signature"],
+      headers: req.headers,
       method: received.method,
       url: req.url ?? "/",
       body: received.body,
