@@ -159,8 +159,8 @@ describe("the action, run as GitHub runs it", () => {
       queues: { created: ["send-email", "webhook", "old-reports"], changed: [], paused: [], removed: [] },
       workers: { "send-email": 2, webhook: 3, "old-reports": 1 },
       secrets: [
-        { name: "supaqueue_header_send-email_x-api-key", action: "create" },
-        { name: "supaqueue_header_old-reports_authorization", action: "create" },
+        { name: "supaqueue:header:send-email:x-api-key", action: "create" },
+        { name: "supaqueue:header:old-reports:authorization", action: "create" },
       ],
     });
 
@@ -170,7 +170,7 @@ describe("the action, run as GitHub runs it", () => {
       function_name: "send-email",
       method: "POST",
       headers: {},
-      secret_headers: { "X-Api-Key": "supaqueue_header_send-email_x-api-key" },
+      secret_headers: { "X-Api-Key": "supaqueue:header:send-email:x-api-key" },
       timeout_ms: 20_000,
       backoff_base_ms: 5000,
       backoff_max_ms: 600_000,
@@ -185,20 +185,20 @@ describe("the action, run as GitHub runs it", () => {
     });
     expect(q.webhook.headers).toEqual({ "Content-Type": "application/json" });
     // signed: true made the queue's first key in Vault; the run says how to read it and never prints it.
-    expect(q.webhook.signing_key_secret).toBe("supaqueue_signing_webhook");
-    const signingKey = await vault("supaqueue_signing_webhook");
+    expect(q.webhook.signing_key_secret).toBe("supaqueue:signing:webhook");
+    const signingKey = await vault("supaqueue:signing:webhook");
     expect(signingKey).toMatch(/^[A-Za-z0-9+/=]{44}$/);
     expectNoSecretIn(result, signingKey as string);
     expect(summaryOf(result).signingKeys).toEqual([
-      { queue: "webhook", action: "create", vaultSecret: "supaqueue_signing_webhook" },
+      { queue: "webhook", action: "create", vaultSecret: "supaqueue:signing:webhook" },
     ]);
     const readIt =
-      "select decrypted_secret from vault.decrypted_secrets where name = 'supaqueue_signing_webhook'";
+      "select decrypted_secret from vault.decrypted_secrets where name = 'supaqueue:signing:webhook'";
     expect(result.stdout).toContain(`queue webhook: signing key created: read it with ${readIt}`);
     expect(result.summary).toContain(`| \`webhook\` | signing key created | \`${readIt}\` |`);
     expect(q["old-reports"]).toMatchObject({ workers: 1, paused: false });
-    expect(await vault("supaqueue_header_send-email_x-api-key")).toBe(EMAIL_KEY);
-    expect(await vault("supaqueue_header_old-reports_authorization")).toBe(`Bearer ${REPORTS_TOKEN}`);
+    expect(await vault("supaqueue:header:send-email:x-api-key")).toBe(EMAIL_KEY);
+    expect(await vault("supaqueue:header:old-reports:authorization")).toBe(`Bearer ${REPORTS_TOKEN}`);
     const { rows: config } = await db.pool.query("select functions_url from supaqueue.config");
     expect(config[0].functions_url).toBe(`https://${REF}.supabase.co/functions/v1`);
 
@@ -286,7 +286,7 @@ describe("the action, run as GitHub runs it", () => {
     expect(summary.queues.removed).toEqual([]);
     expect(summary.secrets).toEqual([
       {
-        name: "supaqueue_header_send-email_x-api-key",
+        name: "supaqueue:header:send-email:x-api-key",
         queue: "send-email",
         header: "X-Api-Key",
         action: "update",
@@ -299,7 +299,7 @@ describe("the action, run as GitHub runs it", () => {
     const q = await queues();
     expect(q["send-email"].workers).toBe(5);
     expect(q["send-email"].headers).toEqual({ "X-Source": "ci" });
-    expect(await vault("supaqueue_header_send-email_x-api-key")).toBe(EMAIL_KEY_2);
+    expect(await vault("supaqueue:header:send-email:x-api-key")).toBe(EMAIL_KEY_2);
     expect(q.webhook.workers).toBe(0);
     expect(q["old-reports"].paused).toBe(true);
     // The busy worker of webhook retires after its call; the call itself is still there.
@@ -323,13 +323,15 @@ describe("the action, run as GitHub runs it", () => {
     const { rows } = await db.pool.query(
       "select c.id from supaqueue.current_job c join supaqueue.job j on j.id = c.job_id join supaqueue.queue q on q.id = j.queue_id where q.name = 'old-reports'",
     );
-    await db.pool.query("select supaqueue.complete_current_job($1, true, 200)", [rows[0].id]);
+    await db.pool.query("select supaqueue.complete_current_jobs($1::jsonb)", [
+      JSON.stringify([{ current_job_id: rows[0].id, succeeded: true, status_code: 200 }]),
+    ]);
     const result = await run(EDITED, { env: { EMAIL_API_KEY: EMAIL_KEY_2 } });
     succeeded(result);
     expect(summaryOf(result).queues).toMatchObject({ removed: ["old-reports"], paused: [] });
     expect(result.stdout).toContain("removed queue old-reports");
     expect(Object.keys(await queues())).toEqual(["send-email", "webhook"]);
-    expect(await vault("supaqueue_header_old-reports_authorization")).toBeUndefined();
+    expect(await vault("supaqueue:header:old-reports:authorization")).toBeUndefined();
   });
 
   test("a file queue named like a queue made by hand stops the run before any change", async () => {

@@ -28,7 +28,7 @@ async function lockedWorkers(queue: string): Promise<number> {
 }
 
 describe("complete_current_jobs: many outcomes in one call", () => {
-  test("each outcome moves its job as complete_current_job would, and each worker takes its queue's next job", async () => {
+  test("each outcome moves its job, and each worker takes its queue's next job", async () => {
     await createQueue(db.pool, "b_ok", 2);
     await createQueue(db.pool, "b_dlq", 1);
     await createQueue(db.pool, "b_flaky", 2, {
@@ -157,7 +157,7 @@ describe("complete_current_jobs: many outcomes in one call", () => {
     await db.pool.query("select supaqueue.purge('b_rate')");
   });
 
-  test("one outcome through complete_current_job and through a batch of one end the same way", async () => {
+  test("one outcome alone and the same outcome in a batch end the same way", async () => {
     await createQueue(db.pool, "b_same", 1);
     const a = await enqueue("b_same");
     const b = await enqueue("b_same");
@@ -188,7 +188,7 @@ describe("complete_current_jobs: many outcomes in one call", () => {
     const bad = async (outcomes: string) =>
       db.pool.query("select supaqueue.complete_current_jobs($1::jsonb)", [outcomes]);
     await expect(bad('{"current_job_id": 1}')).rejects.toThrow(
-      "supaqueue: complete_current_jobs takes a JSON array of outcomes, not object",
+      "supaqueue: outcomes must be a JSON array, not object",
     );
     await expect(
       bad(`[{"current_job_id": ${call!.body.current_job_id}, "succeeded": true}, {"succeeded": true}]`),

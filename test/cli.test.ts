@@ -234,7 +234,8 @@ describe("status, enqueue, plan and uninstall against an installed database", ()
     // Fail the job in flight as the edge function would report it (the first job holds the only worker).
     await db.as(
       "service_role",
-      `select public.supaqueue_complete_current_job(c.id, false, 500, null, 'upstream exploded', 12, false)
+      `select public.supaqueue_complete_current_jobs(jsonb_agg(jsonb_build_object('current_job_id', c.id,
+         'succeeded', false, 'status_code', 500, 'error', 'upstream exploded', 'duration_ms', 12, 'retryable', false)))
        from supaqueue.current_job c`,
     );
     const json = await cli(["status", "--json", "--db-url", db.url]);
@@ -417,7 +418,7 @@ describe("queue and job operations against an installed database", () => {
     expect(first.stdout).toBe(`${key}\n`);
     expect(key.length).toBeGreaterThanOrEqual(16);
     const vault = async () =>
-      (await one("select decrypted_secret from vault.decrypted_secrets where name = 'supaqueue_signing_ops'"))
+      (await one("select decrypted_secret from vault.decrypted_secrets where name = 'supaqueue:signing:ops'"))
         .decrypted_secret;
     expect(await vault()).toBe(key);
     expect(first.stderr).toContain("No previous key is sent any more");

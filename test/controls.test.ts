@@ -132,7 +132,7 @@ describe("signed requests", () => {
     const { rows } = await db.pool.query(
       "select signing_key_secret from supaqueue.queue where name = 'signed'",
     );
-    expect(rows[0].signing_key_secret).toBe("supaqueue_signing_signed"); // a Vault name, never the key
+    expect(rows[0].signing_key_secret).toBe("supaqueue:signing:signed"); // a Vault name, never the key
   });
 });
 

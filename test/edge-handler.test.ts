@@ -1,33 +1,41 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { chunkReader, READ_BUFFER_BYTES, readBounded } from "../functions/execute_current_job/body.ts";
 import {
   buildRequest,
   type Completion,
   type CurrentJobCall,
-  chunkReader,
   classify,
-  createHandler,
-  type HandlerDeps,
   parseCall,
   parseRetryAfter,
-  READ_BUFFER_BYTES,
-  readBounded,
-  secretsEqual,
-} from "../functions/execute_current_job/handler.ts";
+} from "../functions/execute_current_job/call.ts";
+import { createHandler, type HandlerDeps } from "../functions/execute_current_job/handler.ts";
+import { type Database, RpcError } from "../functions/execute_current_job/rpc.ts";
+import { wakeupHeader } from "../functions/execute_current_job/wakeup.ts";
+import { checkSupaqueueSignature } from "../functions/_shared/verify_signature.ts";
 import { startTargets, type Targets } from "./support/targets.ts";
+
+/**
+ * execute_current_job's handler (functions/execute_current_job/handler.ts) with a database stand-in that claims each
+ * call once, as supaqueue.claim_current_jobs does: how it checks a wakeup, claims, answers pg_net, makes the calls,
+ * reports them and takes on the calls a report hands back. The end-to-end tests run the same code in Deno against
+ * the real database.
+ */
 
 const SECRET = "s3cret-value";
 const JOB_ID = "6f1c2a9e-0000-4000-8000-000000000001";
+const NOW = Date.parse("2026-11-28T12:00:00Z");
+const PROJECT = "https://ref.supabase.co";
 
-/** The body pg_net sends (as supaqueue._on_current_jobs_inserted builds it), with overrides. */
-function body(
+/** A call's details as the database hands them out (supaqueue._call_details), with overrides. */
+function details(
   overrides: { queue?: Record<string, unknown>; job?: Record<string, unknown>; [k: string]: unknown } = {},
 ) {
   const { queue, job, ...rest } = overrides;
   return {
     current_job_id: 41,
     attempt: 2,
-    // A lease a minute from now: the handler refuses calls whose lease has run out.
-    lease_until: new Date(Date.now() + 60_000).toISOString(),
+    lease_until: new Date(NOW + 60_000).toISOString(),
+    max_response_chars: 2000,
     job: { id: JOB_ID, payload: { hello: "world" }, headers: {}, ...job },
     queue: {
       name: "q",
@@ -38,190 +46,352 @@ function body(
       timeout_ms: 2000,
       success_codes: null,
       retry_codes: null,
+      signed: false,
+      signing_keys: [],
       ...queue,
     },
+    problem: null,
     ...rest,
   };
 }
 
-function call(overrides: Parameters<typeof body>[0] = {}): CurrentJobCall {
-  const parsed = parseCall(body(overrides));
+function call(overrides: Parameters<typeof details>[0] = {}): CurrentJobCall {
+  const parsed = parseCall(details(overrides));
   if (typeof parsed === "string") throw new Error(parsed);
   return parsed;
 }
 
-function post(payload: unknown, secret: string | null = SECRET, raw?: string): Request {
+/** A wakeup as the database sends it: {"v": 2, "ids": [...]} with its MAC, made at `t` with window `w`. */
+async function wakeup(
+  ids: unknown[],
+  options: { secret?: string; t?: number; w?: number; raw?: string; header?: string | null } = {},
+): Promise<Request> {
+  const body = options.raw ?? JSON.stringify({ v: 2, ids });
   const headers: Record<string, string> = { "Content-Type": "application/json" };
-  if (secret !== null) headers["supaqueue-secret"] = secret;
-  return new Request("http://edge.test/functions/v1/execute_current_job", {
-    method: "POST",
-    headers,
-    body: raw ?? JSON.stringify(payload),
-  });
+  const header =
+    options.header !== undefined
+      ? options.header
+      : await wakeupHeader({ secret: options.secret ?? SECRET, body, t: options.t ?? NOW, w: options.w ?? 41_000 });
+  if (header !== null) headers["Supaqueue-Wakeup"] = header;
+  return new Request(`${PROJECT}/execute_current_job`, { method: "POST", headers, body });
 }
 
-/** A handler with a recording reporter and fetch; returns what it reported. */
-function harness(overrides: Partial<HandlerDeps> = {}) {
-  const reports: Completion[] = [];
+/**
+ * A database that hands out each known call once (a second claim of the same id gets nothing, as after a replay),
+ * records every report, and hands back the calls queued in `next` with the report that frees a worker.
+ */
+function fakeDatabase(calls: Record<number, unknown> = { 41: details() }) {
+  const available = new Map(Object.entries(calls).map(([id, c]) => [Number(id), c]));
+  const claims: number[][] = [];
+  const reports: { outcomes: Completion[]; within: number }[] = [];
+  const next: unknown[] = [];
+  const db: Database = {
+    async claim(ids) {
+      claims.push(ids);
+      const out: unknown[] = [];
+      for (const id of ids) {
+        const c = available.get(id);
+        if (c) out.push(c);
+        available.delete(id);
+      }
+      return out;
+    },
+    async completeAndClaim(outcomes, within) {
+      reports.push({ outcomes, within });
+      const handed = within > 0 ? next.splice(0, outcomes.length) : [];
+      return { finished: outcomes.map((o) => o.current_job_id), calls: handed };
+    },
+  };
+  return { db, claims, reports, next, outcomes: () => reports.flatMap((r) => r.outcomes) };
+}
+
+/** A handler with a recording fetch and database. */
+function harness(overrides: Partial<HandlerDeps> = {}, calls?: Record<number, unknown>) {
+  const fake = fakeDatabase(calls);
   const fetched: Request[] = [];
   const logs: string[] = [];
   const deps: HandlerDeps = {
     secret: SECRET,
-    serviceRoleKey: "service-key",
+    db: fake.db,
+    projectKey: { value: "service-jwt", kind: "jwt" },
+    functionsOrigins: [PROJECT],
+    now: () => NOW,
     fetch: async (input, init) => {
       fetched.push(new Request(input, init));
       return new Response('{"ok":true}', { status: 200 });
-    },
-    report: async (c) => {
-      reports.push(c);
-      return true;
     },
     logger: { info: (m) => logs.push(m), warn: (m) => logs.push(m), error: (m) => logs.push(m) },
     ...overrides,
   };
   const handler = createHandler(deps);
-  return { handler, reports, fetched, logs };
+  return { handler, fetched, logs, ...fake };
 }
 
-describe("authentication and validation", () => {
-  test("a missing or wrong secret gets 401 and nothing is called or reported", async () => {
-    const { handler, reports, fetched } = harness();
-    for (const secret of [null, "", "wrong", `${SECRET}x`, SECRET.slice(0, -1)]) {
-      const res = await handler(post(body(), secret));
-      expect(res.status).toBe(401);
-      expect(await res.text()).not.toContain(SECRET);
-    }
+describe("the wakeup: authenticated, fresh, and naming ids only", () => {
+  test("a valid wakeup claims its calls before answering, and the answer holds counts only", async () => {
+    const { handler, claims, fetched, outcomes } = harness();
+    const res = await handler(await wakeup([41, 42]));
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ claimed: 1, of: 2 });
+    expect(claims).toEqual([[41, 42]]);
     await handler.idle();
-    expect(fetched).toHaveLength(0);
-    expect(reports).toHaveLength(0);
+    expect(fetched).toHaveLength(1);
+    expect(outcomes()).toEqual([expect.objectContaining({ current_job_id: 41, succeeded: true, status_code: 200 })]);
   });
 
-  test("secrets are compared by value", async () => {
-    expect(await secretsEqual(SECRET, SECRET)).toBe(true);
-    expect(await secretsEqual("", "")).toBe(false);
-    expect(await secretsEqual("a", "b")).toBe(false);
-    expect(() => createHandler({ ...harnessDeps(), secret: "" })).toThrow(/must not be empty/);
-  });
-
-  test("malformed bodies get 400 naming the field, without echoing content, and nothing is done", async () => {
-    const { handler, reports, fetched } = harness();
-    const cases: [unknown, RegExp][] = [
-      [[1, 2], /JSON object/],
-      [body({ current_job_id: "x" }), /current_job_id/],
-      [body({ attempt: 0 }), /attempt/],
-      [body({ job: { id: 5 } }), /job\.id/],
-      [body({ job: { payload: "secret-payload" } }), /job\.payload/],
-      [body({ job: { headers: { A: 1 } } }), /job\.headers/],
-      [body({ queue: { url: "ftp://x/y" } }), /queue\.url/],
-      [body({ queue: { method: "TRACE" } }), /queue\.method/],
-      [body({ queue: { headers: { Authorization: ["very-secret"] } } }), /queue\.headers/],
-      [body({ queue: { timeout_ms: -1 } }), /timeout_ms/],
-      [body({ queue: { retry_codes: "500" } }), /retry_codes/],
-      [body({ queue: { is_function: "yes" } }), /is_function/],
-      [body({ lease_until: "soon" }), /lease_until/],
-      [body({ queue: { signing_keys: "k" } }), /signing_keys/],
-      [body({ queue: { signing_keys: ["ok-key", ""] } }), /signing_keys/],
-      [body({ queue: { signing_keys: [42] } }), /signing_keys/],
+  test("a missing, forged or tampered wakeup gets 401/400 with a short code, and nothing is claimed or called", async () => {
+    const { handler, claims, fetched } = harness();
+    const valid = await wakeup([41]);
+    const header = valid.headers.get("Supaqueue-Wakeup") ?? "";
+    const cases: [Request, number, string][] = [
+      [await wakeup([41], { header: null }), 401, "wakeup_unauthenticated"],
+      [await wakeup([41], { secret: "another-secret" }), 401, "wakeup_bad_mac"],
+      [await wakeup([41], { header, raw: JSON.stringify({ v: 2, ids: [999_999] }) }), 401, "wakeup_bad_mac"],
+      [await wakeup([41], { header: header.replace(/t=\d+/, `t=${NOW + 1}`) }), 401, "wakeup_bad_mac"],
+      [await wakeup([41], { header: header.replace(/w=\d+/, "w=900000") }), 401, "wakeup_bad_mac"],
+      [await wakeup([41], { header: "v=2,t=1,w=2" }), 400, "wakeup_malformed"],
+      [await wakeup([41], { header: `${header},t=5` }), 400, "wakeup_malformed"],
+      [await wakeup([41], { header: header.replace("v=2", "v=3") }), 400, "wakeup_hop_version_unsupported"],
+      [await wakeup([-1]), 400, "wakeup_malformed"],
+      [await wakeup(["41"]), 400, "wakeup_malformed"],
+      [await wakeup(Array.from({ length: 1001 }, (_, i) => i + 1)), 400, "wakeup_malformed"],
+      [await wakeup([], { raw: "{not json" }), 400, "wakeup_malformed"],
+      [await wakeup([], { raw: JSON.stringify({ v: 3, ids: [41] }) }), 400, "wakeup_hop_version_unsupported"],
     ];
-    for (const [payload, field] of cases) {
-      const res = await handler(post(payload));
-      expect(res.status).toBe(400);
-      const text = await res.text();
-      expect(JSON.parse(text).error).toMatch(field);
-      expect(text).not.toMatch(/secret-payload|very-secret/);
-    }
-    const notJson = await handler(post(null, SECRET, "{not json"));
-    expect(notJson.status).toBe(400);
-    await handler.idle();
-    expect(fetched).toHaveLength(0);
-    expect(reports).toHaveLength(0);
-  });
-
-  test("a call whose lease has already run out gets 409: no call, no report", async () => {
-    const now = Date.parse("2026-11-28T12:00:00Z");
-    const { handler, reports, fetched, logs } = harness({ now: () => now });
-    // As Postgres writes a timestamptz in JSON: microseconds and an offset.
-    const expired = await handler(post(body({ lease_until: "2026-11-28T11:59:59.999999+00:00" })));
-    expect(expired.status).toBe(409);
-    expect((await expired.json()).error).toMatch(/^lease expired/);
-    await handler.idle();
-    expect(fetched).toHaveLength(0);
-    expect(reports).toHaveLength(0);
-    expect(logs.join("\n")).toMatch(/lease had already expired/);
-    // A lease still running, or none sent, is accepted.
-    for (const lease_until of ["2026-11-28T12:00:00.5+00:00", null]) {
-      expect((await handler(post(body({ lease_until })))).status).toBe(202);
+    for (const [request, status, code] of cases) {
+      const res = await handler(request);
+      expect(res.status, code).toBe(status);
+      expect(await res.json()).toEqual({ error: code });
     }
     await handler.idle();
-    expect(fetched).toHaveLength(2);
+    expect(claims).toEqual([]);
+    expect(fetched).toHaveLength(0);
   });
 
-  test("only POST is accepted", async () => {
-    const { handler } = harness();
+  test("freshness: refused after t + w, and when t is more than a minute ahead or the window is over 15 minutes", async () => {
+    const { handler, claims } = harness();
+    const stale = [
+      await wakeup([41], { t: NOW - 41_001 }),
+      await wakeup([41], { t: NOW + 60_001 }),
+      await wakeup([41], { t: NOW - 1000, w: 15 * 60_000 + 1 }),
+    ];
+    for (const request of stale) expect((await handler(request)).status).toBe(400);
+    expect(claims).toEqual([]);
+    expect((await handler(await wakeup([41], { t: NOW - 41_000 }))).status).toBe(200);
+    expect(claims).toEqual([[41]]);
+  });
+
+  test("a replayed wakeup claims nothing: the call is made once", async () => {
+    const { handler, fetched } = harness();
+    const first = await wakeup([41]);
+    const replay = first.clone();
+    expect(await (await handler(first)).json()).toEqual({ claimed: 1, of: 1 });
+    expect(await (await handler(replay)).json()).toEqual({ claimed: 0, of: 1 });
+    await handler.idle();
+    expect(fetched).toHaveLength(1);
+  });
+
+  test("the wakeup of Supaqueue before hop version 2 (the whole call and a shared secret) is never honoured", async () => {
+    // Attack 1 of the hop's review: with the old shared secret, a hand-made body naming any URL and is_function got
+    // the project's key sent there. The body is not read at all now.
+    const { handler, claims, fetched } = harness();
     const res = await handler(
-      new Request("http://edge.test/x", { method: "GET", headers: { "supaqueue-secret": SECRET } }),
+      new Request(`${PROJECT}/execute_current_job`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "supaqueue-secret": SECRET },
+        body: JSON.stringify({ ...details({ current_job_id: 999_999 }), queue: { url: "https://evil.example/", is_function: true } }),
+      }),
     );
-    expect(res.status).toBe(405);
+    expect(res.status).toBe(400);
+    expect((await res.json()).error).toBe("wakeup_hop_version_unsupported");
+    await handler.idle();
+    expect(claims).toEqual([]);
+    expect(fetched).toHaveLength(0);
+  });
+
+  test("only POST; a body over 64 KiB is refused unread", async () => {
+    const { handler, claims } = harness();
+    expect((await handler(new Request(`${PROJECT}/x`, { method: "GET" }))).status).toBe(405);
+    const big = await wakeup([], { raw: " ".repeat(64 * 1024 + 1), header: "v=2,t=1,w=1,mac=00" });
+    expect((await handler(big)).status).toBe(413);
+    expect(claims).toEqual([]);
+  });
+
+  test("a claim that fails answers 502 with a code naming the step, never a secret", async () => {
+    const cases: [unknown, string][] = [
+      [new RpcError("supaqueue_claim_current_jobs", 404, "HTTP 404 PGRST202: Could not find the function"), "claim_rpc_404"],
+      [new RpcError("supaqueue_claim_current_jobs", 401, "HTTP 401 PGRST301: Invalid API key"), "claim_rpc_401"],
+      [new RpcError("supaqueue_claim_current_jobs", null, "fetch failed (ECONNREFUSED)"), "claim_rpc_unreachable"],
+      [new RpcError("supaqueue_claim_current_jobs", null, "no answer within 30000 ms"), "claim_rpc_timeout"],
+      [new Error("boom"), "claim_failed"],
+    ];
+    for (const [error, code] of cases) {
+      const { handler, db, logs } = harness();
+      db.claim = async () => {
+        throw error;
+      };
+      const res = await handler(await wakeup([41]));
+      expect(res.status).toBe(502);
+      const text = await res.text();
+      expect(JSON.parse(text)).toEqual({ error: code });
+      expect(text).not.toContain(SECRET);
+      expect(logs.join("\n")).toMatch(/claiming 1 calls failed/);
+    }
+  });
+
+  test("the shared secret must not be empty", () => {
+    expect(() => createHandler({ ...harness().handler, secret: "", db: fakeDatabase().db, fetch })).toThrow(
+      /must not be empty/,
+    );
   });
 });
 
-function harnessDeps(): HandlerDeps {
-  return { secret: SECRET, fetch: async () => new Response(null), report: async () => true };
-}
-
-describe("accepting and running in the background", () => {
-  test("answers 202 before the call finishes, and keeps it alive with waitUntil", async () => {
+describe("making the calls", () => {
+  test("answers before the call finishes, and keeps it alive with waitUntil", async () => {
     let release: (() => void) | undefined;
     const kept: Promise<unknown>[] = [];
-    const { handler, reports } = harness({
+    const { handler, outcomes } = harness({
       fetch: () =>
         new Promise((resolve) => {
           release = () => resolve(new Response("done", { status: 201 }));
         }),
       waitUntil: (p) => kept.push(p),
     });
-    const res = await handler(post(body()));
-    expect(res.status).toBe(202);
-    expect(await res.json()).toEqual({ accepted: true, current_job_id: 41 });
+    expect((await handler(await wakeup([41]))).status).toBe(200);
     expect(kept).toHaveLength(1);
     expect(handler.inFlight).toBe(1);
-    expect(reports).toHaveLength(0);
     await new Promise((r) => setTimeout(r, 10));
     release?.();
     await kept[0];
-    expect(reports).toEqual([
-      expect.objectContaining({
-        current_job_id: 41,
-        succeeded: true,
-        status_code: 201,
-        response_body: "done",
-        error: null,
-      }),
+    expect(outcomes()).toEqual([
+      expect.objectContaining({ current_job_id: 41, succeeded: true, status_code: 201, response_body: "done", error: null }),
     ]);
     expect(handler.inFlight).toBe(0);
   });
 
-  test("without waitUntil the call still runs after the response", async () => {
-    const { handler, reports } = harness();
-    expect((await handler(post(body()))).status).toBe(202);
-    await handler.idle();
-    expect(reports).toHaveLength(1);
-  });
-
   test("a failing report is logged and does not throw; a late completion is only noted", async () => {
-    const failing = harness({
-      report: async () => {
-        throw new Error("PostgREST unreachable");
-      },
-    });
-    expect((await failing.handler(post(body()))).status).toBe(202);
+    const failing = harness();
+    failing.db.completeAndClaim = async () => {
+      throw new Error("PostgREST unreachable");
+    };
+    await failing.handler(await wakeup([41]));
     await failing.handler.idle();
     expect(failing.logs.join("\n")).toMatch(/reporting the outcome failed: PostgREST unreachable/);
 
-    const late = harness({ report: async () => false });
-    await late.handler(post(body()));
+    const late = harness();
+    late.db.completeAndClaim = async () => ({ finished: [], calls: [] });
+    await late.handler(await wakeup([41]));
     await late.handler.idle();
     expect(late.logs.join("\n")).toMatch(/no longer in flight/);
+  });
+
+  test("a call the database flags (a secret missing from Vault) fails without being made, and is not retried", async () => {
+    const { handler, fetched, outcomes } = harness({}, { 41: details({ problem: 'a secret header is missing from Vault: header "X-Key"' }) });
+    await handler(await wakeup([41]));
+    await handler.idle();
+    expect(fetched).toHaveLength(0);
+    expect(outcomes()[0]).toMatchObject({ succeeded: false, retryable: false, status_code: null });
+    expect(outcomes()[0]?.error).toMatch(/missing from Vault/);
+  });
+
+  test("unreadable call details fail that call, never guessed at", async () => {
+    const { handler, fetched, outcomes } = harness({}, { 41: details({ queue: { url: "ftp://x" } }) });
+    await handler(await wakeup([41]));
+    await handler.idle();
+    expect(fetched).toHaveLength(0);
+    expect(outcomes()[0]).toMatchObject({ current_job_id: 41, succeeded: false, retryable: false });
+    expect(outcomes()[0]?.error).toMatch(/could not read the call's details: queue\.url/);
+  });
+
+  test("a signed queue signs with scheme v2; a signed queue without a key is never sent unsigned", async () => {
+    const signed = harness({}, { 41: details({ queue: { signed: true, signing_keys: ["k".repeat(16)] } }) });
+    await signed.handler(await wakeup([41]));
+    await signed.handler.idle();
+    const sent = signed.fetched[0]!;
+    expect(sent.headers.get("supaqueue-signature")).toMatch(/^t=\d+,v2=[0-9a-f]{64}$/);
+    const check = await checkSupaqueueSignature({
+      headers: sent.headers,
+      method: sent.method,
+      url: sent.url,
+      body: await sent.text(),
+      keys: ["k".repeat(16)],
+      now: NOW,
+    });
+    expect(check.ok).toBe(true);
+
+    const keyless = harness({}, { 41: details({ queue: { signed: true, signing_keys: [] } }) });
+    await keyless.handler(await wakeup([41]));
+    await keyless.handler.idle();
+    expect(keyless.fetched).toHaveLength(0);
+    expect(keyless.outcomes()[0]).toMatchObject({ succeeded: false, retryable: false });
+    expect(keyless.outcomes()[0]?.error).toMatch(/not sent unsigned/);
+  });
+
+  test("an invalid header fails the job at once", async () => {
+    const { handler, fetched, outcomes } = harness({}, { 41: details({ job: { headers: { "Bad Header": "x" } } }) });
+    await handler(await wakeup([41]));
+    await handler.idle();
+    expect(fetched).toHaveLength(0);
+    expect(outcomes()[0]).toMatchObject({ succeeded: false, retryable: false, status_code: null });
+    expect(outcomes()[0]?.error).toMatch(/invalid header/);
+  });
+
+  test("a RateLimitError from the edge runtime is retried after its delay, and the instance takes no more calls", async () => {
+    const { handler, reports, next, outcomes } = harness({
+      fetch: async () => {
+        const error = new Error("rate limit exceeded for function calls") as Error & { retryAfter: number };
+        error.name = "RateLimitError";
+        error.retryAfter = 7;
+        throw error;
+      },
+    });
+    next.push(details({ current_job_id: 42 }));
+    await handler(await wakeup([41]));
+    await handler.idle();
+    expect(outcomes()[0]).toMatchObject({ succeeded: false, retryable: true, retry_after_ms: 7000 });
+    expect(reports[0]?.within).toBe(0);
+  });
+});
+
+describe("going on with the next calls a report hands back", () => {
+  test("a report asks for next calls and the instance makes them, without a new wakeup", async () => {
+    const { handler, reports, next, fetched } = harness();
+    next.push(details({ current_job_id: 42 }), details({ current_job_id: 43 }));
+    await handler(await wakeup([41]));
+    await handler.idle();
+    expect(fetched).toHaveLength(3);
+    expect(reports.map((r) => r.outcomes.map((o) => o.current_job_id))).toEqual([[41], [42], [43]]);
+    // Whatever fits in the wall clock (150 s) less the margin (10 s) at this instance's age (0).
+    expect(reports[0]?.within).toBe(140_000);
+    expect(handler.started).toBe(3);
+  });
+
+  test("it takes no more calls after maxCalls, near the end of its wall clock, past its CPU budget, or once retired", async () => {
+    let now = NOW;
+    let cpu = 0;
+    const within = async (lifetime: HandlerDeps["lifetime"], before?: (h: ReturnType<typeof harness>) => void) => {
+      const h = harness({ now: () => now, lifetime });
+      before?.(h);
+      await h.handler(await wakeup([41]));
+      await h.handler.idle();
+      return h.reports[0]?.within;
+    };
+    expect(await within({ maxCalls: 1 })).toBe(0);
+    expect(await within({ maxCalls: 2 })).toBe(140_000);
+    expect(await within({ wallClockMs: 400_000, marginMs: 0 })).toBe(400_000);
+    expect(
+      await within({ cpuMs: () => cpu }, () => {
+        cpu = 1_500;
+      }),
+    ).toBe(0);
+    expect(await within({}, (h) => h.handler.retire())).toBe(0);
+    // An instance 139 s old has 1 s left for a next call; at 140 s none.
+    const aging = harness({ now: () => now });
+    now = NOW + 139_000;
+    await aging.handler(await wakeup([41], { t: now }));
+    await aging.handler.idle();
+    expect(aging.reports[0]?.within).toBe(1_000);
+    now = NOW;
   });
 });
 
@@ -294,33 +464,43 @@ describe("building the request", () => {
     });
   });
 
-  test("edge-function targets get the project's authorization; other targets never do", () => {
-    const fn = buildRequest(call({ queue: { is_function: true } }), { serviceRoleKey: "srk" });
-    expect(fn.headers.get("authorization")).toBe("Bearer srk");
-    expect(fn.headers.get("apikey")).toBe("srk");
-    const other = buildRequest(call(), { serviceRoleKey: "srk" });
-    expect(other.headers.has("authorization")).toBe(false);
-    expect(other.headers.has("apikey")).toBe(false);
-  });
-
-  test("an invalid header fails the job at once", async () => {
-    const { handler, reports, fetched } = harness();
-    await handler(post(body({ job: { headers: { "Bad Header": "x" } } })));
-    await handler.idle();
-    expect(fetched).toHaveLength(0);
-    expect(reports[0]).toMatchObject({ succeeded: false, retryable: false, status_code: null });
-    expect(reports[0]?.error).toMatch(/invalid header/);
+  test("the project's key goes only to the project's own functions: its origin, under /functions/v1/", () => {
+    const jwt = { key: { value: "jwt-key", kind: "jwt" as const }, functionsOrigins: [PROJECT, "https://api.custom.example"] };
+    const fn = (url: string, is_function = true) => buildRequest(call({ queue: { url, is_function } }), jwt);
+    const own = fn(`${PROJECT}/functions/v1/send-email`);
+    expect(own.headers.get("authorization")).toBe("Bearer jwt-key");
+    expect(own.headers.get("apikey")).toBe("jwt-key");
+    expect(own.keySent).toBe(true);
+    expect(fn("https://api.custom.example/functions/v1/send-email").keySent).toBe(true);
+    // Attack 1: a function queue pointed anywhere else, or a URL queue on the project, never gets the key.
+    for (const other of [
+      fn("https://evil.example/functions/v1/send-email"),
+      fn(`${PROJECT}/rest/v1/rpc/anything`),
+      fn(`${PROJECT}.evil.example/functions/v1/x`),
+      fn(`${PROJECT}/functions/v1/send-email`, false),
+    ]) {
+      expect(other.headers.has("authorization")).toBe(false);
+      expect(other.headers.has("apikey")).toBe(false);
+      expect(other.keySent).toBe(false);
+    }
+    // A new sb_secret_ key is not a JWT: apikey only.
+    const secret = buildRequest(call({ queue: { url: `${PROJECT}/functions/v1/f`, is_function: true } }), {
+      key: { value: "sb_secret_abc", kind: "secret" },
+      functionsOrigins: [PROJECT],
+    });
+    expect(secret.headers.get("apikey")).toBe("sb_secret_abc");
+    expect(secret.headers.has("authorization")).toBe(false);
   });
 });
 
 describe("classification", () => {
-  test("defaults: 2xx succeed; 408, 429 and 5xx retry; other statuses fail at once", () => {
+  test("defaults: 2xx succeed; 408, 429 and 5xx retry; other statuses (redirects too) fail at once", () => {
     expect(classify(200, null, null)).toEqual({ succeeded: true, retryable: false });
     expect(classify(204, null, null).succeeded).toBe(true);
     expect(classify(299, null, null).succeeded).toBe(true);
     for (const s of [408, 429, 500, 502, 503, 599])
       expect(classify(s, null, null)).toEqual({ succeeded: false, retryable: true });
-    for (const s of [301, 400, 401, 404, 409, 422])
+    for (const s of [301, 302, 307, 400, 401, 404, 409, 422])
       expect(classify(s, null, null)).toEqual({ succeeded: false, retryable: false });
   });
 
@@ -332,31 +512,37 @@ describe("classification", () => {
   });
 
   test("Retry-After as seconds or an HTTP date", () => {
-    const now = Date.parse("2026-11-28T12:00:00Z");
-    expect(parseRetryAfter("120", now)).toBe(120_000);
-    expect(parseRetryAfter(" 0 ", now)).toBe(0);
-    expect(parseRetryAfter("Sat, 28 Nov 2026 12:00:30 GMT", now)).toBe(30_000);
-    expect(parseRetryAfter("Sat, 28 Nov 2026 11:00:00 GMT", now)).toBe(0);
-    expect(parseRetryAfter("99999999999", now)).toBe(2_147_483_647);
-    for (const bad of [null, undefined, "", "soon", "-5", "1.5"])
-      expect(parseRetryAfter(bad, now)).toBeNull();
+    expect(parseRetryAfter("120", NOW)).toBe(120_000);
+    expect(parseRetryAfter(" 0 ", NOW)).toBe(0);
+    expect(parseRetryAfter("Sat, 28 Nov 2026 12:00:30 GMT", NOW)).toBe(30_000);
+    expect(parseRetryAfter("Sat, 28 Nov 2026 11:00:00 GMT", NOW)).toBe(0);
+    expect(parseRetryAfter("99999999999", NOW)).toBe(2_147_483_647);
+    for (const bad of [null, undefined, "", "soon", "-5", "1.5"]) expect(parseRetryAfter(bad, NOW)).toBeNull();
   });
 });
 
 describe("calls against real local targets", () => {
   let targets: Targets;
+  let elsewhere: Targets;
   beforeAll(async () => {
     targets = await startTargets();
+    elsewhere = await startTargets();
   });
-  afterAll(() => targets.stop());
+  afterAll(async () => {
+    await targets.stop();
+    await elsewhere.stop();
+  });
 
   async function run(path: string, queue: Record<string, unknown> = {}, deps: Partial<HandlerDeps> = {}) {
-    const { handler, reports } = harness({ fetch, ...deps });
-    const res = await handler(post(body({ queue: { url: `${targets.url}${path}`, ...queue } })));
-    expect(res.status).toBe(202);
+    const { handler, outcomes } = harness(
+      { fetch, now: () => Date.now(), functionsOrigins: [targets.url], ...deps },
+      { 41: details({ queue: { url: `${targets.url}${path}`, ...queue } }) },
+    );
+    const res = await handler(await wakeup([41], { t: Date.now() }));
+    expect(res.status).toBe(200);
     await handler.idle();
-    expect(reports).toHaveLength(1);
-    return reports[0] as Completion;
+    expect(outcomes()).toHaveLength(1);
+    return outcomes()[0] as Completion;
   }
 
   test("a fast 200 succeeds with its body and duration", async () => {
@@ -373,6 +559,27 @@ describe("calls against real local targets", () => {
     expect(received?.headers["idempotency-key"]).toBe(JOB_ID);
     expect(received?.headers["supaqueue-attempt"]).toBe("2");
     expect(received?.body).toBe('{"hello":"world"}');
+  });
+
+  test("a redirect is the outcome, never followed: the other origin receives nothing, the key and secrets stay home", async () => {
+    // Attack 3: a 302 to another origin used to receive apikey and the queue's secret headers.
+    const to = `${elsewhere.url}/ok?stolen=1`;
+    const c = await run(`/functions/v1/redirect?to=${encodeURIComponent(to)}`, {
+      is_function: true,
+      headers: { "X-Api-Key": "queue-secret-value" },
+    });
+    expect(c).toMatchObject({ succeeded: false, retryable: false, status_code: 302 });
+    expect(c.error).toBe(`HTTP 302: a redirect to ${elsewhere.url}/ok, not followed (give the queue its final URL)`);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(elsewhere.requests).toHaveLength(0);
+  });
+
+  test("a function that refuses the project's key as an invalid JWT says what to do", async () => {
+    const c = await run("/functions/v1/invalid-jwt", { is_function: true }, { projectKey: { value: "sb_secret_x", kind: "secret" } });
+    expect(c).toMatchObject({ succeeded: false, retryable: false, status_code: 401 });
+    expect(c.error).toMatch(/^HTTP 401 Invalid JWT: .*--no-verify-jwt/);
+    const elsewhereFn = await run("/functions/v1/invalid-jwt", { is_function: true }, { functionsOrigins: [] });
+    expect(elsewhereFn.error).toMatch(/key was not sent, because .* is not this project's functions origin/);
   });
 
   test("a 500 is retried, a 404 fails at once, both keep the response body", async () => {

@@ -10,7 +10,7 @@ import {
 import { failureMarkdown, planLines, summaryJson, summaryMarkdown } from "../src/install/summary.ts";
 import { projectArgs } from "../src/install/supabase-cli.ts";
 
-const migrations = [{ version: 1, name: "0001_supaqueue", sql: "" }];
+const migrations = [{ version: 1, name: "0001_supaqueue", sql: "", checksum: "c1" }];
 
 function file(text: string, env: Record<string, string> = {}) {
   const { config, problems } = validateConfigText(text, "supaqueue.yml", { env });
@@ -26,6 +26,7 @@ function installed(
   return {
     schemaInstalled: true,
     appliedVersions: [1],
+    recordedMigrations: [{ version: 1, name: "0001_supaqueue", checksum: "c1" }],
     maxCallTimeoutMs: 140_000,
     functionsUrl: "https://r.supabase.co/functions/v1",
     queues: new Map(
@@ -90,15 +91,15 @@ describe("the plan", () => {
   test("a header dropped from the file deletes its Vault secret; a queue left paused keeps its secrets", () => {
     const state = installed(
       {
-        a: { secret_headers: { "X-Key": "supaqueue_header_a_x-key" } },
-        gone: { secret_headers: { "X-Key": "supaqueue_header_gone_x-key" }, unfinished_jobs: 2 },
+        a: { secret_headers: { "X-Key": "supaqueue:header:a:x-key" } },
+        gone: { secret_headers: { "X-Key": "supaqueue:header:gone:x-key" }, unfinished_jobs: 2 },
       },
-      { "supaqueue_header_a_x-key": "v", "supaqueue_header_gone_x-key": "w" },
+      { "supaqueue:header:a:x-key": "v", "supaqueue:header:gone:x-key": "w" },
     );
     const plan = computePlan(file("queues:\n  a:\n    function: f\n"), state, migrations);
     expect(plan.queues[0]?.changes).toEqual(["header X-Key: secret removed"]);
     expect(plan.secrets).toEqual([
-      { name: "supaqueue_header_a_x-key", queue: "a", header: "X-Key", action: "delete" },
+      { name: "supaqueue:header:a:x-key", queue: "a", header: "X-Key", action: "delete" },
     ]);
     expect(plan.removals).toEqual([{ name: "gone", unfinishedJobs: 2, action: "pause" }]);
   });
@@ -106,11 +107,11 @@ describe("the plan", () => {
   test("an equal secret changes nothing; queues managed by something else are conflicts, never removed", () => {
     const state = installed(
       {
-        a: { secret_headers: { "X-Key": "supaqueue_header_a_x-key" } },
+        a: { secret_headers: { "X-Key": "supaqueue:header:a:x-key" } },
         other: { managed_by: "terraform" },
         hand: { managed_by: null },
       },
-      { "supaqueue_header_a_x-key": "same" },
+      { "supaqueue:header:a:x-key": "same" },
     );
     const text = "queues:\n  a:\n    function: f\n    headers: {X-Key: '${K}'}\n  other:\n    function: f\n";
     const plan = computePlan(file(text, { K: "same" }), state, migrations);
@@ -130,6 +131,7 @@ describe("the plan", () => {
     const state: InstalledState = {
       schemaInstalled: false,
       appliedVersions: [],
+      recordedMigrations: [],
       maxCallTimeoutMs: null,
       functionsUrl: null,
       queues: new Map(),
@@ -146,7 +148,7 @@ describe("the plan", () => {
     expect(planLines(plan)).toEqual([
       "migrations to apply: 0001_supaqueue",
       "create queue a (POST https://x.example, 1 worker)",
-      "create Vault secret supaqueue_header_a_a (header A of queue a)",
+      "create Vault secret supaqueue:header:a:a (header A of queue a)",
     ]);
     const json = summaryJson({
       dryRun: true,
@@ -200,14 +202,14 @@ describe("rate limits and signing", () => {
       migrations,
     );
     expect(plan.queues[0]?.changes).toEqual(["signing key created", "rate_limit: 2/s → 10/s"]);
-    expect(plan.signing).toEqual([{ queue: "a", action: "create", vaultSecret: "supaqueue_signing_a" }]);
+    expect(plan.signing).toEqual([{ queue: "a", action: "create", vaultSecret: "supaqueue:signing:a" }]);
     expect(planLines(plan)).toContain(
-      "queue a: signing key to create: read it with select decrypted_secret from vault.decrypted_secrets where name = 'supaqueue_signing_a'",
+      "queue a: signing key to create: read it with select decrypted_secret from vault.decrypted_secrets where name = 'supaqueue:signing:a'",
     );
     // Once the queue has a key, the same file changes nothing.
     const again = computePlan(
       file("queues:\n  a:\n    function: f\n    rate_limit: 600/m\n    signed: true\n"),
-      installed({ a: { rate_limit_per_second: 10, signing_key_secret: "supaqueue_signing_a" } }),
+      installed({ a: { rate_limit_per_second: 10, signing_key_secret: "supaqueue:signing:a" } }),
       migrations,
     );
     expect(again.signing).toEqual([]);
@@ -218,15 +220,15 @@ describe("rate limits and signing", () => {
     const plan = computePlan(
       file("queues:\n  a:\n    function: f\n"),
       installed({
-        a: { signing_key_secret: "supaqueue_signing_a" },
-        gone: { signing_key_secret: "supaqueue_signing_gone" },
+        a: { signing_key_secret: "supaqueue:signing:a" },
+        gone: { signing_key_secret: "supaqueue:signing:gone" },
       }),
       migrations,
     );
     expect(plan.queues[0]?.changes).toEqual(["signed: true → false (key deleted)"]);
     expect(plan.signing).toEqual([
-      { queue: "a", action: "clear", vaultSecret: "supaqueue_signing_a" },
-      { queue: "gone", action: "clear", vaultSecret: "supaqueue_signing_gone" },
+      { queue: "a", action: "clear", vaultSecret: "supaqueue:signing:a" },
+      { queue: "gone", action: "clear", vaultSecret: "supaqueue:signing:gone" },
     ]);
   });
 });

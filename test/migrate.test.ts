@@ -1,8 +1,12 @@
 import pg from "pg";
 import { describe, expect, test } from "vitest";
-import { loadMigrations, migrate } from "../src/db/migrate.ts";
+import { checksumOf, loadMigrations, type Migration, migrate } from "../src/db/migrate.ts";
 import { installSchema } from "../src/install/schema.ts";
 import { emptyDatabase } from "./support/db.ts";
+
+function migration(version: number, name: string, sql: string): Migration {
+  return { version, name, sql, checksum: checksumOf(sql) };
+}
 
 async function client(url: string) {
   const c = new pg.Client({ connectionString: url });
@@ -55,11 +59,7 @@ describe("the migration runner", () => {
     const db = await emptyDatabase();
     const c = await client(db.url);
     const good = loadMigrations();
-    const bad = {
-      version: 9999,
-      name: "9999_broken",
-      sql: "create table supaqueue.half (id int); select 1/0;",
-    };
+    const bad = migration(9999, "9999_broken", "create table supaqueue.half (id int); select 1/0;");
     await expect(migrate(c, [...good, bad])).rejects.toThrow(
       /migration 9999_broken failed and was rolled back: division by zero/,
     );
@@ -73,7 +73,7 @@ describe("the migration runner", () => {
   test("a first migration that fails leaves no trace", async () => {
     const db = await emptyDatabase();
     const c = await client(db.url);
-    await expect(migrate(c, [{ version: 1, name: "0001_broken", sql: "select 1/0" }])).rejects.toThrow(
+    await expect(migrate(c, [migration(1, "0001_broken", "select 1/0")])).rejects.toThrow(
       /0001_broken/,
     );
     const { rows } = await c.query("select to_regnamespace('supaqueue') as ns");

@@ -82,7 +82,7 @@ describe.skipIf(!hasPgCron)("schedules on a database with pg_cron", () => {
     const plan = await reconcile(pool, FILE);
     expect(planLines(plan, { done: true })).toEqual([
       "created queue reports (POST https://reports.example.com/run, 1 worker)",
-      "queue reports: signing key created: read it with select decrypted_secret from vault.decrypted_secrets where name = 'supaqueue_signing_reports'",
+      "queue reports: signing key created: read it with select decrypted_secret from vault.decrypted_secrets where name = 'supaqueue:signing:reports'",
       "created schedule nightly (0 3 * * * → reports)",
       "created schedule hourly (0 * * * * → made-by-hand)",
     ]);
@@ -118,7 +118,7 @@ describe.skipIf(!hasPgCron)("schedules on a database with pg_cron", () => {
     const { rows: key } = await pool.query(
       "select q.signing_key_secret, length(s.decrypted_secret) as length from supaqueue.queue q join vault.decrypted_secrets s on s.name = q.signing_key_secret where q.name = 'reports'",
     );
-    expect(key).toEqual([{ signing_key_secret: "supaqueue_signing_reports", length: 44 }]);
+    expect(key).toEqual([{ signing_key_secret: "supaqueue:signing:reports", length: 44 }]);
 
     const before = [await snapshot(pool), await schedules(), await cronJobs()];
     const again = await reconcile(pool, FILE);
@@ -132,7 +132,7 @@ describe.skipIf(!hasPgCron)("schedules on a database with pg_cron", () => {
     const plan = await reconcile(pool, EDITED);
     expect(planLines(plan, { done: true })).toEqual([
       "changed queue reports: signed: true → false (key deleted)",
-      "queue reports: signing key deleted (Vault secret supaqueue_signing_reports)",
+      "queue reports: signing key deleted (Vault secret supaqueue:signing:reports)",
       "changed schedule nightly: cron: 0 3 * * * → 30 3 * * *",
       "removed schedule hourly (not in the file)",
     ]);
@@ -142,7 +142,7 @@ describe.skipIf(!hasPgCron)("schedules on a database with pg_cron", () => {
     ]);
     expect((await schedules()).map((s) => s.name)).toEqual(["by-hand", "nightly"]);
     const { rows } = await pool.query(
-      "select (select signing_key_secret from supaqueue.queue where name = 'reports') as secret, (select count(*)::int from vault.secrets where name like 'supaqueue_signing_%') as keys",
+      "select (select signing_key_secret from supaqueue.queue where name = 'reports') as secret, (select count(*)::int from vault.secrets where name like 'supaqueue:signing:%') as keys",
     );
     expect(rows[0]).toEqual({ secret: null, keys: 0 });
   });

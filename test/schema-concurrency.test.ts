@@ -1,6 +1,16 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { complete, completeMany, createQueue, jobStatus, takeCalls } from "./support/calls.ts";
+import {
+  claim,
+  complete,
+  completeAndClaim,
+  completeMany,
+  createQueue,
+  jobStatus,
+  type SentCall,
+  takeCalls,
+  takeWakeups,
+} from "./support/calls.ts";
 import { installedDatabase, type TestDatabase } from "./support/db.ts";
 
 let db: TestDatabase;
@@ -38,8 +48,9 @@ describe("the three failures measured in the original design cannot happen", () 
     await t1.query("set local role service_role");
     await t2.query("set local role service_role");
     // Both are open at once, each holding its own completion: neither blocks the other.
-    await t1.query("select supaqueue.complete_current_job($1, true, 200)", [a!.body.current_job_id]);
-    await t2.query("select supaqueue.complete_current_job($1, true, 200)", [b!.body.current_job_id]);
+    const report = (id: number) => JSON.stringify([{ current_job_id: id, succeeded: true, status_code: 200 }]);
+    await t1.query("select supaqueue.complete_current_jobs($1::jsonb)", [report(a!.body.current_job_id)]);
+    await t2.query("select supaqueue.complete_current_jobs($1::jsonb)", [report(b!.body.current_job_id)]);
     await t2.query("commit");
     await t1.query("commit");
     t1.release();
@@ -139,11 +150,14 @@ describe("stress", () => {
   let stressDb: TestDatabase;
   afterAll(async () => {});
 
-  // "in batches" reports as the edge function does under load (complete_current_jobs), and sometimes reports the
-  // same batch twice at once in the opposite order, as a repeated delivery would: no deadlock, no double count.
+  // "in batches" reports as complete_current_jobs does under load, and sometimes reports the same batch twice at once
+  // in the opposite order, as a repeated delivery would: no deadlock, no double count. "taking the next calls" plays
+  // execute_current_job as deployed: reports claim the next calls in the same transaction, and wakeups are sometimes
+  // delivered twice at once (a replay): every call is still claimed, and made, exactly once.
   test.each([
     "one at a time",
     "in batches",
+    "taking the next calls",
   ])("16 connections enqueue 20,000 jobs while completions run (%s): every job succeeds exactly once, never more in flight than workers", async (mode) => {
     stressDb = await installedDatabase();
     const pool = stressDb.pool;
@@ -188,12 +202,29 @@ describe("stress", () => {
       }
     });
 
+    /** A wakeup's calls, claimed as the function does; a replayed wakeup (claimed twice at once) gets them once. */
+    const takeOrReplay = async (): Promise<SentCall[]> => {
+      if (mode !== "taking the next calls") return takeCalls(completerPool, 50);
+      const claimed: SentCall[] = [];
+      for (const wakeup of await takeWakeups(completerPool, 5)) {
+        const replay = Math.random() < 0.2;
+        const [first, second] = await Promise.all([
+          claim(completerPool, wakeup.body.ids),
+          replay ? claim(completerPool, [...wakeup.body.ids].reverse()) : [],
+        ]);
+        claimed.push(...first, ...second);
+      }
+      return claimed;
+    };
     const completers = Array.from({ length: 6 }, async () => {
+      let handedBack: SentCall[] = [];
       while (!done) {
-        const calls = await takeCalls(completerPool, 50).catch((e) => {
+        const taken = await takeOrReplay().catch((e) => {
           errors.push(e);
           return [];
         });
+        const calls = [...handedBack, ...taken];
+        handedBack = [];
         if (calls.length === 0) {
           await new Promise((r) => setTimeout(r, 5));
           continue;
@@ -210,6 +241,15 @@ describe("stress", () => {
           inFlight.set(call.body.queue.name, (inFlight.get(call.body.queue.name) ?? 1) - 1);
         if (mode === "one at a time") {
           await Promise.all(calls.map((call) => complete(completerPool, call).catch((e) => errors.push(e))));
+        } else if (mode === "taking the next calls") {
+          const answer = await completeAndClaim(
+            completerPool,
+            calls.map((call) => ({ call })),
+          ).catch((e) => {
+            errors.push(e);
+            return { calls: [] };
+          });
+          handedBack = answer.calls;
         } else {
           const reports = calls.map((call) => ({ call }));
           const twice = Math.random() < 0.2;

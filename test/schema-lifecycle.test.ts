@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, test } from "vitest";
-import { complete, createQueue, jobStatus, takeCalls } from "./support/calls.ts";
+import { claim, complete, createQueue, jobStatus, takeCalls, takeWakeups } from "./support/calls.ts";
 import { installedDatabase, type TestDatabase } from "./support/db.ts";
 
 let db: TestDatabase;
@@ -35,10 +35,16 @@ describe("the seed's usage, word for word", () => {
     } = await db.pool.query("select locked from supaqueue.worker where queue_id = $1", [queue.id]);
     expect(worker.locked).toBe(true);
 
-    const [call] = await takeCalls(db.pool);
-    expect(call?.url).toBe("http://127.0.0.1:9/functions/v1/execute_current_job");
-    expect(call?.headers["supaqueue-secret"]).toBe("test-secret");
-    expect(call?.timeoutMs).toBeGreaterThan(0);
+    // What pg_net carries: the call's id and a MAC (takeWakeups checks it), nothing else.
+    const [wakeup] = await takeWakeups(db.pool);
+    expect(wakeup?.url).toBe("http://127.0.0.1:9/functions/v1/execute_current_job");
+    expect(wakeup?.timeoutMs).toBeGreaterThan(0);
+    expect(Object.keys(wakeup?.headers ?? {}).sort()).toEqual(["Content-Type", "Supaqueue-Wakeup"]);
+    const { rows: current } = await db.pool.query("select id from supaqueue.current_job where job_id = $1", [job.id]);
+    expect(wakeup?.body).toEqual({ v: 2, ids: [Number(current[0].id)] });
+    // What the function gets when it claims the call, once.
+    const [call] = await claim(db.pool, wakeup!.body.ids);
+    expect(await claim(db.pool, wakeup!.body.ids)).toEqual([]);
     expect(call?.body.job).toEqual({ id: job.id, payload: { to: "a@example.com" }, headers: {} });
     expect(call?.body.queue).toMatchObject({
       name: "seed",

@@ -32,7 +32,7 @@ describe.each(["anon", "authenticated"])("%s gets nothing", (role) => {
     await expect(db.as(role, "select * from supaqueue.queue_stats")).rejects.toThrow(/permission denied/);
   });
 
-  test("cannot execute any Supaqueue function, including the public completion wrapper", async () => {
+  test("cannot execute any Supaqueue function, including the public entry points of execute_current_job", async () => {
     const { rows } = await db.pool.query(`
       select p.oid::regprocedure::text as fn from pg_proc p join pg_namespace n on n.oid = p.pronamespace
       where n.nspname = 'supaqueue' or (n.nspname = 'public' and p.proname like 'supaqueue%')`);
@@ -43,9 +43,13 @@ describe.each(["anon", "authenticated"])("%s gets nothing", (role) => {
       } = await db.pool.query("select has_function_privilege($1, $2, 'execute') as can", [role, fn]);
       expect(r.can, `${role} can execute ${fn}`).toBe(false);
     }
-    await expect(db.as(role, "select public.supaqueue_complete_current_job(1, true)")).rejects.toThrow(
-      /permission denied/,
-    );
+    for (const call of [
+      "public.supaqueue_claim_current_jobs(array[1]::bigint[])",
+      "public.supaqueue_complete_and_claim('[]'::jsonb, 1000)",
+      "public.supaqueue_complete_current_jobs('[]'::jsonb)",
+    ]) {
+      await expect(db.as(role, `select ${call}`)).rejects.toThrow(/permission denied/);
+    }
     await expect(db.as(role, "select supaqueue.enqueue('guarded')")).rejects.toThrow(/permission denied/);
   });
 });
@@ -57,10 +61,12 @@ describe("service_role, what server code uses, has what it needs", () => {
     expect((await db.as("service_role", "select count(*)::int as n from supaqueue.job")).rows[0].n).toBe(2);
     expect((await db.as("service_role", "select supaqueue.cancel($1) as ok", [jobId])).rows[0].ok).toBe(true);
     expect((await db.as("service_role", "select supaqueue.retry($1) as ok", [jobId])).rows[0].ok).toBe(true);
-    expect(
-      (await db.as("service_role", "select public.supaqueue_complete_current_job(-1, true) as ok")).rows[0]
-        .ok,
-    ).toBe(false);
+    const nothing = await db.as(
+      "service_role",
+      `select public.supaqueue_complete_current_jobs('[{"current_job_id": -1, "succeeded": true}]') as finished,
+              public.supaqueue_claim_current_jobs(array[-1]::bigint[]) as claimed`,
+    );
+    expect(nothing.rows[0]).toEqual({ finished: [], claimed: [] });
     await db.as("service_role", "select count(*) from supaqueue.attempt");
     const { rows: stats } = await db.as(
       "service_role",

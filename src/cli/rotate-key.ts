@@ -21,7 +21,7 @@ export const ROTATE_KEY: CommandSpec = {
     "This prints the new key on stdout, on purpose: rotating is an operation, and the key is what you put in your",
     "target's secrets next (as `supabase projects api-keys` prints a project's keys). Only the key goes to stdout,",
     "so `KEY=$(supaqueue rotate-key <queue>)` works; the instructions go to stderr. Run it where the output is private.",
-    "Read the current key again with: select decrypted_secret from vault.decrypted_secrets where name = 'supaqueue_signing_<queue>'",
+    "Read the current key again with: select decrypted_secret from vault.decrypted_secrets where name = 'supaqueue:signing:<queue>'",
     "For a queue of supaqueue.yml, set signed: true in the file too: a deploy deletes the key of a queue the file does not sign.",
   ],
 };
@@ -49,7 +49,7 @@ export async function runRotateKey(parsed: Parsed, env: Record<string, string | 
     const row = { key: rotated.rows[0]?.key as string, until: rows[0]?.until ?? null };
     process.stdout.write(`${row.key}\n`);
     process.stderr.write(
-      `New signing key of queue ${queue} (in Vault as supaqueue_signing_${queue}), printed above: put it in your target's secrets. ${
+      `New signing key of queue ${queue} (in Vault as supaqueue:signing:${queue}), printed above: put it in your target's secrets. ${
         row.until
           ? `The previous key is still sent until ${row.until}.`
           : "No previous key is sent any more: targets that only know the old key now refuse the calls."

@@ -9,7 +9,7 @@ export const UNINSTALL: CommandSpec = {
   name: "uninstall",
   brief: "remove Supaqueue from a database (and project)",
   summary:
-    "remove Supaqueue: the supaqueue schema (queues, jobs, history), the completion functions public.supaqueue_complete_current_job(s), the Vault secrets supaqueue_*, the pg_cron jobs supaqueue*, and, with a project ref and token, the function secret and the execute_current_job function.",
+    "remove Supaqueue: the supaqueue schema (queues, jobs, history), the functions public.supaqueue_* (the entry points of execute_current_job), the Vault secrets supaqueue_secret and supaqueue:*, the pg_cron jobs supaqueue*, and, with a project ref and token, the function secret and the execute_current_job function.",
   flags: {
     "db-url": DB_URL_FLAG,
     "project-ref": {
@@ -78,12 +78,15 @@ export async function uninstallDatabase(client: pg.ClientBase, force: boolean): 
       "select to_regclass('vault.secrets') is not null as ok",
     );
     if (vault.rows[0]?.ok) {
-      const result = await client.query("delete from vault.secrets where starts_with(name, 'supaqueue_')");
+      // supaqueue_secret, and every supaqueue:header:... and supaqueue:signing:... secret (pre-release names too).
+      const result = await client.query(
+        "delete from vault.secrets where starts_with(name, 'supaqueue_') or starts_with(name, 'supaqueue:')",
+      );
       deleted = result.rowCount ?? 0;
     }
     await client.query(`
       set local client_min_messages = warning;
-      -- The completion wrappers in public (supaqueue_complete_current_job, _jobs): whatever migrations made.
+      -- The entry points of execute_current_job in public (supaqueue_*): whatever migrations made.
       do $$
       declare f regprocedure;
       begin
@@ -136,7 +139,7 @@ export async function runUninstall(
   }
   log.info(
     result.removedSchema
-      ? "Dropped the supaqueue schema and the public.supaqueue_complete_current_job(s) functions."
+      ? "Dropped the supaqueue schema and the public.supaqueue_* functions."
       : "The supaqueue schema was not there (already uninstalled).",
   );
   log.info(

@@ -1,11 +1,15 @@
 import type pg from "pg";
 
-/** Vault secrets of queue headers are named after their queue and header, so each belongs to one header. */
-export const HEADER_SECRET_PREFIX = "supaqueue_header_";
+/**
+ * Vault secrets of queue headers are named after their queue and header, so each belongs to one header. The parts are
+ * joined with ':', which neither a queue name nor an HTTP header name can contain, so no two (queue, header) pairs
+ * share a name (supaqueue._header_secret_name in sql/0001_supaqueue.sql is the same rule).
+ */
+export const HEADER_SECRET_PREFIX = "supaqueue:header:";
 
-/** The Vault name of a queue's secret header, e.g. supaqueue_header_send-email_x-api-key. */
+/** The Vault name of a queue's secret header, e.g. supaqueue:header:send-email:x-api-key. */
 export function headerSecretName(queue: string, header: string): string {
-  return `${HEADER_SECRET_PREFIX}${queue}_${header.toLowerCase()}`;
+  return `${HEADER_SECRET_PREFIX}${queue}:${header.toLowerCase()}`;
 }
 
 export interface StoredSecret {

@@ -2,12 +2,13 @@ import type pg from "pg";
 import type { QueueSpec } from "../config/types.ts";
 import { MANAGED_BY, type SigningChange } from "./plan.ts";
 
-// supaqueue.rotate_signing_key names a queue's keys in Vault this way; the installer only reads the names.
-const SIGNING_PREFIX = "supaqueue_signing_";
+// supaqueue.rotate_signing_key names a queue's keys in Vault this way (supaqueue._signing_key_name); the installer
+// only reads the names. No queue name contains ':', so the current and previous keys of two queues never meet.
+const SIGNING_PREFIX = "supaqueue:signing:";
 
-/** The Vault secret holding a queue's current signing key. */
-export function signingSecretName(queue: string): string {
-  return `${SIGNING_PREFIX}${queue}`;
+/** The Vault secret holding a queue's current signing key (with `previous`, the one still honoured after a rotation). */
+export function signingSecretName(queue: string, previous = false): string {
+  return `${SIGNING_PREFIX}${queue}${previous ? ":previous" : ""}`;
 }
 
 /** The SQL that shows a queue's key to someone allowed to read Vault (the key itself is never printed). */
@@ -47,6 +48,6 @@ export async function clearSigningKey(client: pg.ClientBase, queue: string): Pro
   );
   await client.query("delete from vault.secrets where name in ($1, $2)", [
     signingSecretName(queue),
-    `${signingSecretName(queue)}_previous`,
+    signingSecretName(queue, true),
   ]);
 }

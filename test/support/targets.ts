@@ -135,7 +135,10 @@ export async function startTargets(): Promise<Targets> {
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
       const received = record(req, Buffer.concat(chunks).toString("utf8"));
-      const [, route = "", arg = ""] = received.path.split("/");
+      let [, route = "", arg = ""] = received.path.split("/");
+      // The routes that play a misbehaving edge function answer under /functions/v1/ too.
+      const asFunction = /^\/functions\/v1\/(redirect|invalid-jwt)$/.exec(received.path)?.[1];
+      if (asFunction) [route, arg] = [asFunction, ""];
       const n = Number(arg);
       switch (route) {
         case "ok":
@@ -168,6 +171,15 @@ export async function startTargets(): Promise<Targets> {
           res.writeHead(200, { "Content-Type": "application/json", "Content-Length": "1000" });
           res.write('{"partial": tr');
           return void setTimeout(() => req.socket.destroy(), 50);
+        case "redirect": {
+          // 302 to ?to=<absolute URL>: the function must not follow it (the project's key and secret headers would
+          // reach the other origin).
+          const to = new URLSearchParams(received.rawQuery).get("to") ?? "/ok";
+          return answer(res, 302, JSON.stringify({ moved: to }), { Location: to });
+        }
+        case "invalid-jwt":
+          // What the platform answers for a function deployed with verify_jwt when the bearer token is not a JWT.
+          return answer(res, 401, JSON.stringify({ code: 401, message: "Invalid JWT" }));
         case "functions":
           // /functions/v1/<name>: an edge function of the project, reached through the gateway stand-in.
           return answer(res, 200, JSON.stringify({ function: received.path.split("/")[3] ?? null }));
