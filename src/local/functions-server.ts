@@ -1,14 +1,18 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 
+const FUNCTIONS_PREFIX = "/functions/v1";
+
 /** Answers a web Request: the edge function's handler, or a local target. */
 export type WebHandler = (request: Request) => Promise<Response>;
 
 /**
  * A local stand-in for a project's functions gateway (`https://<ref>.supabase.co/functions/v1/<name>`), served by
- * this process on 127.0.0.1. `/functions/v1/<name>` goes to the function of that name in `functions`; any other
- * path goes to `fallback`. Both the functions and the routes can be set after the server has started, since the
- * handler needs the secret that installing with this server's URL produces.
+ * this process on 127.0.0.1. `/functions/v1/<name>` goes to the function of that name in `functions`, which sees
+ * its path without the `/functions/v1` prefix as on Supabase (`/functions/v1/send-email/x?y=1` arrives as
+ * `/send-email/x?y=1`); any other path goes to `fallback` unchanged (forwardTo needs the whole path). Both the
+ * functions and the routes can be set after the server has started, since the handler needs the secret that
+ * installing with this server's URL produces.
  */
 export interface FunctionsServer {
   origin: string;
@@ -29,19 +33,24 @@ export async function startFunctionsServer(port = 0): Promise<FunctionsServer> {
     });
   });
 
+  /** The function the path names (seeing its path without the prefix), else the fallback, else a 404 saying why. */
+  async function respond(req: IncomingMessage): Promise<Response> {
+    const path = req.url ?? "/";
+    const name = /^\/functions\/v1\/([^/?]+)/.exec(path)?.[1];
+    const fn = name ? functions.get(name) : undefined;
+    if (fn) return fn(await toRequest(req, origin, path.slice(FUNCTIONS_PREFIX.length)));
+    if (state.fallback) return state.fallback(await toRequest(req, origin, path));
+    req.resume();
+    return Response.json(
+      {
+        error: `no edge function "${name ?? new URL(path, origin).pathname}" in local mode: give the queue a url:, or pass --forward-functions to reach \`supabase functions serve\``,
+      },
+      { status: 404 },
+    );
+  }
+
   async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const request = await toRequest(req, origin);
-    const url = new URL(request.url);
-    const name = /^\/functions\/v1\/([^/?]+)/.exec(url.pathname)?.[1];
-    const handler = (name && functions.get(name)) || state.fallback;
-    const response = handler
-      ? await handler(request)
-      : Response.json(
-          {
-            error: `no edge function "${name ?? url.pathname}" in local mode: give the queue a url:, or pass --forward-functions to reach \`supabase functions serve\``,
-          },
-          { status: 404 },
-        );
+    const response = await respond(req);
     const body = Buffer.from(await response.arrayBuffer());
     // fetch has already decoded a forwarded body: its encoding and length headers no longer describe it.
     const headers = Object.fromEntries(
@@ -60,7 +69,7 @@ export async function startFunctionsServer(port = 0): Promise<FunctionsServer> {
   const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
     origin,
-    functionsUrl: `${origin}/functions/v1`,
+    functionsUrl: `${origin}${FUNCTIONS_PREFIX}`,
     functions,
     get fallback() {
       return state.fallback;
@@ -75,7 +84,8 @@ export async function startFunctionsServer(port = 0): Promise<FunctionsServer> {
   };
 }
 
-async function toRequest(req: IncomingMessage, origin: string): Promise<Request> {
+/** The web Request for `req`, addressed to `path` (the one the function or fallback should see). */
+async function toRequest(req: IncomingMessage, origin: string, path: string): Promise<Request> {
   const chunks: Buffer[] = [];
   for await (const chunk of req) chunks.push(chunk as Buffer);
   const headers = new Headers();
@@ -86,7 +96,7 @@ async function toRequest(req: IncomingMessage, origin: string): Promise<Request>
   const method = req.method ?? "GET";
   const body =
     method === "GET" || method === "HEAD" || chunks.length === 0 ? undefined : Buffer.concat(chunks);
-  return new Request(new URL(req.url ?? "/", origin), { method, headers, body });
+  return new Request(new URL(path, origin), { method, headers, body });
 }
 
 /**

@@ -1,16 +1,29 @@
 import pg from "pg";
 
 /**
- * A stand-in for pg_net's background worker, for machines without pg_net. Like the real one it takes committed
- * rows from `net.http_request_queue` (deleting them), up to `batchSize` at a time, sends each with its own
- * timeout and writes the outcome to `net._http_response`. It polls the queue every `pollMs` (10 ms by default):
- * the stand-in extension sends no NOTIFY, because that would serialize every commit that queues a call.
- * One difference, on purpose: it does not wait for a whole batch to finish before taking the next, so one slow
- * target does not hold the others up in tests.
+ * A stand-in for pg_net's background worker (upstream src/worker.c), for machines without pg_net. It is as harsh as
+ * the real one, so that tests meet what users meet:
+ * - in ONE transaction it deletes the responses older than `ttlMs`, takes up to `batchSize` committed rows from
+ *   `net.http_request_queue` (oldest id first), sends them all at once, waits until EVERY one of them has finished
+ *   (one slow target holds up the whole batch), writes their responses to `net._http_response` and commits. So no
+ *   response of a batch is visible before its slowest request ends, and the taken rows stay visible in the queue
+ *   to other sessions until then;
+ * - then it waits up to `idleWaitMs` before the next batch. pg_net is woken at once by the commit that queued a
+ *   request (a latch set by a commit callback); the stand-in has no commit callback, so it looks for a visible queued
+ *   row every `wakePollMs` instead: it wakes within `wakePollMs` of a commit; pg_net wakes at once.
+ * One difference remains, kinder than pg_net: after a batch pg_net is woken early only by the first commit since it
+ * last went idle (its `should_wake` flag), and rows left over by a full batch wait the whole second; the stand-in
+ * wakes whenever a queued row is visible.
  */
 export interface PgNetWorkerOptions {
+  /** Rows taken per batch, as `pg_net.batch_size` (default 200). */
   batchSize?: number;
-  pollMs?: number;
+  /** Longest wait between two batches, as the worker's 1 s latch timeout (default 1000). */
+  idleWaitMs?: number;
+  /** How often the waiting worker looks for a committed request (default 5): the delay after a commit. */
+  wakePollMs?: number;
+  /** How long responses are kept, as `pg_net.ttl` (default 6 hours). */
+  ttlMs?: number;
   fetch?: typeof fetch;
   /** Called with each request as it is sent (tests count calls in flight with it). */
   onRequest?: (request: SentRequest) => void;
@@ -28,6 +41,8 @@ export interface SentRequest {
 export interface PgNetWorker {
   /** Requests sent so far. */
   readonly sent: number;
+  /** Batches taken so far (transactions that took at least one request). */
+  readonly batches: number;
   stop(): Promise<void>;
 }
 
@@ -35,9 +50,74 @@ interface QueueRow {
   id: string;
   method: string;
   url: string;
-  headers: Record<string, string>;
+  headers: Record<string, string> | null;
   body: Buffer | null;
   timeout_milliseconds: number;
+}
+
+/** A row of net._http_response, as the worker writes it. */
+interface ResponseRow {
+  id: number;
+  status_code: number | null;
+  content_type: string | null;
+  headers: Record<string, string> | null;
+  content: string | null;
+  timed_out: boolean;
+  error_msg: string | null;
+}
+
+const SIX_HOURS_MS = 6 * 60 * 60 * 1000;
+
+/** The headers curl sends: those queued (none when null), and its form type for a body that names no type. */
+function requestHeaders(row: QueueRow, body: string | null): Record<string, string> {
+  const headers = { ...(row.headers ?? {}) };
+  const typed = Object.keys(headers).some((name) => name.toLowerCase() === "content-type");
+  if (body !== null && !typed) headers["Content-Type"] = "application/x-www-form-urlencoded";
+  return headers;
+}
+
+/** Sends one request with its own timeout; never throws: a failure is a response row with an error. */
+async function send(
+  row: QueueRow,
+  doFetch: typeof fetch,
+  onRequest?: (request: SentRequest) => void,
+): Promise<ResponseRow> {
+  const id = Number(row.id);
+  const body = row.body ? row.body.toString("utf8") : null;
+  const headers = requestHeaders(row, body);
+  onRequest?.({ id, method: row.method, url: row.url, headers, body, timeoutMs: row.timeout_milliseconds });
+  try {
+    const res = await doFetch(row.url, {
+      method: row.method,
+      headers,
+      body: row.method.toUpperCase() === "GET" ? undefined : (body ?? undefined),
+      signal: AbortSignal.timeout(row.timeout_milliseconds),
+    });
+    return {
+      id,
+      status_code: res.status,
+      content_type: res.headers.get("content-type"),
+      headers: Object.fromEntries(res.headers.entries()),
+      // pg_net keeps the body as a C string: it ends at the first NUL (which a text column could not hold anyway).
+      content: (await res.text()).split("\0")[0] ?? "",
+      timed_out: false,
+      error_msg: null,
+    };
+  } catch (error) {
+    const timedOut = (error as Error).name === "TimeoutError";
+    const message = timedOut
+      ? `Timeout of ${row.timeout_milliseconds} ms reached`
+      : String((error as Error).message ?? error);
+    return {
+      id,
+      status_code: null,
+      content_type: null,
+      headers: null,
+      content: null,
+      timed_out: timedOut,
+      error_msg: message,
+    };
+  }
 }
 
 export async function startPgNetWorker(
@@ -45,93 +125,68 @@ export async function startPgNetWorker(
   options: PgNetWorkerOptions = {},
 ): Promise<PgNetWorker> {
   const batchSize = options.batchSize ?? 200;
-  const pollMs = options.pollMs ?? 10;
+  const idleWaitMs = options.idleWaitMs ?? 1000;
+  const wakePollMs = options.wakePollMs ?? 5;
+  const ttlMs = options.ttlMs ?? SIX_HOURS_MS;
   const doFetch = options.fetch ?? fetch;
-  const pool = new pg.Pool({ connectionString, max: 4, application_name: "pg_net stand-in" });
+  const pool = new pg.Pool({ connectionString, max: 2, application_name: "pg_net stand-in" });
+  pool.on("error", () => {});
 
   let stopped = false;
   let sent = 0;
+  let batches = 0;
   let wake: (() => void) | undefined;
-  const inFlight = new Set<Promise<void>>();
 
-  async function send(row: QueueRow): Promise<void> {
-    const id = Number(row.id);
-    const body = row.body ? row.body.toString("utf8") : null;
-    options.onRequest?.({
-      id,
-      method: row.method,
-      url: row.url,
-      headers: row.headers,
-      body,
-      timeoutMs: row.timeout_milliseconds,
-    });
-    let response: {
-      status: number;
-      type: string | null;
-      headers: Record<string, string>;
-      content: string;
-    } | null = null;
-    let timedOut = false;
-    let errorMsg: string | null = null;
+  /** One iteration of worker.c's inner loop: expire, take, send all, wait for all, record, commit. */
+  async function runBatch(): Promise<void> {
+    const client = await pool.connect();
     try {
-      const res = await doFetch(row.url, {
-        method: row.method,
-        headers: row.headers,
-        body: row.method === "GET" ? undefined : (body ?? undefined),
-        signal: AbortSignal.timeout(row.timeout_milliseconds),
-      });
-      response = {
-        status: res.status,
-        type: res.headers.get("content-type"),
-        headers: Object.fromEntries(res.headers.entries()),
-        content: await res.text(),
-      };
-    } catch (error) {
-      timedOut = (error as Error).name === "TimeoutError";
-      errorMsg = timedOut
-        ? `Timeout of ${row.timeout_milliseconds} ms reached`
-        : String((error as Error).message ?? error);
-    }
-    await pool
-      .query(
-        `insert into net._http_response (id, status_code, content_type, headers, content, timed_out, error_msg)
-         values ($1, $2, $3, $4, $5, $6, $7)`,
-        [
-          id,
-          response?.status ?? null,
-          response?.type ?? null,
-          response?.headers ?? null,
-          response?.content ?? null,
-          timedOut,
-          errorMsg,
-        ],
-      )
-      .catch(() => {});
-  }
-
-  async function drain(): Promise<void> {
-    for (;;) {
-      if (stopped) return;
-      const { rows } = await pool.query<QueueRow>(
-        `delete from net.http_request_queue where id in (
-           select id from net.http_request_queue order by id limit $1 for update skip locked)
-         returning id, method, url, headers, body, timeout_milliseconds`,
+      await client.query("begin");
+      await client.query(
+        `delete from net._http_response r using (
+           select ctid from net._http_response where created < now() - make_interval(secs => $1::float8 / 1000)
+           order by created limit $2) old
+         where r.ctid = old.ctid`,
+        [ttlMs, batchSize],
+      );
+      const { rows } = await client.query<QueueRow>(
+        `delete from net.http_request_queue q using (
+           select id from net.http_request_queue order by id limit $1) taken
+         where q.id = taken.id
+         returning q.id, q.method, q.url, q.headers, q.body, q.timeout_milliseconds`,
         [batchSize],
       );
-      for (const row of rows.sort((a, b) => Number(a.id) - Number(b.id))) {
-        sent++;
-        const p = send(row).finally(() => inFlight.delete(p));
-        inFlight.add(p);
-      }
-      if (rows.length < batchSize) return;
+      rows.sort((a, b) => Number(a.id) - Number(b.id));
+      sent += rows.length;
+      if (rows.length > 0) batches++;
+      const responses = await Promise.all(rows.map((row) => send(row, doFetch, options.onRequest)));
+      await client.query(
+        `insert into net._http_response (id, status_code, content_type, headers, content, timed_out, error_msg)
+         select id, status_code, content_type, headers, content, timed_out, error_msg
+         from jsonb_to_recordset($1::jsonb) as r(id bigint, status_code integer, content_type text, headers jsonb,
+                                                 content text, timed_out boolean, error_msg text)`,
+        [JSON.stringify(responses)],
+      );
+      await client.query("commit");
+    } catch (error) {
+      await client.query("rollback").catch(() => {});
+      throw error;
+    } finally {
+      client.release();
     }
   }
 
-  const loop = (async () => {
-    while (!stopped) {
-      await drain().catch(() => {});
+  /** Resolves when a queued row is visible (checked every `wakePollMs`), after `idleWaitMs`, or on stop. */
+  async function idle(): Promise<void> {
+    const deadline = Date.now() + idleWaitMs;
+    while (!stopped && Date.now() < deadline) {
+      const queued = await pool
+        .query<{ queued: boolean }>("select exists (select from net.http_request_queue) as queued")
+        .then(({ rows }) => rows[0]?.queued === true)
+        .catch(() => false);
+      if (queued || stopped) return;
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, pollMs);
+        const timer = setTimeout(resolve, Math.min(wakePollMs, Math.max(0, deadline - Date.now())));
         wake = () => {
           clearTimeout(timer);
           resolve();
@@ -139,17 +194,26 @@ export async function startPgNetWorker(
       });
       wake = undefined;
     }
+  }
+
+  const loop = (async () => {
+    while (!stopped) {
+      await runBatch().catch(() => {});
+      await idle();
+    }
   })();
 
   return {
     get sent() {
       return sent;
     },
+    get batches() {
+      return batches;
+    },
     async stop() {
       stopped = true;
       wake?.();
       await loop;
-      await Promise.allSettled([...inFlight]);
       await pool.end().catch(() => {});
     },
   };

@@ -57,7 +57,10 @@ export interface EdgeStack {
   postgrest: PostgrestStandin;
   fn: ServedFunction;
   gateway: Gateway;
-  /** Creates a queue (as the seed does: an insert) with its workers; retries back off by 50 ms unless told. */
+  /**
+   * Creates a queue (as the seed does: an insert) with its workers; retries back off by 50 ms unless told. A queue
+   * calling an edge function of the project gets that function, played by the targets.
+   */
   createQueue(options: QueueOptions): Promise<string>;
   /** Enqueues a job through supaqueue.enqueue and returns its id. */
   enqueue(queue: string, payload?: unknown, headers?: Record<string, string>): Promise<string>;
@@ -94,7 +97,7 @@ export async function startEdgeStack(options: EdgeStackOptions = {}): Promise<Ed
     gateway.functionsUrl,
     options.leaseGraceMs ?? 1000,
   ]);
-  const pgnet = await startPgNetWorker(db.adminUrl, { pollMs: 100 });
+  const pgnet = await startPgNetWorker(db.adminUrl, { wakePollMs: 100 });
 
   let queues = 0;
   const stack: EdgeStack = {
@@ -105,6 +108,8 @@ export async function startEdgeStack(options: EdgeStackOptions = {}): Promise<Ed
     gateway,
 
     async createQueue({ name = `e2e-${++queues}`, workers = 1, ...fields }) {
+      // A queue calling an edge function of the project: the targets play that function.
+      if (fields.function_name) targets.functions.add(fields.function_name);
       const row = { max_attempts: 3, timeout_ms: 5000, backoff_base_ms: 50, backoff_max_ms: 100, ...fields };
       const columns = Object.keys(row);
       const values = Object.values(row).map((v) =>

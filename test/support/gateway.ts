@@ -1,10 +1,13 @@
-import { createServer, request } from "node:http";
+import { createServer, type IncomingMessage, request, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 
 /**
  * A stand-in for the project's functions gateway (`https://<ref>.supabase.co/functions/v1/<name>`): requests for
  * execute_current_job go to the Deno process serving it; any other function name goes to `othersOrigin` (the
- * target servers), so queues whose target is an edge function of the project can be tested end to end.
+ * target servers), so queues whose target is an edge function of the project can be tested end to end. As on
+ * Supabase, a function sees its path without the `/functions/v1` prefix (`/functions/v1/send-email/x?y=1` arrives
+ * as `/send-email/x?y=1`), and a function deployed with verify_jwt on refuses a request without the project's JWT.
+ * Other paths go to `othersOrigin` unchanged.
  */
 export interface Gateway {
   /** What supaqueue.configure(functions_url => ...) takes: http://127.0.0.1:PORT/functions/v1 */
@@ -12,28 +15,62 @@ export interface Gateway {
   stop(): Promise<void>;
 }
 
-export async function startGateway(executeOrigin: string, othersOrigin: string): Promise<Gateway> {
+export interface GatewayOptions {
+  /** Whether the function of this name was deployed with verify_jwt on (default: none was). */
+  verifyJwt?: (name: string) => boolean;
+  /** The JWT such a function accepts as `Authorization: Bearer <jwt>` (the service_role key, in tests). */
+  jwt?: string;
+}
+
+const FUNCTIONS_PREFIX = "/functions/v1";
+const EXECUTE_FUNCTION = "execute_current_job";
+
+/** The function a path names, and the path it sees; null for a path outside /functions/v1/<name>. */
+function functionRoute(path: string): { name: string; path: string } | null {
+  const match = /^\/functions\/v1\/([^/?]+)/.exec(path);
+  if (!match?.[1]) return null;
+  return { name: match[1], path: path.slice(FUNCTIONS_PREFIX.length) };
+}
+
+/** What the platform answers for a function deployed with verify_jwt on, called without a valid JWT. */
+function refuseJwt(res: ServerResponse): void {
+  res.writeHead(401, { "Content-Type": "application/json" });
+  res.end(JSON.stringify({ code: 401, message: "Invalid JWT" }));
+}
+
+/** Sends the request on to `url` and pipes the answer back. */
+function forward(req: IncomingMessage, res: ServerResponse, url: URL): void {
+  const forwarded = request(url, { method: req.method, headers: req.headers }, (answer) => {
+    res.writeHead(answer.statusCode ?? 502, answer.headers);
+    answer.pipe(res);
+  });
+  forwarded.on("error", () => {
+    // The function or target went away mid-call: end the client's connection the same way.
+    res.destroy();
+  });
+  req.pipe(forwarded);
+}
+
+export async function startGateway(
+  executeOrigin: string,
+  othersOrigin: string,
+  options: GatewayOptions = {},
+): Promise<Gateway> {
   const server = createServer((req, res) => {
     const path = req.url ?? "/";
-    const origin = path.startsWith("/functions/v1/execute_current_job") ? executeOrigin : othersOrigin;
-    const forwarded = request(
-      new URL(path, origin),
-      { method: req.method, headers: req.headers },
-      (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      },
-    );
-    forwarded.on("error", () => {
-      // The function or target went away mid-call: end the client's connection the same way.
-      res.destroy();
-    });
-    req.pipe(forwarded);
+    const route = functionRoute(path);
+    if (!route) return forward(req, res, new URL(path, othersOrigin));
+    if (options.verifyJwt?.(route.name) && req.headers.authorization !== `Bearer ${options.jwt}`) {
+      req.resume();
+      return refuseJwt(res);
+    }
+    const origin = route.name === EXECUTE_FUNCTION ? executeOrigin : othersOrigin;
+    forward(req, res, new URL(route.path, origin));
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
   return {
-    functionsUrl: `http://127.0.0.1:${port}/functions/v1`,
+    functionsUrl: `http://127.0.0.1:${port}${FUNCTIONS_PREFIX}`,
     async stop() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

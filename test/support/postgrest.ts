@@ -4,11 +4,12 @@ import pg from "pg";
 
 /**
  * A stand-in for the part of PostgREST that `rpc()` calls use (supabase-js's, and execute_current_job's own
- * postgrestSender): `POST /rest/v1/rpc/<function>` with a JSON object of named arguments. Like PostgREST it checks
- * the API key, runs the function inside a transaction after `set local role service_role`, and answers the result
- * as JSON (a scalar, an object for a composite, an array for a set), or an error as `{code, message, details, hint}`
- * with PostgREST's status. Only the `public` schema is exposed, as on a default Supabase project. The server is the
- * `url` to give a client as SUPABASE_URL.
+ * postgrestSender): `POST /rest/v1/rpc/<function>` with a JSON object of named arguments. Like PostgREST behind
+ * Supabase's gateway it checks the API keys, looks the function up in the exposed schemas (the first one unless a
+ * `Content-Profile` header names another), runs it inside a transaction after `set local role service_role` (read
+ * only for a STABLE or IMMUTABLE function, even on POST), and answers the result as JSON (a scalar, an object for a
+ * composite, an array for a set), or an error as `{code, message, details, hint}` with PostgREST's status. The
+ * server is the `url` to give a client as SUPABASE_URL.
  */
 export interface RpcCall {
   fn: string;
@@ -23,15 +24,25 @@ export interface PostgrestStandin {
   calls: RpcCall[];
   /** Answers every call with this status (e.g. 503) until set back to null, to test failing reports. */
   failWith: number | null;
+  /** The schemas the API exposes, the default one first; may be changed while running, as a user can. */
+  exposedSchemas: string[];
+  /** Whether the project's Data API is on; while off every /rest/v1 request answers 404, as on Supabase. */
+  dataApi: boolean;
   stop(): Promise<void>;
 }
 
 export interface PostgrestOptions {
   /** Runs the functions (the installer pool: a role that may `set role service_role`). */
   pool: pg.Pool;
-  /** The key callers must send as `apikey` and `Authorization: Bearer`. */
+  /** The legacy service_role key (a JWT): accepted as `apikey` and as `Authorization: Bearer`. */
   serviceRoleKey: string;
+  /** A new-style secret key (`sb_secret_...`): accepted as `apikey` only, since it is not a JWT. */
+  secretKey?: string;
   role?: string;
+  /** Schemas exposed by the API, the default one first (default: ["public"], as on a new project). */
+  exposedSchemas?: string[];
+  /** Whether the Data API is on (default: true). */
+  dataApi?: boolean;
 }
 
 interface FunctionArg {
@@ -41,9 +52,12 @@ interface FunctionArg {
 }
 
 interface FunctionInfo {
+  schema: string;
   args: FunctionArg[];
   returnsSet: boolean;
   returnsComposite: boolean;
+  /** STABLE or IMMUTABLE: PostgREST runs it in a read-only transaction. */
+  readOnly: boolean;
 }
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
@@ -72,25 +86,40 @@ function statusForSqlState(code: string | undefined): number {
   return 400;
 }
 
+/** PostgREST's answer for a function it cannot find in the schema it searched. */
+function functionNotFound(schema: string, fn: string, argNames: string[]): RestError {
+  return new RestError(
+    404,
+    "PGRST202",
+    `Could not find the function ${schema}.${fn}(${[...argNames].sort().join(", ")}) in the schema cache`,
+    "Searched for the function with the given argument names, but no matches were found in the schema cache.",
+  );
+}
+
+/** Looks the function up as PostgREST's schema cache would, before any transaction starts. */
 async function describeFunction(
-  client: pg.PoolClient,
+  pool: pg.Pool,
+  schema: string,
   fn: string,
   argNames: string[],
 ): Promise<FunctionInfo> {
-  const { rows } = await client.query<{
+  if (!IDENTIFIER.test(fn)) throw functionNotFound(schema, fn, argNames);
+  const { rows } = await pool.query<{
     names: string[] | null;
     types: string[];
     defaults: number;
     retset: boolean;
     composite: boolean;
+    volatility: string;
   }>(
     `select p.proargnames as names,
             array(select format_type(t, null) from unnest(p.proargtypes) t) as types,
             p.pronargdefaults as defaults, p.proretset as retset,
-            (select typtype = 'c' from pg_type where oid = p.prorettype) as composite
+            (select typtype = 'c' from pg_type where oid = p.prorettype) as composite,
+            p.provolatile as volatility
      from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-     where n.nspname = 'public' and p.proname = $1 and p.prokind = 'f'`,
-    [fn],
+     where n.nspname = $1 and p.proname = $2 and p.prokind = 'f'`,
+    [schema, fn],
   );
   // Choose the overload whose named arguments cover the call, as PostgREST does.
   for (const row of rows) {
@@ -103,35 +132,38 @@ async function describeFunction(
     const known = new Set(args.map((a) => a.name));
     if (!argNames.every((a) => known.has(a))) continue;
     if (!args.every((a) => a.hasDefault || argNames.includes(a.name))) continue;
-    return { args, returnsSet: row.retset, returnsComposite: row.composite };
+    return {
+      schema,
+      args,
+      returnsSet: row.retset,
+      returnsComposite: row.composite,
+      readOnly: row.volatility === "s" || row.volatility === "i",
+    };
   }
-  throw new RestError(
-    404,
-    "PGRST202",
-    `Could not find the function public.${fn}(${[...argNames].sort().join(", ")}) in the schema cache`,
-    "Searched for the function with the given argument names, but no matches were found in the schema cache.",
-  );
+  throw functionNotFound(schema, fn, argNames);
 }
 
 async function callFunction(
   options: PostgrestOptions,
+  schema: string,
   fn: string,
   args: Record<string, unknown>,
 ): Promise<unknown> {
-  if (!IDENTIFIER.test(fn)) throw new RestError(404, "PGRST202", `Could not find the function public.${fn}`);
+  const info = await describeFunction(options.pool, schema, fn, Object.keys(args));
   const client = await options.pool.connect();
   try {
     await client.query("begin");
+    if (info.readOnly) await client.query("set transaction read only");
     await client.query(`set local role ${pg.escapeIdentifier(options.role ?? "service_role")}`);
-    const info = await describeFunction(client, fn, Object.keys(args));
     // One JSON parameter; each argument is cast from it to the function's type, as PostgREST does.
     const used = info.args.filter((a) => a.name in args);
     const named = used.map((a, i) => {
       const operator = a.type === "json" || a.type === "jsonb" ? "->" : "->>";
       return `${pg.escapeIdentifier(a.name)} => ($1::jsonb ${operator} $${i + 2}::text)::${a.type}`;
     });
-    const call = `public.${pg.escapeIdentifier(fn)}(${named.join(", ")})`;
-    const params = [JSON.stringify(args), ...used.map((a) => a.name)];
+    const call = `${pg.escapeIdentifier(schema)}.${pg.escapeIdentifier(fn)}(${named.join(", ")})`;
+    // Postgres refuses a parameter that the statement does not use: a call without arguments sends none.
+    const params = used.length > 0 ? [JSON.stringify(args), ...used.map((a) => a.name)] : [];
     let result: unknown;
     if (info.returnsSet || info.returnsComposite) {
       const { rows } = await client.query(`select * from ${call}`, params);
@@ -159,6 +191,44 @@ async function callFunction(
   }
 }
 
+/**
+ * Checks the keys as Supabase's gateway and PostgREST do: `apikey` must be the service_role key or the secret key;
+ * `Authorization`, when sent, must carry a JWT, so a new-style secret key there is refused as an invalid JWT.
+ */
+function checkKeys(options: PostgrestOptions, req: IncomingMessage): void {
+  const keys = [options.serviceRoleKey, options.secretKey].filter((k) => k !== undefined);
+  if (!keys.includes(String(req.headers.apikey))) {
+    throw new RestError(
+      401,
+      "PGRST301",
+      "Invalid API key",
+      null,
+      "Double check your Supabase `anon` or `service_role` API key.",
+    );
+  }
+  const bearer = req.headers.authorization;
+  if (bearer !== undefined && bearer !== `Bearer ${options.serviceRoleKey}`) {
+    throw new RestError(
+      401,
+      "PGRST301",
+      "Invalid JWT",
+      "The Authorization header does not carry a valid JWT; new API keys (sb_secret_...) go in `apikey` only.",
+    );
+  }
+}
+
+/** The schema a call runs in: the one `Content-Profile` names, which must be exposed, or the default one. */
+function schemaOf(standin: PostgrestStandin, req: IncomingMessage, fn: string): string {
+  const profile = req.headers["content-profile"];
+  const exposed = standin.exposedSchemas;
+  if (profile !== undefined && !exposed.includes(String(profile))) {
+    throw new RestError(406, "PGRST106", `The schema must be one of the following: ${exposed.join(", ")}`);
+  }
+  const schema = profile !== undefined ? String(profile) : exposed[0];
+  if (schema === undefined) throw functionNotFound("(no exposed schema)", fn, []);
+  return schema;
+}
+
 async function readJson(req: IncomingMessage): Promise<unknown> {
   const chunks: Buffer[] = [];
   for await (const chunk of req) chunks.push(chunk as Buffer);
@@ -178,7 +248,14 @@ function send(res: ServerResponse, status: number, body: unknown) {
 
 export async function startPostgrest(options: PostgrestOptions): Promise<PostgrestStandin> {
   const calls: RpcCall[] = [];
-  const standin: PostgrestStandin = { url: "", calls, failWith: null, stop: async () => {} };
+  const standin: PostgrestStandin = {
+    url: "",
+    calls,
+    failWith: null,
+    exposedSchemas: [...(options.exposedSchemas ?? ["public"])],
+    dataApi: options.dataApi ?? true,
+    stop: async () => {},
+  };
 
   const server = createServer(async (req, res) => {
     const match = /^\/rest\/v1\/rpc\/([^/?]+)(?:\?.*)?$/.exec(req.url ?? "");
@@ -188,27 +265,16 @@ export async function startPostgrest(options: PostgrestOptions): Promise<Postgre
       if (match) calls.push({ fn, args, status });
       send(res, status, body);
     };
+    if (!standin.dataApi && (req.url ?? "").startsWith("/rest/v1")) {
+      // The gateway no longer routes the Data API: it answers as it does for any path it does not know.
+      return answer(404, { message: "no Route matched with those values" });
+    }
     try {
-      const bearer = req.headers.authorization;
-      if (
-        req.headers.apikey !== options.serviceRoleKey ||
-        (bearer !== undefined && bearer !== `Bearer ${options.serviceRoleKey}`)
-      ) {
-        throw new RestError(
-          401,
-          "PGRST301",
-          "Invalid API key",
-          null,
-          "Double check your Supabase `anon` or `service_role` API key.",
-        );
-      }
+      checkKeys(options, req);
       if (!match) throw new RestError(404, "PGRST125", `Invalid path specified in request URL`);
       if (req.method !== "POST")
         throw new RestError(405, "PGRST117", `Unsupported HTTP method: ${req.method}`);
-      const profile = req.headers["content-profile"];
-      if (profile !== undefined && profile !== "public") {
-        throw new RestError(406, "PGRST106", "The schema must be one of the following: public");
-      }
+      const schema = schemaOf(standin, req, fn);
       const body = await readJson(req);
       if (typeof body !== "object" || body === null || Array.isArray(body)) {
         throw new RestError(400, "PGRST102", "Expected a JSON object of named arguments");
@@ -216,7 +282,7 @@ export async function startPostgrest(options: PostgrestOptions): Promise<Postgre
       args = body as Record<string, unknown>;
       if (standin.failWith !== null)
         throw new RestError(standin.failWith, "PGRST000", "stand-in told to fail");
-      answer(200, await callFunction(options, fn, args));
+      answer(200, await callFunction(options, schema, fn, args));
     } catch (error) {
       const e = error instanceof RestError ? error : new RestError(500, "XX000", String(error));
       answer(e.status, { code: e.code, message: e.message, details: e.details, hint: e.hint });

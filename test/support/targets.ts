@@ -16,7 +16,8 @@ import { checkSupaqueueSignature, type VerifyResult } from "../../functions/_sha
  *   /hang          never answers (until the client goes away)
  *   /close         destroys the connection without answering
  *   /half-close    sends the status line, headers and part of the body, then destroys the connection
- *   /functions/v1/<name>  200 naming <name>: stands for an edge function of the project (see gateway.ts)
+ *   /<name>        for a name in `functions`: 200 naming <name>; stands for an edge function of the project, which
+ *                  the gateway stand-in (gateway.ts) reaches with its path stripped of /functions/v1
  *   /sequence/<name>  answers the next status from sequences[name] (then 200), to script retries
  *   /signed/<name> verifies Supaqueue-Signature with the keys in signingKeys[name], as a user's target would with
  *                  functions/_shared/verify_signature.ts: 200 when valid, 401 naming the reason otherwise
@@ -51,6 +52,8 @@ export interface Targets {
   sequences: Map<string, number[]>;
   /** The keys /signed/<name> accepts. */
   signingKeys: Map<string, string[]>;
+  /** Names of the project's edge functions this server plays: /<name> answers 200 naming <name>. */
+  functions: Set<string>;
   /** Bytes written by /huge before the client stopped reading. */
   readonly hugeBytesSent: number;
   stop(): Promise<void>;
@@ -60,6 +63,7 @@ export async function startTargets(): Promise<Targets> {
   const requests: ReceivedRequest[] = [];
   const sequences = new Map<string, number[]>();
   const signingKeys = new Map<string, string[]>();
+  const functions = new Set<string>();
   let inFlight = 0;
   const waiters = new Set<() => void>();
   let hugeBytesSent = 0;
@@ -140,6 +144,7 @@ export async function startTargets(): Promise<Targets> {
       const asFunction = /^\/functions\/v1\/(redirect|invalid-jwt)$/.exec(received.path)?.[1];
       if (asFunction) [route, arg] = [asFunction, ""];
       const n = Number(arg);
+      if (functions.has(route)) return answer(res, 200, JSON.stringify({ function: route }));
       switch (route) {
         case "ok":
           return answer(res, 200, JSON.stringify({ ok: true }));
@@ -180,9 +185,6 @@ export async function startTargets(): Promise<Targets> {
         case "invalid-jwt":
           // What the platform answers for a function deployed with verify_jwt when the bearer token is not a JWT.
           return answer(res, 401, JSON.stringify({ code: 401, message: "Invalid JWT" }));
-        case "functions":
-          // /functions/v1/<name>: an edge function of the project, reached through the gateway stand-in.
-          return answer(res, 200, JSON.stringify({ function: received.path.split("/")[3] ?? null }));
         case "signed":
           return void verify(req, res, received, arg).catch((error) =>
             answer(res, 500, JSON.stringify({ error: String(error) })),
@@ -206,6 +208,7 @@ export async function startTargets(): Promise<Targets> {
     to,
     sequences,
     signingKeys,
+    functions,
     get hugeBytesSent() {
       return hugeBytesSent;
     },
