@@ -38,7 +38,7 @@ describe("signed requests", () => {
     const signedOnce = await stack.enqueue(queue, { order: 1, note: "crème brûlée ✓" });
     expect(await stack.finished(signedOnce)).toMatchObject({ status: "successful", last_status_code: 200 });
     const [one] = receivedFor(signedOnce);
-    expect(one?.headers["supaqueue-signature"]).toMatch(/^t=\d+,v1=[0-9a-f]{64}$/);
+    expect(one?.headers["supaqueue-signature"]).toMatch(/^t=\d+,v2=[0-9a-f]{64}$/);
     expect(one?.verification).toEqual({ ok: true, timestamp: expect.any(Number) });
 
     // Rotated with an hour's overlap: calls are signed with both keys, so the target, still on the old key, and a
@@ -47,10 +47,10 @@ describe("signed requests", () => {
     const during = await stack.enqueue(queue, { order: 2 });
     expect(await stack.finished(during)).toMatchObject({ status: "successful", last_status_code: 200 });
     const [two] = receivedFor(during);
-    expect(two?.headers["supaqueue-signature"]).toMatch(/^t=\d+,v1=[0-9a-f]{64},v1=[0-9a-f]{64}$/);
+    expect(two?.headers["supaqueue-signature"]).toMatch(/^t=\d+,v2=[0-9a-f]{64},v2=[0-9a-f]{64}$/);
     expect(two?.verification?.ok).toBe(true);
     const asReceived = {
-      header: two?.headers["supaqueue-signature"],
+      headers: two?.headers ?? {},
       method: "POST",
       url: `${two?.path}?${two?.rawQuery}`,
       body: two?.body ?? "",
@@ -61,6 +61,21 @@ describe("signed requests", () => {
       false,
     );
     expect(await verifySupaqueueSignature({ ...asReceived, keys: ["not-the-key-0123456789"] })).toBe(false);
+    // Attack 5: the signature covers the job id, the attempt and the Idempotency-Key, so a captured call cannot be
+    // passed off as another job or another attempt.
+    for (const [name, value] of <[string, string][]>[
+      ["supaqueue-job-id", "00000000-0000-7000-8000-000000000000"],
+      ["supaqueue-attempt", "2"],
+      ["idempotency-key", "someone-else"],
+    ]) {
+      expect(
+        await verifySupaqueueSignature({
+          ...asReceived,
+          headers: { ...two?.headers, [name]: value },
+          keys: [second],
+        }),
+      ).toBe(false);
+    }
 
     // After the overlap only the new key signs: a target that never switched refuses, and its 401 fails the job.
     await db.pool.query(
@@ -74,7 +89,7 @@ describe("signed requests", () => {
       last_status_code: 401,
     });
     const [three] = receivedFor(after);
-    expect(three?.headers["supaqueue-signature"]).toMatch(/^t=\d+,v1=[0-9a-f]{64}$/);
+    expect(three?.headers["supaqueue-signature"]).toMatch(/^t=\d+,v2=[0-9a-f]{64}$/);
     expect(three?.verification).toEqual({ ok: false, reason: "mismatch" });
     // The target on the new key accepts it.
     targets.signingKeys.set("orders", [second]);
@@ -92,7 +107,7 @@ describe("signed requests", () => {
     expect(received?.query).toEqual({ fixed: "1", q: "a b&c", nested: '{"deep":[1,"x"]}' });
     expect(received?.verification?.ok).toBe(true);
     const tampered = {
-      header: received?.headers["supaqueue-signature"],
+      headers: received?.headers ?? {},
       method: "GET",
       url: `${received?.path}?${received?.rawQuery.replace("a%20b", "a%20z")}`,
       body: "",

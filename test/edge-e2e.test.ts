@@ -1,18 +1,20 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { wakeupHeader } from "../functions/execute_current_job/wakeup.ts";
 import { TEST_SECRET, type TestDatabase } from "./support/db.ts";
 import { type ServedFunction, serveFunction } from "./support/deno.ts";
 import { type EdgeStack, SERVICE_ROLE_KEY, startEdgeStack } from "./support/edge-stack.ts";
 import type { Gateway } from "./support/gateway.ts";
 import type { PostgrestStandin, RpcCall } from "./support/postgrest.ts";
-import type { Targets } from "./support/targets.ts";
+import { startTargets, type Targets } from "./support/targets.ts";
 
 /**
  * execute_current_job end to end (see support/edge-stack.ts for the stack): Postgres → pg_net stand-in → the
- * function in real Deno → local targets, and the outcomes back through the PostgREST stand-in, in batches
- * (public.supaqueue_complete_current_jobs).
+ * function in real Deno, which claims its calls (public.supaqueue_claim_current_jobs) → local targets, and the
+ * outcomes back through the PostgREST stand-in, in batches (public.supaqueue_complete_and_claim).
  */
 
-const BATCH_RPC = "supaqueue_complete_current_jobs";
+const BATCH_RPC = "supaqueue_complete_and_claim";
+const CLAIM_RPC = "supaqueue_claim_current_jobs";
 
 let stack: EdgeStack;
 let db: TestDatabase;
@@ -226,11 +228,12 @@ describe("execute_current_job in Deno, end to end", () => {
   });
 
   test("when reporting fails nothing is lost: the lease expires and the job runs again", async () => {
-    postgrest.failWith = 503;
-    const queue = await createQueue({ url: `${targets.url}/ok`, timeout_ms: 500, max_attempts: 3 });
+    const queue = await createQueue({ url: `${targets.url}/slow/300`, timeout_ms: 500, max_attempts: 3 });
     const jobId = await enqueue(queue);
     try {
-      await targets.waitFor("/ok", targets.to("/ok").length + 1);
+      // Claimed and on its way to the target: only the report fails.
+      await targets.waitFor("/slow/300", targets.to("/slow/300").length + 1);
+      postgrest.failWith = 503;
       const deadline = Date.now() + 10_000;
       while (!postgrest.calls.some((c) => c.status === 503 && outcomesOf(c).length > 0)) {
         if (Date.now() > deadline) throw new Error("the function never tried to report");
@@ -248,70 +251,124 @@ describe("execute_current_job in Deno, end to end", () => {
     expect(fn.output()).toMatch(/reporting the outcome failed/);
   });
 
-  test("a request without the right secret is refused with 401 and starts no call", async () => {
+  test("a wakeup without the right MAC is refused with 401; a forged one naming any id claims nothing", async () => {
+    // Attack 1 of the hop's review: a hand-made request used to make any call with the project's key.
     const before = targets.requests.length;
-    const call = {
-      current_job_id: 999_999,
-      attempt: 1,
-      job: { id: "00000000-0000-4000-8000-000000000000", payload: {}, headers: {} },
-      queue: {
-        name: "x",
-        url: `${targets.url}/ok`,
-        is_function: false,
+    const claimsBefore = postgrest.calls.filter((c) => c.fn === CLAIM_RPC).length;
+    const body = JSON.stringify({ v: 2, ids: [999_999] });
+    const post = (headers: Record<string, string>) =>
+      fetch(`${gateway.functionsUrl}/execute_current_job`, {
         method: "POST",
-        headers: {},
-        timeout_ms: 1000,
-      },
-    };
-    for (const secret of [undefined, "wrong"]) {
-      const res = await fetch(`${gateway.functionsUrl}/execute_current_job`, {
-        method: "POST",
-        headers: { "Content-Type": "application/json", ...(secret ? { "supaqueue-secret": secret } : {}) },
-        body: JSON.stringify(call),
+        headers: { "Content-Type": "application/json", ...headers },
+        body,
       });
-      expect(res.status).toBe(401);
+    const refused: Record<string, string>[] = [
+      {},
+      { "Supaqueue-Wakeup": await wakeupHeader({ secret: "wrong", body, t: Date.now(), w: 41_000 }) },
+      { "supaqueue-secret": TEST_SECRET },
+    ];
+    for (const headers of refused) {
+      const res = await post(headers);
+      expect([400, 401]).toContain(res.status);
       expect(await res.text()).not.toContain(TEST_SECRET);
     }
-    const bad = await fetch(`${gateway.functionsUrl}/execute_current_job`, {
-      method: "POST",
-      headers: { "supaqueue-secret": TEST_SECRET },
-      body: "{",
+    expect(postgrest.calls.filter((c) => c.fn === CLAIM_RPC)).toHaveLength(claimsBefore);
+    // With the secret itself, a forged wakeup can only name calls: 999999 is not one, so nothing is made.
+    const forged = await post({
+      "Supaqueue-Wakeup": await wakeupHeader({ secret: TEST_SECRET, body, t: Date.now(), w: 41_000 }),
     });
-    expect(bad.status).toBe(400);
+    expect(await forged.json()).toEqual({ claimed: 0, of: 1 });
     await new Promise((r) => setTimeout(r, 200));
     expect(targets.requests.length).toBe(before);
   });
+
+  test("a wakeup replayed three times makes the call once", async () => {
+    const queue = await createQueue({ url: `${targets.url}/ok` });
+    const jobId = await enqueue(queue);
+    expect((await finished(jobId)).status).toBe("successful");
+    const [wakeup] = stack.pgnetRequests.filter((r) => r.body?.includes('"ids"')).slice(-1);
+    expect(wakeup).toBeDefined();
+    for (let i = 0; i < 3; i++) {
+      const res = await fetch(wakeup!.url, { method: "POST", headers: wakeup!.headers, body: wakeup!.body });
+      expect(await res.json()).toEqual({ claimed: 0, of: 1 });
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    expect(targets.requests.filter((r) => r.headers["supaqueue-job-id"] === jobId)).toHaveLength(1);
+  });
+
+  test("pg_net's tables, which every role can read, hold no payload, header value or secret", async () => {
+    // Attack 2: the queued requests and the function's answers are readable by anon and authenticated.
+    await db.pool.query("select vault.create_secret('vault-header-value-42', 'e2e_leak_check')");
+    const queue = await createQueue({
+      url: `${targets.url}/ok`,
+      headers: { "X-Plain": "plain-header-value-42" },
+      secret_headers: { "X-Token": "e2e_leak_check" },
+    });
+    await db.pool.query("select supaqueue.rotate_signing_key($1, 'signing-key-value-42')", [queue]);
+    const jobId = await enqueue(queue, { card: "payload-value-42" }, { "X-Job": "job-header-value-42" });
+    expect((await finished(jobId)).status).toBe("successful");
+    const [received] = targets.requests.filter((r) => r.headers["supaqueue-job-id"] === jobId);
+    expect(received?.headers["x-token"]).toBe("vault-header-value-42");
+    for (const role of ["anon", "authenticated"]) {
+      const { rows } = await db.as(
+        role,
+        `select coalesce((select jsonb_agg(r) from net.http_request_queue r), '[]')::text
+             || coalesce((select jsonb_agg(r) from net._http_response r), '[]')::text as everything`,
+      );
+      const everything: string = rows[0].everything;
+      expect(everything).toContain("claimed");
+      for (const secret of [TEST_SECRET, "value-42", SERVICE_ROLE_KEY])
+        expect(everything).not.toContain(secret);
+    }
+    const sent = stack.pgnetRequests.map((r) => JSON.stringify(r)).join("\n");
+    for (const secret of [TEST_SECRET, "value-42", SERVICE_ROLE_KEY]) expect(sent).not.toContain(secret);
+  });
+
+  test("a payload far above pg_net's 64 KB travels whole: it never goes through pg_net", async () => {
+    const queue = await createQueue({ url: `${targets.url}/ok` });
+    const big = { blob: "x".repeat(200_000) };
+    const jobId = await enqueue(queue, big);
+    expect((await finished(jobId)).status).toBe("successful");
+    const [received] = targets.requests.filter((r) => r.headers["supaqueue-job-id"] === jobId);
+    expect(received?.body).toBe(JSON.stringify(big));
+    expect(Math.max(...stack.pgnetRequests.map((r) => r.body?.length ?? 0))).toBeLessThan(2000);
+  });
+
+  test("a redirect to another origin is not followed: the secret header stays home", async () => {
+    // Attack 3: fetch used to follow a 302 and send apikey and the queue's secret headers to the other origin.
+    const elsewhere = await startTargets();
+    try {
+      const queue = await createQueue({
+        url: `${targets.url}/redirect?to=${encodeURIComponent(`${elsewhere.url}/ok`)}`,
+        secret_headers: { "X-Token": "e2e_target_token" },
+      });
+      const jobId = await enqueue(queue);
+      expect(await finished(jobId)).toMatchObject({ status: "failed", attempts: 1, last_status_code: 302 });
+      expect((await attempts(jobId))[0]?.error).toMatch(/a redirect to .*, not followed/);
+      expect(elsewhere.requests).toHaveLength(0);
+    } finally {
+      await elsewhere.stop();
+    }
+  });
 });
 
-test("a call delivered after its lease ran out is refused with 409 and never reaches the target", async () => {
-  const before = targets.requests.length;
-  const call = {
-    current_job_id: 999_998,
-    attempt: 1,
-    // As Postgres writes a timestamptz into JSON; a second ago, so tick() has already counted the attempt as lost.
-    lease_until: new Date(Date.now() - 1000).toISOString().replace("Z", "123+00:00"),
-    job: { id: "00000000-0000-4000-8000-000000000001", payload: {}, headers: {} },
-    queue: {
-      name: "x",
-      url: `${targets.url}/ok`,
-      is_function: false,
-      method: "POST",
-      headers: {},
-      timeout_ms: 1000,
-    },
-  };
-  const res = await fetch(`${gateway.functionsUrl}/execute_current_job`, {
-    method: "POST",
-    headers: { "Content-Type": "application/json", "supaqueue-secret": TEST_SECRET },
-    body: JSON.stringify(call),
+describe("a project with the new API keys (sb_secret_...)", () => {
+  let keyed: EdgeStack;
+  beforeAll(async () => {
+    keyed = await startEdgeStack({ secretKey: "sb_secret_e2e_key" });
   });
-  expect(res.status).toBe(409);
-  expect((await res.json()).error).toMatch(/^lease expired/);
-  await new Promise((r) => setTimeout(r, 200));
-  expect(targets.requests.length).toBe(before);
-  expect(postgrest.calls.some((c) => outcomesOf(c).some((o) => String(o.current_job_id) === "999998"))).toBe(
-    false,
-  );
+  afterAll(() => keyed?.stop());
+
+  test("the function uses the secret key in apikey only, for PostgREST and for the project's functions", async () => {
+    const queue = await keyed.createQueue({ function_name: "keyed-fn" });
+    const jobId = await keyed.enqueue(queue);
+    expect((await keyed.finished(jobId)).status).toBe("successful");
+    const [received] = keyed.targets.requests.filter((r) => r.headers["supaqueue-job-id"] === jobId);
+    expect(received?.headers.apikey).toBe("sb_secret_e2e_key");
+    expect(received?.headers.authorization).toBeUndefined();
+    expect(keyed.postgrest.calls.length).toBeGreaterThan(0);
+    expect(keyed.postgrest.calls.every((c) => c.status === 200)).toBe(true);
+  });
 });
 
 test("without its environment the function answers 500 naming what is missing", async () => {
@@ -319,10 +376,11 @@ test("without its environment the function answers 500 naming what is missing", 
   try {
     const res = await fetch(`${bare.functionsUrl}/execute_current_job`, { method: "POST", body: "{}" });
     expect(res.status).toBe(500);
-    const { error } = await res.json();
-    expect(error).toMatch(/SUPAQUEUE_SECRET/);
-    expect(error).toMatch(/SUPABASE_URL/);
-    expect(error).toMatch(/SUPABASE_SERVICE_ROLE_KEY/);
+    const { error, message } = await res.json();
+    expect(error).toBe("function_not_configured");
+    expect(message).toMatch(/SUPAQUEUE_SECRET/);
+    expect(message).toMatch(/SUPABASE_URL/);
+    expect(message).toMatch(/SUPABASE_SECRET_KEYS .* or SUPABASE_SERVICE_ROLE_KEY/);
   } finally {
     await bare.stop();
   }

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { checkSupaqueueSignature } from "../functions/_shared/verify_signature.ts";
 import { chunkReader, READ_BUFFER_BYTES, readBounded } from "../functions/execute_current_job/body.ts";
 import {
   buildRequest,
@@ -11,7 +12,6 @@ import {
 import { createHandler, type HandlerDeps } from "../functions/execute_current_job/handler.ts";
 import { type Database, RpcError } from "../functions/execute_current_job/rpc.ts";
 import { wakeupHeader } from "../functions/execute_current_job/wakeup.ts";
-import { checkSupaqueueSignature } from "../functions/_shared/verify_signature.ts";
 import { startTargets, type Targets } from "./support/targets.ts";
 
 /**
@@ -71,7 +71,12 @@ async function wakeup(
   const header =
     options.header !== undefined
       ? options.header
-      : await wakeupHeader({ secret: options.secret ?? SECRET, body, t: options.t ?? NOW, w: options.w ?? 41_000 });
+      : await wakeupHeader({
+          secret: options.secret ?? SECRET,
+          body,
+          t: options.t ?? NOW,
+          w: options.w ?? 41_000,
+        });
   if (header !== null) headers["Supaqueue-Wakeup"] = header;
   return new Request(`${PROJECT}/execute_current_job`, { method: "POST", headers, body });
 }
@@ -136,7 +141,9 @@ describe("the wakeup: authenticated, fresh, and naming ids only", () => {
     expect(claims).toEqual([[41, 42]]);
     await handler.idle();
     expect(fetched).toHaveLength(1);
-    expect(outcomes()).toEqual([expect.objectContaining({ current_job_id: 41, succeeded: true, status_code: 200 })]);
+    expect(outcomes()).toEqual([
+      expect.objectContaining({ current_job_id: 41, succeeded: true, status_code: 200 }),
+    ]);
   });
 
   test("a missing, forged or tampered wakeup gets 401/400 with a short code, and nothing is claimed or called", async () => {
@@ -199,7 +206,10 @@ describe("the wakeup: authenticated, fresh, and naming ids only", () => {
       new Request(`${PROJECT}/execute_current_job`, {
         method: "POST",
         headers: { "Content-Type": "application/json", "supaqueue-secret": SECRET },
-        body: JSON.stringify({ ...details({ current_job_id: 999_999 }), queue: { url: "https://evil.example/", is_function: true } }),
+        body: JSON.stringify({
+          ...details({ current_job_id: 999_999 }),
+          queue: { url: "https://evil.example/", is_function: true },
+        }),
       }),
     );
     expect(res.status).toBe(400);
@@ -219,9 +229,18 @@ describe("the wakeup: authenticated, fresh, and naming ids only", () => {
 
   test("a claim that fails answers 502 with a code naming the step, never a secret", async () => {
     const cases: [unknown, string][] = [
-      [new RpcError("supaqueue_claim_current_jobs", 404, "HTTP 404 PGRST202: Could not find the function"), "claim_rpc_404"],
-      [new RpcError("supaqueue_claim_current_jobs", 401, "HTTP 401 PGRST301: Invalid API key"), "claim_rpc_401"],
-      [new RpcError("supaqueue_claim_current_jobs", null, "fetch failed (ECONNREFUSED)"), "claim_rpc_unreachable"],
+      [
+        new RpcError("supaqueue_claim_current_jobs", 404, "HTTP 404 PGRST202: Could not find the function"),
+        "claim_rpc_404",
+      ],
+      [
+        new RpcError("supaqueue_claim_current_jobs", 401, "HTTP 401 PGRST301: Invalid API key"),
+        "claim_rpc_401",
+      ],
+      [
+        new RpcError("supaqueue_claim_current_jobs", null, "fetch failed (ECONNREFUSED)"),
+        "claim_rpc_unreachable",
+      ],
       [new RpcError("supaqueue_claim_current_jobs", null, "no answer within 30000 ms"), "claim_rpc_timeout"],
       [new Error("boom"), "claim_failed"],
     ];
@@ -264,7 +283,13 @@ describe("making the calls", () => {
     release?.();
     await kept[0];
     expect(outcomes()).toEqual([
-      expect.objectContaining({ current_job_id: 41, succeeded: true, status_code: 201, response_body: "done", error: null }),
+      expect.objectContaining({
+        current_job_id: 41,
+        succeeded: true,
+        status_code: 201,
+        response_body: "done",
+        error: null,
+      }),
     ]);
     expect(handler.inFlight).toBe(0);
   });
@@ -286,7 +311,10 @@ describe("making the calls", () => {
   });
 
   test("a call the database flags (a secret missing from Vault) fails without being made, and is not retried", async () => {
-    const { handler, fetched, outcomes } = harness({}, { 41: details({ problem: 'a secret header is missing from Vault: header "X-Key"' }) });
+    const { handler, fetched, outcomes } = harness(
+      {},
+      { 41: details({ problem: 'a secret header is missing from Vault: header "X-Key"' }) },
+    );
     await handler(await wakeup([41]));
     await handler.idle();
     expect(fetched).toHaveLength(0);
@@ -328,7 +356,10 @@ describe("making the calls", () => {
   });
 
   test("an invalid header fails the job at once", async () => {
-    const { handler, fetched, outcomes } = harness({}, { 41: details({ job: { headers: { "Bad Header": "x" } } }) });
+    const { handler, fetched, outcomes } = harness(
+      {},
+      { 41: details({ job: { headers: { "Bad Header": "x" } } }) },
+    );
     await handler(await wakeup([41]));
     await handler.idle();
     expect(fetched).toHaveLength(0);
@@ -369,7 +400,10 @@ describe("going on with the next calls a report hands back", () => {
   test("it takes no more calls after maxCalls, near the end of its wall clock, past its CPU budget, or once retired", async () => {
     let now = NOW;
     let cpu = 0;
-    const within = async (lifetime: HandlerDeps["lifetime"], before?: (h: ReturnType<typeof harness>) => void) => {
+    const within = async (
+      lifetime: HandlerDeps["lifetime"],
+      before?: (h: ReturnType<typeof harness>) => void,
+    ) => {
       const h = harness({ now: () => now, lifetime });
       before?.(h);
       await h.handler(await wakeup([41]));
@@ -465,7 +499,10 @@ describe("building the request", () => {
   });
 
   test("the project's key goes only to the project's own functions: its origin, under /functions/v1/", () => {
-    const jwt = { key: { value: "jwt-key", kind: "jwt" as const }, functionsOrigins: [PROJECT, "https://api.custom.example"] };
+    const jwt = {
+      key: { value: "jwt-key", kind: "jwt" as const },
+      functionsOrigins: [PROJECT, "https://api.custom.example"],
+    };
     const fn = (url: string, is_function = true) => buildRequest(call({ queue: { url, is_function } }), jwt);
     const own = fn(`${PROJECT}/functions/v1/send-email`);
     expect(own.headers.get("authorization")).toBe("Bearer jwt-key");
@@ -517,7 +554,8 @@ describe("classification", () => {
     expect(parseRetryAfter("Sat, 28 Nov 2026 12:00:30 GMT", NOW)).toBe(30_000);
     expect(parseRetryAfter("Sat, 28 Nov 2026 11:00:00 GMT", NOW)).toBe(0);
     expect(parseRetryAfter("99999999999", NOW)).toBe(2_147_483_647);
-    for (const bad of [null, undefined, "", "soon", "-5", "1.5"]) expect(parseRetryAfter(bad, NOW)).toBeNull();
+    for (const bad of [null, undefined, "", "soon", "-5", "1.5"])
+      expect(parseRetryAfter(bad, NOW)).toBeNull();
   });
 });
 
@@ -569,16 +607,26 @@ describe("calls against real local targets", () => {
       headers: { "X-Api-Key": "queue-secret-value" },
     });
     expect(c).toMatchObject({ succeeded: false, retryable: false, status_code: 302 });
-    expect(c.error).toBe(`HTTP 302: a redirect to ${elsewhere.url}/ok, not followed (give the queue its final URL)`);
+    expect(c.error).toBe(
+      `HTTP 302: a redirect to ${elsewhere.url}/ok, not followed (give the queue its final URL)`,
+    );
     await new Promise((r) => setTimeout(r, 50));
     expect(elsewhere.requests).toHaveLength(0);
   });
 
   test("a function that refuses the project's key as an invalid JWT says what to do", async () => {
-    const c = await run("/functions/v1/invalid-jwt", { is_function: true }, { projectKey: { value: "sb_secret_x", kind: "secret" } });
+    const c = await run(
+      "/functions/v1/invalid-jwt",
+      { is_function: true },
+      { projectKey: { value: "sb_secret_x", kind: "secret" } },
+    );
     expect(c).toMatchObject({ succeeded: false, retryable: false, status_code: 401 });
     expect(c.error).toMatch(/^HTTP 401 Invalid JWT: .*--no-verify-jwt/);
-    const elsewhereFn = await run("/functions/v1/invalid-jwt", { is_function: true }, { functionsOrigins: [] });
+    const elsewhereFn = await run(
+      "/functions/v1/invalid-jwt",
+      { is_function: true },
+      { functionsOrigins: [] },
+    );
     expect(elsewhereFn.error).toMatch(/key was not sent, because .* is not this project's functions origin/);
   });
 

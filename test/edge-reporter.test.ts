@@ -41,7 +41,12 @@ function controlledSend() {
   const send: SendReport = (outcomes, within) =>
     new Promise((resolve, reject) => {
       const ids = outcomes.map((o) => o.current_job_id);
-      sent.push({ ids, within, answer: (finished = ids, calls = []) => resolve({ finished, calls }), fail: reject });
+      sent.push({
+        ids,
+        within,
+        answer: (finished = ids, calls = []) => resolve({ finished, calls }),
+        fail: reject,
+      });
     });
   return { sent, send };
 }
@@ -187,7 +192,9 @@ describe("batch reporter", () => {
     expect(() => createBatchReporter({ send, maxBatchChars: 1.5 })).toThrow(
       /maxBatchChars must be a positive integer/,
     );
-    expect(() => createBatchReporter({ send, maxInFlight: 0 })).toThrow(/maxInFlight must be a positive integer/);
+    expect(() => createBatchReporter({ send, maxInFlight: 0 })).toThrow(
+      /maxInFlight must be a positive integer/,
+    );
   });
 
   test("by default two reports may be on their way: a slow one does not hold the next outcome back", async () => {
@@ -311,7 +318,9 @@ describe("postgrestDatabase", () => {
       .claim([1])
       .catch((e) => e);
     expect(missing).toBeInstanceOf(RpcError);
-    expect(missing.message).toContain("supaqueue_claim_current_jobs: HTTP 404 PGRST202: Could not find the function");
+    expect(missing.message).toContain(
+      "supaqueue_claim_current_jobs: HTTP 404 PGRST202: Could not find the function",
+    );
     expect(missing.code("claim")).toBe("claim_rpc_404");
     answer = { status: 502, body: "<html>bad gateway</html>" };
     await expect(database().completeAndClaim([outcome(1)], 0)).rejects.toThrow(/HTTP 502, not JSON/);
@@ -319,7 +328,9 @@ describe("postgrestDatabase", () => {
 
   test("an answer of another shape rejects", async () => {
     answer = { status: 200, body: "[1,2]" };
-    await expect(database().completeAndClaim([outcome(1)], 0)).rejects.toThrow(/something else than \{finished, calls\}/);
+    await expect(database().completeAndClaim([outcome(1)], 0)).rejects.toThrow(
+      /something else than \{finished, calls\}/,
+    );
     answer = { status: 200, body: "true" };
     await expect(database().claim([1])).rejects.toThrow(/something else than an array/);
   });
@@ -333,8 +344,11 @@ describe("postgrestDatabase", () => {
     expect(error.message).toMatch(/no answer within 200 ms/);
     expect(error.code("report")).toBe("report_rpc_timeout");
     expect(Date.now() - started).toBeLessThan(2000);
-    await expect(postgrestDatabase({ fetch, supabaseUrl: "http://127.0.0.1:9", key: { value: "k", kind: "jwt" } }).claim([1]))
-      .rejects.toSatisfy((e: RpcError) => e.code("claim") === "claim_rpc_unreachable");
+    await expect(
+      postgrestDatabase({ fetch, supabaseUrl: "http://127.0.0.1:9", key: { value: "k", kind: "jwt" } }).claim(
+        [1],
+      ),
+    ).rejects.toSatisfy((e: RpcError) => e.code("claim") === "claim_rpc_unreachable");
     answer = { status: 200, body: "[]" };
   });
 });

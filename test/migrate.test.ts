@@ -73,9 +73,7 @@ describe("the migration runner", () => {
   test("a first migration that fails leaves no trace", async () => {
     const db = await emptyDatabase();
     const c = await client(db.url);
-    await expect(migrate(c, [migration(1, "0001_broken", "select 1/0")])).rejects.toThrow(
-      /0001_broken/,
-    );
+    await expect(migrate(c, [migration(1, "0001_broken", "select 1/0")])).rejects.toThrow(/0001_broken/);
     const { rows } = await c.query("select to_regnamespace('supaqueue') as ns");
     expect(rows[0].ns).toBeNull();
     await c.end();

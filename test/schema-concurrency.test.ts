@@ -48,7 +48,8 @@ describe("the three failures measured in the original design cannot happen", () 
     await t1.query("set local role service_role");
     await t2.query("set local role service_role");
     // Both are open at once, each holding its own completion: neither blocks the other.
-    const report = (id: number) => JSON.stringify([{ current_job_id: id, succeeded: true, status_code: 200 }]);
+    const report = (id: number) =>
+      JSON.stringify([{ current_job_id: id, succeeded: true, status_code: 200 }]);
     await t1.query("select supaqueue.complete_current_jobs($1::jsonb)", [report(a!.body.current_job_id)]);
     await t2.query("select supaqueue.complete_current_jobs($1::jsonb)", [report(b!.body.current_job_id)]);
     await t2.query("commit");

@@ -40,7 +40,9 @@ describe("the seed's usage, word for word", () => {
     expect(wakeup?.url).toBe("http://127.0.0.1:9/functions/v1/execute_current_job");
     expect(wakeup?.timeoutMs).toBeGreaterThan(0);
     expect(Object.keys(wakeup?.headers ?? {}).sort()).toEqual(["Content-Type", "Supaqueue-Wakeup"]);
-    const { rows: current } = await db.pool.query("select id from supaqueue.current_job where job_id = $1", [job.id]);
+    const { rows: current } = await db.pool.query("select id from supaqueue.current_job where job_id = $1", [
+      job.id,
+    ]);
     expect(wakeup?.body).toEqual({ v: 2, ids: [Number(current[0].id)] });
     // What the function gets when it claims the call, once.
     const [call] = await claim(db.pool, wakeup!.body.ids);

@@ -11,12 +11,9 @@ import {
   type VerifyOptions,
   verifySupaqueueSignature,
 } from "../functions/_shared/verify_signature.ts";
-import {
-  buildRequest,
-  type CurrentJobCall,
-  createHandler,
-  parseCall,
-} from "../functions/execute_current_job/handler.ts";
+import { buildRequest, type CurrentJobCall, parseCall } from "../functions/execute_current_job/call.ts";
+import { createHandler } from "../functions/execute_current_job/handler.ts";
+import { wakeupHeader } from "../functions/execute_current_job/wakeup.ts";
 import { projectRoot } from "../src/paths.ts";
 import { DENO_BIN, denoEnv } from "./support/deno.ts";
 
@@ -684,6 +681,20 @@ describe("over HTTP, in Node", () => {
 describe("the handler signs what it sends", () => {
   async function send(queue: Record<string, unknown>, jobHeaders: Record<string, string> = {}) {
     const fetched: Request[] = [];
+    const details = {
+      current_job_id: 7,
+      attempt: 4,
+      job: { id: JOB_ID, payload: { a: "é" }, headers: jobHeaders },
+      queue: {
+        name: "q",
+        url: "https://t.example/h?k=v",
+        is_function: false,
+        method: "POST",
+        headers: {},
+        timeout_ms: 1000,
+        ...queue,
+      },
+    };
     const handler = createHandler({
       secret: "s",
       now: () => AT_T,
@@ -691,39 +702,32 @@ describe("the handler signs what it sends", () => {
         fetched.push(new Request(input, init));
         return new Response("ok");
       },
-      report: async () => true,
+      db: {
+        claim: async () => [details],
+        completeAndClaim: async (outcomes) => ({
+          finished: outcomes.map((o) => o.current_job_id),
+          calls: [],
+        }),
+      },
     });
+    const wakeup = JSON.stringify({ v: 2, ids: [7] });
     const res = await handler(
       new Request("http://edge.test/", {
         method: "POST",
-        headers: { "supaqueue-secret": "s" },
-        body: JSON.stringify({
-          current_job_id: 7,
-          attempt: 4,
-          job: { id: JOB_ID, payload: { a: "é" }, headers: jobHeaders },
-          queue: {
-            name: "q",
-            url: "https://t.example/h?k=v",
-            is_function: false,
-            method: "POST",
-            headers: {},
-            timeout_ms: 1000,
-            ...queue,
-          },
-        }),
+        headers: {
+          "Supaqueue-Wakeup": await wakeupHeader({ secret: "s", body: wakeup, t: AT_T, w: 41_000 }),
+        },
+        body: wakeup,
       }),
     );
-    expect(res.status).toBe(202);
+    expect(res.status).toBe(200);
     await handler.idle();
     const [request] = fetched;
     if (!request) throw new Error("nothing was fetched");
     return { request, body: await request.text() };
   }
 
-  // Skipped until functions/execute_current_job/handler.ts's signRequest passes jobId, attempt and idempotencyKey
-  // (the values it sends in Supaqueue-Job-Id, Supaqueue-Attempt and Idempotency-Key) to signatureHeader: it is
-  // another change's. Un-skip it then.
-  test.skip("a queue with signing_keys sends a v2 header that verifies against the request as received", async () => {
+  test("a queue with signing_keys sends a v2 header that verifies against the request as received", async () => {
     const { request, body } = await send(
       { signing_keys: [NEW_KEY, OLD_KEY] },
       { "Supaqueue-Signature": "forged", "Idempotency-Key": "order-42" },

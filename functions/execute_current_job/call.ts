@@ -64,7 +64,9 @@ export interface ProjectKey {
 
 /** The key's headers: a JWT goes as `apikey` and as a bearer token; an sb_secret_ key in `apikey` only. */
 export function keyHeaders(key: ProjectKey): Record<string, string> {
-  return key.kind === "jwt" ? { apikey: key.value, Authorization: `Bearer ${key.value}` } : { apikey: key.value };
+  return key.kind === "jwt"
+    ? { apikey: key.value, Authorization: `Bearer ${key.value}` }
+    : { apikey: key.value };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -205,7 +207,10 @@ function queryValue(value: unknown): string {
  * the queue's headers, the job's headers, then Supaqueue-Job-Id and Supaqueue-Attempt, which always describe the
  * call truthfully. Throws CallError when the call cannot be made as configured.
  */
-export function buildRequest(call: CurrentJobCall, keys: KeyPolicy = { functionsOrigins: [] }): TargetRequest {
+export function buildRequest(
+  call: CurrentJobCall,
+  keys: KeyPolicy = { functionsOrigins: [] },
+): TargetRequest {
   const { queue, job } = call;
   const url = new URL(queue.url);
   let body: string | undefined;
@@ -231,7 +236,8 @@ export function buildRequest(call: CurrentJobCall, keys: KeyPolicy = { functions
   const keySent = queue.isFunction && keys.key !== undefined && isProjectFunction(url, keys.functionsOrigins);
   try {
     if (body !== undefined) headers.set("Content-Type", "application/json");
-    if (keySent && keys.key) for (const [name, value] of Object.entries(keyHeaders(keys.key))) headers.set(name, value);
+    if (keySent && keys.key)
+      for (const [name, value] of Object.entries(keyHeaders(keys.key))) headers.set(name, value);
     headers.set("Idempotency-Key", job.id);
     for (const [name, value] of Object.entries(queue.headers)) headers.set(name, value);
     for (const [name, value] of Object.entries(job.headers)) headers.set(name, value);
@@ -248,10 +254,16 @@ export function buildRequest(call: CurrentJobCall, keys: KeyPolicy = { functions
  * Signature v2 covers the method, path, query, body, job id, attempt and Idempotency-Key exactly as they will be
  * sent. A signed queue without a key throws: the call is never sent unsigned.
  */
-export async function signRequest(request: TargetRequest, call: CurrentJobCall, nowMs: number): Promise<void> {
+export async function signRequest(
+  request: TargetRequest,
+  call: CurrentJobCall,
+  nowMs: number,
+): Promise<void> {
   if (!call.queue.signed && call.queue.signingKeys.length === 0) return;
   if (call.queue.signingKeys.length === 0) {
-    throw new CallError(`queue "${call.queue.name}" is signed but no signing key came with the call; it was not sent unsigned`);
+    throw new CallError(
+      `queue "${call.queue.name}" is signed but no signing key came with the call; it was not sent unsigned`,
+    );
   }
   const value = await signatureHeader({
     keys: call.queue.signingKeys,
@@ -318,7 +330,12 @@ export function parseRetryAfter(value: string | null | undefined, nowMs: number)
  * What a failed status means, in words a user can act on: where a redirect pointed (never followed), and why a
  * function of this project refused the call with 401.
  */
-function statusError(response: Response, request: TargetRequest, call: CurrentJobCall, body: string | null): string {
+function statusError(
+  response: Response,
+  request: TargetRequest,
+  call: CurrentJobCall,
+  body: string | null,
+): string {
   const status = `HTTP ${response.status}`;
   if (response.status >= 300 && response.status < 400) {
     const location = response.headers.get("location");
@@ -398,7 +415,12 @@ export async function executeCall(call: CurrentJobCall, deps: CallDeps): Promise
     request = buildRequest(call, deps);
     await signRequest(request, call, deps.now());
   } catch (error) {
-    return failedOutcome(call.currentJobId, error instanceof CallError ? error.message : describeError(error), 0, false);
+    return failedOutcome(
+      call.currentJobId,
+      error instanceof CallError ? error.message : describeError(error),
+      0,
+      false,
+    );
   }
 
   const controller = new AbortController();
@@ -420,7 +442,13 @@ export async function executeCall(call: CurrentJobCall, deps: CallDeps): Promise
     } catch (error) {
       const limited = rateLimitDelay(error);
       if (limited !== null) {
-        return failedOutcome(call.currentJobId, `rate limited by the edge runtime: ${describeError(error)}`, elapsed(), true, limited);
+        return failedOutcome(
+          call.currentJobId,
+          `rate limited by the edge runtime: ${describeError(error)}`,
+          elapsed(),
+          true,
+          limited,
+        );
       }
       const message = timedOut
         ? `timeout: no response within ${call.queue.timeoutMs} ms`
@@ -429,7 +457,11 @@ export async function executeCall(call: CurrentJobCall, deps: CallDeps): Promise
     }
 
     const read = await readBounded(response, maxChars);
-    const { succeeded, retryable } = classify(response.status, call.queue.successCodes, call.queue.retryCodes);
+    const { succeeded, retryable } = classify(
+      response.status,
+      call.queue.successCodes,
+      call.queue.retryCodes,
+    );
     const retryAfter =
       !succeeded && retryable && (response.status === 429 || response.status === 503)
         ? parseRetryAfter(response.headers.get("retry-after"), deps.now())

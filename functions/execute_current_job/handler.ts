@@ -15,7 +15,6 @@
 import { json, readBytes } from "./body.ts";
 import {
   type Completion,
-  type CurrentJobCall,
   currentJobIdOf,
   DEFAULT_MAX_RESPONSE_CHARS,
   executeCall,
@@ -114,7 +113,8 @@ export function createHandler(deps: HandlerDeps): Handler {
     ) {
       return 0;
     }
-    const left = (life.wallClockMs ?? DEFAULT_WALL_CLOCK_MS) - (life.marginMs ?? DEFAULT_MARGIN_MS) - (now() - born);
+    const left =
+      (life.wallClockMs ?? DEFAULT_WALL_CLOCK_MS) - (life.marginMs ?? DEFAULT_MARGIN_MS) - (now() - born);
     return Math.max(0, left);
   }
 
@@ -134,7 +134,12 @@ export function createHandler(deps: HandlerDeps): Handler {
       const id = currentJobIdOf(details);
       logger.error(`execute_current_job: unreadable call details (${call})`);
       if (id === null) return;
-      completion = failedOutcome(id, `execute_current_job could not read the call's details: ${call}`, 0, false);
+      completion = failedOutcome(
+        id,
+        `execute_current_job could not read the call's details: ${call}`,
+        0,
+        false,
+      );
       where = `current job ${id}`;
     } else {
       completion = await executeCall(call, {
@@ -152,10 +157,13 @@ export function createHandler(deps: HandlerDeps): Handler {
     }
     try {
       const recorded = await reporter.report(completion);
-      if (!recorded) logger.info(`execute_current_job: ${where}: the call was no longer in flight (late completion)`);
+      if (!recorded)
+        logger.info(`execute_current_job: ${where}: the call was no longer in flight (late completion)`);
     } catch (error) {
       // Nothing is lost: the call's lease expires and tick() counts the attempt as failed.
-      logger.error(`execute_current_job: ${where}: reporting the outcome failed: ${(error as Error).message}`);
+      logger.error(
+        `execute_current_job: ${where}: reporting the outcome failed: ${(error as Error).message}`,
+      );
     }
   }
 
@@ -189,9 +197,12 @@ export function createHandler(deps: HandlerDeps): Handler {
       const check = await checkWakeup({ header, body, secret: deps.secret, now: now() });
       if (!check.ok) {
         logger.warn(`execute_current_job: wakeup refused: ${check.refusal}`);
-        return json(check.refusal === "wakeup_unauthenticated" || check.refusal === "wakeup_bad_mac" ? 401 : 400, {
-          error: check.refusal,
-        });
+        return json(
+          check.refusal === "wakeup_unauthenticated" || check.refusal === "wakeup_bad_mac" ? 401 : 400,
+          {
+            error: check.refusal,
+          },
+        );
       }
 
       let calls: unknown[];
@@ -199,7 +210,9 @@ export function createHandler(deps: HandlerDeps): Handler {
         calls = await deps.db.claim(check.ids);
       } catch (error) {
         const code = error instanceof RpcError ? error.code("claim") : "claim_failed";
-        logger.error(`execute_current_job: claiming ${check.ids.length} calls failed: ${(error as Error).message}`);
+        logger.error(
+          `execute_current_job: claiming ${check.ids.length} calls failed: ${(error as Error).message}`,
+        );
         return json(502, { error: code });
       }
       startAll(calls);

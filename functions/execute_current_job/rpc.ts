@@ -9,8 +9,8 @@
  * apikey only) and are bounded in time: one that has not answered by then fails, and the leases recover its calls.
  */
 
-import { type Completion, keyHeaders, type ProjectKey } from "./call.ts";
 import { describeError, readBounded } from "./body.ts";
+import { type Completion, keyHeaders, type ProjectKey } from "./call.ts";
 
 export const CLAIM_RPC = "supaqueue_claim_current_jobs";
 export const REPORT_RPC = "supaqueue_complete_and_claim";
@@ -65,7 +65,10 @@ export function postgrestDatabase(options: PostgrestOptions): Database {
   async function rpc(name: string, args: unknown): Promise<unknown> {
     // Not AbortSignal.timeout: its timer would keep every call's signal alive for the whole timeout.
     const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(
+      () => controller.abort(new Error(`no answer within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     let response: Response;
     let read: Awaited<ReturnType<typeof readBounded>>;
     try {
@@ -87,11 +90,19 @@ export function postgrestDatabase(options: PostgrestOptions): Database {
     try {
       answer = JSON.parse(text ?? "");
     } catch (e) {
-      throw new RpcError(name, response.status, `${name}: HTTP ${response.status}, not JSON: ${describeError(e)}`);
+      throw new RpcError(
+        name,
+        response.status,
+        `${name}: HTTP ${response.status}, not JSON: ${describeError(e)}`,
+      );
     }
     if (!response.ok) {
       const { code, message } = (answer ?? {}) as { code?: unknown; message?: unknown };
-      throw new RpcError(name, response.status, `${name}: HTTP ${response.status} ${code ?? "error"}: ${message ?? text}`);
+      throw new RpcError(
+        name,
+        response.status,
+        `${name}: HTTP ${response.status} ${code ?? "error"}: ${message ?? text}`,
+      );
     }
     return answer;
   }
@@ -99,11 +110,15 @@ export function postgrestDatabase(options: PostgrestOptions): Database {
   return {
     async claim(ids) {
       const answer = await rpc(CLAIM_RPC, { ids });
-      if (!Array.isArray(answer)) throw new RpcError(CLAIM_RPC, 200, `${CLAIM_RPC} answered something else than an array`);
+      if (!Array.isArray(answer))
+        throw new RpcError(CLAIM_RPC, 200, `${CLAIM_RPC} answered something else than an array`);
       return answer;
     },
     async completeAndClaim(outcomes, claimWithinMs) {
-      const answer = (await rpc(REPORT_RPC, { outcomes, claim_within_ms: claimWithinMs })) as Partial<ReportAnswer>;
+      const answer = (await rpc(REPORT_RPC, {
+        outcomes,
+        claim_within_ms: claimWithinMs,
+      })) as Partial<ReportAnswer>;
       if (!Array.isArray(answer?.finished) || !Array.isArray(answer?.calls)) {
         throw new RpcError(REPORT_RPC, 200, `${REPORT_RPC} answered something else than {finished, calls}`);
       }

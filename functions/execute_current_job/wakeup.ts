@@ -130,7 +130,10 @@ export async function checkWakeup(options: {
   } catch {
     return { ok: false, refusal: "wakeup_malformed" };
   }
-  const { v, ids } = (typeof body === "object" && body !== null ? body : {}) as { v?: unknown; ids?: unknown };
+  const { v, ids } = (typeof body === "object" && body !== null ? body : {}) as {
+    v?: unknown;
+    ids?: unknown;
+  };
   if (v !== HOP_VERSION) return { ok: false, refusal: "wakeup_hop_version_unsupported" };
   if (
     !Array.isArray(ids) ||

@@ -49,7 +49,12 @@ export function loadMigrations(dir: string = join(projectRoot(), "sql")): Migrat
     .sort()
     .map((file) => {
       const sql = readFileSync(join(dir, file), "utf8");
-      return { version: Number.parseInt(file, 10), name: file.replace(/\.sql$/, ""), sql, checksum: checksumOf(sql) };
+      return {
+        version: Number.parseInt(file, 10),
+        name: file.replace(/\.sql$/, ""),
+        sql,
+        checksum: checksumOf(sql),
+      };
     });
 }
 
@@ -169,7 +174,11 @@ async function record(client: pg.ClientBase, migration: Migration): Promise<void
   ]);
 }
 
-async function inTransaction(client: pg.ClientBase, migration: Migration, fn: () => Promise<void>): Promise<void> {
+async function inTransaction(
+  client: pg.ClientBase,
+  migration: Migration,
+  fn: () => Promise<void>,
+): Promise<void> {
   await client.query("begin");
   try {
     await fn();

@@ -10,9 +10,11 @@ import type { Database, ReportAnswer } from "../../functions/execute_current_job
 export function serviceRoleDatabase(pool: pg.Pool): Database {
   return {
     async claim(ids) {
-      const { rows } = await asServiceRole(pool, "select public.supaqueue_claim_current_jobs($1::bigint[]) as calls", [
-        ids,
-      ]);
+      const { rows } = await asServiceRole(
+        pool,
+        "select public.supaqueue_claim_current_jobs($1::bigint[]) as calls",
+        [ids],
+      );
       return (rows[0]?.calls as unknown[]) ?? [];
     },
     async completeAndClaim(outcomes: Completion[], claimWithinMs: number): Promise<ReportAnswer> {

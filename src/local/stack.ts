@@ -183,7 +183,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         async completeAndClaim(outcomes, claimWithinMs) {
           const answer = await db.completeAndClaim(outcomes, claimWithinMs);
           const finished = new Set(answer.finished.map(String));
-          for (const outcome of outcomes) options.onCompletion?.(outcome, finished.has(String(outcome.current_job_id)));
+          for (const outcome of outcomes)
+            options.onCompletion?.(outcome, finished.has(String(outcome.current_job_id)));
           return answer;
         },
       },

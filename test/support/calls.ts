@@ -71,13 +71,20 @@ export async function takeWakeups(db: pg.Pool | pg.ClientBase, limit = 10_000): 
 function assertAuthentic(wakeup: Wakeup): void {
   const header = wakeup.headers["Supaqueue-Wakeup"] ?? "";
   const fields = Object.fromEntries(header.split(",").map((p) => p.split("=") as [string, string]));
-  const mac = createHmac("sha256", TEST_SECRET).update(`v2.${fields.t}.${fields.w}.${wakeup.raw}`).digest("hex");
-  if (fields.v !== "2" || mac !== fields.mac) throw new Error(`wakeup ${wakeup.requestId} has a bad MAC: ${header}`);
+  const mac = createHmac("sha256", TEST_SECRET)
+    .update(`v2.${fields.t}.${fields.w}.${wakeup.raw}`)
+    .digest("hex");
+  if (fields.v !== "2" || mac !== fields.mac)
+    throw new Error(`wakeup ${wakeup.requestId} has a bad MAC: ${header}`);
 }
 
 /** Claims calls as execute_current_job does (public.supaqueue_claim_current_jobs, as service_role). */
 export async function claim(db: pg.Pool, ids: number[], requestId = 0): Promise<SentCall[]> {
-  const { rows } = await asServiceRole(db, "select public.supaqueue_claim_current_jobs($1::bigint[]) as calls", [ids]);
+  const { rows } = await asServiceRole(
+    db,
+    "select public.supaqueue_claim_current_jobs($1::bigint[]) as calls",
+    [ids],
+  );
   return (rows[0].calls as SentCall["body"][]).map((body) => ({ requestId, body }));
 }
 
@@ -135,9 +142,11 @@ export async function completeMany(
   reports: { call: SentCall | number; outcome?: Outcome }[],
 ): Promise<number[]> {
   const outcomes = reports.map(({ call, outcome }) => outcomeJson(call, outcome));
-  const { rows } = await asServiceRole(db, "select public.supaqueue_complete_current_jobs($1::jsonb) as finished", [
-    JSON.stringify(outcomes),
-  ]);
+  const { rows } = await asServiceRole(
+    db,
+    "select public.supaqueue_complete_current_jobs($1::jsonb) as finished",
+    [JSON.stringify(outcomes)],
+  );
   return (rows[0].finished as string[]).map(Number);
 }
 
@@ -151,12 +160,16 @@ export async function completeAndClaim(
   claimWithinMs = 100_000,
 ): Promise<{ finished: number[]; calls: SentCall[] }> {
   const outcomes = reports.map(({ call, outcome }) => outcomeJson(call, outcome));
-  const { rows } = await asServiceRole(db, "select public.supaqueue_complete_and_claim($1::jsonb, $2) as answer", [
-    JSON.stringify(outcomes),
-    claimWithinMs,
-  ]);
+  const { rows } = await asServiceRole(
+    db,
+    "select public.supaqueue_complete_and_claim($1::jsonb, $2) as answer",
+    [JSON.stringify(outcomes), claimWithinMs],
+  );
   const answer = rows[0].answer as { finished: number[]; calls: SentCall["body"][] };
-  return { finished: answer.finished.map(Number), calls: answer.calls.map((body) => ({ requestId: 0, body })) };
+  return {
+    finished: answer.finished.map(Number),
+    calls: answer.calls.map((body) => ({ requestId: 0, body })),
+  };
 }
 
 /** Creates a queue (defaults: a URL target, POST) with `workers` workers; returns its id. */

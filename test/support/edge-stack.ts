@@ -1,4 +1,4 @@
-import { startPgNetWorker } from "../../src/standins/pgnet-worker.ts";
+import { type SentRequest, startPgNetWorker } from "../../src/standins/pgnet-worker.ts";
 import { installedDatabase, TEST_SECRET, type TestDatabase } from "./db.ts";
 import { type ServedFunction, serveFunction } from "./deno.ts";
 import { type Gateway, startGateway } from "./gateway.ts";
@@ -53,6 +53,8 @@ export interface AttemptRow {
 
 export interface EdgeStack {
   db: TestDatabase;
+  /** Every request the pg_net stand-in sent (the wakeups), in order. */
+  pgnetRequests: SentRequest[];
   targets: Targets;
   postgrest: PostgrestStandin;
   fn: ServedFunction;
@@ -79,25 +81,38 @@ export interface EdgeStack {
 export interface EdgeStackOptions {
   /** config.lease_grace_ms: short, so tests of lost reports see a lease expire quickly (default 1000). */
   leaseGraceMs?: number;
+  /** A new-style `sb_secret_...` key of the project: PostgREST accepts it, and the function gets it (and prefers it). */
+  secretKey?: string;
 }
 
 export async function startEdgeStack(options: EdgeStackOptions = {}): Promise<EdgeStack> {
   const db = await installedDatabase();
   const targets = await startTargets();
-  const postgrest = await startPostgrest({ pool: db.pool, serviceRoleKey: SERVICE_ROLE_KEY });
+  const postgrest = await startPostgrest({
+    pool: db.pool,
+    serviceRoleKey: SERVICE_ROLE_KEY,
+    secretKey: options.secretKey,
+  });
+  // One origin for the REST API and the functions, as a project's SUPABASE_URL; the function learns it first.
+  const gateway = await startGateway("http://127.0.0.1:9", targets.url, { restOrigin: postgrest.url });
   const fn = await serveFunction({
     env: {
       SUPAQUEUE_SECRET: TEST_SECRET,
-      SUPABASE_URL: postgrest.url,
+      SUPABASE_URL: gateway.origin,
       SUPABASE_SERVICE_ROLE_KEY: SERVICE_ROLE_KEY,
+      ...(options.secretKey ? { SUPABASE_SECRET_KEYS: JSON.stringify({ default: options.secretKey }) } : {}),
     },
   });
-  const gateway = await startGateway(fn.origin, targets.url);
+  gateway.executeOrigin = fn.origin;
   await db.pool.query("select supaqueue.configure(functions_url => $1, lease_grace_ms => $2)", [
     gateway.functionsUrl,
     options.leaseGraceMs ?? 1000,
   ]);
-  const pgnet = await startPgNetWorker(db.adminUrl, { wakePollMs: 100 });
+  const pgnetRequests: SentRequest[] = [];
+  const pgnet = await startPgNetWorker(db.adminUrl, {
+    wakePollMs: 100,
+    onRequest: (request) => pgnetRequests.push(request),
+  });
 
   let queues = 0;
   const stack: EdgeStack = {
@@ -106,6 +121,7 @@ export async function startEdgeStack(options: EdgeStackOptions = {}): Promise<Ed
     postgrest,
     fn,
     gateway,
+    pgnetRequests,
 
     async createQueue({ name = `e2e-${++queues}`, workers = 1, ...fields }) {
       // A queue calling an edge function of the project: the targets play that function.

@@ -2,20 +2,27 @@ import { createServer, type IncomingMessage, request, type ServerResponse } from
 import type { AddressInfo } from "node:net";
 
 /**
- * A stand-in for the project's functions gateway (`https://<ref>.supabase.co/functions/v1/<name>`): requests for
- * execute_current_job go to the Deno process serving it; any other function name goes to `othersOrigin` (the
- * target servers), so queues whose target is an edge function of the project can be tested end to end. As on
- * Supabase, a function sees its path without the `/functions/v1` prefix (`/functions/v1/send-email/x?y=1` arrives
- * as `/send-email/x?y=1`), and a function deployed with verify_jwt on refuses a request without the project's JWT.
- * Other paths go to `othersOrigin` unchanged.
+ * A stand-in for the project's API gateway (`https://<ref>.supabase.co`): `/rest/v1/...` goes to `restOrigin` (the
+ * PostgREST stand-in) when one is given; requests for execute_current_job go to the Deno process serving it; any
+ * other function name goes to `othersOrigin` (the target servers), so queues whose target is an edge function of
+ * the project can be tested end to end. As on Supabase, a function sees its path without the `/functions/v1` prefix
+ * (`/functions/v1/send-email/x?y=1` arrives as `/send-email/x?y=1`), and a function deployed with verify_jwt on
+ * refuses a request without the project's JWT. Other paths go to `othersOrigin` unchanged. One origin serves the
+ * REST API and the functions, as SUPABASE_URL does on a project.
  */
 export interface Gateway {
+  /** The project's URL: what SUPABASE_URL is inside its functions. */
+  origin: string;
   /** What supaqueue.configure(functions_url => ...) takes: http://127.0.0.1:PORT/functions/v1 */
   functionsUrl: string;
+  /** Where execute_current_job runs; settable once its process listens (it needs the gateway's URL first). */
+  executeOrigin: string;
   stop(): Promise<void>;
 }
 
 export interface GatewayOptions {
+  /** The PostgREST stand-in that `/rest/v1` reaches. */
+  restOrigin?: string;
   /** Whether the function of this name was deployed with verify_jwt on (default: none was). */
   verifyJwt?: (name: string) => boolean;
   /** The JWT such a function accepts as `Authorization: Bearer <jwt>` (the service_role key, in tests). */
@@ -56,21 +63,31 @@ export async function startGateway(
   othersOrigin: string,
   options: GatewayOptions = {},
 ): Promise<Gateway> {
+  const state = { executeOrigin };
   const server = createServer((req, res) => {
     const path = req.url ?? "/";
+    if (options.restOrigin && path.startsWith("/rest/v1/"))
+      return forward(req, res, new URL(path, options.restOrigin));
     const route = functionRoute(path);
     if (!route) return forward(req, res, new URL(path, othersOrigin));
     if (options.verifyJwt?.(route.name) && req.headers.authorization !== `Bearer ${options.jwt}`) {
       req.resume();
       return refuseJwt(res);
     }
-    const origin = route.name === EXECUTE_FUNCTION ? executeOrigin : othersOrigin;
+    const origin = route.name === EXECUTE_FUNCTION ? state.executeOrigin : othersOrigin;
     forward(req, res, new URL(route.path, origin));
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
   return {
+    origin: `http://127.0.0.1:${port}`,
     functionsUrl: `http://127.0.0.1:${port}${FUNCTIONS_PREFIX}`,
+    get executeOrigin() {
+      return state.executeOrigin;
+    },
+    set executeOrigin(origin) {
+      state.executeOrigin = origin;
+    },
     async stop() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -155,15 +155,17 @@ async function callFunction(
     await client.query("begin");
     if (info.readOnly) await client.query("set transaction read only");
     await client.query(`set local role ${pg.escapeIdentifier(options.role ?? "service_role")}`);
-    // One JSON parameter; each argument is cast from it to the function's type, as PostgREST does.
+    // One JSON parameter, read into the function's argument types with jsonb_to_record, as PostgREST does: a JSON
+    // array becomes an SQL array (ids bigint[]), an object stays jsonb.
     const used = info.args.filter((a) => a.name in args);
-    const named = used.map((a, i) => {
-      const operator = a.type === "json" || a.type === "jsonb" ? "->" : "->>";
-      return `${pg.escapeIdentifier(a.name)} => ($1::jsonb ${operator} $${i + 2}::text)::${a.type}`;
-    });
+    const columns = used.map((a) => `${pg.escapeIdentifier(a.name)} ${a.type}`).join(", ");
+    const named = used.map(
+      (a) =>
+        `${pg.escapeIdentifier(a.name)} => (select r.${pg.escapeIdentifier(a.name)} from jsonb_to_record($1::jsonb) as r(${columns}))`,
+    );
     const call = `${pg.escapeIdentifier(schema)}.${pg.escapeIdentifier(fn)}(${named.join(", ")})`;
     // Postgres refuses a parameter that the statement does not use: a call without arguments sends none.
-    const params = used.length > 0 ? [JSON.stringify(args), ...used.map((a) => a.name)] : [];
+    const params = used.length > 0 ? [JSON.stringify(args)] : [];
     let result: unknown;
     if (info.returnsSet || info.returnsComposite) {
       const { rows } = await client.query(`select * from ${call}`, params);
