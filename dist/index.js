@@ -38395,6 +38395,8 @@ function describeConnectionError(connectionString, error) {
 
 // EXTERNAL MODULE: external "node:util"
 var external_node_util_ = __nccwpck_require__(7975);
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
 // EXTERNAL MODULE: external "node:url"
 var external_node_url_ = __nccwpck_require__(3136);
 ;// CONCATENATED MODULE: ./src/paths.ts
@@ -38421,54 +38423,107 @@ function projectRoot(from = (0,external_node_path_namespaceObject.dirname)((0,ex
 
 
 
+
+/**
+ * The migration files of the installs made before the first release, which recorded no checksums. Their schema is
+ * replaced by today's 0001 in one transaction that keeps every queue, job, worker, call in flight, attempt, schedule
+ * and Vault secret (sql/prerelease/).
+ */
+const PRERELEASE = ["0001_supaqueue", "0002_batched_completion", "0003_time_ordered_job_ids"];
+/** Hex SHA-256 of a migration's text. */
+function checksumOf(sql) {
+    return (0,external_node_crypto_.createHash)("sha256").update(sql, "utf8").digest("hex");
+}
 /** The migrations shipped in `sql/`, in version order. */
 function loadMigrations(dir = (0,external_node_path_namespaceObject.join)(projectRoot(), "sql")) {
     return (0,external_node_fs_namespaceObject.readdirSync)(dir)
         .filter((file) => /^\d+_[a-z0-9_]+\.sql$/.test(file))
         .sort()
-        .map((file) => ({
-        version: Number.parseInt(file, 10),
-        name: file.replace(/\.sql$/, ""),
-        sql: (0,external_node_fs_namespaceObject.readFileSync)((0,external_node_path_namespaceObject.join)(dir, file), "utf8"),
-    }));
+        .map((file) => {
+        const sql = (0,external_node_fs_namespaceObject.readFileSync)((0,external_node_path_namespaceObject.join)(dir, file), "utf8");
+        return {
+            version: Number.parseInt(file, 10),
+            name: file.replace(/\.sql$/, ""),
+            sql,
+            checksum: checksumOf(sql),
+        };
+    });
+}
+/** What a database records, or an empty list when Supaqueue is not installed. */
+async function readRecordedMigrations(client) {
+    const { rows } = await client.query(`select to_regclass('supaqueue.migration') is not null as present,
+            exists (select from pg_attribute where attrelid = to_regclass('supaqueue.migration')
+                    and attname = 'checksum' and not attisdropped) as checksums`);
+    if (!rows[0]?.present)
+        return [];
+    const recorded = await client.query(`select version, name, ${rows[0].checksums ? "checksum" : "null::text as checksum"}
+     from supaqueue.migration order by version`);
+    return recorded.rows;
+}
+/**
+ * Compares what a database records with what ships, and refuses, with the reason and what to do, a database whose
+ * history this version cannot continue: a recorded migration whose file differs (another build of Supaqueue), or one
+ * this version does not ship (a newer Supaqueue).
+ */
+function migrationStatus(recorded, shipped) {
+    if (recorded.length > 0 && recorded.every((r) => r.checksum === null)) {
+        const names = new Set(PRERELEASE);
+        const unknown = recorded.filter((r) => !names.has(r.name));
+        if (unknown.length > 0) {
+            throw new MigrationHistoryError(`supaqueue: the database records migrations without checksums that are not Supaqueue's pre-release ones (${unknown.map((r) => r.name).join(", ")}); this version cannot tell what they installed. Install the Supaqueue version that made them, or uninstall first (npx supaqueue uninstall).`);
+        }
+        return { pending: shipped.map((m) => m.name), prerelease: true };
+    }
+    const byVersion = new Map(shipped.map((m) => [m.version, m]));
+    for (const r of recorded) {
+        const file = byVersion.get(r.version);
+        if (!file) {
+            throw new MigrationHistoryError(`supaqueue: the database records migration ${r.name}, which this version of Supaqueue does not ship: it was installed by a newer Supaqueue. Use that version (or a later one) to install.`);
+        }
+        if (r.checksum !== file.checksum || r.name !== file.name) {
+            throw new MigrationHistoryError(`supaqueue: the database records migration ${r.name} with checksum ${r.checksum?.slice(0, 12) ?? "none"}, but this version ships ${file.name}.sql with checksum ${file.checksum.slice(0, 12)}: the two differ, so the schema in the database is not the one this version expects. Install with the Supaqueue version that applied it; a shipped migration is never edited, a change is a new file.`);
+        }
+    }
+    const done = new Set(recorded.map((r) => r.version));
+    return { pending: shipped.filter((m) => !done.has(m.version)).map((m) => m.name), prerelease: false };
 }
 // Any fixed number works; it only has to be the same for every installer.
 const MIGRATION_LOCK = 727_274_001;
+const MIGRATION_TABLE = `
+  create table if not exists supaqueue.migration (
+    version integer primary key,
+    name text not null,
+    checksum text,
+    applied_at timestamptz not null default now())`;
 /**
- * Applies the migrations not yet recorded in `supaqueue.migration`, each in its own transaction, under a session
- * advisory lock so that two installers started at once serialize: the second finds everything applied and does
- * nothing. A migration that fails is rolled back whole and stops the run with its file named.
+ * Applies the migrations not yet recorded in `supaqueue.migration`, each in its own transaction with its checksum
+ * recorded first, under a session advisory lock so that two installers started at once serialize: the second finds
+ * everything applied and does nothing. A recorded migration whose file differs stops the run before any change
+ * (migrationStatus). A pre-release install is replaced in one transaction with its data kept. A migration that
+ * fails is rolled back whole and stops the run with its file named.
  */
 async function migrate(client, migrations = loadMigrations()) {
     const applied = [];
+    let upgradedPrerelease = false;
     await client.query("select pg_advisory_lock($1)", [MIGRATION_LOCK]);
     try {
-        for (const migration of migrations) {
-            await client.query("begin");
-            try {
-                await client.query(`
-          set local client_min_messages = warning;
-          create schema if not exists supaqueue;
-          create table if not exists supaqueue.migration (
-            version integer primary key,
-            name text not null,
-            applied_at timestamptz not null default now())`);
-                const done = await client.query("select 1 from supaqueue.migration where version = $1", [
-                    migration.version,
-                ]);
-                if (done.rowCount === 0) {
-                    await client.query("insert into supaqueue.migration (version, name) values ($1, $2)", [
-                        migration.version,
-                        migration.name,
-                    ]);
+        const status = migrationStatus(await readRecordedMigrations(client), migrations);
+        if (status.prerelease) {
+            await replacePrerelease(client, migrations);
+            applied.push(...migrations.map((m) => m.name));
+            upgradedPrerelease = true;
+        }
+        else {
+            for (const migration of migrations) {
+                if (!status.pending.includes(migration.name))
+                    continue;
+                await inTransaction(client, migration, async () => {
+                    await client.query(`set local client_min_messages = warning;
+            create schema if not exists supaqueue; ${MIGRATION_TABLE}`);
+                    await record(client, migration);
                     await client.query(migration.sql);
-                    applied.push(migration.name);
-                }
-                await client.query("commit");
-            }
-            catch (error) {
-                await client.query("rollback");
-                throw new MigrationError(migration, error);
+                });
+                applied.push(migration.name);
             }
         }
     }
@@ -38476,7 +38531,65 @@ async function migrate(client, migrations = loadMigrations()) {
         await client.query("select pg_advisory_unlock($1)", [MIGRATION_LOCK]);
     }
     const version = await client.query("select max(version) as version from supaqueue.migration");
-    return { applied, version: version.rows[0]?.version ?? 0 };
+    return { applied, version: version.rows[0]?.version ?? 0, upgradedPrerelease };
+}
+async function record(client, migration) {
+    await client.query("insert into supaqueue.migration (version, name, checksum) values ($1, $2, $3)", [
+        migration.version,
+        migration.name,
+        migration.checksum,
+    ]);
+}
+async function inTransaction(client, migration, fn) {
+    await client.query("begin");
+    try {
+        await fn();
+        await client.query("commit");
+    }
+    catch (error) {
+        await client.query("rollback");
+        throw new MigrationError(migration, error);
+    }
+}
+/**
+ * Replaces a pre-release install in one transaction: sql/prerelease/save.sql keeps its rows aside and drops the old
+ * schema, every shipped migration is applied and recorded, and sql/prerelease/restore.sql puts the rows back (calls in
+ * flight included) and moves its Vault secrets to today's names. Either all of it happens or none.
+ */
+async function replacePrerelease(client, migrations) {
+    const dir = (0,external_node_path_namespaceObject.join)(projectRoot(), "sql", "prerelease");
+    const step = (file) => {
+        const sql = (0,external_node_fs_namespaceObject.readFileSync)((0,external_node_path_namespaceObject.join)(dir, file), "utf8");
+        return { version: 0, name: `prerelease/${file.replace(/\.sql$/, "")}`, sql, checksum: checksumOf(sql) };
+    };
+    const save = step("save.sql");
+    const restore = step("restore.sql");
+    await client.query("begin");
+    let current = save;
+    try {
+        await client.query("set local client_min_messages = warning");
+        await client.query(save.sql);
+        await client.query(`create schema supaqueue; ${MIGRATION_TABLE}`);
+        for (const migration of migrations) {
+            current = migration;
+            await record(client, migration);
+            await client.query(migration.sql);
+        }
+        current = restore;
+        await client.query(restore.sql);
+        await client.query("commit");
+    }
+    catch (error) {
+        await client.query("rollback");
+        throw new MigrationError(current, error);
+    }
+}
+/** A database whose recorded migrations this version cannot continue; nothing was changed. */
+class MigrationHistoryError extends Error {
+    constructor(message) {
+        super(message);
+        this.name = "MigrationHistoryError";
+    }
 }
 /** A migration that failed; the database is as it was before that migration. */
 class MigrationError extends Error {
@@ -38493,11 +38606,15 @@ class MigrationError extends Error {
 }
 
 ;// CONCATENATED MODULE: ./src/install/header-secrets.ts
-/** Vault secrets of queue headers are named after their queue and header, so each belongs to one header. */
-const HEADER_SECRET_PREFIX = "supaqueue_header_";
-/** The Vault name of a queue's secret header, e.g. supaqueue_header_send-email_x-api-key. */
+/**
+ * Vault secrets of queue headers are named after their queue and header, so each belongs to one header. The parts are
+ * joined with ':', which neither a queue name nor an HTTP header name can contain, so no two (queue, header) pairs
+ * share a name (supaqueue._header_secret_name in sql/0001_supaqueue.sql is the same rule).
+ */
+const HEADER_SECRET_PREFIX = "supaqueue:header:";
+/** The Vault name of a queue's secret header, e.g. supaqueue:header:send-email:x-api-key. */
 function headerSecretName(queue, header) {
-    return `${HEADER_SECRET_PREFIX}${queue}_${header.toLowerCase()}`;
+    return `${HEADER_SECRET_PREFIX}${queue}:${header.toLowerCase()}`;
 }
 /** The header secrets in Vault by name, decrypted; empty when Vault is not installed yet. */
 async function readHeaderSecrets(client) {
@@ -38648,11 +38765,12 @@ async function writeSchedules(client, plan) {
 
 ;// CONCATENATED MODULE: ./src/install/signing.ts
 
-// supaqueue.rotate_signing_key names a queue's keys in Vault this way; the installer only reads the names.
-const SIGNING_PREFIX = "supaqueue_signing_";
-/** The Vault secret holding a queue's current signing key. */
-function signingSecretName(queue) {
-    return `${SIGNING_PREFIX}${queue}`;
+// supaqueue.rotate_signing_key names a queue's keys in Vault this way (supaqueue._signing_key_name); the installer
+// only reads the names. No queue name contains ':', so the current and previous keys of two queues never meet.
+const SIGNING_PREFIX = "supaqueue:signing:";
+/** The Vault secret holding a queue's current signing key (with `previous`, the one still honoured after a rotation). */
+function signingSecretName(queue, previous = false) {
+    return `${SIGNING_PREFIX}${queue}${previous ? ":previous" : ""}`;
 }
 /** The SQL that shows a queue's key to someone allowed to read Vault (the key itself is never printed). */
 function readKeyHint(queue) {
@@ -38683,7 +38801,7 @@ async function clearSigningKey(client, queue) {
      where name = $1 and managed_by = $2`, [queue, MANAGED_BY]);
     await client.query("delete from vault.secrets where name in ($1, $2)", [
         signingSecretName(queue),
-        `${signingSecretName(queue)}_previous`,
+        signingSecretName(queue, true),
     ]);
 }
 
@@ -38711,6 +38829,7 @@ async function readInstalledState(client) {
     const state = {
         schemaInstalled: installed.rows[0]?.queue ?? false,
         appliedVersions: [],
+        recordedMigrations: [],
         maxCallTimeoutMs: null,
         functionsUrl: null,
         queues: new Map(),
@@ -38719,8 +38838,8 @@ async function readInstalledState(client) {
         schedules: new Map(),
     };
     if (installed.rows[0]?.migration) {
-        const { rows } = await client.query("select version from supaqueue.migration order by version");
-        state.appliedVersions = rows.map((r) => r.version);
+        state.recordedMigrations = await readRecordedMigrations(client);
+        state.appliedVersions = state.recordedMigrations.map((r) => r.version);
     }
     if (!state.schemaInstalled)
         return state;
@@ -38761,11 +38880,12 @@ function desiredRow(spec) {
 }
 /** Computes what a run would do to bring the database in line with the file. Changes nothing. */
 function computePlan(config, state, migrations = loadMigrations()) {
+    // A history this version cannot continue stops the run here, before any change.
+    const migrationsToApply = migrationStatus(state.recordedMigrations, migrations);
     const plan = {
         schemaInstalled: state.schemaInstalled,
-        pendingMigrations: migrations
-            .filter((m) => !state.appliedVersions.includes(m.version))
-            .map((m) => m.name),
+        pendingMigrations: migrationsToApply.pending,
+        prereleaseUpgrade: migrationsToApply.prerelease,
         queues: [],
         removals: [],
         secrets: [],
@@ -39039,8 +39159,6 @@ async function updateQueue(client, name, row) {
     ]);
 }
 
-// EXTERNAL MODULE: external "node:crypto"
-var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: ./src/install/schema.ts
 
 
@@ -39393,17 +39511,19 @@ async function checkAccess(ctx) {
     await runCli(ctx, ["functions", "list"]);
 }
 /** Sets the function's SUPAQUEUE_SECRET through an env file, so the value is never on a command line. */
-async function setFunctionSecret(ctx, secret) {
-    const file = ctx.workdir.envFile({ SUPAQUEUE_SECRET: secret });
+async function setFunctionSecret(ctx, secret, functionsUrl) {
+    // SUPAQUEUE_FUNCTIONS_URL: the functions origin the database calls (a custom domain, or a self-hosted gateway),
+    // where the function may send the project's key besides SUPABASE_URL's origin.
+    const file = ctx.workdir.envFile({ SUPAQUEUE_SECRET: secret, SUPAQUEUE_FUNCTIONS_URL: functionsUrl });
     await runCli(ctx, ["secrets", "set", "--env-file", file]);
 }
 /** Deploys execute_current_job from the staged workdir; pg_net calls it with the shared secret, not a JWT. */
 async function deployFunction(ctx) {
     await runCli(ctx, ["functions", "deploy", stage_FUNCTION_NAME, "--use-api", "--no-verify-jwt"]);
 }
-/** Unsets the function's SUPAQUEUE_SECRET (uninstall). */
+/** Unsets the function's secrets (uninstall). */
 async function unsetFunctionSecret(ctx) {
-    await runCli(ctx, ["secrets", "unset", "SUPAQUEUE_SECRET"]);
+    await runCli(ctx, ["secrets", "unset", "SUPAQUEUE_SECRET", "SUPAQUEUE_FUNCTIONS_URL"]);
 }
 /** Deletes execute_current_job from the project (uninstall). */
 async function deleteFunction(ctx) {
@@ -39500,7 +39620,7 @@ async function deploy(options, log) {
                 log.info(`Vault secret supaqueue_secret ${installed.secretCreated ? "created" : "kept"}.`);
                 return installed;
             });
-            await log.group("Set the function secret SUPAQUEUE_SECRET", () => setFunctionSecret(ctx, schema.secret));
+            await log.group("Set the function secrets SUPAQUEUE_SECRET and SUPAQUEUE_FUNCTIONS_URL", () => setFunctionSecret(ctx, schema.secret, functionsUrl));
             await log.group(`Deploy ${stage_FUNCTION_NAME}`, () => deployFunction(ctx));
             const applied = await log.group("Reconcile queues, workers and schedules", async () => {
                 const done = await reconcileQueues(client, config);

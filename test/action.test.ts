@@ -211,7 +211,12 @@ describe("the action, run as GitHub runs it", () => {
     const shared = await vault("supaqueue_secret");
     expect(shared).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expectNoSecretIn(result, shared as string);
-    expect(api.secretBodies).toEqual([[{ name: "SUPAQUEUE_SECRET", value: shared }]]);
+    expect(api.secretBodies).toEqual([
+      [
+        { name: "SUPAQUEUE_SECRET", value: shared },
+        { name: "SUPAQUEUE_FUNCTIONS_URL", value: `https://${REF}.supabase.co/functions/v1` },
+      ],
+    ]);
     const deployed = api.functions.get("execute_current_job");
     expect(deployed?.metadata).toMatchObject({
       name: "execute_current_job",

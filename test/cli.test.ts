@@ -595,7 +595,7 @@ describe("uninstall with a project", () => {
       expect(run.stdout).not.toContain(token);
       expect(seen).toEqual(
         expect.arrayContaining([
-          `DELETE /v1/projects/${projectRef}/secrets ["SUPAQUEUE_SECRET"]`,
+          `DELETE /v1/projects/${projectRef}/secrets ["SUPAQUEUE_SECRET","SUPAQUEUE_FUNCTIONS_URL"]`,
           `DELETE /v1/projects/${projectRef}/functions/execute_current_job`,
         ]),
       );

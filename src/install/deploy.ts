@@ -143,8 +143,8 @@ export async function deploy(options: DeployOptions, log: Logger): Promise<Deplo
         return installed;
       });
 
-      await log.group("Set the function secret SUPAQUEUE_SECRET", () =>
-        setFunctionSecret(ctx, schema.secret),
+      await log.group("Set the function secrets SUPAQUEUE_SECRET and SUPAQUEUE_FUNCTIONS_URL", () =>
+        setFunctionSecret(ctx, schema.secret, functionsUrl),
       );
       await log.group(`Deploy ${FUNCTION_NAME}`, () => deployFunction(ctx));
 

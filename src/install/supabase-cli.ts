@@ -118,8 +118,14 @@ export async function checkAccess(ctx: CliContext): Promise<void> {
 }
 
 /** Sets the function's SUPAQUEUE_SECRET through an env file, so the value is never on a command line. */
-export async function setFunctionSecret(ctx: CliContext, secret: string): Promise<void> {
-  const file = ctx.workdir.envFile({ SUPAQUEUE_SECRET: secret });
+export async function setFunctionSecret(
+  ctx: CliContext,
+  secret: string,
+  functionsUrl: string,
+): Promise<void> {
+  // SUPAQUEUE_FUNCTIONS_URL: the functions origin the database calls (a custom domain, or a self-hosted gateway),
+  // where the function may send the project's key besides SUPABASE_URL's origin.
+  const file = ctx.workdir.envFile({ SUPAQUEUE_SECRET: secret, SUPAQUEUE_FUNCTIONS_URL: functionsUrl });
   await runCli(ctx, ["secrets", "set", "--env-file", file]);
 }
 
@@ -128,9 +134,9 @@ export async function deployFunction(ctx: CliContext): Promise<void> {
   await runCli(ctx, ["functions", "deploy", FUNCTION_NAME, "--use-api", "--no-verify-jwt"]);
 }
 
-/** Unsets the function's SUPAQUEUE_SECRET (uninstall). */
+/** Unsets the function's secrets (uninstall). */
 export async function unsetFunctionSecret(ctx: CliContext): Promise<void> {
-  await runCli(ctx, ["secrets", "unset", "SUPAQUEUE_SECRET"]);
+  await runCli(ctx, ["secrets", "unset", "SUPAQUEUE_SECRET", "SUPAQUEUE_FUNCTIONS_URL"]);
 }
 
 /** Deletes execute_current_job from the project (uninstall). */
