@@ -102,6 +102,90 @@ describe("dead-letter queue", () => {
       ),
     ).rejects.toThrow('names dead_letter_queue "missing", which is not another existing queue');
   });
+
+  test("dead-letter queues cannot form a cycle: a job failing for good would go round for ever", async () => {
+    await createQueue(db.pool, "ring-a", 0);
+    await createQueue(db.pool, "ring-b", 0, { dead_letter_queue: "ring-a" });
+    await createQueue(db.pool, "ring-c", 0, { dead_letter_queue: "ring-b" });
+    await expect(
+      db.pool.query("update supaqueue.queue set dead_letter_queue = 'ring-c' where name = 'ring-a'"),
+    ).rejects.toThrow(
+      'queue "ring-a" names dead_letter_queue "ring-c", whose dead letters lead back to "ring-a"',
+    );
+    await expect(
+      db.pool.query("update supaqueue.queue set dead_letter_queue = 'ring-b' where name = 'ring-a'"),
+    ).rejects.toThrow(/lead back to "ring-a"/);
+    // A chain that ends is fine.
+    await createQueue(db.pool, "ring-d", 0);
+    await db.pool.query("update supaqueue.queue set dead_letter_queue = 'ring-d' where name = 'ring-a'");
+  });
+
+  test("a dead letter's error is bounded, and a payload too large to copy is left out, never failing the report", async () => {
+    await createQueue(db.pool, "dlq-big", 0);
+    await createQueue(db.pool, "big", 1, { max_attempts: 1, dead_letter_queue: "dlq-big" });
+    await db.pool.query("select supaqueue.configure(max_payload_bytes => 10000)");
+    try {
+      const id = (
+        await one(`select supaqueue.enqueue('big', jsonb_build_object('blob', repeat('x', 9000))) as id`)
+      ).id;
+      const [call] = await takeCalls(db.pool);
+      await complete(db.pool, call!, { succeeded: false, statusCode: 500, error: "e".repeat(50_000) });
+      expect(await jobStatus(db.pool, id)).toMatchObject({ status: "failed" });
+      const dead = await one(
+        "select payload from supaqueue.job j join supaqueue.queue q on q.id = j.queue_id where q.name = 'dlq-big'",
+      );
+      expect(dead.payload.last_error).toHaveLength(2000);
+      expect(dead.payload.payload).toBeUndefined();
+      expect(dead.payload.payload_omitted).toMatch(/larger than max_payload_bytes/);
+      const attempt = await one("select length(error) as n from supaqueue.attempt where job_id = $1", [id]);
+      expect(attempt.n).toBe(2000);
+    } finally {
+      await db.pool.query("select supaqueue.configure(max_payload_bytes => 1048576)");
+    }
+  });
+});
+
+describe("bounds", () => {
+  test("a payload or job headers above config's bounds are refused with what to do, by enqueue and by insert", async () => {
+    await createQueue(db.pool, "bounded", 0);
+    await db.pool.query(
+      "select supaqueue.configure(max_payload_bytes => 1000, max_job_headers_bytes => 100)",
+    );
+    try {
+      await expect(
+        db.pool.query("select supaqueue.enqueue('bounded', jsonb_build_object('blob', repeat('x', 1000)))"),
+      ).rejects.toThrow(
+        /^supaqueue: a job for queue "bounded" has a payload of 10\d\d bytes, more than max_payload_bytes \(1000\)$/,
+      );
+      await expect(
+        db.pool.query(
+          `insert into supaqueue.job (queue_id, payload)
+           select q.id, jsonb_build_object('n', n, 'pad', repeat('y', n * 10)) from supaqueue.queue q,
+                  generate_series(1, 200) n where q.name = 'bounded'`,
+        ),
+      ).rejects.toThrow(/more than max_payload_bytes \(1000\)/);
+      await expect(
+        db.pool.query(
+          "select supaqueue.enqueue('bounded', '{}', headers => jsonb_build_object('X-Long', repeat('h', 200)))",
+        ),
+      ).rejects.toThrow(/has headers of \d+ bytes, more than max_job_headers_bytes \(100\)/);
+      // Nothing was half-applied.
+      expect(
+        (
+          await one(
+            "select count(*)::int as n from supaqueue.job j join supaqueue.queue q on q.id = j.queue_id where q.name = 'bounded'",
+          )
+        ).n,
+      ).toBe(0);
+      await db.pool.query(
+        "select supaqueue.enqueue('bounded', jsonb_build_object('blob', repeat('x', 900)))",
+      );
+    } finally {
+      await db.pool.query(
+        "select supaqueue.configure(max_payload_bytes => 1048576, max_job_headers_bytes => 8192)",
+      );
+    }
+  });
 });
 
 describe("signed requests", () => {

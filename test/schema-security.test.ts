@@ -130,6 +130,48 @@ describe("what Supabase's database linter checks", () => {
     }
   });
 
+  test("each function's ACL, read from pg_proc: only its owner, and service_role for exactly what it needs", async () => {
+    // Revoked one function at a time: `alter default privileges in schema ... revoke ... from public` cannot take
+    // back PUBLIC's default EXECUTE, so it would have left every function open.
+    const { rows } = await db.pool.query(`
+      select case when n.nspname = 'public' then 'public.' else '' end || p.oid::regprocedure::text as fn, p.prosecdef,
+             coalesce((select array_agg(case when a.grantee = 0 then 'PUBLIC' else a.grantee::regrole::text end
+                                        order by 1)
+                       from aclexplode(p.proacl) a where a.grantee <> p.proowner), '{}') as grantees
+      from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+      where n.nspname = 'supaqueue' or (n.nspname = 'public' and p.proname like 'supaqueue%')
+      order by 1`);
+    const forServiceRole = rows.filter((r) => r.grantees.length > 0).map((r) => r.fn);
+    for (const r of rows) expect(r.grantees.filter((g: string) => g !== "service_role"), r.fn).toEqual([]);
+    expect(forServiceRole).toEqual(
+      [
+        "public.supaqueue_claim_current_jobs(bigint[])",
+        "public.supaqueue_complete_and_claim(jsonb,integer)",
+        "public.supaqueue_complete_current_jobs(jsonb)",
+        "supaqueue.backoff_delay(integer,integer,integer)",
+        "supaqueue.cancel(uuid)",
+        "supaqueue.cancel_jobs(text,jsonb)",
+        "supaqueue.claim_current_jobs(bigint[])",
+        "supaqueue.complete_and_claim(jsonb,integer)",
+        "supaqueue.complete_current_jobs(jsonb)",
+        "supaqueue.enqueue(text,jsonb,timestamp with time zone,text,jsonb)",
+        "supaqueue.pause(text)",
+        "supaqueue.purge(text)",
+        "supaqueue.remove_queue(text)",
+        "supaqueue.resume(text)",
+        "supaqueue.retry(uuid)",
+        "supaqueue.retry_failed(text,timestamp with time zone)",
+        "supaqueue.rotate_signing_key(text,text,interval)",
+        "supaqueue.schedule(text,text,text,jsonb,text)",
+        "supaqueue.set_workers(text,integer)",
+        "supaqueue.tick(timestamp with time zone)",
+        "supaqueue.unschedule(text)",
+      ].sort(),
+    );
+    // The entry points in public run with the caller's rights: they open nothing by themselves.
+    expect(rows.filter((r) => r.fn.startsWith("public.") && r.prosecdef)).toEqual([]);
+  });
+
   test("no view in supaqueue is SECURITY DEFINER-like (owner-rights) and readable by API roles", async () => {
     const { rows } = await db.pool.query(`
       select c.relname, c.reloptions from pg_class c join pg_namespace n on n.oid = c.relnamespace

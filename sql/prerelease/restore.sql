@@ -26,7 +26,7 @@ from prerelease_queue;
 insert into supaqueue.job (id, seq, queue_id, payload, headers, status, attempts, run_at, dedup_key,
                            last_status_code, last_error, created_at, finished_at)
 overriding system value
-select id, seq, queue_id, payload, headers, status::text::supaqueue.job_status, attempts, run_at, dedup_key,
+select id, seq, queue_id, payload, headers, status::supaqueue.job_status, attempts, run_at, dedup_key,
        last_status_code, last_error, created_at, finished_at
 from prerelease_job;
 

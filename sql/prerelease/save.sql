@@ -53,7 +53,11 @@ end $$;
 
 create temp table prerelease_config on commit drop as select * from supaqueue.config;
 create temp table prerelease_queue on commit drop as select * from supaqueue.queue;
-create temp table prerelease_job on commit drop as select * from supaqueue.job;
+-- status as text: its enum type goes with the old schema.
+create temp table prerelease_job on commit drop as
+  select id, seq, queue_id, payload, headers, status::text as status, attempts, run_at, dedup_key, last_status_code,
+         last_error, created_at, finished_at
+  from supaqueue.job;
 create temp table prerelease_worker on commit drop as select * from supaqueue.worker;
 create temp table prerelease_current_job on commit drop as select * from supaqueue.current_job;
 create temp table prerelease_rate_bucket on commit drop as select * from supaqueue.rate_bucket;
