@@ -38896,6 +38896,8 @@ function computePlan(config, state, migrations = loadMigrations()) {
     const wanted = new Set(config.queues.map((q) => q.name));
     // Secret names still used by a managed queue after the run; any other header secret of a managed queue goes.
     const keptSecrets = new Set();
+    // Which (queue, header) each secret name belongs to, for the plan-time check below.
+    const secretOwners = new Map();
     for (const spec of config.queues) {
         const existing = state.queues.get(spec.name);
         if (existing && existing.managed_by !== MANAGED_BY) {
@@ -38924,6 +38926,17 @@ function computePlan(config, state, migrations = loadMigrations()) {
         const changes = [];
         for (const header of spec.secretHeaders) {
             const name = headerSecretName(spec.name, header.header);
+            // The naming rule makes two (queue, header) pairs share a Vault secret impossible; should it ever change,
+            // this stops the run before one queue sends another's secret.
+            const owner = secretOwners.get(name);
+            if (owner && (owner.queue !== spec.name || owner.header.toLowerCase() !== header.header.toLowerCase())) {
+                plan.conflicts.push({
+                    position: spec.position,
+                    field: `queues.${spec.name}.headers.${header.header}`,
+                    message: `its Vault secret would be named ${name}, like header ${owner.header} of queue ${owner.queue}; rename one of them`,
+                });
+            }
+            secretOwners.set(name, { queue: spec.name, header: header.header });
             keptSecrets.add(name);
             const stored = state.secrets.get(name);
             if (!stored) {
@@ -39252,6 +39265,8 @@ function planLines(plan, { done = false } = {}) {
     const lines = [];
     if (!done && plan.pendingMigrations.length > 0)
         lines.push(`migrations to apply: ${plan.pendingMigrations.join(", ")}`);
+    if (!done && plan.prereleaseUpgrade)
+        lines.push("the pre-release install is replaced by this schema in one transaction: queues, jobs, calls in flight, history and Vault secrets are kept");
     for (const q of plan.queues) {
         const workers = `${q.workers.to} worker${q.workers.to === 1 ? "" : "s"}`;
         if (q.action === "create")

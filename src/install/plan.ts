@@ -224,6 +224,8 @@ export function computePlan(
   const wanted = new Set(config.queues.map((q) => q.name));
   // Secret names still used by a managed queue after the run; any other header secret of a managed queue goes.
   const keptSecrets = new Set<string>();
+  // Which (queue, header) each secret name belongs to, for the plan-time check below.
+  const secretOwners = new Map<string, { queue: string; header: string }>();
 
   for (const spec of config.queues) {
     const existing = state.queues.get(spec.name);
@@ -255,6 +257,17 @@ export function computePlan(
     const changes: string[] = [];
     for (const header of spec.secretHeaders) {
       const name = headerSecretName(spec.name, header.header);
+      // The naming rule makes two (queue, header) pairs share a Vault secret impossible; should it ever change,
+      // this stops the run before one queue sends another's secret.
+      const owner = secretOwners.get(name);
+      if (owner && (owner.queue !== spec.name || owner.header.toLowerCase() !== header.header.toLowerCase())) {
+        plan.conflicts.push({
+          position: spec.position,
+          field: `queues.${spec.name}.headers.${header.header}`,
+          message: `its Vault secret would be named ${name}, like header ${owner.header} of queue ${owner.queue}; rename one of them`,
+        });
+      }
+      secretOwners.set(name, { queue: spec.name, header: header.header });
       keptSecrets.add(name);
       const stored = state.secrets.get(name);
       if (!stored) {

@@ -10,6 +10,10 @@ export function planLines(plan: Plan, { done = false }: { done?: boolean } = {})
   const lines: string[] = [];
   if (!done && plan.pendingMigrations.length > 0)
     lines.push(`migrations to apply: ${plan.pendingMigrations.join(", ")}`);
+  if (!done && plan.prereleaseUpgrade)
+    lines.push(
+      "the pre-release install is replaced by this schema in one transaction: queues, jobs, calls in flight, history and Vault secrets are kept",
+    );
   for (const q of plan.queues) {
     const workers = `${q.workers.to} worker${q.workers.to === 1 ? "" : "s"}`;
     if (q.action === "create")
