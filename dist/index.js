@@ -38929,7 +38929,8 @@ function computePlan(config, state, migrations = loadMigrations()) {
             // The naming rule makes two (queue, header) pairs share a Vault secret impossible; should it ever change,
             // this stops the run before one queue sends another's secret.
             const owner = secretOwners.get(name);
-            if (owner && (owner.queue !== spec.name || owner.header.toLowerCase() !== header.header.toLowerCase())) {
+            if (owner &&
+                (owner.queue !== spec.name || owner.header.toLowerCase() !== header.header.toLowerCase())) {
                 plan.conflicts.push({
                     position: spec.position,
                     field: `queues.${spec.name}.headers.${header.header}`,
@@ -39201,7 +39202,7 @@ async function installSchema(client, settings) {
         if (!secret)
             secret = generateSecret();
         if (!current) {
-            await client.query("select vault.create_secret($1, $2, 'Shared secret between pg_net and execute_current_job')", [secret, VAULT_SECRET_NAME]);
+            await client.query("select vault.create_secret($1, $2, 'Supaqueue: key of the HMAC on the wakeups the database sends execute_current_job')", [secret, VAULT_SECRET_NAME]);
         }
         else if (current.secret !== secret) {
             await client.query("select vault.update_secret($1, $2)", [current.id, secret]);
@@ -39532,7 +39533,7 @@ async function setFunctionSecret(ctx, secret, functionsUrl) {
     const file = ctx.workdir.envFile({ SUPAQUEUE_SECRET: secret, SUPAQUEUE_FUNCTIONS_URL: functionsUrl });
     await runCli(ctx, ["secrets", "set", "--env-file", file]);
 }
-/** Deploys execute_current_job from the staged workdir; pg_net calls it with the shared secret, not a JWT. */
+/** Deploys execute_current_job from the staged workdir; pg_net's wakeups carry an HMAC made with the shared secret, not a JWT. */
 async function deployFunction(ctx) {
     await runCli(ctx, ["functions", "deploy", stage_FUNCTION_NAME, "--use-api", "--no-verify-jwt"]);
 }

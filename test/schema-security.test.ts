@@ -142,7 +142,11 @@ describe("what Supabase's database linter checks", () => {
       where n.nspname = 'supaqueue' or (n.nspname = 'public' and p.proname like 'supaqueue%')
       order by 1`);
     const forServiceRole = rows.filter((r) => r.grantees.length > 0).map((r) => r.fn);
-    for (const r of rows) expect(r.grantees.filter((g: string) => g !== "service_role"), r.fn).toEqual([]);
+    for (const r of rows)
+      expect(
+        r.grantees.filter((g: string) => g !== "service_role"),
+        r.fn,
+      ).toEqual([]);
     expect(forServiceRole).toEqual(
       [
         "public.supaqueue_claim_current_jobs(bigint[])",

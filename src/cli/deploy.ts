@@ -27,7 +27,7 @@ const FLAGS: CommandSpec["flags"] = {
     type: "string",
     value: "SECRET",
     description:
-      "The secret shared by pg_net and the edge function (default: $SUPAQUEUE_SECRET; when unset, the one in Vault is kept or one is generated).",
+      "The key of the HMAC on the database's wakeups to execute_current_job (default: $SUPAQUEUE_SECRET; when unset, the one in Vault is kept or one is generated).",
   },
 };
 

@@ -23,7 +23,7 @@ export interface DeployOptions {
   accessToken?: string;
   /** Postgres connection string of the project, as its `postgres` role. */
   dbUrl: string;
-  /** The secret shared by pg_net and the edge function; when absent the one in Vault is kept (or one is made). */
+  /** The key of the wakeups' HMAC, shared by the database and the function; when absent the one in Vault is kept (or one is made). */
   supaqueueSecret?: string;
   /** Where to read supaqueue.yml. */
   configPath: string;

@@ -260,7 +260,10 @@ export function computePlan(
       // The naming rule makes two (queue, header) pairs share a Vault secret impossible; should it ever change,
       // this stops the run before one queue sends another's secret.
       const owner = secretOwners.get(name);
-      if (owner && (owner.queue !== spec.name || owner.header.toLowerCase() !== header.header.toLowerCase())) {
+      if (
+        owner &&
+        (owner.queue !== spec.name || owner.header.toLowerCase() !== header.header.toLowerCase())
+      ) {
         plan.conflicts.push({
           position: spec.position,
           field: `queues.${spec.name}.headers.${header.header}`,

@@ -49,7 +49,7 @@ export async function installSchema(client: pg.ClientBase, settings: SchemaSetti
     if (!secret) secret = generateSecret();
     if (!current) {
       await client.query(
-        "select vault.create_secret($1, $2, 'Shared secret between pg_net and execute_current_job')",
+        "select vault.create_secret($1, $2, 'Supaqueue: key of the HMAC on the wakeups the database sends execute_current_job')",
         [secret, VAULT_SECRET_NAME],
       );
     } else if (current.secret !== secret) {

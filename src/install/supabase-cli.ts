@@ -129,7 +129,7 @@ export async function setFunctionSecret(
   await runCli(ctx, ["secrets", "set", "--env-file", file]);
 }
 
-/** Deploys execute_current_job from the staged workdir; pg_net calls it with the shared secret, not a JWT. */
+/** Deploys execute_current_job from the staged workdir; pg_net's wakeups carry an HMAC made with the shared secret, not a JWT. */
 export async function deployFunction(ctx: CliContext): Promise<void> {
   await runCli(ctx, ["functions", "deploy", FUNCTION_NAME, "--use-api", "--no-verify-jwt"]);
 }
