@@ -334,6 +334,35 @@ describe("execute_current_job in Deno, end to end", () => {
     expect(Math.max(...stack.pgnetRequests.map((r) => r.body?.length ?? 0))).toBeLessThan(2000);
   });
 
+  test("with the Data API off the wakeup is answered claim_rpc_404, and the call goes out once it is back", async () => {
+    // What a first install on a project without the Data API hits: the answer in net._http_response says why.
+    await db.pool.query("select supaqueue.configure(rewake_after_ms => 300)");
+    postgrest.dataApi = false;
+    try {
+      const queue = await createQueue({ url: `${targets.url}/ok` });
+      const jobId = await enqueue(queue);
+      const deadline = Date.now() + 10_000;
+      let answered: { status_code: number; content: string } | undefined;
+      while (!answered) {
+        const { rows } = await db.pool.query(
+          `select r.status_code, r.content from supaqueue.current_job c
+           join net._http_response r on r.id = c.wakeup_id where c.job_id = $1`,
+          [jobId],
+        );
+        answered = rows[0];
+        if (Date.now() > deadline) throw new Error("the wakeup was never answered");
+        if (!answered) await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(answered).toEqual({ status_code: 502, content: '{"error":"claim_rpc_404"}' });
+      expect(targets.requests.filter((r) => r.headers["supaqueue-job-id"] === jobId)).toHaveLength(0);
+      postgrest.dataApi = true;
+      expect(await finished(jobId)).toMatchObject({ status: "successful", attempts: 1 });
+    } finally {
+      postgrest.dataApi = true;
+      await db.pool.query("select supaqueue.configure(rewake_after_ms => 5000)");
+    }
+  });
+
   test("a redirect to another origin is not followed: the secret header stays home", async () => {
     // Attack 3: fetch used to follow a 302 and send apikey and the queue's secret headers to the other origin.
     const elsewhere = await startTargets();
