@@ -575,6 +575,18 @@ language sql immutable strict set search_path = '' as $$
           case when pg_catalog.length(key) > 64 then pg_catalog.sha256(key) else key end, 'hex'), 128, '0'))::bit(512) as k) b
 $$;
 
+-- The functions URL, or an error that says how to set it: calls are never started that could not be sent.
+create function supaqueue._functions_url() returns text
+language plpgsql stable security definer set search_path = '' as $$
+declare url text := (select c.functions_url from supaqueue.config c);
+begin
+  if url is null then
+    raise exception 'supaqueue: the functions URL is not configured'
+      using hint = 'Run the installer, or: select supaqueue.configure(functions_url => ''https://<project-ref>.supabase.co/functions/v1'');';
+  end if;
+  return url;
+end $$;
+
 -- Sends wakeups for the calls `ids` through pg_net, at most 100 ids a request: body {"v": 2, "ids": [...]} and the
 -- header `Supaqueue-Wakeup: v=2,t=<unix ms>,w=<window ms>,mac=<hex>`, where mac is the HMAC-SHA256, keyed with the
 -- Vault secret `supaqueue_secret`, of "v2.<t>.<w>.<body as sent>". The function refuses it after t + w: the window
@@ -597,10 +609,7 @@ begin
     return 0;
   end if;
   select * into cfg from supaqueue.config;
-  if cfg.functions_url is null then
-    raise exception 'supaqueue: the functions URL is not configured'
-      using hint = 'Run the installer, or: select supaqueue.configure(functions_url => ''https://<project-ref>.supabase.co/functions/v1'');';
-  end if;
+  perform supaqueue._functions_url();
   select convert_to(s.decrypted_secret, 'UTF8') into secret from vault.decrypted_secrets s where s.name = 'supaqueue_secret';
   if secret is null or length(secret) = 0 then
     raise exception 'supaqueue: the Vault secret "supaqueue_secret" is missing'
@@ -630,10 +639,7 @@ end $$;
 create function supaqueue._remember_started_calls() returns trigger
 language plpgsql security definer set search_path = '' as $$
 begin
-  if (select c.functions_url from supaqueue.config c) is null then
-    raise exception 'supaqueue: the functions URL is not configured'
-      using hint = 'Run the installer, or: select supaqueue.configure(functions_url => ''https://<project-ref>.supabase.co/functions/v1'');';
-  end if;
+  perform supaqueue._functions_url();
   perform set_config('supaqueue.started_calls',
     (coalesce(nullif(current_setting('supaqueue.started_calls', true), ''), '{}')::bigint[]
      || array(select n.id from new_current_jobs n order by n.id))::text, true);

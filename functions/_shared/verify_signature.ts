@@ -114,7 +114,8 @@ function isPlainHeaderValue(value: string): boolean {
   return !/[\r\n\0]/.test(value) && value.trim() === value;
 }
 
-async function hmac(key: string, content: Uint8Array<ArrayBuffer>): Promise<Uint8Array> {
+/** HMAC-SHA256 of `content`, keyed with `key` as UTF-8 (also what execute_current_job checks wakeups with). */
+export async function hmac(key: string, content: Uint8Array<ArrayBuffer>): Promise<Uint8Array> {
   const cryptoKey = await crypto.subtle.importKey(
     "raw",
     encoder.encode(key),
@@ -125,7 +126,8 @@ async function hmac(key: string, content: Uint8Array<ArrayBuffer>): Promise<Uint
   return new Uint8Array(await crypto.subtle.sign("HMAC", cryptoKey, content));
 }
 
-function toHex(bytes: Uint8Array): string {
+/** Lowercase hex of bytes. */
+export function toHex(bytes: Uint8Array): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 

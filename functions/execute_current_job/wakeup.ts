@@ -15,6 +15,8 @@
  * Uses WebCrypto only: runs in Deno, the edge runtime and Node.
  */
 
+import { hmac, toHex } from "../_shared/verify_signature.ts";
+
 export const WAKEUP_HEADER = "Supaqueue-Wakeup";
 export const HOP_VERSION = 2;
 /** The most ids one wakeup may name (the database sends at most 100). */
@@ -38,17 +40,6 @@ export type WakeupCheck = { ok: true; ids: number[] } | { ok: false; refusal: Wa
 
 const encoder = new TextEncoder();
 
-async function hmac(secret: string, content: Uint8Array<ArrayBuffer>): Promise<Uint8Array> {
-  const key = await crypto.subtle.importKey(
-    "raw",
-    encoder.encode(secret),
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["sign"],
-  );
-  return new Uint8Array(await crypto.subtle.sign("HMAC", key, content));
-}
-
 /** The bytes a wakeup's MAC covers: "v2.<t>.<w>." followed by the raw body. */
 function macContent(t: string, w: string, body: Uint8Array): Uint8Array<ArrayBuffer> {
   const head = encoder.encode(`v${HOP_VERSION}.${t}.${w}.`);
@@ -56,10 +47,6 @@ function macContent(t: string, w: string, body: Uint8Array): Uint8Array<ArrayBuf
   content.set(head, 0);
   content.set(body, head.length);
   return content;
-}
-
-function toHex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** Compares in time that depends on the length only, never on where the two differ. */

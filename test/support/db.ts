@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { afterAll, inject } from "vitest";
+import { asRole } from "../../src/local/service-role-database.ts";
 import {
   createProjectDatabase,
   dropDatabase,
@@ -45,21 +46,7 @@ async function open(name: string): Promise<TestDatabase> {
     adminUrl: withDatabase(serverAdmin, name),
     url,
     pool,
-    async as(role, sql, params) {
-      const client = await pool.connect();
-      try {
-        await client.query("begin");
-        await client.query(`set local role ${pg.escapeIdentifier(role)}`);
-        const result = await client.query(sql, params);
-        await client.query("commit");
-        return result;
-      } catch (error) {
-        await client.query("rollback").catch(() => {});
-        throw error;
-      } finally {
-        client.release();
-      }
-    },
+    as: (role, sql, params) => asRole(pool, role, sql, params),
     async drop() {
       await pool.end();
       await dropDatabase(serverAdmin, name);
