@@ -1015,17 +1015,37 @@ declare
   deleted integer;
 begin
   select * into cfg from supaqueue.config;
-  select array_agg(row(c.id, false, null, null,
-           case when c.claimed_at is not null then 'lease expired: no outcome was reported in time'
-           else 'lease expired: execute_current_job never claimed the call' || coalesce(format(
-             ' (its last wakeup, pg_net request %s, was answered %s: %s)', c.wakeup_id,
-             coalesce(r.status_code::text, 'with no status'),
-             left(coalesce(r.error_msg, r.content, ''), 200)), '') end,
-           null, true, null)::supaqueue.outcome order by c.id)
+  with lapsed as (
+    select c.id, c.claimed_at, c.wakeup_id, c.woken_at from supaqueue.current_job c where c.lease_until < at
+    order by c.lease_until limit 1000 for update skip locked
+  ),
+  -- What the last wakeup of a never-claimed call was answered, for its error. net._http_response has an index on
+  -- `created` only, so the answer is looked for among those written in the moments after the wakeup, and for at most
+  -- 10 wakeups a tick: a function that is down costs tick little.
+  answers as (
+    select w.wakeup_id, a.status_code, a.message
+    from (select distinct l.wakeup_id, l.woken_at from lapsed l
+          where l.claimed_at is null and l.wakeup_id is not null order by l.wakeup_id limit 10) w
+    cross join lateral (
+      select r.status_code, left(coalesce(r.error_msg, r.content, ''), 200) as message
+      from net._http_response r
+      where r.created >= w.woken_at
+        and r.created <= w.woken_at + make_interval(secs => (2 * cfg.request_timeout_ms + 5000) / 1000.0)
+        and r.id = w.wakeup_id
+      limit 1) a
+  )
+  select array_agg(row(l.id, false, null, null,
+           case
+             when l.claimed_at is not null then 'lease expired: no outcome was reported in time'
+             when a.wakeup_id is not null then format(
+               'lease expired: execute_current_job never claimed the call (its last wakeup, pg_net request %s, was answered %s: %s)',
+               l.wakeup_id, coalesce(a.status_code::text, 'with no status'), a.message)
+             else 'lease expired: execute_current_job never claimed the call' || coalesce(format(
+               ' (its last wakeup was pg_net request %s: see net._http_response)', l.wakeup_id), '')
+           end,
+           null, true, null)::supaqueue.outcome order by l.id)
   into expired
-  from (select c.id, c.claimed_at, c.wakeup_id from supaqueue.current_job c where c.lease_until < at
-        order by c.lease_until limit 1000 for update skip locked) c
-  left join net._http_response r on r.id = c.wakeup_id;
+  from lapsed l left join answers a on a.wakeup_id = l.wakeup_id;
   reaped := coalesce(cardinality(supaqueue._complete(expired, at)), 0);
 
   select array_agg(c.id order by c.id) into unclaimed

@@ -232,6 +232,17 @@ describe("batch reporter", () => {
     sent[1]?.answer([2]);
     expect(await Promise.all([first, second])).toEqual([true, true]);
     expect(handedBack).toEqual([[{ current_job_id: 5 }, { current_job_id: 6 }]]);
+    // A claimWithinMs that throws takes no call on, and the report still goes.
+    const throwing = controlledSend();
+    const report = createBatchReporter({
+      send: throwing.send,
+      claimWithinMs: () => {
+        throw new Error("cpuUsage is not available here");
+      },
+    }).report(outcome(4));
+    expect(throwing.sent[0]?.within).toBe(0);
+    throwing.sent[0]?.answer();
+    expect(await report).toBe(true);
     // Without claimWithinMs no call is taken on.
     const bare = controlledSend();
     void createBatchReporter({ send: bare.send }).report(outcome(3));

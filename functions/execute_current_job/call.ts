@@ -387,6 +387,9 @@ export function failedOutcome(
   };
 }
 
+/** How the outcome of a call refused by the edge runtime's rate limit starts (the handler then takes no more). */
+export const RATE_LIMITED = "rate limited by the edge runtime";
+
 /**
  * The delay a RateLimitError asks for: the edge runtime throws one from fetch when calls from one function to the
  * project's other functions exceed their budget per request chain. Its `retryAfter` is read as seconds, like the
@@ -444,7 +447,7 @@ export async function executeCall(call: CurrentJobCall, deps: CallDeps): Promise
       if (limited !== null) {
         return failedOutcome(
           call.currentJobId,
-          `rate limited by the edge runtime: ${describeError(error)}`,
+          `${RATE_LIMITED}: ${describeError(error)}`,
           elapsed(),
           true,
           limited,

@@ -21,6 +21,7 @@ import {
   failedOutcome,
   type ProjectKey,
   parseCall,
+  RATE_LIMITED,
 } from "./call.ts";
 import { createBatchReporter } from "./reporter.ts";
 import { type Database, RpcError } from "./rpc.ts";
@@ -149,7 +150,7 @@ export function createHandler(deps: HandlerDeps): Handler {
         functionsOrigins: deps.functionsOrigins ?? [],
         maxResponseChars: deps.maxResponseChars ?? DEFAULT_MAX_RESPONSE_CHARS,
       });
-      if (completion.error?.startsWith("rate limited by the edge runtime")) {
+      if (completion.error?.startsWith(RATE_LIMITED)) {
         // This request chain has used its budget for calls to the project's functions: fresh invocations go on.
         retired = true;
       }

@@ -92,12 +92,21 @@ export function createBatchReporter(options: BatchReporterOptions): BatchReporte
     });
   }
 
+  /** How long a next call may take; 0 when that cannot be told (a report is never lost over it). */
+  function within(): number {
+    try {
+      return Math.max(0, Math.floor(options.claimWithinMs?.() ?? 0)) || 0;
+    } catch {
+      return 0;
+    }
+  }
+
   async function flush(batch: Waiting[]): Promise<void> {
     let answer: ReportAnswer;
     try {
       answer = await options.send(
         batch.map((w) => w.completion),
-        Math.max(0, Math.floor(options.claimWithinMs?.() ?? 0)),
+        within(),
       );
     } catch (error) {
       for (const w of batch) w.reject(error);
