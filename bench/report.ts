@@ -1,6 +1,6 @@
 import type { BulkResult } from "./bulk.ts";
 import { CLAIM_STATES, type ClaimResult } from "./claim.ts";
-import { CYCLE_SHAPES, type CycleResult, type ReportMode } from "./cycle.ts";
+import { CLAIM_WITHIN_MS, CYCLE_SHAPES, type CycleResult, REPORT_MODES, type ReportMode } from "./cycle.ts";
 import type { DiagnosisResult } from "./diagnose.ts";
 import type { EdgeResult } from "./edge.ts";
 import type { Environment } from "./environment.ts";
@@ -34,10 +34,9 @@ const verdict = (ok: boolean) => (ok ? "**met**" : "**missed**");
 const spread = (values: number[] | undefined) => (values ?? []).map((v) => int(v)).join(" / ");
 
 const REPORT_LABEL: Record<ReportMode, string> = {
-  batched: "outcomes reported in batches, as execute_current_job does",
-  single: "one report per outcome",
+  continued: "reports take the next calls (complete_and_claim), as execute_current_job does",
+  woken: "reports without continuations (complete_current_jobs), next calls woken through pg_net",
 };
-const REPORT_MODES: ReportMode[] = ["batched", "single"];
 
 export interface TargetRow {
   target: string;
@@ -187,25 +186,29 @@ export function renderResults(r: BenchResults): string {
     const c = r.cycle;
     out.push("## 2. Supaqueue's database cycle", "");
     out.push(
-      `${int(c.jobs)} jobs enqueued in bulk, then the workers inserted. One session plays pg_net's worker: it takes ` +
-        "committed request rows from net.http_request_queue, up to 200 at a time, polling every millisecond (real " +
-        "pg_net's worker is woken by a latch), and hands them to 8 connections that play the edge function's reports. " +
-        "Batched: a connection reports an outcome at once when it has no report on its way, and every outcome handed " +
-        "to it meanwhile goes in its next report (up to 100), through `supaqueue.complete_current_jobs`: what " +
-        "execute_current_job's reporter does (functions/execute_current_job/reporter.ts). Single: one " +
-        "`supaqueue.complete_current_job(id, true, 200)` per outcome. Each completion hands its workers their next " +
-        "jobs. Jobs per second from the first claim to the last success, all in one Node process on the same 2 cores " +
-        "as the server. With 1 worker there is never more than one outcome to report, so both modes are the same.",
+      `${int(c.jobs)} jobs enqueued in bulk, then the workers inserted. The HTTP hops are played by one Node process ` +
+        "so that only the database's work counts. One session plays pg_net's worker: it takes committed wakeups " +
+        "from net.http_request_queue, up to 200 at a time, hands them out and waits until every one has been " +
+        "claimed (pg_net waits for every request of its batch), polling every millisecond for the next (real " +
+        "pg_net is woken by a latch). 8 connections as service_role play the function: a wakeup's calls are " +
+        "claimed with `supaqueue.claim_current_jobs`, made at once, and their outcomes reported as " +
+        "functions/execute_current_job/reporter.ts reports (an outcome that finds a connection idle goes alone; " +
+        "those that arrive while all are busy go together in the next report, up to 100). Continued: reports " +
+        `through \`supaqueue.complete_and_claim(outcomes, ${CLAIM_WITHIN_MS})\`, whose next calls go straight back to the ` +
+        "connections, as the function does while its instance may go on. Woken: reports through " +
+        "`supaqueue.complete_current_jobs(outcomes)`, whose next calls get a wakeup at commit (the reference " +
+        "without continuations). Jobs per second from the first claim to the last success, all in one Node process " +
+        "on the same 2 cores as the server.",
       "",
-      "| Shape | Reports | jobs/s (median) | repeats | ÷ UPDATE@8 | ÷ UPDATE@1 |",
-      "|---|---|---|---|---|---|",
+      "| Shape | Reports | jobs/s (median) | repeats | ÷ UPDATE@8 | ÷ UPDATE@1 | pg_net requests per job | outcomes per report |",
+      "|---|---|---|---|---|---|---|---|",
     );
     for (const mode of REPORT_MODES) {
       for (const s of CYCLE_SHAPES) {
         const key = `${mode}|${s.label}`;
         if (c.median[key] === undefined) continue;
         out.push(
-          `| ${s.label} | ${REPORT_LABEL[mode]} | ${int(c.median[key])} | ${spread(c.runs[key])} | ${ratio(c.median[key], update8)} | ${ratio(c.median[key], update1)} |`,
+          `| ${s.label} | ${REPORT_LABEL[mode]} | ${int(c.median[key])} | ${spread(c.runs[key])} | ${ratio(c.median[key], update8)} | ${ratio(c.median[key], update1)} | ${fixed(c.requestsPerJob[key], 3)} | ${fixed(c.outcomesPerReport[key], 1)} |`,
         );
       }
     }
@@ -272,14 +275,16 @@ export function renderResults(r: BenchResults): string {
     const m = r.edge.median;
     out.push(
       `The real execute_current_job in Deno (served like the tests serve it), ${int(r.edge.calls)} calls one at a time ` +
-        "per repeat after 200 warm-up calls, a fresh Deno process per repeat. A local Node server is the target " +
-        "(200 at once) and SUPABASE_URL (answers the batched completion RPC with the ids it was sent, no database). End to end: POST of the " +
-        "current job → 202 → the function calls the target → its report arrives. Direct: the same client calls the " +
-        "target, interleaved call by call. Added = end to end − direct.",
+        "per repeat after 200 warm-up calls, a fresh Deno process per repeat. A local Node server plays " +
+        "SUPABASE_URL without a database (the claim RPC hands out one call's details, the report RPC finishes the " +
+        "ids it was sent and hands back no next call); the target is a Node server in a process of its own " +
+        "(200 at once). End to end: POST of a wakeup naming one call, signed as the database signs it (before the " +
+        "clock starts) → the function checks it, claims the call and answers 200 → it calls the target → its report " +
+        "arrives. Direct: the same client calls the target, interleaved call by call. Added = end to end − direct.",
       "",
       "| Figure | median | p99 |",
       "|---|---|---|",
-      `| POST → 202 (what pg_net waits for) | ${fixed(m?.acceptMedianMs)} ms | |`,
+      `| POST of the wakeup → 200 once claimed (what pg_net waits for) | ${fixed(m?.acceptMedianMs)} ms | |`,
       `| end to end through the function | ${fixed(m?.endToEndMedianMs)} ms | ${fixed(m?.endToEndP99Ms)} ms |`,
       `| calling the target directly | ${fixed(m?.directMedianMs)} ms | ${fixed(m?.directP99Ms)} ms |`,
       `| **added by the function** | **${fixed(m?.addedMedianMs)} ms** | **${fixed(m?.addedP99Ms)} ms** |`,
@@ -347,11 +352,15 @@ function renderDiagnosis(d: DiagnosisResult): string {
   out.push(
     `pgbench reports outcomes directly against one queue of 400 workers and ${int(d.backlog)} pending jobs, newest ` +
       "call first (the oldest current_job ids are dead rows until vacuum, and walking them would bill the driver's " +
-      "lookup to Supaqueue): one outcome per transaction with `supaqueue.complete_current_job((select id from " +
-      "supaqueue.current_job order by id desc limit 1 for update skip locked), true, 200)`, or a batch of the newest " +
-      "calls in flight with `supaqueue.complete_current_jobs(...)`. Each transaction is the whole database cycle of " +
-      "its jobs (finish the attempts, claim the next jobs, start their calls). Jobs per second are counted from the " +
-      `jobs that succeeded during the run; ${d.seconds} s per figure, median of ${d.repeats}, vacuum before each. ` +
+      "lookup to Supaqueue), one or a batch of the newest calls in flight per report: " +
+      "`supaqueue.complete_current_jobs((select jsonb_agg(...) from (select id from supaqueue.current_job order by " +
+      "id desc limit N for update skip locked) c))` followed by a second transaction that takes the wakeup it sent " +
+      "(as pg_net does) and claims its calls with `supaqueue.claim_current_jobs` (next calls woken), or " +
+      `\`supaqueue.complete_and_claim(..., ${CLAIM_WITHIN_MS})\`, which claims the next calls in the report's own ` +
+      "transaction (next calls claimed: no wakeup). Each script is the whole database cycle of its jobs (finish " +
+      "the attempts, claim the next jobs, start their calls, hand them to the function). Jobs per second are " +
+      `counted from the jobs that succeeded during the run; ${d.seconds} s per figure, median of ${d.repeats}, ` +
+      "vacuum before each. " +
       '"1 conn, sync off" is the server\'s work per job without the WAL flush; "8 conn" uses the server\'s own settings.',
     "",
     "| Reports | µs per job (1 conn, sync off) | jobs/s, 1 conn, sync off | jobs/s, 8 conn | ÷ UPDATE@8 |",
@@ -362,17 +371,26 @@ function renderDiagnosis(d: DiagnosisResult): string {
       `| ${v.label} | ${int(1e6 / v.tpsCpu)} | ${int(v.tpsCpu)} | ${int(v.tps8)} | ${ratio(v.tps8, d.update8)} |`,
     );
   }
-  out.push(
-    "",
-    "Per-function time in one completion reported alone (track_functions = all, 1 connection, sync off):",
-    "",
-  );
-  out.push("| Function | total µs | self µs |", "|---|---|---|");
-  for (const f of d.functions) out.push(`| ${f.name} | ${fixed(f.totalUs, 0)} | ${fixed(f.selfUs, 0)} |`);
+  for (const [way, label] of [
+    ["woken", "the next call woken through pg_net, then claimed from its wakeup"],
+    ["claimed", "the next call claimed in the same transaction (complete_and_claim)"],
+  ] as const) {
+    out.push(
+      "",
+      `Per-function time per call, one outcome reported alone, ${label} (track_functions = all, 1 connection, ` +
+        "sync off):",
+      "",
+      "| Function | total µs | self µs |",
+      "|---|---|---|",
+    );
+    for (const f of d.functions[way])
+      out.push(`| ${f.name} | ${fixed(f.totalUs, 0)} | ${fixed(f.selfUs, 0)} |`);
+  }
   out.push("");
   if (d.profile) {
     out.push(
-      `Statement profile (auto_explain with ANALYZE in one session, ${d.profile.calls} completions, as shipped; ` +
+      `Statement profile of one outcome reported alone with its next call claimed (auto_explain with ANALYZE in ` +
+        `one session, ${d.profile.calls} reports, as shipped; ` +
         "inclusive times, inflated alike by the timing itself, so read them as a ranking):",
       "",
       "| Statement (first line) | mean ms, inclusive |",

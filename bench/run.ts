@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { projectRoot } from "../src/paths.ts";
 import { measureBulk } from "./bulk.ts";
 import { measureClaim } from "./claim.ts";
-import { measureCycle } from "./cycle.ts";
+import { measureCycle, REPORT_MODES } from "./cycle.ts";
 import { measureDiagnosis } from "./diagnose.ts";
 import { measureEdge } from "./edge.ts";
 import { describeEnvironment } from "./environment.ts";
@@ -67,7 +67,7 @@ async function main(): Promise<void> {
       done("limit");
     }
     if (sections.has("cycle")) {
-      results.cycle = await measureCycle(bench, repeats, SIZES.cycleJobs, ["batched", "single"]);
+      results.cycle = await measureCycle(bench, repeats, SIZES.cycleJobs, REPORT_MODES);
       done("cycle");
     }
     if (sections.has("bulk")) {
