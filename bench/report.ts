@@ -1,4 +1,5 @@
 import type { BulkResult } from "./bulk.ts";
+import { type ChainResult, summarize } from "./chain.ts";
 import { CLAIM_STATES, type ClaimResult } from "./claim.ts";
 import { CLAIM_WITHIN_MS, CYCLE_SHAPES, type CycleResult, REPORT_MODES, type ReportMode } from "./cycle.ts";
 import type { DiagnosisResult } from "./diagnose.ts";
@@ -6,6 +7,7 @@ import type { EdgeResult } from "./edge.ts";
 import type { Environment } from "./environment.ts";
 import type { LimitResult } from "./limit.ts";
 import type { PeersResult } from "./peers.ts";
+import { median } from "./support.ts";
 
 /** Everything one `npm run bench` measured; sections that were skipped are absent. */
 export interface BenchResults {
@@ -22,6 +24,7 @@ export interface BenchResults {
   edge?: EdgeResult;
   peers?: PeersResult;
   diagnosis?: DiagnosisResult;
+  chain?: ChainResult;
 }
 
 const int = (n: number | undefined) =>
@@ -111,6 +114,49 @@ export function targets(r: BenchResults): TargetRow[] {
       target: "edge peak memory ≤ 100 MB",
       value: `${fixed(e.peakRssMb, 0)} MB`,
       met: e.peakRssMb <= 100,
+    });
+  }
+  if (r.chain) rows.push(...chainTargets(r.chain));
+  return rows;
+}
+
+/** The whole chain's targets: throughput against direct calls, hops per job, and the function's memory. */
+function chainTargets(c: ChainResult): TargetRow[] {
+  const rows: TargetRow[] = [];
+  const row = (key: string) => c.rows.find((x) => x.key === key);
+  for (const [key, label, floor] of [
+    ["w100@50", "100 workers", 0.8],
+    ["w1@50", "1 worker", 0.7],
+  ] as const) {
+    const found = row(key);
+    if (!found) continue;
+    const s = summarize(found);
+    rows.push({
+      target: `whole chain, ${label}, 50 ms target ≥ ${floor} × direct calls`,
+      value: `${int(s.chainJobsPerSecond)} ÷ ${int(s.directJobsPerSecond)} jobs/s = ${fixed(s.ratio)} (repeats ${s.ratios.map((x) => fixed(x)).join(" / ")})`,
+      met: s.ratio >= floor,
+    });
+  }
+  const w100 = c.rows.filter((x) => x.key.startsWith("w100@"));
+  for (const [what, pick] of [
+    ["pg_net requests", (s: ReturnType<typeof summarize>) => s.requestsPerJob],
+    ["function invocations", (s: ReturnType<typeof summarize>) => s.invocationsPerJob],
+  ] as const) {
+    if (w100.length === 0) continue;
+    const values = w100.map((x) => ({ delay: x.delayMs, value: pick(summarize(x)) }));
+    rows.push({
+      target: `whole chain, 100 workers: ${what} per job ≤ 0.1`,
+      value: values.map((v) => `${fixed(v.value, 4)} (${v.delay} ms target)`).join(", "),
+      met: values.every((v) => v.value <= 0.1),
+    });
+  }
+  const memory = c.memory?.variants[0];
+  if (memory) {
+    rows.push({
+      target:
+        "whole chain: the function's peak memory, 100 calls in flight with 64 KB payloads and answers ≤ 150 MB",
+      value: `${fixed(memory.peakRssMb, 0)} MB (repeats ${memory.runs.map((x) => fixed(x.peakRssMb, 0)).join(" / ")})`,
+      met: memory.peakRssMb <= 150,
     });
   }
   return rows;
@@ -335,6 +381,7 @@ export function renderResults(r: BenchResults): string {
   }
 
   if (r.diagnosis) out.push(renderDiagnosis(r.diagnosis));
+  if (r.chain) out.push(renderChain(r.chain, r.loadBySection.chain));
   out.push(
     "## What limits Supaqueue, and what would help",
     "",
@@ -423,6 +470,81 @@ function renderDiagnosis(d: DiagnosisResult): string {
         "after a vacuum: the claimed jobs' dead entries stay at the head of job_pending_due_idx until vacuum.",
       "",
     );
+  }
+  return out.join("\n");
+}
+
+function renderChain(c: ChainResult, load: number | undefined): string {
+  const out: string[] = [];
+  out.push("## 8. The whole chain", "");
+  out.push(
+    "Nothing played by the benchmark: Postgres with Supaqueue installed (a fresh database per run), the pg_net " +
+      "worker stand-in with pg_net's batch semantics (up to 200 requests a batch, waits for all of them, then for " +
+      "a commit or 1 s), the gateway stand-in (one origin for /rest/v1 and /functions/v1), the PostgREST stand-in " +
+      "answering the function's RPCs from the database as service_role, the real execute_current_job in real Deno " +
+      "(a fresh process per run: a fresh edge worker, its lifetime budgets at zero), a Node target in a process of " +
+      "its own answering after 0 or 50 ms, and tick() every second as pg_cron runs it. The jobs are enqueued up " +
+      "front in one bulk insert into queues whose workers are idle; the clock runs from that insert until the " +
+      "report that finished the last job has committed. Direct: the same Node client (fetch) calls the target " +
+      "with as many loops as workers, the same number of calls, just before each chain run (direct, chain, " +
+      `direct, chain, ...). Medians of ${c.rows[0]?.chain.length ?? 0} repeats; load average (1 min) after the ` +
+      `section ${fixed(load, 1)}. Everything shares the same 2 cores.`,
+    "",
+    "Gap per call: workers × run time, less the time the target spent on calls, per job: how long a worker waited " +
+      "between two calls (the hops, the claim, the report, and waits for CPU). Machine busy: the share of both " +
+      "cores busy during the run, every process counted (the other work on this shared machine too). First call: " +
+      "from the enqueue to the first call's arrival at the target (commit, wakeup, pg_net, a fresh function).",
+    "",
+    "| Shape | Target | Jobs | chain jobs/s | direct jobs/s | chain ÷ direct | repeats | gap per call, ms: chain / direct | machine busy: chain / direct | first call ms |",
+    "|---|---|---|---|---|---|---|---|---|---|",
+  );
+  const percent = (share: number) => `${fixed(share * 100, 0)} %`;
+  for (const row of c.rows) {
+    const s = summarize(row);
+    out.push(
+      `| ${row.label} | ${row.delayMs} ms | ${int(row.jobs)} | ${int(s.chainJobsPerSecond)} | ${int(s.directJobsPerSecond)} | **${fixed(s.ratio)}** | ${s.ratios.map((x) => fixed(x)).join(" / ")} | ${fixed(s.gapMs.chain, 1)} / ${fixed(s.gapMs.direct, 1)} | ${percent(s.machineBusy.chain)} / ${percent(s.machineBusy.direct)} | ${int(s.firstCallMs)} |`,
+    );
+  }
+  out.push(
+    "",
+    "What each run cost. CPU from /proc: the Deno process; the backends of the run's database (the PostgREST " +
+      "stand-in's pool, the pg_net worker stand-in, which polls every 5 ms where pg_net waits on a latch, and the " +
+      "ticker); this Node process (the gateway, PostgREST and pg_net stand-ins, and the harness), and the same " +
+      "process during the direct run (its client; the target has a process of its own in both). Requests and " +
+      "invocations: pg_net's requests, and those that " +
+      "reached /functions/v1/execute_current_job. Reports without continuation: sent with claim_within_ms = 0, " +
+      "once the instance had reached a limit of its lifetime (handler.ts: 5,000 calls, 1.5 s of CPU). DB ms: time " +
+      "inside supaqueue.complete_and_claim per report (track_functions).",
+    "",
+    "| Shape | Target | CPU ms per 1,000 jobs: Deno / Postgres / Node (direct: Node) | pg_net requests per job | invocations per job | outcomes per report | reports without continuation | DB ms per report / claim | Deno peak MB |",
+    "|---|---|---|---|---|---|---|---|---|",
+  );
+  for (const row of c.rows) {
+    const s = summarize(row);
+    const cpu = s.cpuPerThousandJobs;
+    out.push(
+      `| ${row.label} | ${row.delayMs} ms | ${int(cpu.deno)} / ${int(cpu.postgres)} / ${int(cpu.node)} (${int(cpu.directNode)}) | ${fixed(s.requestsPerJob, 4)} | ${fixed(s.invocationsPerJob, 4)} | ${fixed(s.outcomesPerReport, 1)} | ${int(s.reportsWithoutContinuation)} | ${fixed(s.dbMsPerReport)} / ${fixed(s.dbMsPerClaim)} | ${fixed(s.peakRssMb, 0)} |`,
+    );
+  }
+  out.push("");
+  if (c.memory) {
+    const m = c.memory;
+    out.push(
+      `Memory: 100 workers on one queue, a 50 ms target, ${int(m.jobs)} jobs, config.max_response_chars raised to ` +
+        `${int(m.maxResponseChars)} so that the database would keep a whole 64 KB answer; the Deno process's VmHWM ` +
+        "at the end of the run (a fresh process per run). The longest answer the attempts kept shows how much of " +
+        "each answer the function read.",
+      "",
+      "| Load | Deno peak MB | runs | calls in flight at most | jobs/s | longest answer kept (chars) |",
+      "|---|---|---|---|---|---|",
+    );
+    for (const v of m.variants) {
+      const last = v.runs[v.runs.length - 1];
+      out.push(
+        `| ${v.label} | ${fixed(v.peakRssMb, 0)} | ${v.runs.map((x) => fixed(x.peakRssMb, 0)).join(" / ")} | ${last?.maxInFlight ?? "–"} | ${int(median(v.runs.map((x) => x.jobsPerSecond)))} | ${int(last?.longestResponseChars)} |`,
+      );
+    }
+    out.push("");
   }
   return out.join("\n");
 }
