@@ -93,9 +93,8 @@ export interface ChainRun {
   outcomes: number;
   /** Reports sent with claim_within_ms = 0: the instance had reached a limit of its lifetime and took no more. */
   reportsWithoutContinuation: number;
-  /** Mean milliseconds inside the database per report (supaqueue.complete_and_claim) and per claim. */
+  /** Mean milliseconds inside the database per report (supaqueue.complete_and_claim). */
   dbMsPerReport: number;
-  dbMsPerClaim: number;
   /**
    * Mean milliseconds a worker spends between two calls at the target: workers × run time, less the time the target
    * was busy with calls, per job. The hops, the claim, the report and the waits all live here.
@@ -186,7 +185,7 @@ async function openStack(bench: BenchServer, target: Target, options: RunOptions
     return stopping;
   };
   try {
-    // Time spent inside the two RPCs, read from pg_stat_user_functions once the run's backends have exited.
+    // Time spent inside the reports, read from pg_stat_user_functions once the run's backends have exited.
     await withClient(db.adminUrl, (c) => c.query(`alter database ${db.name} set track_functions = 'pl'`));
     const pool = smallPool(db.url, POSTGREST_POOL);
     running.push(() => pool.end());
@@ -445,7 +444,7 @@ async function runChain(bench: BenchServer, target: Target, options: RunOptions)
     await sleep(300);
     const { rows: fnTimes } = await own.query<{ name: string; ms: number }>(
       `select funcname as name, total_time / calls as ms from pg_stat_user_functions
-       where schemaname = 'supaqueue' and funcname in ('complete_and_claim', 'claim_current_jobs')`,
+       where schemaname = 'supaqueue' and funcname = 'complete_and_claim'`,
     );
     const dbMs = (name: string) => Number(fnTimes.find((f) => f.name === name)?.ms ?? Number.NaN);
     return {
@@ -463,7 +462,6 @@ async function runChain(bench: BenchServer, target: Target, options: RunOptions)
       outcomes: rpcs.outcomes,
       reportsWithoutContinuation: rpcs.withoutContinuation,
       dbMsPerReport: dbMs("complete_and_claim"),
-      dbMsPerClaim: dbMs("claim_current_jobs"),
       gapMsPerCall: (workers * seconds * 1000 - busyMs) / jobs,
       maxInFlight,
       firstCallMs: (firstArrivalAt ?? Number.NaN) - enqueuedAt,
@@ -667,7 +665,6 @@ export interface ChainSummary {
   outcomesPerReport: number;
   reportsWithoutContinuation: number;
   dbMsPerReport: number;
-  dbMsPerClaim: number;
   peakRssMb: number;
 }
 
@@ -696,7 +693,6 @@ export function summarize(row: ChainRow): ChainSummary {
     outcomesPerReport: chain((x) => x.outcomes / x.reports),
     reportsWithoutContinuation: chain((x) => x.reportsWithoutContinuation),
     dbMsPerReport: chain((x) => x.dbMsPerReport),
-    dbMsPerClaim: chain((x) => x.dbMsPerClaim),
     peakRssMb: chain((x) => x.peakRssMb),
   };
 }
