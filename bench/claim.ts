@@ -1,10 +1,11 @@
-import pg from "pg";
+import type pg from "pg";
 import {
   type BenchDatabase,
   type BenchServer,
   installedDatabase,
   log,
   median,
+  openClient,
   quantile,
   withClient,
 } from "./support.ts";
@@ -65,12 +66,6 @@ async function buffersOf(db: BenchDatabase, sql: string): Promise<number> {
 
 /** Iterations per round: small enough that the states take turns many times within a repeat. */
 const ROUND = 25;
-
-async function connect(url: string): Promise<pg.Client> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  return client;
-}
 
 const TIMER_SQL = `
 create schema bench_timer;
@@ -180,7 +175,7 @@ export async function measureClaim(
     }
     // Each repeat runs `iterations` of each operation per state in rounds of ROUND, the states in turn, so that a
     // burst of other load lands on every state alike; the median is taken over the pooled times.
-    const clients = await Promise.all(dbs.map(([, db]) => connect(db.adminUrl)));
+    const clients = await Promise.all(dbs.map(([, db]) => openClient(db.adminUrl)));
     try {
       for (let r = 0; r < repeats; r++) {
         const pooled = new Map<string, number[]>();

@@ -1,3 +1,4 @@
+import { CLAIM_WITHIN_MS } from "./cycle.ts";
 import { pgbench } from "./pgbench.ts";
 import { type Profile, profileStatements } from "./profile.ts";
 import {
@@ -13,9 +14,10 @@ import {
 /**
  * Section 7, diagnosis: where one completion's time goes, and what reporting outcomes together saves. Everything is
  * measured with pgbench calling the completion functions directly (no Node client in the way) on a queue with a
- * large backlog, so every completion also claims the next jobs: the whole per-job database cycle. Jobs per second
- * are counted from the jobs that succeeded during each run (a batch may finish fewer calls than it asks for when
- * other connections hold them).
+ * large backlog, so every completion also claims the next jobs and starts their calls, and those calls are claimed
+ * for the function (in the report's own transaction, or from their wakeup): the whole per-job database cycle. Jobs
+ * per second are counted from the jobs that succeeded during each run (a batch may finish fewer calls than it asks
+ * for when other connections hold them).
  */
 
 export interface DiagnosisVariant {
@@ -38,7 +40,8 @@ export interface DiagnosisResult {
   repeats: number;
   update8: number | undefined;
   variants: DiagnosisVariant[];
-  functions: { name: string; totalUs: number; selfUs: number }[];
+  /** Per-function time of one outcome reported alone: next call woken through pg_net, or claimed at once. */
+  functions: Record<keyof typeof ALONE, { name: string; totalUs: number; selfUs: number }[]>;
   profile?: Profile;
   waits: WaitSample[];
   /** Buffers the claim query reads to find the next due job: after one 8-connection run, then after vacuum. */
@@ -49,30 +52,49 @@ const BACKLOG = 150_000;
 const SECONDS = 5;
 /** Workers of the diagnosis queue: enough calls in flight for 8 connections to take batches of 50 each. */
 const WORKERS = 400;
-const COMPLETE =
-  "select supaqueue.complete_current_job((select id from supaqueue.current_job order by id desc limit 1 " +
-  "for update skip locked), true, 200);\n";
+/**
+ * pg_net taking the oldest wakeup and the function claiming the calls it names, in one transaction: what a report
+ * without continuations costs the database afterwards.
+ */
+const TAKE_WAKEUP_AND_CLAIM =
+  "with w as (delete from net.http_request_queue where id in (select id from net.http_request_queue order by id " +
+  "limit 1 for update skip locked) returning body) select supaqueue.claim_current_jobs(array(select " +
+  "jsonb_array_elements_text(convert_from(w.body, 'UTF8')::jsonb -> 'ids')::bigint from w));\n";
 
-/** A report of up to `size` calls in flight (newest first), as the edge function's reporter sends them. */
-function batchScript(size: number): string {
-  return (
-    "select supaqueue.complete_current_jobs(coalesce((select jsonb_agg(jsonb_build_object('current_job_id', c.id, " +
-    `'succeeded', true, 'status_code', 200)) from (select id from supaqueue.current_job order by id desc limit ${size} ` +
-    "for update skip locked) c), '[]'));\n"
-  );
+/**
+ * A report of up to `size` calls in flight (newest first), as the edge function's reporter sends them, and how its
+ * next calls reach the function: taken in the same transaction (supaqueue.complete_and_claim, what the function
+ * sends while its instance may go on), or woken through pg_net at commit (supaqueue.complete_current_jobs), then
+ * claimed from the wakeup in a second transaction.
+ */
+function reportScript(size: number, continued: boolean): string {
+  const outcomes =
+    "coalesce((select jsonb_agg(jsonb_build_object('current_job_id', c.id, 'succeeded', true, 'status_code', 200)) " +
+    `from (select id from supaqueue.current_job order by id desc limit ${size} for update skip locked) c), '[]')`;
+  return continued
+    ? `select supaqueue.complete_and_claim(${outcomes}, ${CLAIM_WITHIN_MS});\n`
+    : `select supaqueue.complete_current_jobs(${outcomes});\n${TAKE_WAKEUP_AND_CLAIM}`;
 }
 
-/** How outcomes are reported: one per call, or in batches of up to a size. */
+/** How outcomes are reported: one per call, or in batches of up to a size; with or without continuations. */
 interface Variant {
   label: string;
   script: string;
 }
 
 export const VARIANTS: Variant[] = [
-  { label: "one outcome per call (complete_current_job)", script: COMPLETE },
-  { label: "batches of up to 10 (complete_current_jobs)", script: batchScript(10) },
-  { label: "batches of up to 50 (complete_current_jobs)", script: batchScript(50) },
+  {
+    label: "one outcome per report, next call woken (complete_current_jobs)",
+    script: reportScript(1, false),
+  },
+  { label: "batches of up to 10, next calls woken (complete_current_jobs)", script: reportScript(10, false) },
+  { label: "batches of up to 50, next calls woken (complete_current_jobs)", script: reportScript(50, false) },
+  { label: "one outcome per report, next call claimed (complete_and_claim)", script: reportScript(1, true) },
+  { label: "batches of up to 50, next calls claimed (complete_and_claim)", script: reportScript(50, true) },
 ];
+
+/** The two ways one outcome is reported alone, profiled function by function. */
+const ALONE = { woken: reportScript(1, false), claimed: reportScript(1, true) };
 
 async function sampleWaits(
   db: BenchDatabase,
@@ -167,27 +189,32 @@ export async function measureDiagnosis(
       repeats,
       update8,
       variants: [],
-      functions: [],
+      functions: { woken: [], claimed: [] },
       waits: [],
     };
 
     // Per-function time, as shipped (track_functions is a superuser setting, set for pgbench's sessions only).
-    await withClient(db.adminUrl, (c) => c.query("select pg_stat_reset()"));
-    await pgbench(db.adminUrl, {
-      script: COMPLETE,
-      clients: 1,
-      seconds: SECONDS,
-      settings: ["synchronous_commit=off", "track_functions=all"],
-    });
-    await sleep(700); // function statistics reach the cumulative view when the session ends
-    result.functions = await withClient(db.adminUrl, async (c) => {
-      const { rows } = await c.query<{ name: string; total: number; self: number }>(
-        `select schemaname || '.' || funcname as name, total_time / calls * 1000 as total, self_time / calls * 1000 as self
-         from pg_stat_user_functions where calls > 0 order by total_time desc`,
-      );
-      return rows.map((r) => ({ name: r.name, totalUs: Number(r.total), selfUs: Number(r.self) }));
-    });
-    result.profile = await profileStatements(db.adminUrl, COMPLETE, 200);
+    for (const [way, script] of Object.entries(ALONE) as [keyof typeof ALONE, string][]) {
+      await fresh(db);
+      await withClient(db.adminUrl, (c) => c.query("select pg_stat_reset()"));
+      await pgbench(db.adminUrl, {
+        script,
+        clients: 1,
+        seconds: SECONDS,
+        settings: ["synchronous_commit=off", "track_functions=all"],
+      });
+      await sleep(700); // function statistics reach the cumulative view when the session ends
+      result.functions[way] = await withClient(db.adminUrl, async (c) => {
+        const { rows } = await c.query<{ name: string; total: number; self: number }>(
+          `select schemaname || '.' || funcname as name, total_time / calls * 1000 as total,
+                  self_time / calls * 1000 as self
+           from pg_stat_user_functions where calls > 0 order by total_time desc`,
+        );
+        return rows.map((r) => ({ name: r.name, totalUs: Number(r.total), selfUs: Number(r.self) }));
+      });
+    }
+    await fresh(db);
+    result.profile = await profileStatements(db.adminUrl, ALONE.claimed, 200);
 
     let measured = 0;
     for (const variant of VARIANTS) {

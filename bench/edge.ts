@@ -1,20 +1,26 @@
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
+import { wakeupHeader } from "../functions/execute_current_job/wakeup.ts";
 import { projectRoot } from "../src/paths.ts";
 import { serveFunction } from "../test/support/deno.ts";
-import { log, median, quantile } from "./support.ts";
+import { childPid, peakRssMb, rssMb } from "./proc.ts";
+import { BENCH_SECRET, log, median, quantile } from "./support.ts";
+import { callDirect, startTarget } from "./target.ts";
 
 /**
  * Section 5, the edge function's own cost. The real execute_current_job (functions/execute_current_job/index.ts)
  * runs in Deno, served exactly as the tests serve it (test/support/deno.ts: EdgeRuntime.waitUntil preloaded).
- * One local Node server is both the target (answers 200 at once) and SUPABASE_URL (answers the batched completion
- * RPC with every id it was given, at once, without a database), so only the function's own work is measured.
+ * A local Node server plays SUPABASE_URL without a database: it answers the claim RPC with one call's details and
+ * the report RPC with every id it was given and no next call ({finished, calls: []}), at once. The target is
+ * another local server (bench/target.ts) that answers 200 at once. So only the function's own work is measured.
  *
- * One call, as pg_net makes it: POST the current job → 202 → the function calls the target in the background →
- * it reports the outcome. End to end is from the POST to the report's arrival. The same Node client calls the
- * target directly as the baseline; added latency = end to end − direct (median from medians, p99 from p99s).
+ * One call, as the database starts it: a wakeup naming one current job, signed as supaqueue._wake signs it
+ * (wakeup.ts wakeupHeader, with the secret the function was given; the signing is the database's work and happens
+ * before the clock starts) → the function checks it, claims the call and answers 200 → it calls the target → it
+ * reports the outcome. End to end is from the POST of the wakeup to the report's arrival. The same Node client calls
+ * the target directly as the baseline; added latency = end to end − direct (median from medians, p99 from p99s).
  * Calls are made one at a time. Peak memory is the Deno process's VmHWM (peak resident set) after all calls.
  */
 
@@ -49,34 +55,37 @@ export interface EdgeResult {
 export const CAPPED_V8_FLAGS = "--max-old-space-size=64,--max-semi-space-size=1";
 
 const HANDLER = join(projectRoot(), "functions", "execute_current_job", "handler.ts");
-const SECRET = "bench-secret";
 const SERVICE_KEY = "bench-service-role-key";
+/** The freshness window of the bench's wakeups: long enough for any call, as the database's covers pg_net's wait. */
+const WAKEUP_WINDOW_MS = 60_000;
 
-interface Local {
+interface Rest {
   url: string;
   /** Resolves when the report for `id` arrives. */
   reported(id: number): Promise<number>;
   stop(): Promise<void>;
 }
 
-async function startLocal(): Promise<Local> {
+/** SUPABASE_URL without a database: the claim hands out one call to `targetUrl`, the report finishes every id. */
+async function startRest(targetUrl: string): Promise<Rest> {
   const waiters = new Map<number, (at: number) => void>();
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
-      if (req.url?.startsWith("/rpc-target")) {
+      const at = performance.now();
+      const args = JSON.parse(Buffer.concat(chunks).toString("utf8") || "{}") as {
+        ids?: number[];
+        outcomes?: Array<{ current_job_id: number | string }>;
+      };
+      if (req.url?.startsWith("/rest/v1/rpc/supaqueue_claim_current_jobs")) {
         res.writeHead(200, { "Content-Type": "application/json" });
-        return res.end('{"ok":true}');
+        return res.end(JSON.stringify((args.ids ?? []).map((id) => callDetails(id, targetUrl))));
       }
-      if (req.url?.startsWith("/rest/v1/rpc/supaqueue_complete_current_jobs")) {
-        const at = performance.now();
-        const { outcomes } = JSON.parse(Buffer.concat(chunks).toString("utf8")) as {
-          outcomes: Array<{ current_job_id: number | string }>;
-        };
-        const ids = outcomes.map((o) => Number(o.current_job_id));
+      if (req.url?.startsWith("/rest/v1/rpc/supaqueue_complete_and_claim")) {
+        const ids = (args.outcomes ?? []).map((o) => Number(o.current_job_id));
         res.writeHead(200, { "Content-Type": "application/json" });
-        res.end(JSON.stringify(ids));
+        res.end(JSON.stringify({ finished: ids, calls: [] }));
         for (const id of ids) {
           waiters.get(id)?.(at);
           waiters.delete(id);
@@ -110,60 +119,44 @@ async function startLocal(): Promise<Local> {
   };
 }
 
-/** The Deno process serving the function: the child of this process whose command is deno. */
-function denoPid(): number | undefined {
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (Number(fields[1]) === process.pid && stat.includes("(deno)")) return Number(entry);
-    } catch {
-      // The process ended while we looked.
-    }
-  }
-  return undefined;
-}
-
-function statusMb(pid: number, field: "VmHWM" | "VmRSS"): number {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  const kb = Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? Number.NaN);
-  return kb / 1024;
-}
-const peakRssMb = (pid: number) => statusMb(pid, "VmHWM");
-const rssMb = (pid: number) => statusMb(pid, "VmRSS");
-
-function callBody(id: number, targetUrl: string) {
-  return JSON.stringify({
+/** One call's details as supaqueue.claim_current_jobs hands them out (supaqueue._call_details). */
+function callDetails(id: number, url: string) {
+  return {
     current_job_id: id,
     attempt: 1,
     lease_until: new Date(Date.now() + 60_000).toISOString(),
+    max_response_chars: 2000,
     job: { id: `00000000-0000-4000-8000-${String(id).padStart(12, "0")}`, payload: { n: id }, headers: {} },
     queue: {
       name: "bench",
-      url: `${targetUrl}/rpc-target`,
+      url,
       is_function: false,
       method: "POST",
       headers: {},
       timeout_ms: 10_000,
       success_codes: null,
       retry_codes: null,
+      signed: false,
+      signing_keys: [],
     },
-  });
+    problem: null,
+  };
 }
 
 async function once(calls: number, v8Flags?: string): Promise<EdgeRun> {
-  const local = await startLocal();
+  const target = await startTarget();
+  const targetUrl = `${target.url}${target.path(0)}`;
+  const rest = await startRest(targetUrl);
   const served = await serveFunction({
     env: {
-      SUPAQUEUE_SECRET: SECRET,
-      SUPABASE_URL: local.url,
+      SUPAQUEUE_SECRET: BENCH_SECRET,
+      SUPABASE_URL: rest.url,
       SUPABASE_SERVICE_ROLE_KEY: SERVICE_KEY,
       ...(v8Flags ? { DENO_V8_FLAGS: v8Flags } : {}),
     },
   });
   try {
-    const pid = denoPid();
+    const pid = childPid("deno");
     if (!pid) throw new Error("edge: cannot find the deno process");
     const endpoint = `${served.functionsUrl}/execute_current_job`;
     const idleRssMb = rssMb(pid);
@@ -173,29 +166,26 @@ async function once(calls: number, v8Flags?: string): Promise<EdgeRun> {
     const direct: number[] = [];
     // Each call through the function is followed by one direct call, so both meet the same machine load.
     for (let i = 1; i <= warmup + calls; i++) {
-      const reported = local.reported(i);
+      const body = JSON.stringify({ v: 2, ids: [i] });
+      const header = await wakeupHeader({ secret: BENCH_SECRET, body, t: Date.now(), w: WAKEUP_WINDOW_MS });
+      const reported = rest.reported(i);
       let started = performance.now();
       const res = await fetch(endpoint, {
         method: "POST",
-        headers: { "Content-Type": "application/json", "supaqueue-secret": SECRET },
-        body: callBody(i, local.url),
+        headers: { "Content-Type": "application/json", "Supaqueue-Wakeup": header },
+        body,
       });
-      await res.text();
+      const answer = await res.text();
       const accepted = performance.now();
-      if (res.status !== 202)
-        throw new Error(`edge: the function answered ${res.status}:\n${served.output()}`);
+      if (res.status !== 200 || answer !== '{"claimed":1,"of":1}')
+        throw new Error(`edge: the function answered ${res.status} ${answer}:\n${served.output()}`);
       const at = await reported;
       if (i > warmup) {
         endToEnd.push(at - started);
         accept.push(accepted - started);
       }
       started = performance.now();
-      const target = await fetch(`${local.url}/rpc-target`, {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ n: i }),
-      });
-      await target.text();
+      await callDirect(targetUrl, JSON.stringify({ n: i }));
       if (i > warmup) direct.push(performance.now() - started);
     }
     const run: EdgeRun = {
@@ -212,7 +202,8 @@ async function once(calls: number, v8Flags?: string): Promise<EdgeRun> {
     return run;
   } finally {
     await served.stop();
-    await local.stop();
+    await rest.stop();
+    await target.stop();
   }
 }
 

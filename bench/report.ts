@@ -1,11 +1,13 @@
 import type { BulkResult } from "./bulk.ts";
+import { type ChainResult, summarize } from "./chain.ts";
 import { CLAIM_STATES, type ClaimResult } from "./claim.ts";
-import { CYCLE_SHAPES, type CycleResult, type ReportMode } from "./cycle.ts";
+import { CLAIM_WITHIN_MS, CYCLE_SHAPES, type CycleResult, REPORT_MODES, type ReportMode } from "./cycle.ts";
 import type { DiagnosisResult } from "./diagnose.ts";
 import type { EdgeResult } from "./edge.ts";
 import type { Environment } from "./environment.ts";
 import type { LimitResult } from "./limit.ts";
 import type { PeersResult } from "./peers.ts";
+import { median } from "./support.ts";
 
 /** Everything one `npm run bench` measured; sections that were skipped are absent. */
 export interface BenchResults {
@@ -22,6 +24,7 @@ export interface BenchResults {
   edge?: EdgeResult;
   peers?: PeersResult;
   diagnosis?: DiagnosisResult;
+  chain?: ChainResult;
 }
 
 const int = (n: number | undefined) =>
@@ -34,10 +37,9 @@ const verdict = (ok: boolean) => (ok ? "**met**" : "**missed**");
 const spread = (values: number[] | undefined) => (values ?? []).map((v) => int(v)).join(" / ");
 
 const REPORT_LABEL: Record<ReportMode, string> = {
-  batched: "outcomes reported in batches, as execute_current_job does",
-  single: "one report per outcome",
+  continued: "reports take the next calls (complete_and_claim), as execute_current_job does",
+  woken: "reports without continuations (complete_current_jobs), next calls woken through pg_net",
 };
-const REPORT_MODES: ReportMode[] = ["batched", "single"];
 
 export interface TargetRow {
   target: string;
@@ -114,6 +116,49 @@ export function targets(r: BenchResults): TargetRow[] {
       met: e.peakRssMb <= 100,
     });
   }
+  if (r.chain) rows.push(...chainTargets(r.chain));
+  return rows;
+}
+
+/** The whole chain's targets: throughput against direct calls, hops per job, and the function's memory. */
+function chainTargets(c: ChainResult): TargetRow[] {
+  const rows: TargetRow[] = [];
+  const row = (key: string) => c.rows.find((x) => x.key === key);
+  for (const [key, label, floor] of [
+    ["w100@50", "100 workers", 0.8],
+    ["w1@50", "1 worker", 0.7],
+  ] as const) {
+    const found = row(key);
+    if (!found) continue;
+    const s = summarize(found);
+    rows.push({
+      target: `whole chain, ${label}, 50 ms target ≥ ${floor} × direct calls`,
+      value: `${int(s.chainJobsPerSecond)} ÷ ${int(s.directJobsPerSecond)} jobs/s = ${fixed(s.ratio)} (repeats ${s.ratios.map((x) => fixed(x)).join(" / ")})`,
+      met: s.ratio >= floor,
+    });
+  }
+  const w100 = c.rows.filter((x) => x.key.startsWith("w100@"));
+  for (const [what, pick] of [
+    ["pg_net requests", (s: ReturnType<typeof summarize>) => s.requestsPerJob],
+    ["function invocations", (s: ReturnType<typeof summarize>) => s.invocationsPerJob],
+  ] as const) {
+    if (w100.length === 0) continue;
+    const values = w100.map((x) => ({ delay: x.delayMs, value: pick(summarize(x)) }));
+    rows.push({
+      target: `whole chain, 100 workers: ${what} per job ≤ 0.1`,
+      value: values.map((v) => `${fixed(v.value, 4)} (${v.delay} ms target)`).join(", "),
+      met: values.every((v) => v.value <= 0.1),
+    });
+  }
+  const memory = c.memory?.variants[0];
+  if (memory) {
+    rows.push({
+      target:
+        "whole chain: the function's peak memory, 100 calls in flight with 64 KB payloads and answers ≤ 150 MB",
+      value: `${fixed(memory.peakRssMb, 0)} MB (repeats ${memory.runs.map((x) => fixed(x.peakRssMb, 0)).join(" / ")})`,
+      met: memory.peakRssMb <= 150,
+    });
+  }
   return rows;
 }
 
@@ -187,25 +232,29 @@ export function renderResults(r: BenchResults): string {
     const c = r.cycle;
     out.push("## 2. Supaqueue's database cycle", "");
     out.push(
-      `${int(c.jobs)} jobs enqueued in bulk, then the workers inserted. One session plays pg_net's worker: it takes ` +
-        "committed request rows from net.http_request_queue, up to 200 at a time, polling every millisecond (real " +
-        "pg_net's worker is woken by a latch), and hands them to 8 connections that play the edge function's reports. " +
-        "Batched: a connection reports an outcome at once when it has no report on its way, and every outcome handed " +
-        "to it meanwhile goes in its next report (up to 100), through `supaqueue.complete_current_jobs`: what " +
-        "execute_current_job's reporter does (functions/execute_current_job/reporter.ts). Single: one " +
-        "`supaqueue.complete_current_job(id, true, 200)` per outcome. Each completion hands its workers their next " +
-        "jobs. Jobs per second from the first claim to the last success, all in one Node process on the same 2 cores " +
-        "as the server. With 1 worker there is never more than one outcome to report, so both modes are the same.",
+      `${int(c.jobs)} jobs enqueued in bulk, then the workers inserted. The HTTP hops are played by one Node process ` +
+        "so that only the database's work counts. One session plays pg_net's worker: it takes committed wakeups " +
+        "from net.http_request_queue, up to 200 at a time, hands them out and waits until every one has been " +
+        "claimed (pg_net waits for every request of its batch), polling every millisecond for the next (real " +
+        "pg_net is woken by a latch). 8 connections as service_role play the function: a wakeup's calls are " +
+        "claimed with `supaqueue.claim_current_jobs`, made at once, and their outcomes reported as " +
+        "functions/execute_current_job/reporter.ts reports (an outcome that finds a connection idle goes alone; " +
+        "those that arrive while all are busy go together in the next report, up to 100). Continued: reports " +
+        `through \`supaqueue.complete_and_claim(outcomes, ${CLAIM_WITHIN_MS})\`, whose next calls go straight back to the ` +
+        "connections, as the function does while its instance may go on. Woken: reports through " +
+        "`supaqueue.complete_current_jobs(outcomes)`, whose next calls get a wakeup at commit (the reference " +
+        "without continuations). Jobs per second from the first claim to the last success, all in one Node process " +
+        "on the same 2 cores as the server.",
       "",
-      "| Shape | Reports | jobs/s (median) | repeats | ÷ UPDATE@8 | ÷ UPDATE@1 |",
-      "|---|---|---|---|---|---|",
+      "| Shape | Reports | jobs/s (median) | repeats | ÷ UPDATE@8 | ÷ UPDATE@1 | pg_net requests per job | outcomes per report |",
+      "|---|---|---|---|---|---|---|---|",
     );
     for (const mode of REPORT_MODES) {
       for (const s of CYCLE_SHAPES) {
         const key = `${mode}|${s.label}`;
         if (c.median[key] === undefined) continue;
         out.push(
-          `| ${s.label} | ${REPORT_LABEL[mode]} | ${int(c.median[key])} | ${spread(c.runs[key])} | ${ratio(c.median[key], update8)} | ${ratio(c.median[key], update1)} |`,
+          `| ${s.label} | ${REPORT_LABEL[mode]} | ${int(c.median[key])} | ${spread(c.runs[key])} | ${ratio(c.median[key], update8)} | ${ratio(c.median[key], update1)} | ${fixed(c.requestsPerJob[key], 3)} | ${fixed(c.outcomesPerReport[key], 1)} |`,
         );
       }
     }
@@ -272,14 +321,16 @@ export function renderResults(r: BenchResults): string {
     const m = r.edge.median;
     out.push(
       `The real execute_current_job in Deno (served like the tests serve it), ${int(r.edge.calls)} calls one at a time ` +
-        "per repeat after 200 warm-up calls, a fresh Deno process per repeat. A local Node server is the target " +
-        "(200 at once) and SUPABASE_URL (answers the batched completion RPC with the ids it was sent, no database). End to end: POST of the " +
-        "current job → 202 → the function calls the target → its report arrives. Direct: the same client calls the " +
-        "target, interleaved call by call. Added = end to end − direct.",
+        "per repeat after 200 warm-up calls, a fresh Deno process per repeat. A local Node server plays " +
+        "SUPABASE_URL without a database (the claim RPC hands out one call's details, the report RPC finishes the " +
+        "ids it was sent and hands back no next call); the target is a Node server in a process of its own " +
+        "(200 at once). End to end: POST of a wakeup naming one call, signed as the database signs it (before the " +
+        "clock starts) → the function checks it, claims the call and answers 200 → it calls the target → its report " +
+        "arrives. Direct: the same client calls the target, interleaved call by call. Added = end to end − direct.",
       "",
       "| Figure | median | p99 |",
       "|---|---|---|",
-      `| POST → 202 (what pg_net waits for) | ${fixed(m?.acceptMedianMs)} ms | |`,
+      `| POST of the wakeup → 200 once claimed (what pg_net waits for) | ${fixed(m?.acceptMedianMs)} ms | |`,
       `| end to end through the function | ${fixed(m?.endToEndMedianMs)} ms | ${fixed(m?.endToEndP99Ms)} ms |`,
       `| calling the target directly | ${fixed(m?.directMedianMs)} ms | ${fixed(m?.directP99Ms)} ms |`,
       `| **added by the function** | **${fixed(m?.addedMedianMs)} ms** | **${fixed(m?.addedP99Ms)} ms** |`,
@@ -330,12 +381,13 @@ export function renderResults(r: BenchResults): string {
   }
 
   if (r.diagnosis) out.push(renderDiagnosis(r.diagnosis));
+  if (r.chain) out.push(renderChain(r.chain, r.loadBySection.chain));
   out.push(
     "## What limits Supaqueue, and what would help",
     "",
-    "The reading of these figures (where the time goes, what changed to meet the targets and why, what is still " +
-      "missed and why) is in [ANALYSIS.md](ANALYSIS.md), written from the run of 2026-11-29 02:28 UTC; the tables " +
-      "above are regenerated by every run.",
+    "The reading of these figures (where the time goes, what the new hop changed, what is still missed and why, " +
+      "and the product changes recommended) is in [ANALYSIS.md](ANALYSIS.md), which names the run it was written " +
+      "from; the tables above are regenerated by every run.",
     "",
   );
   return `${out.join("\n")}\n`;
@@ -347,11 +399,15 @@ function renderDiagnosis(d: DiagnosisResult): string {
   out.push(
     `pgbench reports outcomes directly against one queue of 400 workers and ${int(d.backlog)} pending jobs, newest ` +
       "call first (the oldest current_job ids are dead rows until vacuum, and walking them would bill the driver's " +
-      "lookup to Supaqueue): one outcome per transaction with `supaqueue.complete_current_job((select id from " +
-      "supaqueue.current_job order by id desc limit 1 for update skip locked), true, 200)`, or a batch of the newest " +
-      "calls in flight with `supaqueue.complete_current_jobs(...)`. Each transaction is the whole database cycle of " +
-      "its jobs (finish the attempts, claim the next jobs, start their calls). Jobs per second are counted from the " +
-      `jobs that succeeded during the run; ${d.seconds} s per figure, median of ${d.repeats}, vacuum before each. ` +
+      "lookup to Supaqueue), one or a batch of the newest calls in flight per report: " +
+      "`supaqueue.complete_current_jobs((select jsonb_agg(...) from (select id from supaqueue.current_job order by " +
+      "id desc limit N for update skip locked) c))` followed by a second transaction that takes the wakeup it sent " +
+      "(as pg_net does) and claims its calls with `supaqueue.claim_current_jobs` (next calls woken), or " +
+      `\`supaqueue.complete_and_claim(..., ${CLAIM_WITHIN_MS})\`, which claims the next calls in the report's own ` +
+      "transaction (next calls claimed: no wakeup). Each script is the whole database cycle of its jobs (finish " +
+      "the attempts, claim the next jobs, start their calls, hand them to the function). Jobs per second are " +
+      `counted from the jobs that succeeded during the run; ${d.seconds} s per figure, median of ${d.repeats}, ` +
+      "vacuum before each. " +
       '"1 conn, sync off" is the server\'s work per job without the WAL flush; "8 conn" uses the server\'s own settings.',
     "",
     "| Reports | µs per job (1 conn, sync off) | jobs/s, 1 conn, sync off | jobs/s, 8 conn | ÷ UPDATE@8 |",
@@ -362,17 +418,26 @@ function renderDiagnosis(d: DiagnosisResult): string {
       `| ${v.label} | ${int(1e6 / v.tpsCpu)} | ${int(v.tpsCpu)} | ${int(v.tps8)} | ${ratio(v.tps8, d.update8)} |`,
     );
   }
-  out.push(
-    "",
-    "Per-function time in one completion reported alone (track_functions = all, 1 connection, sync off):",
-    "",
-  );
-  out.push("| Function | total µs | self µs |", "|---|---|---|");
-  for (const f of d.functions) out.push(`| ${f.name} | ${fixed(f.totalUs, 0)} | ${fixed(f.selfUs, 0)} |`);
+  for (const [way, label] of [
+    ["woken", "the next call woken through pg_net, then claimed from its wakeup"],
+    ["claimed", "the next call claimed in the same transaction (complete_and_claim)"],
+  ] as const) {
+    out.push(
+      "",
+      `Per-function time per call, one outcome reported alone, ${label} (track_functions = all, 1 connection, ` +
+        "sync off):",
+      "",
+      "| Function | total µs | self µs |",
+      "|---|---|---|",
+    );
+    for (const f of d.functions[way])
+      out.push(`| ${f.name} | ${fixed(f.totalUs, 0)} | ${fixed(f.selfUs, 0)} |`);
+  }
   out.push("");
   if (d.profile) {
     out.push(
-      `Statement profile (auto_explain with ANALYZE in one session, ${d.profile.calls} completions, as shipped; ` +
+      `Statement profile of one outcome reported alone with its next call claimed (auto_explain with ANALYZE in ` +
+        `one session, ${d.profile.calls} reports, as shipped; ` +
         "inclusive times, inflated alike by the timing itself, so read them as a ranking):",
       "",
       "| Statement (first line) | mean ms, inclusive |",
@@ -405,6 +470,82 @@ function renderDiagnosis(d: DiagnosisResult): string {
         "after a vacuum: the claimed jobs' dead entries stay at the head of job_pending_due_idx until vacuum.",
       "",
     );
+  }
+  return out.join("\n");
+}
+
+function renderChain(c: ChainResult, load: number | undefined): string {
+  const out: string[] = [];
+  out.push("## 8. The whole chain", "");
+  out.push(
+    "Nothing played by the benchmark: Postgres with Supaqueue installed (a fresh database per run), the pg_net " +
+      "worker stand-in with pg_net's batch semantics (up to 200 requests a batch, waits for all of them, then for " +
+      "a commit or 1 s), the gateway stand-in (one origin for /rest/v1 and /functions/v1), the PostgREST stand-in " +
+      "answering the function's RPCs from the database as service_role, the real execute_current_job in real Deno " +
+      "(a fresh process per run: a fresh edge worker, its lifetime budgets at zero), a Node target in a process of " +
+      "its own answering after 0 or 50 ms, and tick() every second as pg_cron runs it. The jobs are enqueued up " +
+      "front in one bulk insert into queues whose workers are idle; the clock runs from that insert until the " +
+      "report that finished the last job has committed. Direct: the same Node client (fetch) calls the target " +
+      "with as many loops as workers, the same number of calls, just before each chain run (direct, chain, " +
+      `direct, chain, ...). Medians of ${c.rows[0]?.chain.length ?? 0} repeats; load average (1 min) after the ` +
+      `section ${fixed(load, 1)}. Everything shares the same 2 cores.`,
+    "",
+    "Gap per call: workers × run time, less the time the target spent on calls, per job: how long a worker waited " +
+      "between two calls (the hops, the claim, the report, and waits for CPU). Machine busy: the share of both " +
+      "cores busy during the run, every process counted (the other work on this shared machine too). First call: " +
+      "from the enqueue to the first call's arrival at the target (commit, wakeup, pg_net, a fresh function).",
+    "",
+    "| Shape | Target | Jobs | chain jobs/s | direct jobs/s | chain ÷ direct | repeats | gap per call, ms: chain / direct | machine busy: chain / direct | first call ms |",
+    "|---|---|---|---|---|---|---|---|---|---|",
+  );
+  const percent = (share: number) => `${fixed(share * 100, 0)} %`;
+  for (const row of c.rows) {
+    const s = summarize(row);
+    out.push(
+      `| ${row.label} | ${row.delayMs} ms | ${int(row.jobs)} | ${int(s.chainJobsPerSecond)} | ${int(s.directJobsPerSecond)} | **${fixed(s.ratio)}** | ${s.ratios.map((x) => fixed(x)).join(" / ")} | ${fixed(s.gapMs.chain, 1)} / ${fixed(s.gapMs.direct, 1)} | ${percent(s.machineBusy.chain)} / ${percent(s.machineBusy.direct)} | ${int(s.firstCallMs)} |`,
+    );
+  }
+  out.push(
+    "",
+    "What each run cost. CPU from /proc: the Deno process; the backends of the run's database (the PostgREST " +
+      "stand-in's pool, the pg_net worker stand-in, which polls every 5 ms where pg_net waits on a latch, and the " +
+      "ticker); this Node process (the gateway, PostgREST and pg_net stand-ins, and the harness), and the same " +
+      "process during the direct run (its client; the target has a process of its own in both). Requests and " +
+      "invocations: pg_net's requests, and those that " +
+      "reached /functions/v1/execute_current_job. Reports without continuation: sent with claim_within_ms = 0, " +
+      "once the instance had reached a limit of its lifetime (handler.ts: 5,000 calls, 1.5 s of CPU). DB ms: time " +
+      "inside supaqueue.complete_and_claim per report (track_functions). At low rates (1 worker, 50 ms) the CPU " +
+      "per job is mostly the stand-ins' idle polling (pg_net's every 5 ms, the harness's) spread over few jobs.",
+    "",
+    "| Shape | Target | CPU ms per 1,000 jobs: Deno / Postgres / Node (direct: Node) | pg_net requests per job | invocations per job | outcomes per report | reports without continuation | DB ms per report | Deno peak MB |",
+    "|---|---|---|---|---|---|---|---|---|",
+  );
+  for (const row of c.rows) {
+    const s = summarize(row);
+    const cpu = s.cpuPerThousandJobs;
+    out.push(
+      `| ${row.label} | ${row.delayMs} ms | ${int(cpu.deno)} / ${int(cpu.postgres)} / ${int(cpu.node)} (${int(cpu.directNode)}) | ${fixed(s.requestsPerJob, 4)} | ${fixed(s.invocationsPerJob, 4)} | ${fixed(s.outcomesPerReport, 1)} | ${int(s.reportsWithoutContinuation)} | ${fixed(s.dbMsPerReport)} | ${fixed(s.peakRssMb, 0)} |`,
+    );
+  }
+  out.push("");
+  if (c.memory) {
+    const m = c.memory;
+    out.push(
+      `Memory: 100 workers on one queue, a 50 ms target, ${int(m.jobs)} jobs, config.max_response_chars raised to ` +
+        `${int(m.maxResponseChars)} so that the database would keep a whole 64 KB answer; the Deno process's VmHWM ` +
+        "at the end of the run (a fresh process per run). The longest answer the attempts kept shows how much of " +
+        "each answer the function read.",
+      "",
+      "| Load | Deno peak MB | runs | calls in flight at most | jobs/s | longest answer kept (chars) |",
+      "|---|---|---|---|---|---|",
+    );
+    for (const v of m.variants) {
+      const last = v.runs[v.runs.length - 1];
+      out.push(
+        `| ${v.label} | ${fixed(v.peakRssMb, 0)} | ${v.runs.map((x) => fixed(x.peakRssMb, 0)).join(" / ")} | ${last?.maxInFlight ?? "–"} | ${int(median(v.runs.map((x) => x.jobsPerSecond)))} | ${int(last?.longestResponseChars)} |`,
+      );
+    }
+    out.push("");
   }
   return out.join("\n");
 }

@@ -3,8 +3,9 @@ import { loadavg } from "node:os";
 import { join } from "node:path";
 import { projectRoot } from "../src/paths.ts";
 import { measureBulk } from "./bulk.ts";
+import { measureChain, measureChainMemory } from "./chain.ts";
 import { measureClaim } from "./claim.ts";
-import { measureCycle } from "./cycle.ts";
+import { measureCycle, REPORT_MODES } from "./cycle.ts";
 import { measureDiagnosis } from "./diagnose.ts";
 import { measureEdge } from "./edge.ts";
 import { describeEnvironment } from "./environment.ts";
@@ -17,15 +18,18 @@ import { log, openServer } from "./support.ts";
  * `npm run bench`: measures Supaqueue against the physical limit and its peers on the Postgres at DATABASE_URL
  * (default 127.0.0.1:5432, or an embedded one) and writes bench/RESULTS.md. Every measurement makes its own
  * databases and drops them. Environment:
- *   BENCH_SECTIONS  comma-separated subset of limit,cycle,bulk,claim,edge,peers,diagnosis (default: all)
+ *   BENCH_SECTIONS  comma-separated subset of limit,cycle,bulk,claim,edge,peers,diagnosis,chain (default: all)
  *   BENCH_REPEATS   repeats per figure (default 3); the median is reported
  *   BENCH_OUT       where to write the results (default bench/RESULTS.md)
  *   BENCH_CYCLE_TIMEOUT_S  how long one cycle run may take before it stops and says where it stuck (default 300)
- * The job counts are the issue's, except the cycle (5,000 jobs per run), the peers (5,000 jobs per run) and the
- * claim iterations, scaled so that the whole run stays under 15 minutes on a 2-core machine (about 6 on a quiet one).
+ *   BENCH_CHAIN_TIMEOUT_S  the same for one run of the whole chain, or of its direct baseline (default 120)
+ *   BENCH_CHAIN_ONLY  comma-separated shapes and delays of the chain to run, e.g. w100@50,w1@50 (default: all)
+ * The job counts are the issue's, except the cycle (5,000 jobs per run), the peers (5,000 jobs per run), the claim
+ * iterations and the chain (a few seconds per run), scaled so that the whole run stays under 15 minutes on a 2-core
+ * machine.
  */
 
-const ALL = ["limit", "cycle", "bulk", "claim", "edge", "peers", "diagnosis"] as const;
+const ALL = ["limit", "cycle", "bulk", "claim", "edge", "peers", "diagnosis", "chain"] as const;
 type Section = (typeof ALL)[number];
 
 const sections = new Set<Section>(
@@ -41,6 +45,22 @@ const SIZES = {
   claimIterations: 300,
   edgeCalls: 10_000,
   peerJobs: 5_000,
+  /**
+   * Jobs per chain run, keyed "<shape>@<target delay ms>" (bench/chain.ts): a few seconds of calls each at this
+   * machine's rates, and fewer than 5,000, the calls one function instance makes before it hands the next ones back
+   * to pg_net (handler.ts, Lifetime), so that a report sent without continuation means another limit was reached.
+   */
+  chainJobs: {
+    "w1@0": 1_000,
+    "w1@50": 100,
+    "w16@0": 3_000,
+    "w16@50": 1_000,
+    "w100@0": 4_800,
+    "w100@50": 4_800,
+    "q100x10@0": 4_800,
+    "q100x10@50": 4_800,
+  } as Record<string, number>,
+  chainMemoryJobs: 1_000,
 };
 
 async function main(): Promise<void> {
@@ -67,7 +87,7 @@ async function main(): Promise<void> {
       done("limit");
     }
     if (sections.has("cycle")) {
-      results.cycle = await measureCycle(bench, repeats, SIZES.cycleJobs, ["batched", "single"]);
+      results.cycle = await measureCycle(bench, repeats, SIZES.cycleJobs, REPORT_MODES);
       done("cycle");
     }
     if (sections.has("bulk")) {
@@ -89,6 +109,12 @@ async function main(): Promise<void> {
     if (sections.has("diagnosis")) {
       results.diagnosis = await measureDiagnosis(bench, repeats, results.limit?.median["update@8"]);
       done("diagnosis");
+    }
+    if (sections.has("chain")) {
+      const only = process.env.BENCH_CHAIN_ONLY?.split(",").map((s) => s.trim());
+      results.chain = await measureChain(bench, repeats, SIZES.chainJobs, only);
+      results.chain.memory = await measureChainMemory(bench, repeats, SIZES.chainMemoryJobs);
+      done("chain");
     }
   } finally {
     await bench.close();

@@ -143,3 +143,41 @@ export function log(message: string): void {
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/** A timeout in seconds from the environment variable `name`, else `fallback`. */
+export function timeoutSeconds(name: string, fallback: number): number {
+  const value = Number(process.env[name]);
+  return value > 0 ? value : fallback;
+}
+
+/**
+ * Waits for `work`, or fails after `seconds` with what `explain` finds about where the run stuck. A run that hangs
+ * would say nothing and hold up the whole benchmark; one that fails loudly says what to look at.
+ */
+export async function withinTimeout<T>(
+  work: Promise<T>,
+  seconds: number,
+  what: string,
+  explain: () => Promise<string>,
+): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      void explain()
+        .catch((error) => `(looking failed too: ${error})`)
+        .then((where) => reject(new Error(`${what} did not finish within ${seconds} s: ${where}`)));
+    }, seconds * 1000);
+  });
+  try {
+    return await Promise.race([work, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A connected client; the caller ends it. */
+export async function openClient(url: string): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  return client;
+}
