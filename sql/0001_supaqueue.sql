@@ -379,6 +379,10 @@ $$;
 -- afresh at every dispatch: about 130 µs of a 270 µs dispatch (bench/ANALYSIS.md, claim cost). A dispatch for one
 -- worker (one enqueue, one completion) therefore claims with a constant `limit 1` and updates single rows, whose
 -- generic plans are kept; a dispatch for several workers plans for their number, once a batch.
+--
+-- Due jobs are locked before free workers (the file's lock order), and only as many workers as there are jobs: a
+-- dispatch that finds no due job (tick() visits every queue) holds no worker, so an enqueue committing meanwhile finds
+-- its free worker at once instead of leaving its job to the next tick.
 create function supaqueue._dispatch(queue_id bigint, wanted integer, own_workers bigint[] default null,
                                     at timestamptz default now())
 returns integer
@@ -399,37 +403,37 @@ begin
     wanted := least(wanted, floor(supaqueue._refill_bucket(q.id, q.rate_limit_per_second, at))::integer);
   end if;
 
-  -- The claims for one worker and for several differ only in their LIMIT: a constant one keeps its plan cached.
+  -- The claims for one call and for several differ only in their LIMIT: a constant one keeps its plan cached.
   if q.id is null or q.paused or wanted < 1 then
-    worker_ids := '{}';
-  elsif own_workers is not null then
-    worker_ids := own_workers[1:wanted];
+    job_ids := '{}';
   elsif wanted = 1 then
-    select array[w.id] into worker_ids from supaqueue.worker w
-    where w.queue_id = q.id and not w.locked
-    order by w.id limit 1
-    for update skip locked;
-  else
-    select array_agg(w.id order by w.id) into worker_ids
-    from (select w.id from supaqueue.worker w
-          where w.queue_id = q.id and not w.locked
-          order by w.id limit wanted
-          for update skip locked) w;
-  end if;
-
-  if cardinality(worker_ids) = 1 then
     select array[j.id] into job_ids from supaqueue.job j
     where j.queue_id = q.id and j.status = 'pending' and j.run_at <= at
     order by j.run_at, j.seq limit 1
     for update skip locked;
-  elsif cardinality(worker_ids) > 1 then
+  else
     select array_agg(j.id order by j.run_at, j.seq) into job_ids
     from (select j.id, j.run_at, j.seq from supaqueue.job j
           where j.queue_id = q.id and j.status = 'pending' and j.run_at <= at
-          order by j.run_at, j.seq limit cardinality(worker_ids)
+          order by j.run_at, j.seq limit wanted
           for update skip locked) j;
   end if;
-  started := coalesce(cardinality(job_ids), 0);
+
+  if own_workers is not null then
+    worker_ids := own_workers[1:coalesce(cardinality(job_ids), 0)];
+  elsif cardinality(job_ids) = 1 then
+    select array[w.id] into worker_ids from supaqueue.worker w
+    where w.queue_id = q.id and not w.locked
+    order by w.id limit 1
+    for update skip locked;
+  elsif cardinality(job_ids) > 1 then
+    select array_agg(w.id order by w.id) into worker_ids
+    from (select w.id from supaqueue.worker w
+          where w.queue_id = q.id and not w.locked
+          order by w.id limit cardinality(job_ids)
+          for update skip locked) w;
+  end if;
+  started := least(coalesce(cardinality(job_ids), 0), coalesce(cardinality(worker_ids), 0));
 
   if own_workers is not null and started < cardinality(own_workers) then
     update supaqueue.worker set locked = false where id = any (own_workers[started + 1:]);
@@ -438,6 +442,7 @@ begin
     return 0;
   end if;
 
+  job_ids := job_ids[1:started];
   worker_ids := worker_ids[1:started];
   lease := make_interval(secs => (q.timeout_ms + (select c.lease_grace_ms from supaqueue.config c)) / 1000.0);
   if started = 1 then
@@ -746,7 +751,7 @@ end $$;
 -- most once: a replayed, repeated or forged wakeup gets nothing. Rows another transaction holds (a concurrent claim,
 -- tick reaping it) are skipped, never waited for.
 create function supaqueue._claim(ids bigint[], at timestamptz, max_timeout_ms integer default null) returns jsonb
-language plpgsql security definer set search_path = '' as $$
+language plpgsql security definer set search_path = '' set plan_cache_mode = force_generic_plan as $$
 declare
   cfg supaqueue.config;
   calls jsonb;

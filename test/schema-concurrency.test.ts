@@ -96,6 +96,23 @@ describe("the three failures measured in the original design cannot happen", () 
     for (const c of calls) await complete(db.pool, c);
   });
 
+  test("a tick in progress holds no worker of a queue with nothing due: an enqueue meanwhile starts at once", async () => {
+    // tick() visits every queue; a dispatch that locked free workers before looking for due jobs held them to the
+    // tick's commit, and an enqueue committing meanwhile found none: its job waited for the next tick (1 s).
+    await createQueue(db.pool, "ticked", 1);
+    const t1 = await transaction();
+    await t1.query("select supaqueue.tick()");
+    const started = Date.now();
+    const job = (await db.pool.query("select supaqueue.enqueue('ticked') as id")).rows[0].id;
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(await jobStatus(db.pool, job)).toMatchObject({ status: "in_progress", attempts: 1 });
+    await t1.query("commit");
+    t1.release();
+    const [call] = await takeCalls(db.pool);
+    expect(call?.body.job.id).toBe(job);
+    await complete(db.pool, call!);
+  });
+
   test("a job inserted while the only worker is held never waits forever: a rollback leaves it to tick", async () => {
     await createQueue(db.pool, "single", 1);
     const t1 = await transaction();
