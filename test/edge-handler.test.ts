@@ -571,10 +571,20 @@ describe("calls against real local targets", () => {
     await elsewhere.stop();
   });
 
-  async function run(path: string, queue: Record<string, unknown> = {}, deps: Partial<HandlerDeps> = {}) {
+  async function run(
+    path: string,
+    queue: Record<string, unknown> = {},
+    deps: Partial<HandlerDeps> = {},
+    maxResponseChars: number | null = 2000,
+  ) {
     const { handler, outcomes } = harness(
       { fetch, now: () => Date.now(), functionsOrigins: [targets.url], ...deps },
-      { 41: details({ queue: { url: `${targets.url}${path}`, ...queue } }) },
+      {
+        41: details({
+          queue: { url: `${targets.url}${path}`, ...queue },
+          max_response_chars: maxResponseChars,
+        }),
+      },
     );
     const res = await handler(await wakeup([41], { t: Date.now() }));
     expect(res.status).toBe(200);
@@ -659,14 +669,17 @@ describe("calls against real local targets", () => {
   });
 
   test("a huge body is read only up to the bound, and the transfer stops", async () => {
-    const c = await run("/huge/256", {}, { maxResponseChars: 1000 });
+    const c = await run("/huge/256", {}, { maxResponseChars: 999_999 }, 1000);
     expect(c).toMatchObject({ succeeded: true, status_code: 200, error: null });
     expect(c.response_body).toBe("x".repeat(1000));
     await new Promise((r) => setTimeout(r, 100));
     expect(targets.hugeBytesSent).toBeLessThan(64 * 1024 * 1024);
-    // The bound the database sends (max_response_chars) applies when smaller.
-    const smaller = await run("/text", {}, { maxResponseChars: 1000 });
-    expect(smaller.response_body).toHaveLength(24);
+    // The database's bound (max_response_chars) decides, above the function's default of 16,384 too; the function's
+    // own bound applies when the database sends none.
+    const larger = await run("/huge/512", {}, {}, 20_000);
+    expect(larger.response_body).toHaveLength(20_000);
+    const unbounded = await run("/huge/512", {}, { maxResponseChars: 500 }, null);
+    expect(unbounded.response_body).toHaveLength(500);
   });
 
   test("bodies are read into one small buffer, whole and with multi-byte characters intact", async () => {

@@ -12,8 +12,11 @@ import { describeError, readBounded } from "./body.ts";
 export const METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"] as const;
 export type Method = (typeof METHODS)[number];
 
-/** Response bodies are read up to this many characters unless the caller sets a bound. */
+/** Response bodies are read up to this many characters when the database sends no bound (config.max_response_chars). */
 export const DEFAULT_MAX_RESPONSE_CHARS = 16_384;
+
+/** Never more than this, whatever the database says: a report carries at most 1,000,000 characters (reporter.ts). */
+export const MAX_RESPONSE_CHARS = 1_000_000;
 
 /** The path under which a project's edge functions live, on its own origin. */
 export const FUNCTIONS_PATH = "/functions/v1/";
@@ -364,6 +367,7 @@ function statusError(
 export interface CallDeps extends KeyPolicy {
   fetch: typeof fetch;
   now: () => number;
+  /** The bound when the database sends none. */
   maxResponseChars: number;
 }
 
@@ -409,7 +413,8 @@ function rateLimitDelay(error: unknown): number | null {
  */
 export async function executeCall(call: CurrentJobCall, deps: CallDeps): Promise<Completion> {
   const started = deps.now();
-  const maxChars = Math.min(call.maxResponseChars ?? Number.POSITIVE_INFINITY, deps.maxResponseChars);
+  // The database's bound (config.max_response_chars) is what is kept; reading more would only be cut off there.
+  const maxChars = Math.min(call.maxResponseChars ?? deps.maxResponseChars, MAX_RESPONSE_CHARS);
   const elapsed = () => Math.max(0, Math.round(deps.now() - started));
   if (call.problem) return failedOutcome(call.currentJobId, call.problem, 0, false);
 

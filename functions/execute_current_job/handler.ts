@@ -68,7 +68,7 @@ export interface HandlerDeps {
   now?: () => number;
   /** Keeps the background calls alive after the response (EdgeRuntime.waitUntil). */
   waitUntil?: (promise: Promise<unknown>) => void;
-  /** The most characters of a response body read and kept. */
+  /** The most characters of a response body read when the database sends no bound (it sends max_response_chars). */
   maxResponseChars?: number;
   lifetime?: Lifetime;
   /** Report batching (see reporter.ts). */

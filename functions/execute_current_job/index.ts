@@ -50,6 +50,12 @@ function cpuMs(): (() => number) | undefined {
   }
 }
 
+/** A positive number from the environment, or undefined (the handler's default) when unset or not one. */
+function positive(name: string): number | undefined {
+  const value = Number(Deno.env.get(name) ?? "");
+  return value > 0 ? value : undefined;
+}
+
 /** The handler, or one that answers 500 naming what is missing, so a misconfigured deploy says why at once. */
 function wire(): (request: Request) => Promise<Response> {
   const secret = Deno.env.get("SUPAQUEUE_SECRET");
@@ -68,7 +74,6 @@ function wire(): (request: Request) => Promise<Response> {
 
   const edgeRuntime = (globalThis as { EdgeRuntime?: EdgeRuntimeApi }).EdgeRuntime;
   const fetchFn: typeof fetch = (input, init) => fetch(input, init);
-  const wallClock = Number(Deno.env.get("SUPAQUEUE_WALL_CLOCK_MS") ?? "");
   const handler = createHandler({
     secret,
     db: postgrestDatabase({ fetch: fetchFn, supabaseUrl, key }),
@@ -77,7 +82,13 @@ function wire(): (request: Request) => Promise<Response> {
     functionsOrigins: functionsOrigins(supabaseUrl),
     now: () => Date.now(),
     waitUntil: edgeRuntime ? (promise) => edgeRuntime.waitUntil(promise) : undefined,
-    lifetime: { wallClockMs: wallClock > 0 ? wallClock : undefined, cpuMs: cpuMs() },
+    // A paid plan's wall clock (400 s), or a self-hosted runtime's limits, can be given; the defaults are the free plan's.
+    lifetime: {
+      wallClockMs: positive("SUPAQUEUE_WALL_CLOCK_MS"),
+      maxCalls: positive("SUPAQUEUE_MAX_CALLS"),
+      maxCpuMs: positive("SUPAQUEUE_MAX_CPU_MS"),
+      cpuMs: cpuMs(),
+    },
   });
   // The runtime announces that it is about to retire this worker: take on no more calls (those running are reported
   // if they finish in time; the others come back when their lease ends).
