@@ -746,8 +746,8 @@ begin
 end $$;
 
 -- Claims the calls `ids` that are in flight, not claimed before and whose lease is live (and, with
--- `max_timeout_ms`, whose queue's timeout fits in it), in one statement: marks them claimed, renews their lease from
--- now (timeout + grace: the time the function needs) and returns their details, in id order. A call is claimed at
+-- `max_timeout_ms`, whose queue's timeout fits in it), in one statement: marks them claimed, makes sure their lease
+-- leaves the function the call's timeout and at least half the grace from now, and returns their details, in id order. A call is claimed at
 -- most once: a replayed, repeated or forged wakeup gets nothing. Rows another transaction holds (a concurrent claim,
 -- tick reaping it) are skipped, never waited for.
 create function supaqueue._claim(ids bigint[], at timestamptz, max_timeout_ms integer default null) returns jsonb
@@ -772,7 +772,12 @@ begin
   claimed as (
     update supaqueue.current_job c
     set claimed_at = at,
-        lease_until = at + make_interval(secs => (q.timeout_ms + cfg.lease_grace_ms) / 1000.0)
+        -- A call claimed soon after it started keeps its lease, so the update changes no indexed column and stays
+        -- HOT (lease_until is indexed for tick); one claimed late gets the time it needs from now.
+        lease_until = case
+          when c.lease_until < at + make_interval(secs => (q.timeout_ms + cfg.lease_grace_ms / 2) / 1000.0)
+          then at + make_interval(secs => (q.timeout_ms + cfg.lease_grace_ms) / 1000.0)
+          else c.lease_until end
     from claimable l, supaqueue.job j, supaqueue.queue q
     where c.id = l.id and j.id = c.job_id and q.id = j.queue_id
     returning c.id, c.job_id, c.attempt, c.lease_until

@@ -95,7 +95,7 @@ describe("what pg_net carries", () => {
 });
 
 describe("claims", () => {
-  test("a call is claimed once; its lease is renewed from the claim; an expired lease is never claimed", async () => {
+  test("a call is claimed once; a lease run down is renewed at the claim; an expired lease is never claimed", async () => {
     await createQueue(db.pool, "claims", 2, { timeout_ms: 2000 });
     await db.pool.query("select supaqueue.configure(lease_grace_ms => 1000)");
     try {
@@ -107,6 +107,11 @@ describe("claims", () => {
       await db.pool.query(
         "update supaqueue.current_job set lease_until = now() - interval '1 second' where job_id = $1",
         [b],
+      );
+      // a's has run down to less than its timeout and half the grace: the claim gives it the time it needs.
+      await db.pool.query(
+        "update supaqueue.current_job set lease_until = clock_timestamp() + interval '1 second' where job_id = $1",
+        [a],
       );
       const [first, second] = await Promise.all([claim(db.pool, ids), claim(db.pool, ids)]);
       const claimed = [...(first ?? []), ...(second ?? [])];
@@ -121,6 +126,17 @@ describe("claims", () => {
     } finally {
       await db.pool.query("select supaqueue.configure(lease_grace_ms => 30000)");
     }
+  });
+
+  test("a call claimed soon after it started keeps its lease (the claim writes no indexed column)", async () => {
+    await createQueue(db.pool, "fresh", 1);
+    const job = await enqueue("fresh");
+    const lease = "select lease_until::text from supaqueue.current_job where job_id = $1";
+    const before = (await db.pool.query(lease, [job])).rows[0].lease_until;
+    const [call] = await takeCalls(db.pool);
+    expect(call?.body.job.id).toBe(job);
+    expect((await db.pool.query(lease, [job])).rows[0].lease_until).toBe(before);
+    await completeMany(db.pool, [{ call: call! }]);
   });
 
   test("a claim hands out the details only the database knows: the resolved URL, secret headers and keys", async () => {
