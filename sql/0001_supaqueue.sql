@@ -41,7 +41,10 @@ create type supaqueue.outcome as (
   error text,
   duration_ms integer,
   retryable boolean,
-  retry_after_ms integer
+  retry_after_ms integer,
+  -- The call was given back before it could finish (the function's worker shut down, or too little of its wall clock
+  -- was left to start it): the job goes back to pending at once and the attempt does not count.
+  released boolean
 );
 
 -------------------------------------------------------------------------------------------------------------------
@@ -819,13 +822,15 @@ language sql volatile set search_path = '' as $$
 $$;
 
 -- The status a job in flight moves to when its attempt ends. A job cancelled while its call was in flight stays
--- cancelled; a failure is retried until the queue's max_attempts, unless the target said not to retry.
+-- cancelled; a released call goes back to pending; a failure is retried until the queue's max_attempts, unless the
+-- target said not to retry.
 create function supaqueue._next_status(current supaqueue.job_status, succeeded boolean, retryable boolean,
-                                       attempts integer, max_attempts integer)
+                                       attempts integer, max_attempts integer, released boolean)
 returns supaqueue.job_status
 language sql immutable set search_path = '' as $$
   select case
     when current <> 'in_progress' then current
+    when released then 'pending'
     when succeeded then 'successful'
     when not retryable or attempts >= max_attempts then 'failed'
     else 'pending'
@@ -868,11 +873,12 @@ begin
                      or (jsonb_typeof(e -> 'current_job_id') = 'string' and e ->> 'current_job_id' ~ '^[0-9]{1,18}$'),
                      false)
      or jsonb_typeof(e -> 'succeeded') is distinct from 'boolean'
+     or coalesce(jsonb_typeof(e -> 'released'), 'null') not in ('null', 'boolean')
   limit 1;
   if bad is not null then
     raise exception 'supaqueue: invalid outcome %: each needs a numeric "current_job_id" and a boolean "succeeded"',
       left(bad::text, 200)
-      using hint = 'Optional: status_code, response_body, error, duration_ms, retryable, retry_after_ms.';
+      using hint = 'Optional: status_code, response_body, error, duration_ms, retryable, retry_after_ms, released.';
   end if;
   return array(select o from jsonb_populate_recordset(null::supaqueue.outcome, outcomes) o);
 end $$;
@@ -921,7 +927,7 @@ begin
   with f as (
     select c.id, c.job_id, c.worker_id, c.attempt, c.started_at, o.succeeded, o.status_code,
            o.response_body, left(o.error, 2000) as error, o.duration_ms, coalesce(o.retryable, true) as retryable,
-           o.retry_after_ms
+           o.retry_after_ms, coalesce(o.released, false) and not o.succeeded as released
     from unnest(finished) c
     join (select distinct on (o.current_job_id) o.* from unnest(outcomes) with ordinality o
           order by o.current_job_id, o.ordinality) o on o.current_job_id = c.id
@@ -935,16 +941,22 @@ begin
   ),
   moved as (
     update supaqueue.job j set
-      status = supaqueue._next_status(j.status, f.succeeded, f.retryable, j.attempts, q.max_attempts),
+      status = supaqueue._next_status(j.status, f.succeeded, f.retryable, j.attempts, q.max_attempts, f.released),
+      -- A released call's attempt does not count, and it may go again at once.
+      attempts = case when f.released and j.status = 'in_progress' then greatest(j.attempts - 1, 0)
+                      else j.attempts end,
       run_at = case
-        when supaqueue._next_status(j.status, f.succeeded, f.retryable, j.attempts, q.max_attempts) = 'pending'
+        when f.released and j.status = 'in_progress' then at
+        when supaqueue._next_status(j.status, f.succeeded, f.retryable, j.attempts, q.max_attempts, f.released)
+             = 'pending'
         then at + greatest(supaqueue.backoff_delay(j.attempts, q.backoff_base_ms, q.backoff_max_ms),
                            make_interval(secs => coalesce(f.retry_after_ms, 0) / 1000.0))
         else j.run_at end,
       last_status_code = f.status_code,
       last_error = case when f.succeeded then null else f.error end,
       finished_at = case
-        when supaqueue._next_status(j.status, f.succeeded, f.retryable, j.attempts, q.max_attempts) = 'pending'
+        when supaqueue._next_status(j.status, f.succeeded, f.retryable, j.attempts, q.max_attempts, f.released)
+             = 'pending'
         then null else at end
     from f, supaqueue.queue q
     where j.id = f.job_id and q.id = j.queue_id
@@ -1053,7 +1065,7 @@ begin
              else 'lease expired: execute_current_job never claimed the call' || coalesce(format(
                ' (its last wakeup was pg_net request %s: see net._http_response)', l.wakeup_id), '')
            end,
-           null, true, null)::supaqueue.outcome order by l.id)
+           null, true, null, false)::supaqueue.outcome order by l.id)
   into expired
   from lapsed l left join answers a on a.wakeup_id = l.wakeup_id;
   reaped := coalesce(cardinality(supaqueue._complete(expired, at)), 0);

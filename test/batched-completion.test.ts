@@ -181,6 +181,43 @@ describe("complete_current_jobs: many outcomes in one call", () => {
     expect(await completeMany(db.pool, [{ call: callB! }])).toEqual([]);
   });
 
+  test("a released call goes back to pending at once and its attempt does not count; a cancelled job stays cancelled", async () => {
+    await createQueue(db.pool, "b_released", 2, { max_attempts: 1, backoff_base_ms: 60_000 });
+    const kept = await enqueue("b_released");
+    const cancelled = await enqueue("b_released");
+    const calls = await takeCalls(db.pool);
+    await db.pool.query("select supaqueue.cancel($1)", [cancelled]);
+    const error = "the edge worker shut down (wall_clock) before the answer came";
+    const { rows } = await db.as(
+      "service_role",
+      "select public.supaqueue_complete_current_jobs($1::jsonb) as finished",
+      [
+        JSON.stringify(
+          calls.map((call) => ({
+            current_job_id: call.body.current_job_id,
+            succeeded: false,
+            error,
+            released: true,
+          })),
+        ),
+      ],
+    );
+    expect(rows[0].finished).toHaveLength(2);
+    expect(await jobStatus(db.pool, cancelled)).toMatchObject({ status: "cancelled" });
+    const { rows: history } = await db.pool.query(
+      "select attempt, succeeded, error from supaqueue.attempt where job_id = $1",
+      [kept],
+    );
+    expect(history).toEqual([{ attempt: 1, succeeded: false, error }]);
+    // Back to pending at once (no backoff, although the queue's is a minute) and dispatched again: attempt 1 once
+    // more. Counted, this attempt would have failed the job for good (max_attempts 1).
+    expect(await jobStatus(db.pool, kept)).toMatchObject({ status: "in_progress", attempts: 1 });
+    const [again] = await takeCalls(db.pool);
+    expect(again?.body).toMatchObject({ job: { id: kept }, attempt: 1 });
+    await completeMany(db.pool, [{ call: again! }]);
+    expect(await jobStatus(db.pool, kept)).toMatchObject({ status: "successful", attempts: 1 });
+  });
+
   test("bad input gets a clear error and changes nothing", async () => {
     await createQueue(db.pool, "b_bad", 1);
     const id = await enqueue("b_bad");

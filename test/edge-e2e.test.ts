@@ -363,6 +363,51 @@ describe("execute_current_job in Deno, end to end", () => {
     }
   });
 
+  test("when the edge worker is retired mid-call, the call is released at once and a fresh worker makes it", async () => {
+    // The runtime dispatches beforeunload before it retires a worker; the test shim turns SIGUSR2 into that event.
+    await db.pool.query("select supaqueue.configure(rewake_after_ms => 300)");
+    const queue = await createQueue({ url: `${targets.url}/hang`, timeout_ms: 5000, max_attempts: 1 });
+    const jobId = await enqueue(queue);
+    await targets.waitFor("/hang", targets.to("/hang").length + 1);
+    let fresh: ServedFunction | undefined;
+    try {
+      fn.signal("SIGUSR2");
+      const deadline = Date.now() + 10_000;
+      while ((await attempts(jobId)).length === 0) {
+        if (Date.now() > deadline) throw new Error(`the call was not released:\n${fn.output()}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const [released] = await attempts(jobId);
+      expect(released?.error).toMatch(
+        /^the edge worker shut down \(wall_clock\) before the answer came; it goes again, not counted as an attempt$/,
+      );
+      // The retired worker turns wakeups away; a fresh one (the runtime starts one) claims the call when tick wakes it.
+      await db.pool.query("update supaqueue.queue set url = $1 where name = $2", [
+        `${targets.url}/ok`,
+        queue,
+      ]);
+      fresh = await serveFunction({
+        env: {
+          SUPAQUEUE_SECRET: TEST_SECRET,
+          SUPABASE_URL: gateway.origin,
+          SUPABASE_SERVICE_ROLE_KEY: SERVICE_ROLE_KEY,
+        },
+      });
+      gateway.executeOrigin = fresh.origin;
+      // max_attempts 1: had the released attempt counted, the job would have failed.
+      expect(await finished(jobId)).toMatchObject({ status: "successful", attempts: 1 });
+    } finally {
+      await db.pool.query("select supaqueue.configure(rewake_after_ms => 5000)");
+    }
+    // The first worker stays retired for the rest of this file: the other tests run on the fresh one.
+    if (fresh) {
+      const retired = fn;
+      fn = fresh;
+      stack.fn = fresh;
+      await retired.stop();
+    }
+  });
+
   test("a redirect to another origin is not followed: the secret header stays home", async () => {
     // Attack 3: fetch used to follow a 302 and send apikey and the queue's secret headers to the other origin.
     const elsewhere = await startTargets();

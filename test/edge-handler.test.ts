@@ -429,6 +429,75 @@ describe("going on with the next calls a report hands back", () => {
   });
 });
 
+describe("when the edge worker ends", () => {
+  test("beforeunload releases the calls still running at once, once, and later wakeups are turned away", async () => {
+    const hanging: Request[] = [];
+    const { handler, outcomes, claims, logs } = harness(
+      {
+        fetch: (input, init) => {
+          hanging.push(new Request(input, init));
+          return new Promise((_, reject) =>
+            init?.signal?.addEventListener("abort", () => reject(new Error("aborted"))),
+          );
+        },
+      },
+      { 41: details(), 42: details({ current_job_id: 42 }) },
+    );
+    await handler(await wakeup([41, 42]));
+    await new Promise((r) => setTimeout(r, 10));
+    expect(hanging).toHaveLength(2);
+    handler.shutdown("wall_clock");
+    handler.shutdown("wall_clock");
+    await handler.idle();
+    expect(outcomes()).toHaveLength(2);
+    for (const o of outcomes()) {
+      expect(o).toMatchObject({ succeeded: false, retryable: true, released: true, status_code: null });
+      expect(o.error).toMatch(
+        /the edge worker shut down \(wall_clock\) before the answer came; it goes again, not counted as an attempt/,
+      );
+    }
+    expect(logs.filter((l) => l.includes("shutting down"))).toHaveLength(1);
+    // A wakeup after that is not claimed (tick wakes the calls again, for a fresh worker).
+    const later = await handler(await wakeup([43]));
+    expect(later.status).toBe(503);
+    expect(await later.json()).toEqual({ error: "worker_shutting_down" });
+    expect(claims).toEqual([[41, 42]]);
+  });
+
+  test("a call the worker could not finish before its wall clock ends is released, not started", async () => {
+    let now = NOW;
+    const { handler, fetched, outcomes } = harness(
+      { now: () => now, lifetime: { wallClockMs: 150_000, marginMs: 10_000 } },
+      {
+        41: details({ queue: { timeout_ms: 30_001 } }),
+        42: details({ current_job_id: 42, queue: { timeout_ms: 5_000 } }),
+      },
+    );
+    now = NOW + 110_000; // 30 s of wall clock left for calls: a call of 30.001 s does not fit, the 5 s one does.
+    await handler(await wakeup([41, 42], { t: now }));
+    await handler.idle();
+    expect(fetched).toHaveLength(1);
+    expect(outcomes().find((o) => o.current_job_id === 41)).toMatchObject({
+      released: true,
+      retryable: true,
+    });
+    expect(outcomes().find((o) => o.current_job_id === 41)?.error).toMatch(
+      /only 30000 ms of this edge worker's wall clock were left for a call of up to 30001 ms/,
+    );
+    expect(outcomes().find((o) => o.current_job_id === 42)).toMatchObject({ succeeded: true });
+  });
+
+  test("a worker that outlives its wall clock is not retired by its runtime: calls are made, not released for ever", async () => {
+    let now = NOW;
+    const { handler, fetched, logs } = harness({ now: () => now, lifetime: { wallClockMs: 150_000 } });
+    now = NOW + 181_000;
+    await handler(await wakeup([41], { t: now }));
+    await handler.idle();
+    expect(fetched).toHaveLength(1);
+    expect(logs.join("\n")).toMatch(/outlived its 150000 ms wall clock/);
+  });
+});
+
 describe("building the request", () => {
   test("POST, PUT and PATCH send the payload as JSON", () => {
     for (const method of ["POST", "PUT", "PATCH"]) {

@@ -57,6 +57,8 @@ export interface Completion {
   duration_ms: number;
   retryable: boolean;
   retry_after_ms: number | null;
+  /** The call was given back unfinished (its worker shut down): back to pending at once, the attempt not counted. */
+  released?: boolean;
 }
 
 /** The project's own key: a legacy service_role JWT, or a new `sb_secret_...` key (which is not a JWT). */
@@ -369,6 +371,8 @@ export interface CallDeps extends KeyPolicy {
   now: () => number;
   /** The bound when the database sends none. */
   maxResponseChars: number;
+  /** Aborted when the worker shuts down: a call still waiting for its answer is then released (see releasedOutcome). */
+  stop?: AbortSignal;
 }
 
 /** An outcome without an HTTP status: the call could not be made, or no answer came. */
@@ -393,6 +397,17 @@ export function failedOutcome(
 
 /** How the outcome of a call refused by the edge runtime's rate limit starts (the handler then takes no more). */
 export const RATE_LIMITED = "rate limited by the edge runtime";
+
+/**
+ * An outcome that gives the call back unfinished: the job goes back to pending at once and the attempt does not count
+ * (supaqueue._complete). For a call its worker could not finish, through no fault of the target.
+ */
+export function releasedOutcome(currentJobId: number | string, why: string, durationMs = 0): Completion {
+  return {
+    ...failedOutcome(currentJobId, `${why}; it goes again, not counted as an attempt`, durationMs, true),
+    released: true,
+  };
+}
 
 /**
  * The delay a RateLimitError asks for: the edge runtime throws one from fetch when calls from one function to the
@@ -437,6 +452,8 @@ export async function executeCall(call: CurrentJobCall, deps: CallDeps): Promise
     timedOut = true;
     controller.abort();
   }, call.queue.timeoutMs);
+  const stop = () => controller.abort();
+  deps.stop?.addEventListener("abort", stop);
   try {
     let response: Response;
     try {
@@ -448,6 +465,13 @@ export async function executeCall(call: CurrentJobCall, deps: CallDeps): Promise
         redirect: "manual",
       });
     } catch (error) {
+      if (deps.stop?.aborted && !timedOut) {
+        return releasedOutcome(
+          call.currentJobId,
+          `the edge worker shut down (${deps.stop.reason}) before the answer came`,
+          elapsed(),
+        );
+      }
       const limited = rateLimitDelay(error);
       if (limited !== null) {
         return failedOutcome(
@@ -496,5 +520,6 @@ export async function executeCall(call: CurrentJobCall, deps: CallDeps): Promise
     };
   } finally {
     clearTimeout(timer);
+    deps.stop?.removeEventListener("abort", stop);
   }
 }

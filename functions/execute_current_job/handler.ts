@@ -22,6 +22,7 @@ import {
   type ProjectKey,
   parseCall,
   RATE_LIMITED,
+  releasedOutcome,
 } from "./call.ts";
 import { createBatchReporter } from "./reporter.ts";
 import { type Database, RpcError } from "./rpc.ts";
@@ -80,8 +81,14 @@ export interface Handler {
   (request: Request): Promise<Response>;
   /** Resolves once every call accepted so far (and those handed back meanwhile) has been made and reported. */
   idle(): Promise<void>;
-  /** Stops taking on handed-back calls (the runtime is about to retire this worker). */
+  /** Stops taking on handed-back calls. */
   retire(): void;
+  /**
+   * The runtime is retiring this worker (`beforeunload`; `reason` is its detail: cpu, memory, wall_clock, early_drop,
+   * termination): takes no more calls, aborts those still running and reports them at once as released (back to
+   * pending, the attempt not counted), and releases those not started yet. Does it once, however often it is called.
+   */
+  shutdown(reason: string): void;
   /** Calls accepted and not yet reported. */
   readonly inFlight: number;
   /** Calls started by this instance so far. */
@@ -92,6 +99,12 @@ const DEFAULT_WALL_CLOCK_MS = 150_000;
 const DEFAULT_MARGIN_MS = 10_000;
 const DEFAULT_MAX_CALLS = 5_000;
 const DEFAULT_MAX_CPU_MS = 1_500;
+/**
+ * A worker still alive this long after its wall clock was meant to end is not retired by its runtime at that wall
+ * clock (plain Deno, a self-hosted runtime without that limit): the wall clock is then ignored rather than releasing
+ * every call for ever.
+ */
+const OUTLIVED_WALL_CLOCK_MS = 30_000;
 
 /** Builds the request handler. */
 export function createHandler(deps: HandlerDeps): Handler {
@@ -101,8 +114,26 @@ export function createHandler(deps: HandlerDeps): Handler {
   const life = deps.lifetime ?? {};
   const born = now();
   const pending = new Set<Promise<void>>();
+  const stopping = new AbortController();
   let started = 0;
   let retired = false;
+  let outlivedLogged = false;
+
+  /** What is left of this worker's wall clock for a call, less the margin for its report (Infinity: no wall clock). */
+  function timeLeft(): number {
+    const wallClock = life.wallClockMs ?? DEFAULT_WALL_CLOCK_MS;
+    const age = now() - born;
+    if (age > wallClock + OUTLIVED_WALL_CLOCK_MS) {
+      if (!outlivedLogged) {
+        outlivedLogged = true;
+        logger.warn(
+          `execute_current_job: this worker outlived its ${wallClock} ms wall clock: the runtime does not retire it there, so the wall clock is ignored (set SUPAQUEUE_WALL_CLOCK_MS to the runtime's)`,
+        );
+      }
+      return Number.POSITIVE_INFINITY;
+    }
+    return wallClock - (life.marginMs ?? DEFAULT_MARGIN_MS) - age;
+  }
 
   /** How long a handed-back call may still take in this instance; 0 once it should take no more. */
   function claimWithinMs(): number {
@@ -114,9 +145,7 @@ export function createHandler(deps: HandlerDeps): Handler {
     ) {
       return 0;
     }
-    const left =
-      (life.wallClockMs ?? DEFAULT_WALL_CLOCK_MS) - (life.marginMs ?? DEFAULT_MARGIN_MS) - (now() - born);
-    return Math.max(0, left);
+    return Math.max(0, Math.min(timeLeft(), 2_147_483_647));
   }
 
   const reporter = createBatchReporter({
@@ -142,6 +171,19 @@ export function createHandler(deps: HandlerDeps): Handler {
         false,
       );
       where = `current job ${id}`;
+    } else if (stopping.signal.aborted) {
+      completion = releasedOutcome(
+        call.currentJobId,
+        `the edge worker was shutting down (${stopping.signal.reason}): the call was not started`,
+      );
+      where = `queue "${call.queue.name}", job ${call.job.id}, attempt ${call.attempt}`;
+    } else if (call.queue.timeoutMs > timeLeft()) {
+      // Started now, it could outlive this worker and be cut off: another worker makes it instead.
+      completion = releasedOutcome(
+        call.currentJobId,
+        `only ${Math.max(0, Math.round(timeLeft()))} ms of this edge worker's wall clock were left for a call of up to ${call.queue.timeoutMs} ms: the call was not started`,
+      );
+      where = `queue "${call.queue.name}", job ${call.job.id}, attempt ${call.attempt}`;
     } else {
       completion = await executeCall(call, {
         fetch: deps.fetch,
@@ -149,6 +191,7 @@ export function createHandler(deps: HandlerDeps): Handler {
         key: deps.projectKey,
         functionsOrigins: deps.functionsOrigins ?? [],
         maxResponseChars: deps.maxResponseChars ?? DEFAULT_MAX_RESPONSE_CHARS,
+        stop: stopping.signal,
       });
       if (completion.error?.startsWith(RATE_LIMITED)) {
         // This request chain has used its budget for calls to the project's functions: fresh invocations go on.
@@ -193,6 +236,11 @@ export function createHandler(deps: HandlerDeps): Handler {
           message: "this function speaks hop version 2; run the installer so the database does too",
         });
       }
+      if (stopping.signal.aborted) {
+        // Claimed here, the calls would only be released again: left unclaimed, tick() wakes them again in a few
+        // seconds, when a fresh worker serves the function.
+        return json(503, { error: "worker_shutting_down" });
+      }
       const body = await readBytes(request, MAX_WAKEUP_BYTES);
       if (body === null) return json(413, { error: "wakeup_too_large" });
       const check = await checkWakeup({ header, body, secret: deps.secret, now: now() });
@@ -233,6 +281,16 @@ export function createHandler(deps: HandlerDeps): Handler {
     retire: {
       value: () => {
         retired = true;
+      },
+    },
+    shutdown: {
+      value: (reason: string) => {
+        if (stopping.signal.aborted) return;
+        retired = true;
+        logger.warn(
+          `execute_current_job: the edge worker is shutting down (${reason}); ${pending.size} call(s) in flight are released`,
+        );
+        stopping.abort(reason);
       },
     },
     inFlight: { get: () => pending.size },

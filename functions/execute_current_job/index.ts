@@ -90,9 +90,12 @@ function wire(): (request: Request) => Promise<Response> {
       cpuMs: cpuMs(),
     },
   });
-  // The runtime announces that it is about to retire this worker: take on no more calls (those running are reported
-  // if they finish in time; the others come back when their lease ends).
-  addEventListener("beforeunload", () => handler.retire());
+  // The runtime announces that it is about to retire this worker (its wall clock, CPU or memory is spent, or it is
+  // idle): the calls still running are released at once rather than cut off and found only when their lease ends.
+  addEventListener("beforeunload", (event) => {
+    const reason = (event as CustomEvent<{ reason?: string }>).detail?.reason;
+    handler.shutdown(typeof reason === "string" ? reason : "unknown");
+  });
   return handler;
 }
 

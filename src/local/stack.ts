@@ -192,6 +192,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       functionsOrigins: [...new Set([functions.origin, new URL(functionsUrl).origin])],
       fetch: options.fetch ?? ((input, init) => fetch(input, init)),
       logger: { info: () => {}, warn: (m) => log(m), error: (m) => log(m) },
+      // This process is no edge worker: nothing retires it at a wall clock.
+      lifetime: { wallClockMs: Number.POSITIVE_INFINITY },
     });
     functions.functions.set(FUNCTION_NAME, handler);
     cleanups.push(async () => {

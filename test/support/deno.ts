@@ -16,6 +16,8 @@ export interface ServedFunction {
   functionsUrl: string;
   /** stdout and stderr so far (the function's logs). */
   output(): string;
+  /** Sends the process a signal (the edge-runtime shim turns SIGUSR2 into `beforeunload`). */
+  signal(name: NodeJS.Signals): void;
   stop(): Promise<void>;
 }
 
@@ -97,6 +99,7 @@ export async function serveFunction(options: ServeOptions): Promise<ServedFuncti
     origin,
     functionsUrl: `${origin}/functions/v1`,
     output: () => output,
+    signal: (name) => void child.kill(name),
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill("SIGTERM");

@@ -8,3 +8,11 @@
     promise.catch((error) => console.error("EdgeRuntime.waitUntil: background work failed:", error));
   },
 };
+
+declare const Deno: { addSignalListener(signal: "SIGUSR2", handler: () => void): void };
+
+// Plain Deno never fires `beforeunload` while Deno.serve runs; the edge runtime does before it retires a worker. Tests
+// send SIGUSR2 to play that moment (reason: wall_clock).
+Deno.addSignalListener("SIGUSR2", () => {
+  dispatchEvent(new CustomEvent("beforeunload", { detail: { reason: "wall_clock" } }));
+});
