@@ -34601,7 +34601,7 @@ function extend(target) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8475);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7619);
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 
@@ -34610,7 +34610,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 8475:
+/***/ 7619:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -37596,7 +37596,100 @@ function formatProblem(problem) {
 
 ;// CONCATENATED MODULE: external "node:path"
 const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
+;// CONCATENATED MODULE: ./src/install/tick.ts
+const TICK_MODES = ["pg_cron", "external"];
+/** Tick cannot be set up as asked: the message says why and what to do. Nothing was changed. */
+class TickError extends Error {
+    constructor(message) {
+        super(`supaqueue: ${message}`);
+        this.name = "TickError";
+    }
+}
+const EXTERNAL_HINT = "or choose tick: external (the action's input tick, or supaqueue deploy --tick external) and call select supaqueue.tick() every second from a scheduler of your own";
+async function cronFacts(client) {
+    const { rows } = await client.query(`
+    select (select e.extversion from pg_catalog.pg_extension e where e.extname = 'pg_cron') as installed,
+           exists (select from pg_catalog.pg_available_extensions a where a.name = 'pg_cron') as available,
+           current_setting('cron.database_name', true) as "cronDatabase",
+           current_database() as database`);
+    return rows[0];
+}
+/**
+ * Checks, changing nothing, that tick can run as asked: pg_cron available and loaded on the server, and running its
+ * jobs in this database. Called before any step of a run changes anything.
+ */
+async function checkTick(client, mode) {
+    if (mode === "external")
+        return;
+    const facts = await cronFacts(client);
+    if (!facts.installed && !facts.available) {
+        throw new TickError(`supaqueue.tick() must run every second, and this Postgres server has no pg_cron to run it (Supabase projects have it: Database → Extensions). Install pg_cron on the server, ${EXTERNAL_HINT}.`);
+    }
+    if (facts.cronDatabase === null || facts.cronDatabase === "") {
+        throw new TickError(`pg_cron is not loaded on this server (it must be in shared_preload_libraries, with cron.database_name set), so it cannot run supaqueue.tick() every second. Load it and restart the server, ${EXTERNAL_HINT}.`);
+    }
+    if (facts.cronDatabase !== facts.database) {
+        throw new TickError(`pg_cron runs its jobs only in the database "${facts.cronDatabase}" (cron.database_name), and Supaqueue is being installed into "${facts.database}". Install Supaqueue into "${facts.cronDatabase}" (on Supabase: postgres), ${EXTERNAL_HINT}.`);
+    }
+}
+/**
+ * Enables pg_cron when it is missing, in a transaction of its own before anything else is changed: `create extension
+ * pg_cron with schema pg_catalog` (which Supabase lets `postgres` run), then usage on its schema for the installing
+ * role (harmless where it has it). Returns whether it created the extension. A failure changes nothing and says what
+ * to do.
+ */
+async function enablePgCron(client, mode) {
+    if (mode === "external")
+        return false;
+    const facts = await cronFacts(client);
+    if (facts.installed)
+        return false;
+    await client.query("begin");
+    try {
+        await client.query("create extension if not exists pg_cron with schema pg_catalog");
+        await client.query("savepoint usage");
+        try {
+            await client.query("grant usage on schema cron to current_user");
+        }
+        catch {
+            // Not the extension's owner: the role has the usage it is given, and scheduling says so if it has none.
+            await client.query("rollback to savepoint usage");
+        }
+        await client.query("commit");
+        return true;
+    }
+    catch (error) {
+        await client.query("rollback").catch(() => { });
+        throw new TickError(`could not enable pg_cron (create extension pg_cron with schema pg_catalog): ${error.message}. On Supabase, enable it under Database → Extensions, ${EXTERNAL_HINT}.`);
+    }
+}
+/** Schedules tick with pg_cron (inside the caller's transaction), or leaves it to the user. */
+async function scheduleTick(client, mode, enabledPgCron) {
+    if (mode === "external")
+        return { mode, schedule: null, enabledPgCron: false };
+    const { rows } = await client.query("select supaqueue.schedule_tick() as schedule");
+    const schedule = rows[0]?.schedule ?? null;
+    if (schedule === null) {
+        throw new TickError(`pg_cron is not installed, so tick could not be scheduled; ${EXTERNAL_HINT}.`);
+    }
+    return { mode, schedule, enabledPgCron };
+}
+/** Whether pg_cron already runs jobs in this database, so a stack may leave tick to it (local mode). */
+async function pgCronReady(client) {
+    const facts = await cronFacts(client);
+    return facts.installed !== null && facts.cronDatabase === facts.database;
+}
+/** The tick's state in words, for the log and the summary. */
+function describeTick(tick) {
+    if (tick.mode === "external") {
+        return "tick: external: nothing here schedules supaqueue.tick(); call select supaqueue.tick() every second from your own scheduler, or delays, retries and lost calls wait";
+    }
+    const every = tick.schedule === "1 seconds" ? "every second" : `on the schedule '${tick.schedule}'`;
+    return `tick: pg_cron runs supaqueue.tick() ${every}${tick.enabledPgCron ? " (pg_cron enabled by this run)" : ""}`;
+}
+
 ;// CONCATENATED MODULE: ./src/inputs.ts
+
 
 /** An input that is missing or malformed; the message names the input and what it should be. */
 class InputError extends Error {
@@ -37649,6 +37742,11 @@ function readInputs(get, mask, workspace = process.env.GITHUB_WORKSPACE || proce
     if (functionsUrl && !/^https?:\/\/[^/?#\s]+[^\s?#]*$/.test(functionsUrl)) {
         throw new InputError("functions-url", "must be an http(s) URL such as https://<project-ref>.supabase.co/functions/v1");
     }
+    const tick = (value("tick") ?? "pg_cron");
+    if (!TICK_MODES.includes(tick)) {
+        throw new InputError("tick", `must be pg_cron (the default: pg_cron runs supaqueue.tick() every second, enabled if missing) or external (you call it every second), not "${tick}"`);
+    }
+    const probe = value("probe") === undefined ? true : booleanInput("probe", value("probe"));
     const config = value("config") ?? "supaqueue.yml";
     return {
         projectRef,
@@ -37659,6 +37757,8 @@ function readInputs(get, mask, workspace = process.env.GITHUB_WORKSPACE || proce
         configPath: (0,external_node_path_namespaceObject.isAbsolute)(config) ? config : (0,external_node_path_namespaceObject.resolve)(workspace, config),
         functionsUrl,
         dryRun,
+        tick,
+        probe,
     };
 }
 /** What deploy() needs, from the inputs and the environment (for `${VAR}` in supaqueue.yml). */
@@ -37673,6 +37773,8 @@ function deployOptions(inputs, env = process.env) {
         functionsUrl: inputs.functionsUrl,
         dryRun: inputs.dryRun,
         env,
+        tick: inputs.tick,
+        probe: inputs.probe,
     };
 }
 // The YAML 1.2 core schema booleans, as @actions/core's getBooleanInput accepts them.
@@ -38391,6 +38493,285 @@ function describeConnectionError(connectionString, error) {
                         ? "the connection timed out (a firewall, or the wrong host)"
                         : message;
     return `supaqueue: cannot connect to ${where}: ${cause}`;
+}
+
+;// CONCATENATED MODULE: ./src/install/probe.ts
+/** Sends probes until one comes back or the time is up; says which link is broken when none did. */
+async function runProbe(client, options = {}) {
+    const timeoutMs = options.timeoutMs ?? 60_000;
+    const attemptMs = options.attemptMs ?? 10_000;
+    const pollMs = options.pollMs ?? 250;
+    const started = Date.now();
+    const { rows: cfg } = await client.query("select functions_url as url from supaqueue.config");
+    const url = `${cfg[0]?.url ?? "(no functions URL)"}/execute_current_job`;
+    let probes = 0;
+    let last = null;
+    while (Date.now() - started < timeoutMs) {
+        const { rows } = await client.query("select supaqueue.probe() as id");
+        const id = rows[0]?.id;
+        probes++;
+        const sent = Date.now();
+        while (Date.now() - sent < attemptMs && Date.now() - started < timeoutMs) {
+            await new Promise((r) => setTimeout(r, pollMs));
+            last = await evidence(client, id);
+            if (last.reached)
+                return { ok: true, ms: Date.now() - started, probes };
+            if (last.answered)
+                break;
+        }
+        // Answered without reaching (or not answered in time): a fresh deploy or secret may still be on its way.
+        if (last?.answered)
+            await new Promise((r) => setTimeout(r, Math.min(2_000, attemptMs)));
+    }
+    const { link, message } = diagnose(last, url);
+    return { ok: false, link, message, probes };
+}
+async function evidence(client, probe) {
+    const { rows } = await client.query(`select p.reached_at is not null as reached,
+            exists (select from net.http_request_queue q where q.id = p.wakeup_id) as queued,
+            r.status_code as status, left(r.content, 500) as content, r.timed_out as "timedOut",
+            r.error_msg as error, r.id is not null as answered
+     from supaqueue.probe p left join net._http_response r on r.id = p.wakeup_id
+     where p.id = $1`, [probe]);
+    return rows[0];
+}
+/** The function's short code in an answer ({"error": "claim_rpc_404"}), when it is one of its answers. */
+function codeOf(content) {
+    if (!content)
+        return null;
+    try {
+        const body = JSON.parse(content);
+        if (typeof body.error === "string")
+            return body.error;
+        if (typeof body.code === "string")
+            return body.code;
+    }
+    catch {
+        // Not JSON: a gateway's page.
+    }
+    return null;
+}
+/**
+ * What a wakeup's recorded answer says about the loop, in the words a user needs: which link is broken and what to
+ * do. Shared by the probe and `supaqueue doctor`.
+ */
+function diagnose(e, url) {
+    if (!e || (!e.answered && e.queued)) {
+        return {
+            link: "pg_net",
+            message: "pg_net has not sent the probe's wakeup: its background worker is not running, or is far behind (select net.check_worker_is_up(); on Supabase, pg_net restarts with the database). Nothing reaches the function until it does.",
+        };
+    }
+    if (!e.answered) {
+        return {
+            link: "function",
+            message: `pg_net sent the probe's wakeup to ${url} but has recorded no answer yet: the function does not answer within config.request_timeout_ms, or pg_net is behind.`,
+        };
+    }
+    if (e.timedOut) {
+        return {
+            link: "function",
+            message: `${url} did not answer the probe's wakeup within config.request_timeout_ms: is the functions URL right, and is execute_current_job deployed?`,
+        };
+    }
+    if (e.status === null) {
+        return {
+            link: "functions URL",
+            message: `pg_net could not reach ${url}: ${e.error ?? "no answer"}. Check the functions URL (the action's functions-url, supaqueue.config.functions_url).`,
+        };
+    }
+    const code = codeOf(e.content);
+    const known = {
+        wakeup_bad_mac: [
+            "shared secret",
+            "execute_current_job refused the database's wakeup: its SUPAQUEUE_SECRET differs from the Vault secret supaqueue_secret. Run the deploy again (it sets both), or set the function secret to the Vault value.",
+        ],
+        wakeup_unauthenticated: [
+            "shared secret",
+            "execute_current_job received the wakeup without its signature header: something between pg_net and the function drops the Supaqueue-Wakeup header.",
+        ],
+        wakeup_stale: [
+            "clock",
+            "execute_current_job refused the wakeup as too old: pg_net sent it late (its queue is backed up) or the database's and the function's clocks differ by more than config.clock_skew_ms.",
+        ],
+        wakeup_hop_version_unsupported: [
+            "function version",
+            "the deployed execute_current_job speaks another hop version than this database: deploy the function of this Supaqueue version.",
+        ],
+        function_not_configured: [
+            "function environment",
+            "execute_current_job is missing an environment variable (its answer names it): set it with supabase secrets set, or run the deploy again.",
+        ],
+        claim_rpc_404: [
+            "Data API",
+            "execute_current_job cannot reach Supaqueue's RPCs: the Data API is off, or the public schema is not exposed (Project Settings → Data API → Exposed schemas must include public).",
+        ],
+        claim_rpc_401: [
+            "project key",
+            "PostgREST refused execute_current_job's key: check SUPABASE_SECRET_KEYS / SUPABASE_SERVICE_ROLE_KEY of the function (legacy keys disabled?).",
+        ],
+        claim_rpc_403: [
+            "project key",
+            "PostgREST refused execute_current_job's key the rights it needs: the key is not the service_role (or sb_secret_) key.",
+        ],
+        claim_rpc_unreachable: [
+            "REST API",
+            "execute_current_job cannot reach the project's REST API at SUPABASE_URL.",
+        ],
+        claim_rpc_timeout: ["REST API", "the project's REST API did not answer execute_current_job in time."],
+        worker_shutting_down: [
+            "function",
+            "every worker of execute_current_job that answered was shutting down.",
+        ],
+    };
+    if (code && known[code]) {
+        const [link, message] = known[code];
+        return { link, message: `${message} (answer: HTTP ${e.status} ${code})` };
+    }
+    if (e.status === 404) {
+        return {
+            link: "function",
+            message: `${url} answered 404: execute_current_job is not deployed there (supabase functions deploy execute_current_job --no-verify-jwt, or run the deploy again).`,
+        };
+    }
+    if (e.status === 401) {
+        return {
+            link: "function",
+            message: `${url} answered 401 before the function ran: execute_current_job was deployed with JWT verification on; deploy it with --no-verify-jwt.`,
+        };
+    }
+    if (e.status === 200) {
+        return {
+            link: "function version",
+            message: "execute_current_job answered the probe's wakeup without confirming it: the deployed function predates probes; deploy the function of this Supaqueue version.",
+        };
+    }
+    return {
+        link: "function",
+        message: `${url} answered the probe's wakeup with HTTP ${e.status}${code ? ` ${code}` : ""}: ${(e.content ?? "").slice(0, 200)}`,
+    };
+}
+
+;// CONCATENATED MODULE: ./src/install/doctor.ts
+
+async function runDoctor(client, options = {}) {
+    const checks = [];
+    if (options.probe ?? true)
+        checks.push(await probeCheck(client, options.probeOptions));
+    checks.push(await tickCheck(client, options.tickSilenceMs ?? 10_000));
+    checks.push(await lapsedLeases(client));
+    checks.push(await oldestDue(client, options.dueAgeMs ?? 60_000));
+    checks.push(await failingQueues(client));
+    checks.push(await wakeupErrors(client));
+    return checks;
+}
+async function probeCheck(client, options) {
+    const result = await runProbe(client, options);
+    return result.ok
+        ? {
+            name: "the whole loop",
+            ok: true,
+            detail: `a probe went database → pg_net → function → database in ${result.ms} ms`,
+        }
+        : { name: "the whole loop", ok: false, detail: `broken at: ${result.link}`, fix: result.message };
+}
+async function tickCheck(client, silenceMs) {
+    const { rows } = await client.query(`select t.last_run_at as last, extract(epoch from clock_timestamp() - t.last_run_at) * 1000 as ago,
+            (select e.extversion from pg_catalog.pg_extension e where e.extname = 'pg_cron') as cron
+     from supaqueue.ticker t`);
+    const { last, ago, cron } = rows[0] ?? { last: null, ago: null, cron: null };
+    if (last !== null && ago !== null && ago <= silenceMs) {
+        return { name: "tick", ok: true, detail: `tick() last ran ${Math.round(ago / 1000)} s ago` };
+    }
+    return {
+        name: "tick",
+        ok: false,
+        detail: last === null ? "tick() has never run" : `tick() last ran ${Math.round((ago ?? 0) / 1000)} s ago`,
+        fix: cron
+            ? "pg_cron is installed: check its job supaqueue-tick (select * from cron.job where jobname = 'supaqueue-tick'; its runs in cron.job_run_details), or run the deploy again, which schedules it."
+            : "nothing runs supaqueue.tick(): run the deploy with tick pg_cron (the default), or call select supaqueue.tick() every second from your scheduler. Until then delays, retries and lost calls wait.",
+    };
+}
+async function lapsedLeases(client) {
+    const { rows } = await client.query("select count(*)::int as n from supaqueue.current_job where lease_until < clock_timestamp() - interval '10 seconds'");
+    const n = rows[0]?.n ?? 0;
+    return n === 0
+        ? { name: "calls past their lease", ok: true, detail: "none" }
+        : {
+            name: "calls past their lease",
+            ok: false,
+            detail: `${n} call(s) in flight past their lease, not yet given back`,
+            fix: "tick() gives them back as failed attempts: make sure it runs (see tick).",
+        };
+}
+async function oldestDue(client, ageMs) {
+    const { rows } = await client.query(`select q.name as queue, extract(epoch from clock_timestamp() - min(j.run_at)) * 1000 as ms,
+            (select count(*)::int from supaqueue.worker w where w.queue_id = q.id and not w.retiring) as workers
+     from supaqueue.job j join supaqueue.queue q on q.id = j.queue_id
+     where j.status = 'pending' and j.run_at <= clock_timestamp() and not q.paused
+     group by q.id, q.name order by ms desc limit 5`);
+    const stuck = rows.filter((r) => r.ms > ageMs);
+    if (stuck.length === 0) {
+        const top = rows[0];
+        return {
+            name: "oldest due job",
+            ok: true,
+            detail: top ? `${Math.round(top.ms / 1000)} s in queue ${top.queue}` : "no job waits",
+        };
+    }
+    return {
+        name: "oldest due job",
+        ok: false,
+        detail: stuck
+            .map((r) => `queue ${r.queue}: waiting ${Math.round(r.ms / 1000)} s (${r.workers} workers)`)
+            .join("; "),
+        fix: "a due job waits when its queue has no free worker (workers: 0, or all busy: raise workers), hits its rate_limit, or its calls are not claimed (see the whole loop and tick).",
+    };
+}
+async function failingQueues(client) {
+    const { rows } = await client.query(`select q.name as queue, count(*)::int as n, mode() within group (order by a.error) as error
+     from supaqueue.queue q
+     cross join lateral (
+       select a.succeeded, a.error from supaqueue.attempt a join supaqueue.job j on j.id = a.job_id
+       where j.queue_id = q.id and a.finished_at > clock_timestamp() - interval '1 hour'
+       order by a.id desc limit 20) a
+     group by q.name
+     having count(*) >= 3 and bool_and(not a.succeeded)
+     order by q.name`);
+    return rows.length === 0
+        ? { name: "failing queues", ok: true, detail: "no queue whose recent attempts all failed" }
+        : {
+            name: "failing queues",
+            ok: false,
+            detail: rows
+                .map((r) => `queue ${r.queue}: its last ${r.n} attempts failed (mostly: ${r.error ?? "no error"})`)
+                .join("; "),
+            fix: "see each queue's attempts: select attempt, status_code, error from supaqueue.attempt ... order by id desc.",
+        };
+}
+async function wakeupErrors(client) {
+    const { rows: cfg } = await client.query("select functions_url as url from supaqueue.config");
+    const url = `${cfg[0]?.url ?? "(no functions URL)"}/execute_current_job`;
+    const { rows } = await client.query(`select r.status_code as status, left(r.content, 500) as content, r.timed_out as "timedOut", r.error_msg as error,
+            count(*)::int as n
+     from supaqueue.wakeup w join net._http_response r on r.id = w.request_id
+     where w.sent_at > clock_timestamp() - interval '1 hour'
+       and (r.status_code is distinct from 200 or r.timed_out or r.error_msg is not null)
+     group by 1, 2, 3, 4 order by n desc limit 3`);
+    if (rows.length === 0)
+        return { name: "wakeups", ok: true, detail: "no wakeup refused or lost in the last hour" };
+    const worst = rows[0];
+    const { link, message } = diagnose({ ...worst, reached: false, queued: false, answered: true }, url);
+    return {
+        name: "wakeups",
+        ok: false,
+        detail: `${rows.reduce((n, r) => n + r.n, 0)} wakeup(s) in the last hour were not accepted; most often at ${link}`,
+        fix: message,
+    };
+}
+/** The checks as lines, for a terminal or a log. */
+function checkLines(checks) {
+    return checks.map((c) => `${c.ok ? "ok  " : "FAIL"} ${c.name}: ${c.detail}${c.ok || !c.fix ? "" : `\n     ${c.fix}`}`);
 }
 
 // EXTERNAL MODULE: external "node:util"
@@ -39176,6 +39557,7 @@ async function updateQueue(client, name, row) {
 ;// CONCATENATED MODULE: ./src/install/schema.ts
 
 
+
 const VAULT_SECRET_NAME = "supaqueue_secret";
 /** The functions base URL of a hosted Supabase project. */
 function functionsUrlForProject(projectRef) {
@@ -39207,9 +39589,9 @@ async function installSchema(client, settings) {
         else if (current.secret !== secret) {
             await client.query("select vault.update_secret($1, $2)", [current.id, secret]);
         }
-        const tick = await client.query("select supaqueue.schedule_tick() as schedule");
+        const tick = await scheduleTick(client, settings.tick ?? "external", settings.enabledPgCron ?? false);
         await client.query("commit");
-        return { ...migrated, secret, secretCreated, tickSchedule: tick.rows[0]?.schedule ?? null };
+        return { ...migrated, secret, secretCreated, tick };
     }
     catch (error) {
         await client.query("rollback");
@@ -39259,6 +39641,7 @@ function stageWorkdir(root = projectRoot()) {
 }
 
 ;// CONCATENATED MODULE: ./src/install/summary.ts
+
 
 const PAUSED_NOTE = "it is removed by a later run once its jobs are done";
 /** The plan (or, with done, what was applied) as log lines. Never holds a secret value. */
@@ -39344,6 +39727,9 @@ function summaryJson(result) {
         migrations: result.migrations,
         functionUrl: result.functionUrl,
         functionsUrlChanged: result.functionsUrlChanged,
+        ...(result.tick ? { tick: result.tick } : {}),
+        ...(result.probe ? { probe: result.probe } : {}),
+        ...(result.checks ? { health: result.checks } : {}),
         queues: {
             created: plan.queues.filter((q) => q.action === "create").map((q) => q.name),
             changed: plan.queues
@@ -39378,7 +39764,15 @@ function summaryMarkdown(result) {
     out.push("| | |", "|---|---|");
     out.push(`| Schema version | ${result.schemaVersion ?? "not installed"} |`);
     out.push(`| Migrations ${result.dryRun ? "to apply" : "applied"} | ${result.migrations.length > 0 ? result.migrations.map((m) => `\`${m}\``).join(", ") : "none"} |`);
-    out.push(`| Function | ${result.functionUrl}${result.functionsUrlChanged ? " (changed)" : ""} |`, "");
+    out.push(`| Function | ${result.functionUrl}${result.functionsUrlChanged ? " (changed)" : ""} |`);
+    if (result.tick)
+        out.push(`| Tick | ${escapeCell(describeTick(result.tick).replace(/^tick: /, ""))} |`);
+    if (result.probe?.ok)
+        out.push(`| The whole loop | a probe came back in ${result.probe.ms} ms |`);
+    for (const check of result.checks ?? []) {
+        out.push(`| ${escapeCell(check.name)} | ${check.ok ? "" : "**problem**: "}${escapeCell(check.detail)}${check.ok || !check.fix ? "" : ` — ${escapeCell(check.fix)}`} |`);
+    }
+    out.push("");
     if (!result.changed)
         out.push("**No changes**: the database already matches the queue file.", "");
     const rows = [];
@@ -39559,6 +39953,18 @@ function lastLines(text) {
 
 
 
+
+
+
+/** Everything was installed, but a probe did not come back: the loop is broken at `link`. */
+class ProbeError extends Error {
+    link;
+    constructor(link, detail) {
+        super(`supaqueue: everything was installed, but the whole loop does not work yet: broken at ${link}. ${detail} (To deploy without this check: the action's input probe: false, or supaqueue deploy --skip-probe.)`);
+        this.link = link;
+        this.name = "ProbeError";
+    }
+}
 /**
  * Installs or upgrades Supaqueue on a project and brings its queues in line with supaqueue.yml:
  * validate the file → check the database and the plan (conflicts) → check the access token → migrations and the
@@ -39627,13 +40033,28 @@ async function deploy(options, log) {
                 await checkAccess(c);
                 return c;
             });
+            const enabledPgCron = await log.group("Make sure tick() runs every second", async () => {
+                const enabled = await enablePgCron(client, options.tick);
+                log.info(options.tick === "external"
+                    ? "tick: external (your own scheduler calls select supaqueue.tick() every second)."
+                    : enabled
+                        ? "Enabled pg_cron (create extension pg_cron with schema pg_catalog)."
+                        : "pg_cron is enabled.");
+                return enabled;
+            });
             const schema = await log.group("Apply migrations and the Vault secret", async () => {
-                const installed = await installSchema(client, { functionsUrl, secret: options.supaqueueSecret });
+                const installed = await installSchema(client, {
+                    functionsUrl,
+                    secret: options.supaqueueSecret,
+                    tick: options.tick,
+                    enabledPgCron,
+                });
                 log.secret(installed.secret);
                 log.info(installed.applied.length > 0
                     ? `Applied ${installed.applied.join(", ")}; schema version ${installed.version}.`
                     : `Schema version ${installed.version}: no migration to apply.`);
                 log.info(`Vault secret supaqueue_secret ${installed.secretCreated ? "created" : "kept"}.`);
+                log.info(describeTick(installed.tick));
                 return installed;
             });
             await log.group("Set the function secrets SUPAQUEUE_SECRET and SUPAQUEUE_FUNCTIONS_URL", () => setFunctionSecret(ctx, schema.secret, functionsUrl));
@@ -39644,6 +40065,23 @@ async function deploy(options, log) {
                     log.info(line);
                 return done;
             });
+            let probe;
+            if (options.probe) {
+                probe = await log.group("Probe the whole loop: database → pg_net → execute_current_job → database", async () => {
+                    const result = await runProbe(client, options.probeOptions);
+                    if (result.ok)
+                        log.info(`The probe came back in ${result.ms} ms: calls will go out.`);
+                    return result;
+                });
+                if (!probe.ok)
+                    throw new ProbeError(probe.link, probe.message);
+            }
+            const checks = await log.group("Health", async () => {
+                const found = (await runDoctor(client, { probe: false })).filter((c) => c.name !== "tick");
+                for (const line of checkLines(found))
+                    log.info(line);
+                return found;
+            });
             return {
                 dryRun: false,
                 schemaVersion: schema.version,
@@ -39653,7 +40091,9 @@ async function deploy(options, log) {
                 plan: applied,
                 changed: schema.applied.length > 0 || functionsUrlChanged || planChangesQueues(applied),
                 functionsUrlChanged,
-                tickSchedule: schema.tickSchedule,
+                tick: schema.tick,
+                probe,
+                checks,
                 secretCreated: schema.secretCreated,
             };
         }
@@ -39679,6 +40119,8 @@ function readQueueFile(options, log, maxCallTimeoutMs) {
  */
 async function planAgainst(client, options, config, log) {
     const state = await readInstalledState(client);
+    // Before anything changes: a tick that cannot run as asked stops the run here, saying what to do.
+    await checkTick(client, options.tick);
     let file = config;
     if (state.maxCallTimeoutMs !== null && state.maxCallTimeoutMs !== DEFAULT_MAX_CALL_TIMEOUT_MS) {
         file = readQueueFile(options, log, state.maxCallTimeoutMs);

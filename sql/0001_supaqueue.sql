@@ -218,6 +218,33 @@ create table supaqueue.attempt (
 );
 create index attempt_job_idx on supaqueue.attempt (job_id);
 
+-- Every wakeup sent through pg_net, kept as long as pg_net keeps its answer (6 h), so that its answer in
+-- net._http_response can be told from other users' requests (supaqueue doctor, and a call never claimed).
+create table supaqueue.wakeup (
+  request_id bigint primary key,
+  sent_at timestamptz not null,
+  -- How many calls it named (0 for a probe).
+  calls integer not null
+);
+create index wakeup_sent_at_idx on supaqueue.wakeup (sent_at);
+
+-- Probes of the whole loop (database -> pg_net -> execute_current_job -> its RPC -> database): the function marks a
+-- probe reached when it claims with it. Installers and `supaqueue doctor` send one and wait for it.
+create table supaqueue.probe (
+  id uuid primary key default gen_random_uuid(),
+  created_at timestamptz not null default now(),
+  wakeup_id bigint,
+  reached_at timestamptz
+);
+
+-- When tick() last ran, as the one row of this table (doctor says when it stopped).
+create table supaqueue.ticker (
+  id boolean primary key default true constraint ticker_is_single_row check (id),
+  last_run_at timestamptz,
+  last_result jsonb
+);
+insert into supaqueue.ticker default values;
+
 -- Applied migrations with the checksum of their file (created by the runner before this file; declared here for
 -- completeness). The runner refuses a database whose recorded checksum differs from the shipped file.
 create table if not exists supaqueue.migration (
@@ -595,27 +622,20 @@ begin
   return url;
 end $$;
 
--- Sends wakeups for the calls `ids` through pg_net, at most 100 ids a request: body {"v": 2, "ids": [...]} and the
--- header `Supaqueue-Wakeup: v=2,t=<unix ms>,w=<window ms>,mac=<hex>`, where mac is the HMAC-SHA256, keyed with the
--- Vault secret `supaqueue_secret`, of "v2.<t>.<w>.<body as sent>". The function refuses it after t + w: the window
--- covers pg_net's request timeout, its wait between batches and config.clock_skew_ms. Records each call's request
--- id and time for tick() and for diagnosis. Fails loudly when Supaqueue is not installed, rather than losing calls.
--- Returns the number of requests queued.
-create function supaqueue._wake(ids bigint[], at timestamptz) returns integer
+-- Sends one wakeup through pg_net: `body` and the header `Supaqueue-Wakeup: v=2,t=<unix ms>,w=<window ms>,mac=<hex>`,
+-- where mac is the HMAC-SHA256, keyed with the Vault secret `supaqueue_secret`, of "v2.<t>.<w>.<body as sent>". The
+-- function refuses it after t + w: the window covers pg_net's request timeout, its wait between batches and
+-- config.clock_skew_ms. Records it in supaqueue.wakeup and returns pg_net's request id. Fails loudly when Supaqueue is
+-- not installed, rather than losing calls.
+create function supaqueue._send_wakeup(body jsonb, calls integer, at timestamptz) returns bigint
 language plpgsql security definer set search_path = '' as $$
 declare
   cfg supaqueue.config;
   secret bytea;
   t bigint := floor(extract(epoch from at) * 1000)::bigint;
   w integer;
-  chunk bigint[];
-  body jsonb;
   request_id bigint;
-  sent integer := 0;
 begin
-  if coalesce(cardinality(ids), 0) = 0 then
-    return 0;
-  end if;
   select * into cfg from supaqueue.config;
   perform supaqueue._functions_url();
   select convert_to(s.decrypted_secret, 'UTF8') into secret from vault.decrypted_secrets s where s.name = 'supaqueue_secret';
@@ -624,18 +644,34 @@ begin
       using hint = 'Run the installer, or create it with vault.create_secret(<secret>, ''supaqueue_secret'') and set the same value as the function''s SUPAQUEUE_SECRET.';
   end if;
   w := cfg.request_timeout_ms + 1000 + cfg.clock_skew_ms;
+  -- pg_net sends convert_to(body::text, 'UTF8'): the MAC covers exactly those bytes.
+  request_id := net.http_post(
+    url := cfg.functions_url || '/execute_current_job',
+    body := body,
+    headers := jsonb_build_object(
+      'Content-Type', 'application/json',
+      'Supaqueue-Wakeup', format('v=2,t=%s,w=%s,mac=%s', t, w, encode(supaqueue._hmac_sha256(secret,
+        convert_to(format('v2.%s.%s.%s', t, w, body::text), 'UTF8')), 'hex'))),
+    timeout_milliseconds := cfg.request_timeout_ms);
+  insert into supaqueue.wakeup (request_id, sent_at, calls) values (request_id, at, calls);
+  return request_id;
+end $$;
+
+-- Wakes the function for the calls `ids`, one wakeup ({"v": 2, "ids": [...]}) per 100 of them, and records each
+-- call's wakeup and when, for tick() and for diagnosis. Returns the number of requests queued.
+create function supaqueue._wake(ids bigint[], at timestamptz) returns integer
+language plpgsql security definer set search_path = '' as $$
+declare
+  chunk bigint[];
+  request_id bigint;
+  sent integer := 0;
+begin
+  if coalesce(cardinality(ids), 0) = 0 then
+    return 0;
+  end if;
   for i in 0 .. (cardinality(ids) - 1) / 100 loop
     chunk := ids[i * 100 + 1 : i * 100 + 100];
-    body := jsonb_build_object('v', 2, 'ids', to_jsonb(chunk));
-    -- pg_net sends convert_to(body::text, 'UTF8'): the MAC covers exactly those bytes.
-    request_id := net.http_post(
-      url := cfg.functions_url || '/execute_current_job',
-      body := body,
-      headers := jsonb_build_object(
-        'Content-Type', 'application/json',
-        'Supaqueue-Wakeup', format('v=2,t=%s,w=%s,mac=%s', t, w, encode(supaqueue._hmac_sha256(secret,
-          convert_to(format('v2.%s.%s.%s', t, w, body::text), 'UTF8')), 'hex'))),
-      timeout_milliseconds := cfg.request_timeout_ms);
+    request_id := supaqueue._send_wakeup(jsonb_build_object('v', 2, 'ids', to_jsonb(chunk)), cardinality(chunk), at);
     update supaqueue.current_job c set wakeup_id = request_id, woken_at = at where c.id = any (chunk);
     sent := sent + 1;
   end loop;
@@ -798,14 +834,34 @@ end $$;
 -- What execute_current_job calls when a wakeup arrives: claims those of `ids` that are still waiting for it (see
 -- _claim) and returns their details as a JSON array. VOLATILE, since it writes: PostgREST runs STABLE functions in a
 -- read-only transaction.
-create function supaqueue.claim_current_jobs(ids bigint[]) returns jsonb
+-- With `probe` (a probe's wakeup, see supaqueue.probe()), it also marks that probe reached: the whole loop works.
+create function supaqueue.claim_current_jobs(ids bigint[], probe uuid default null) returns jsonb
 language plpgsql volatile security definer set search_path = '' as $$
 begin
   if ids is null or cardinality(ids) > 1000 then
     raise exception 'supaqueue: claim_current_jobs takes an array of at most 1000 current-job ids'
       using hint = 'A wakeup carries at most 100 ids.';
   end if;
+  if probe is not null then
+    update supaqueue.probe p set reached_at = clock_timestamp()
+    where p.id = claim_current_jobs.probe and p.reached_at is null;
+  end if;
   return supaqueue._claim(ids, clock_timestamp());
+end $$;
+
+-- Sends a probe through the whole loop: a wakeup naming no call, which execute_current_job claims with the probe's
+-- id, marking it reached (supaqueue.probe.reached_at) through the same RPC it claims calls with. Nothing is called.
+-- Returns the probe's id; its wakeup's answer is in net._http_response (supaqueue.probe.wakeup_id) once pg_net has
+-- it. The installer and `supaqueue doctor` send one after each change and say which link is broken when it does not
+-- come back.
+create function supaqueue.probe() returns uuid
+language plpgsql volatile security definer set search_path = '' as $$
+declare
+  id uuid := gen_random_uuid();
+begin
+  insert into supaqueue.probe (id, wakeup_id)
+  values (id, supaqueue._send_wakeup(jsonb_build_object('v', 2, 'ids', '[]'::jsonb, 'probe', id), 0, clock_timestamp()));
+  return id;
 end $$;
 
 -------------------------------------------------------------------------------------------------------------------
@@ -1090,6 +1146,25 @@ begin
   delete from supaqueue.job j using old where j.id = old.id;
   get diagnostics deleted = row_count;
 
+  -- pg_net keeps its answers 6 hours; the wakeups and probes that explain them go with them.
+  delete from supaqueue.wakeup w where w.request_id in (
+    select w2.request_id from supaqueue.wakeup w2 where w2.sent_at < at - interval '6 hours' limit 10000);
+  delete from supaqueue.probe p where p.created_at < at - interval '6 hours';
+  -- pg_cron keeps a row per run of every job for ever: Supaqueue's own (tick every second, schedules) are deleted
+  -- after config.retention, once a minute. A role without the right to (a pg_cron set up otherwise) keeps them.
+  if extract(second from at) < 1 and to_regclass('cron.job_run_details') is not null then
+    begin
+      execute 'delete from cron.job_run_details d where d.runid in (
+                 select r.runid from cron.job_run_details r join cron.job j on j.jobid = r.jobid
+                 where j.jobname like ''supaqueue%'' and r.end_time < $1 limit 10000)'
+        using at - cfg.retention;
+    exception when insufficient_privilege then
+      null;
+    end;
+  end if;
+
+  update supaqueue.ticker set last_run_at = at,
+    last_result = jsonb_build_object('reaped', reaped, 'rewoken', rewoken, 'dispatched', started, 'deleted', deleted);
   return jsonb_build_object('reaped', reaped, 'rewoken', rewoken, 'dispatched', started, 'deleted', deleted);
 end $$;
 
@@ -1441,10 +1516,10 @@ group by q.id, q.name, q.paused, d.p50_ms, d.p95_ms;
 -- what they call.
 
 -- A wakeup's calls: see supaqueue.claim_current_jobs.
-create function public.supaqueue_claim_current_jobs(ids bigint[])
+create function public.supaqueue_claim_current_jobs(ids bigint[], probe uuid default null)
 returns jsonb
 language sql volatile security invoker set search_path = '' as $$
-  select supaqueue.claim_current_jobs(ids)
+  select supaqueue.claim_current_jobs(ids, probe)
 $$;
 
 -- A report, and the next calls: see supaqueue.complete_and_claim.
@@ -1475,6 +1550,9 @@ alter table supaqueue.attempt enable row level security;
 alter table supaqueue.migration enable row level security;
 alter table supaqueue.rate_bucket enable row level security;
 alter table supaqueue.schedule enable row level security;
+alter table supaqueue.wakeup enable row level security;
+alter table supaqueue.probe enable row level security;
+alter table supaqueue.ticker enable row level security;
 
 -- Every function gets EXECUTE for PUBLIC when it is created, and `alter default privileges in schema ... revoke`
 -- cannot take that back (that default is not per schema); a role-wide default would also close the project's own
@@ -1513,14 +1591,15 @@ begin
 
   if exists (select from pg_catalog.pg_roles where rolname = 'service_role') then
     foreach t in array array['config', 'queue', 'job', 'worker', 'current_job', 'attempt', 'migration',
-                             'rate_bucket', 'schedule'] loop
+                             'rate_bucket', 'schedule', 'wakeup', 'probe', 'ticker'] loop
       execute format('create policy service_role_only on supaqueue.%I as permissive for all to service_role '
                      'using (true) with check (true)', t);
     end loop;
     grant usage on schema supaqueue to service_role;
     grant select, insert, update, delete on supaqueue.queue, supaqueue.job, supaqueue.worker to service_role;
     grant select on supaqueue.current_job, supaqueue.attempt, supaqueue.config, supaqueue.migration,
-      supaqueue.rate_bucket, supaqueue.schedule, supaqueue.queue_stats to service_role;
+      supaqueue.rate_bucket, supaqueue.schedule, supaqueue.queue_stats, supaqueue.wakeup, supaqueue.probe,
+      supaqueue.ticker to service_role;
     grant execute on function
       supaqueue.enqueue(text, jsonb, timestamptz, text, jsonb),
       supaqueue.cancel(uuid),
@@ -1537,14 +1616,16 @@ begin
       supaqueue.unschedule(text),
       supaqueue.tick(timestamptz),
       supaqueue.backoff_delay(integer, integer, integer),
-      supaqueue.claim_current_jobs(bigint[]),
+      supaqueue.claim_current_jobs(bigint[], uuid),
+      supaqueue.probe(),
       supaqueue.complete_current_jobs(jsonb),
       supaqueue.complete_and_claim(jsonb, integer),
-      public.supaqueue_claim_current_jobs(bigint[]),
+      public.supaqueue_claim_current_jobs(bigint[], uuid),
       public.supaqueue_complete_and_claim(jsonb, integer),
       public.supaqueue_complete_current_jobs(jsonb)
     to service_role;
   end if;
 end $$;
 
-select supaqueue.schedule_tick();
+-- tick() is scheduled by the installer (src/install/tick.ts), which first makes sure pg_cron can run it, or leaves it
+-- to a scheduler of the user's own when asked to: select supaqueue.schedule_tick() schedules it by hand.

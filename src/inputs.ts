@@ -1,5 +1,6 @@
 import { isAbsolute, resolve } from "node:path";
 import type { DeployOptions } from "./install/deploy.ts";
+import { TICK_MODES, type TickMode } from "./install/tick.ts";
 
 /** The action's inputs (see action.yml), checked and typed. */
 export interface Inputs {
@@ -13,6 +14,10 @@ export interface Inputs {
   configPath: string;
   functionsUrl: string | undefined;
   dryRun: boolean;
+  /** Who runs tick() every second (input `tick`). */
+  tick: TickMode;
+  /** Prove the whole loop after installing (input `probe`). */
+  probe: boolean;
 }
 
 /** An input that is missing or malformed; the message names the input and what it should be. */
@@ -86,6 +91,14 @@ export function readInputs(
       "must be an http(s) URL such as https://<project-ref>.supabase.co/functions/v1",
     );
   }
+  const tick = (value("tick") ?? "pg_cron") as TickMode;
+  if (!TICK_MODES.includes(tick)) {
+    throw new InputError(
+      "tick",
+      `must be pg_cron (the default: pg_cron runs supaqueue.tick() every second, enabled if missing) or external (you call it every second), not "${tick}"`,
+    );
+  }
+  const probe = value("probe") === undefined ? true : booleanInput("probe", value("probe"));
   const config = value("config") ?? "supaqueue.yml";
   return {
     projectRef,
@@ -96,6 +109,8 @@ export function readInputs(
     configPath: isAbsolute(config) ? config : resolve(workspace, config),
     functionsUrl,
     dryRun,
+    tick,
+    probe,
   };
 }
 
@@ -114,6 +129,8 @@ export function deployOptions(
     functionsUrl: inputs.functionsUrl,
     dryRun: inputs.dryRun,
     env,
+    tick: inputs.tick,
+    probe: inputs.probe,
   };
 }
 

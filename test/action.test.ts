@@ -78,7 +78,15 @@ function run(
   options: { inputs?: Record<string, string>; env?: Record<string, string> } = {},
 ): Promise<ActionRun> {
   return runAction({
-    inputs: { "project-ref": REF, "access-token": TOKEN, "db-url": db.url, ...options.inputs },
+    // No pg_cron and no function to probe on these machines (test/probe.test.ts and test/tick.test.ts cover both).
+    inputs: {
+      "project-ref": REF,
+      "access-token": TOKEN,
+      "db-url": db.url,
+      tick: "external",
+      probe: "false",
+      ...options.inputs,
+    },
     files: { "supaqueue.yml": file },
     env: { EMAIL_API_KEY: EMAIL_KEY, REPORTS_TOKEN, ...options.env },
     api,
@@ -454,7 +462,14 @@ describe("bad input fails before any change, with annotations at file:line:colum
 
   test("a missing queue file names the input to set", async () => {
     const result = await runAction({
-      inputs: { "project-ref": REF, "access-token": TOKEN, "db-url": db.url, config: "deploy/queues.yml" },
+      inputs: {
+        "project-ref": REF,
+        "access-token": TOKEN,
+        "db-url": db.url,
+        config: "deploy/queues.yml",
+        tick: "external",
+        probe: "false",
+      },
       api,
     });
     expect(result.exitCode).toBe(1);

@@ -273,6 +273,8 @@ describe("status, enqueue, plan and uninstall against an installed database", ()
       "abcdefghijklmnopqrst",
       "--db-url",
       db.url,
+      "--tick",
+      "external",
     ]);
     expect(run.stderr).toBe("");
     expect(run.code).toBe(0);
@@ -457,6 +459,8 @@ describe("queue and job operations against an installed database", () => {
       "abcdefghijklmnopqrst",
       "--db-url",
       db.url,
+      "--tick",
+      "external",
     ]);
     expect(run.code).toBe(1);
     expect(run.stderr).toContain(
@@ -510,6 +514,9 @@ describe("deploy from a laptop", () => {
           db.url,
           "--functions-url",
           "http://127.0.0.1:9/functions/v1",
+          "--tick",
+          "external",
+          "--skip-probe",
         ],
         env,
         120_000,
@@ -539,6 +546,8 @@ describe("deploy from a laptop", () => {
           db.url,
           "--functions-url",
           FUNCTIONS_URL,
+          "--tick",
+          "external",
         ],
         env,
       );

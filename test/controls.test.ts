@@ -256,9 +256,12 @@ describe.skipIf(!hasPgCron)("recurring calls with pg_cron", () => {
 
   test("the install schedules tick (every minute on pg_cron 1.4), and schedules become pg_cron jobs that enqueue", async () => {
     const c = await pool.connect();
-    const result = await installSchema(c, { functionsUrl: "http://127.0.0.1:9/functions/v1" });
+    const result = await installSchema(c, {
+      functionsUrl: "http://127.0.0.1:9/functions/v1",
+      tick: "pg_cron",
+    });
     c.release();
-    expect(result.tickSchedule).toBe("* * * * *");
+    expect(result.tick).toEqual({ mode: "pg_cron", schedule: "* * * * *", enabledPgCron: false });
     await createQueue(pool, "nightly", 0);
     await pool.query(`select supaqueue.schedule('report', '0 3 * * *', 'nightly', '{"kind": "report"}')`);
     await pool.query(`select supaqueue.schedule('report', '30 3 * * *', 'nightly', '{"kind": "report"}')`); // idempotent

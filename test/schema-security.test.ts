@@ -20,6 +20,9 @@ const TABLES = [
   "migration",
   "rate_bucket",
   "schedule",
+  "wakeup",
+  "probe",
+  "ticker",
 ];
 
 describe.each(["anon", "authenticated"])("%s gets nothing", (role) => {
@@ -44,7 +47,7 @@ describe.each(["anon", "authenticated"])("%s gets nothing", (role) => {
       expect(r.can, `${role} can execute ${fn}`).toBe(false);
     }
     for (const call of [
-      "public.supaqueue_claim_current_jobs(array[1]::bigint[])",
+      "public.supaqueue_claim_current_jobs(array[1]::bigint[], null)",
       "public.supaqueue_complete_and_claim('[]'::jsonb, 1000)",
       "public.supaqueue_complete_current_jobs('[]'::jsonb)",
     ]) {
@@ -149,17 +152,18 @@ describe("what Supabase's database linter checks", () => {
       ).toEqual([]);
     expect(forServiceRole).toEqual(
       [
-        "public.supaqueue_claim_current_jobs(bigint[])",
+        "public.supaqueue_claim_current_jobs(bigint[],uuid)",
         "public.supaqueue_complete_and_claim(jsonb,integer)",
         "public.supaqueue_complete_current_jobs(jsonb)",
         "supaqueue.backoff_delay(integer,integer,integer)",
         "supaqueue.cancel(uuid)",
         "supaqueue.cancel_jobs(text,jsonb)",
-        "supaqueue.claim_current_jobs(bigint[])",
+        "supaqueue.claim_current_jobs(bigint[],uuid)",
         "supaqueue.complete_and_claim(jsonb,integer)",
         "supaqueue.complete_current_jobs(jsonb)",
         "supaqueue.enqueue(text,jsonb,timestamp with time zone,text,jsonb)",
         "supaqueue.pause(text)",
+        "supaqueue.probe()",
         "supaqueue.purge(text)",
         "supaqueue.remove_queue(text)",
         "supaqueue.resume(text)",

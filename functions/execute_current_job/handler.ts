@@ -115,6 +115,8 @@ export function createHandler(deps: HandlerDeps): Handler {
   const born = now();
   const pending = new Set<Promise<void>>();
   const stopping = new AbortController();
+  // One controller per call being made: shutdown aborts each (one listener per signal, however many calls run).
+  const running = new Set<AbortController>();
   let started = 0;
   let retired = false;
   let outlivedLogged = false;
@@ -185,14 +187,20 @@ export function createHandler(deps: HandlerDeps): Handler {
       );
       where = `queue "${call.queue.name}", job ${call.job.id}, attempt ${call.attempt}`;
     } else {
-      completion = await executeCall(call, {
-        fetch: deps.fetch,
-        now,
-        key: deps.projectKey,
-        functionsOrigins: deps.functionsOrigins ?? [],
-        maxResponseChars: deps.maxResponseChars ?? DEFAULT_MAX_RESPONSE_CHARS,
-        stop: stopping.signal,
-      });
+      const stop = new AbortController();
+      running.add(stop);
+      try {
+        completion = await executeCall(call, {
+          fetch: deps.fetch,
+          now,
+          key: deps.projectKey,
+          functionsOrigins: deps.functionsOrigins ?? [],
+          maxResponseChars: deps.maxResponseChars ?? DEFAULT_MAX_RESPONSE_CHARS,
+          stop: stop.signal,
+        });
+      } finally {
+        running.delete(stop);
+      }
       if (completion.error?.startsWith(RATE_LIMITED)) {
         // This request chain has used its budget for calls to the project's functions: fresh invocations go on.
         retired = true;
@@ -256,7 +264,7 @@ export function createHandler(deps: HandlerDeps): Handler {
 
       let calls: unknown[];
       try {
-        calls = await deps.db.claim(check.ids);
+        calls = await deps.db.claim(check.ids, check.probe);
       } catch (error) {
         const code = error instanceof RpcError ? error.code("claim") : "claim_failed";
         logger.error(
@@ -265,7 +273,11 @@ export function createHandler(deps: HandlerDeps): Handler {
         return json(502, { error: code });
       }
       startAll(calls);
-      return json(200, { claimed: calls.length, of: check.ids.length });
+      return json(200, {
+        claimed: calls.length,
+        of: check.ids.length,
+        ...(check.probe ? { probe: "reached" } : {}),
+      });
     } catch (error) {
       logger.error(`execute_current_job: unexpected failure: ${(error as Error)?.message ?? error}`);
       return json(500, { error: "internal_error" });
@@ -291,6 +303,7 @@ export function createHandler(deps: HandlerDeps): Handler {
           `execute_current_job: the edge worker is shutting down (${reason}); ${pending.size} call(s) in flight are released`,
         );
         stopping.abort(reason);
+        for (const stop of running) stop.abort(reason);
       },
     },
     inFlight: { get: () => pending.size },

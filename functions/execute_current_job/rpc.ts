@@ -42,7 +42,8 @@ export interface ReportAnswer {
 
 /** What the handler needs from the database. */
 export interface Database {
-  claim(ids: number[]): Promise<unknown[]>;
+  /** Claims calls; with `probe`, also marks that probe reached (the whole loop works). */
+  claim(ids: number[], probe?: string | null): Promise<unknown[]>;
   /** Records outcomes; with claimWithinMs > 0 also claims the next calls whose timeout fits in it. */
   completeAndClaim(outcomes: Completion[], claimWithinMs: number): Promise<ReportAnswer>;
 }
@@ -108,8 +109,8 @@ export function postgrestDatabase(options: PostgrestOptions): Database {
   }
 
   return {
-    async claim(ids) {
-      const answer = await rpc(CLAIM_RPC, { ids });
+    async claim(ids, probe) {
+      const answer = await rpc(CLAIM_RPC, probe ? { ids, probe } : { ids });
       if (!Array.isArray(answer))
         throw new RpcError(CLAIM_RPC, 200, `${CLAIM_RPC} answered something else than an array`);
       return answer;

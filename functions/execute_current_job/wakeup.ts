@@ -4,6 +4,7 @@
  * When a transaction that started calls commits, the database sends (through pg_net) one POST per 100 calls:
  *
  *   body:    {"v": 2, "ids": [17, 18, ...]}                       current-job ids only, nothing worth stealing
+ *            {"v": 2, "ids": [], "probe": "<uuid>"}              a probe of the whole loop (supaqueue.probe())
  *   header:  Supaqueue-Wakeup: v=2,t=<unix ms>,w=<window ms>,mac=<hex>
  *   mac  =   lowercase hex of HMAC-SHA256(SUPAQUEUE_SECRET, "v2.<t>.<w>.<raw body bytes>")
  *
@@ -36,7 +37,12 @@ export type WakeupRefusal =
   | "wakeup_bad_mac"
   | "wakeup_stale";
 
-export type WakeupCheck = { ok: true; ids: number[] } | { ok: false; refusal: WakeupRefusal };
+/** A valid wakeup: the calls it names, and the probe it carries when it is one (supaqueue.probe()). */
+export type WakeupCheck =
+  | { ok: true; ids: number[]; probe: string | null }
+  | { ok: false; refusal: WakeupRefusal };
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 const encoder = new TextEncoder();
 
@@ -117,9 +123,10 @@ export async function checkWakeup(options: {
   } catch {
     return { ok: false, refusal: "wakeup_malformed" };
   }
-  const { v, ids } = (typeof body === "object" && body !== null ? body : {}) as {
+  const { v, ids, probe } = (typeof body === "object" && body !== null ? body : {}) as {
     v?: unknown;
     ids?: unknown;
+    probe?: unknown;
   };
   if (v !== HOP_VERSION) return { ok: false, refusal: "wakeup_hop_version_unsupported" };
   if (
@@ -129,5 +136,8 @@ export async function checkWakeup(options: {
   ) {
     return { ok: false, refusal: "wakeup_malformed" };
   }
-  return { ok: true, ids: ids as number[] };
+  if (probe !== undefined && (typeof probe !== "string" || !UUID.test(probe))) {
+    return { ok: false, refusal: "wakeup_malformed" };
+  }
+  return { ok: true, ids: ids as number[], probe: probe ?? null };
 }

@@ -23,6 +23,17 @@ const FLAGS: CommandSpec["flags"] = {
     value: "URL",
     description: "Overrides https://<project-ref>.supabase.co/functions/v1 (self-hosted or local stacks).",
   },
+  tick: {
+    type: "string",
+    value: "MODE",
+    description:
+      "Who runs supaqueue.tick() every second: pg_cron (default; enabled when missing) or external (a scheduler of your own) (default: $SUPAQUEUE_TICK).",
+  },
+  "skip-probe": {
+    type: "boolean",
+    description:
+      "Do not prove the whole loop with a probe after installing (the probe sends one wakeup naming no call).",
+  },
   secret: {
     type: "string",
     value: "SECRET",
@@ -60,12 +71,14 @@ const INPUT_OF_FLAG: Record<string, string> = {
   config: "config",
   "functions-url": "functions-url",
   secret: "supaqueue-secret",
+  tick: "tick",
 };
 const ENV_OF_FLAG: Record<string, string[]> = {
   "db-url": ["DATABASE_URL", "SUPABASE_DB_URL"],
   "project-ref": ["SUPABASE_PROJECT_REF"],
   "access-token": ["SUPABASE_ACCESS_TOKEN"],
   secret: ["SUPAQUEUE_SECRET"],
+  tick: ["SUPAQUEUE_TICK"],
 };
 
 /** `deploy` and `plan`: the action's install code with flags and environment variables in place of inputs. */
@@ -82,6 +95,7 @@ export async function runDeploy(
     if (value !== undefined) byInput.set(input, value);
   }
   byInput.set("dry-run", String(dryRun));
+  if (parsed.values["skip-probe"]) byInput.set("probe", "false");
   let inputs: ReturnType<typeof readInputs>;
   try {
     inputs = readInputs(

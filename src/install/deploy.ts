@@ -2,8 +2,10 @@ import type pg from "pg";
 import { loadConfig } from "../config/load.ts";
 import { ConfigError, DEFAULT_MAX_CALL_TIMEOUT_MS, type QueueFile } from "../config/types.ts";
 import { connect } from "../db/connect.ts";
+import { type Check, checkLines, runDoctor } from "./doctor.ts";
 import type { Logger } from "./logger.ts";
 import { computePlan, type Plan, planChangesQueues, readInstalledState } from "./plan.ts";
+import { type ProbeOptions, type ProbeResult, runProbe } from "./probe.ts";
 import { reconcileQueues } from "./reconcile.ts";
 import { functionsUrlForProject, installSchema } from "./schema.ts";
 import { FUNCTION_NAME, stageWorkdir } from "./stage.ts";
@@ -15,6 +17,20 @@ import {
   findSupabaseCli,
   setFunctionSecret,
 } from "./supabase-cli.ts";
+import { checkTick, describeTick, enablePgCron, type TickMode, type TickState } from "./tick.ts";
+
+/** Everything was installed, but a probe did not come back: the loop is broken at `link`. */
+export class ProbeError extends Error {
+  constructor(
+    readonly link: string,
+    detail: string,
+  ) {
+    super(
+      `supaqueue: everything was installed, but the whole loop does not work yet: broken at ${link}. ${detail} (To deploy without this check: the action's input probe: false, or supaqueue deploy --skip-probe.)`,
+    );
+    this.name = "ProbeError";
+  }
+}
 
 export interface DeployOptions {
   /** The Supabase project, e.g. abcdefghijklmnopqrst. */
@@ -35,6 +51,11 @@ export interface DeployOptions {
   dryRun: boolean;
   /** Where `${VAR}` in supaqueue.yml comes from. */
   env: Record<string, string | undefined>;
+  /** Who runs tick() every second: pg_cron (enabled when missing) or the user's own scheduler. */
+  tick: TickMode;
+  /** After installing, prove the whole loop with a probe (and fail the run, naming the broken link, when it does not). */
+  probe: boolean;
+  probeOptions?: ProbeOptions;
 }
 
 export interface DeployResult {
@@ -52,8 +73,12 @@ export interface DeployResult {
   changed: boolean;
   /** Whether supaqueue.config.functions_url was (or would be) changed by this run. */
   functionsUrlChanged: boolean;
-  /** pg_cron schedule of tick(), null without pg_cron, undefined for a dry run. */
-  tickSchedule?: string | null;
+  /** How tick() runs after the run; undefined for a dry run. */
+  tick?: TickState;
+  /** The probe of the whole loop (undefined when skipped or for a dry run). */
+  probe?: ProbeResult;
+  /** What `supaqueue doctor` finds after the run (the probe aside); none for a dry run. */
+  checks?: Check[];
   /** Whether the shared secret was created by this run (first install). */
   secretCreated?: boolean;
 }
@@ -131,8 +156,25 @@ export async function deploy(options: DeployOptions, log: Logger): Promise<Deplo
         return c;
       });
 
+      const enabledPgCron = await log.group("Make sure tick() runs every second", async () => {
+        const enabled = await enablePgCron(client, options.tick);
+        log.info(
+          options.tick === "external"
+            ? "tick: external (your own scheduler calls select supaqueue.tick() every second)."
+            : enabled
+              ? "Enabled pg_cron (create extension pg_cron with schema pg_catalog)."
+              : "pg_cron is enabled.",
+        );
+        return enabled;
+      });
+
       const schema = await log.group("Apply migrations and the Vault secret", async () => {
-        const installed = await installSchema(client, { functionsUrl, secret: options.supaqueueSecret });
+        const installed = await installSchema(client, {
+          functionsUrl,
+          secret: options.supaqueueSecret,
+          tick: options.tick,
+          enabledPgCron,
+        });
         log.secret(installed.secret);
         log.info(
           installed.applied.length > 0
@@ -140,6 +182,7 @@ export async function deploy(options: DeployOptions, log: Logger): Promise<Deplo
             : `Schema version ${installed.version}: no migration to apply.`,
         );
         log.info(`Vault secret supaqueue_secret ${installed.secretCreated ? "created" : "kept"}.`);
+        log.info(describeTick(installed.tick));
         return installed;
       });
 
@@ -153,6 +196,24 @@ export async function deploy(options: DeployOptions, log: Logger): Promise<Deplo
         for (const line of planLines(done, { done: true })) log.info(line);
         return done;
       });
+
+      let probe: ProbeResult | undefined;
+      if (options.probe) {
+        probe = await log.group(
+          "Probe the whole loop: database → pg_net → execute_current_job → database",
+          async () => {
+            const result = await runProbe(client, options.probeOptions);
+            if (result.ok) log.info(`The probe came back in ${result.ms} ms: calls will go out.`);
+            return result;
+          },
+        );
+        if (!probe.ok) throw new ProbeError(probe.link, probe.message);
+      }
+      const checks = await log.group("Health", async () => {
+        const found = (await runDoctor(client, { probe: false })).filter((c) => c.name !== "tick");
+        for (const line of checkLines(found)) log.info(line);
+        return found;
+      });
       return {
         dryRun: false,
         schemaVersion: schema.version,
@@ -162,7 +223,9 @@ export async function deploy(options: DeployOptions, log: Logger): Promise<Deplo
         plan: applied,
         changed: schema.applied.length > 0 || functionsUrlChanged || planChangesQueues(applied),
         functionsUrlChanged,
-        tickSchedule: schema.tickSchedule,
+        tick: schema.tick,
+        probe,
+        checks,
         secretCreated: schema.secretCreated,
       };
     } finally {
@@ -191,6 +254,8 @@ async function planAgainst(
   log: Logger,
 ): Promise<{ config: QueueFile; plan: Plan; schemaVersion: number | null; functionsUrl: string | null }> {
   const state = await readInstalledState(client);
+  // Before anything changes: a tick that cannot run as asked stops the run here, saying what to do.
+  await checkTick(client, options.tick);
   let file = config;
   if (state.maxCallTimeoutMs !== null && state.maxCallTimeoutMs !== DEFAULT_MAX_CALL_TIMEOUT_MS) {
     file = readQueueFile(options, log, state.maxCallTimeoutMs);

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type pg from "pg";
 import { type MigrateResult, migrate } from "../db/migrate.ts";
+import { scheduleTick, type TickMode, type TickState } from "./tick.ts";
 
 export const VAULT_SECRET_NAME = "supaqueue_secret";
 
@@ -9,14 +10,18 @@ export interface SchemaSettings {
   functionsUrl: string;
   /** The shared secret; when absent the one in Vault is kept, or a new one is generated on the first install. */
   secret?: string;
+  /** Who runs tick(): pg_cron (scheduled here; the deploy enables it first) or the caller (default). */
+  tick?: TickMode;
+  /** Whether this run created the pg_cron extension (reported in the tick's state). */
+  enabledPgCron?: boolean;
 }
 
 export interface SchemaInstall extends MigrateResult {
   /** The shared secret now in Vault (to be set as the function's SUPAQUEUE_SECRET). */
   secret: string;
   secretCreated: boolean;
-  /** pg_cron schedule of tick(), or null when pg_cron is not installed. */
-  tickSchedule: string | null;
+  /** How tick() runs. */
+  tick: TickState;
 }
 
 /** The functions base URL of a hosted Supabase project. */
@@ -55,11 +60,9 @@ export async function installSchema(client: pg.ClientBase, settings: SchemaSetti
     } else if (current.secret !== secret) {
       await client.query("select vault.update_secret($1, $2)", [current.id, secret]);
     }
-    const tick = await client.query<{ schedule: string | null }>(
-      "select supaqueue.schedule_tick() as schedule",
-    );
+    const tick = await scheduleTick(client, settings.tick ?? "external", settings.enabledPgCron ?? false);
     await client.query("commit");
-    return { ...migrated, secret, secretCreated, tickSchedule: tick.rows[0]?.schedule ?? null };
+    return { ...migrated, secret, secretCreated, tick };
   } catch (error) {
     await client.query("rollback");
     throw error;

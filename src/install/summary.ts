@@ -2,6 +2,7 @@ import type { ConfigProblem } from "../config/types.ts";
 import type { DeployResult } from "./deploy.ts";
 import type { Plan, ScheduleChange } from "./plan.ts";
 import { readKeyHint } from "./signing.ts";
+import { describeTick } from "./tick.ts";
 
 const PAUSED_NOTE = "it is removed by a later run once its jobs are done";
 
@@ -94,6 +95,9 @@ export function summaryJson(result: DeployResult) {
     migrations: result.migrations,
     functionUrl: result.functionUrl,
     functionsUrlChanged: result.functionsUrlChanged,
+    ...(result.tick ? { tick: result.tick } : {}),
+    ...(result.probe ? { probe: result.probe } : {}),
+    ...(result.checks ? { health: result.checks } : {}),
     queues: {
       created: plan.queues.filter((q) => q.action === "create").map((q) => q.name),
       changed: plan.queues
@@ -131,7 +135,15 @@ export function summaryMarkdown(result: DeployResult): string {
   out.push(
     `| Migrations ${result.dryRun ? "to apply" : "applied"} | ${result.migrations.length > 0 ? result.migrations.map((m) => `\`${m}\``).join(", ") : "none"} |`,
   );
-  out.push(`| Function | ${result.functionUrl}${result.functionsUrlChanged ? " (changed)" : ""} |`, "");
+  out.push(`| Function | ${result.functionUrl}${result.functionsUrlChanged ? " (changed)" : ""} |`);
+  if (result.tick) out.push(`| Tick | ${escapeCell(describeTick(result.tick).replace(/^tick: /, ""))} |`);
+  if (result.probe?.ok) out.push(`| The whole loop | a probe came back in ${result.probe.ms} ms |`);
+  for (const check of result.checks ?? []) {
+    out.push(
+      `| ${escapeCell(check.name)} | ${check.ok ? "" : "**problem**: "}${escapeCell(check.detail)}${check.ok || !check.fix ? "" : ` — ${escapeCell(check.fix)}`} |`,
+    );
+  }
+  out.push("");
   if (!result.changed) out.push("**No changes**: the database already matches the queue file.", "");
   const rows: string[] = [];
   for (const q of plan.queues) {

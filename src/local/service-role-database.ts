@@ -9,11 +9,11 @@ import type { Database, ReportAnswer } from "../../functions/execute_current_job
  */
 export function serviceRoleDatabase(pool: pg.Pool): Database {
   return {
-    async claim(ids) {
+    async claim(ids, probe) {
       const { rows } = await asServiceRole(
         pool,
-        "select public.supaqueue_claim_current_jobs($1::bigint[]) as calls",
-        [ids],
+        "select public.supaqueue_claim_current_jobs($1::bigint[], $2::uuid) as calls",
+        [ids, probe ?? null],
       );
       return (rows[0]?.calls as unknown[]) ?? [];
     },

@@ -8,6 +8,7 @@ import type { Plan } from "../install/plan.ts";
 import { reconcileQueues } from "../install/reconcile.ts";
 import { installSchema } from "../install/schema.ts";
 import { FUNCTION_NAME } from "../install/stage.ts";
+import { pgCronReady, type TickState } from "../install/tick.ts";
 import { type PgNetWorker, startPgNetWorker } from "../standins/pgnet-worker.ts";
 import {
   createProjectDatabase,
@@ -152,15 +153,19 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     const client = await connect(dbUrl);
     let plan: Plan | null = null;
     let secret: string;
-    let tickSchedule: string | null;
+    let tick: TickState;
     let standinPgNet: boolean;
     try {
       log(
         `Installing Supaqueue as ${superuser ? INSTALLER_ROLE : "the given user"} (functions at ${functionsUrl})...`,
       );
-      const installed = await installSchema(client, { functionsUrl });
+      // pg_cron runs tick where it already can (a `supabase start` stack); otherwise this stack runs it itself.
+      const installed = await installSchema(client, {
+        functionsUrl,
+        tick: (await pgCronReady(client)) ? "pg_cron" : "external",
+      });
       secret = installed.secret;
-      tickSchedule = installed.tickSchedule;
+      tick = installed.tick;
       if (options.config) {
         const config =
           typeof options.config === "function" ? options.config(functions.origin) : options.config;
@@ -179,7 +184,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     const handler = createHandler({
       secret,
       db: {
-        claim: (ids) => db.claim(ids),
+        claim: (ids, probe) => db.claim(ids, probe),
         async completeAndClaim(outcomes, claimWithinMs) {
           const answer = await db.completeAndClaim(outcomes, claimWithinMs);
           const finished = new Set(answer.finished.map(String));
@@ -208,11 +213,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       cleanups.push(() => w.stop());
     }
 
-    if (tickSchedule === null) {
+    if (tick.mode === "external") {
       const ticker = startTicker(dbUrl, options.tickMs ?? 1000, log);
       cleanups.push(() => ticker.stop());
     } else {
-      log(`pg_cron runs supaqueue.tick() (${tickSchedule}).`);
+      log(`pg_cron runs supaqueue.tick() (${tick.schedule}).`);
     }
 
     return {

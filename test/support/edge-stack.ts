@@ -1,4 +1,4 @@
-import { type SentRequest, startPgNetWorker } from "../../src/standins/pgnet-worker.ts";
+import { type PgNetWorker, type SentRequest, startPgNetWorker } from "../../src/standins/pgnet-worker.ts";
 import { installedDatabase, TEST_SECRET, type TestDatabase } from "./db.ts";
 import { type ServedFunction, serveFunction } from "./deno.ts";
 import { type Gateway, startGateway } from "./gateway.ts";
@@ -75,6 +75,9 @@ export interface EdgeStack {
   attempts(jobId: string): Promise<AttemptRow[]>;
   /** Runs `select supaqueue.tick()` every `everyMs` until stopped, as pg_cron does every second in production. */
   startTicker(everyMs?: number): { stop(): Promise<void> };
+  /** Stops pg_net's worker (requests then wait in its queue), as when it is down; resumePgNet starts it again. */
+  pausePgNet(): Promise<void>;
+  resumePgNet(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -109,10 +112,12 @@ export async function startEdgeStack(options: EdgeStackOptions = {}): Promise<Ed
     options.leaseGraceMs ?? 1000,
   ]);
   const pgnetRequests: SentRequest[] = [];
-  const pgnet = await startPgNetWorker(db.adminUrl, {
-    wakePollMs: 100,
-    onRequest: (request) => pgnetRequests.push(request),
-  });
+  const startPgNet = () =>
+    startPgNetWorker(db.adminUrl, {
+      wakePollMs: 100,
+      onRequest: (request) => pgnetRequests.push(request),
+    });
+  let pgnet: PgNetWorker | null = await startPgNet();
 
   let queues = 0;
   const stack: EdgeStack = {
@@ -196,8 +201,17 @@ export async function startEdgeStack(options: EdgeStackOptions = {}): Promise<Ed
       };
     },
 
+    async pausePgNet() {
+      await pgnet?.stop();
+      pgnet = null;
+    },
+
+    async resumePgNet() {
+      pgnet ??= await startPgNet();
+    },
+
     async stop() {
-      await pgnet.stop();
+      await pgnet?.stop();
       await fn.stop();
       await gateway.stop();
       await postgrest.stop();

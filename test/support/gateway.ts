@@ -15,7 +15,10 @@ export interface Gateway {
   origin: string;
   /** What supaqueue.configure(functions_url => ...) takes: http://127.0.0.1:PORT/functions/v1 */
   functionsUrl: string;
-  /** Where execute_current_job runs; settable once its process listens (it needs the gateway's URL first). */
+  /**
+   * Where execute_current_job runs; settable once its process listens (it needs the gateway's URL first). Empty: the
+   * function is not deployed, and the gateway answers 404 as the platform does.
+   */
   executeOrigin: string;
   stop(): Promise<void>;
 }
@@ -73,6 +76,12 @@ export async function startGateway(
     if (options.verifyJwt?.(route.name) && req.headers.authorization !== `Bearer ${options.jwt}`) {
       req.resume();
       return refuseJwt(res);
+    }
+    if (route.name === EXECUTE_FUNCTION && state.executeOrigin === "") {
+      // What the platform answers for a function that is not deployed.
+      req.resume();
+      res.writeHead(404, { "Content-Type": "application/json" });
+      return void res.end(JSON.stringify({ code: "NOT_FOUND", message: "Requested function was not found" }));
     }
     const origin = route.name === EXECUTE_FUNCTION ? state.executeOrigin : othersOrigin;
     forward(req, res, new URL(route.path, origin));
