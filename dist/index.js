@@ -37610,9 +37610,19 @@ async function cronFacts(client) {
     const { rows } = await client.query(`
     select (select e.extversion from pg_catalog.pg_extension e where e.extname = 'pg_cron') as installed,
            exists (select from pg_catalog.pg_available_extensions a where a.name = 'pg_cron') as available,
-           current_setting('cron.database_name', true) as "cronDatabase",
            current_database() as database`);
-    return rows[0];
+    const facts = rows[0];
+    let cronDatabase;
+    try {
+        const setting = await client.query("select current_setting('cron.database_name', true) as name");
+        cronDatabase = setting.rows[0]?.name ?? null;
+    }
+    catch (error) {
+        if (error.code !== "42501")
+            throw error;
+        cronDatabase = "unreadable";
+    }
+    return { ...facts, cronDatabase };
 }
 /**
  * Checks, changing nothing, that tick can run as asked: pg_cron available and loaded on the server, and running its
@@ -37625,10 +37635,11 @@ async function checkTick(client, mode) {
     if (!facts.installed && !facts.available) {
         throw new TickError(`supaqueue.tick() must run every second, and this Postgres server has no pg_cron to run it (Supabase projects have it: Database → Extensions). Install pg_cron on the server, ${EXTERNAL_HINT}.`);
     }
-    if (facts.cronDatabase === null || facts.cronDatabase === "") {
+    const loaded = facts.cronDatabase === "unreadable" || Boolean(facts.cronDatabase);
+    if (!loaded) {
         throw new TickError(`pg_cron is not loaded on this server (it must be in shared_preload_libraries, with cron.database_name set), so it cannot run supaqueue.tick() every second. Load it and restart the server, ${EXTERNAL_HINT}.`);
     }
-    if (facts.cronDatabase !== facts.database) {
+    if (facts.cronDatabase !== "unreadable" && facts.cronDatabase !== facts.database) {
         throw new TickError(`pg_cron runs its jobs only in the database "${facts.cronDatabase}" (cron.database_name), and Supaqueue is being installed into "${facts.database}". Install Supaqueue into "${facts.cronDatabase}" (on Supabase: postgres), ${EXTERNAL_HINT}.`);
     }
 }
@@ -37677,7 +37688,7 @@ async function scheduleTick(client, mode, enabledPgCron) {
 /** Whether pg_cron already runs jobs in this database, so a stack may leave tick to it (local mode). */
 async function pgCronReady(client) {
     const facts = await cronFacts(client);
-    return facts.installed !== null && facts.cronDatabase === facts.database;
+    return (facts.installed !== null && (facts.cronDatabase === facts.database || facts.cronDatabase === "unreadable"));
 }
 /** The tick's state in words, for the log and the summary. */
 function describeTick(tick) {

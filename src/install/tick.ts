@@ -32,18 +32,32 @@ const EXTERNAL_HINT =
 interface CronFacts {
   installed: string | null;
   available: boolean;
-  /** cron.database_name: set only where the pg_cron library is loaded (shared_preload_libraries). */
-  cronDatabase: string | null;
+  /**
+   * cron.database_name: defined only where the pg_cron library is loaded (shared_preload_libraries), and readable only
+   * by a superuser or pg_read_all_settings. "unreadable" (a permission error) therefore still says that pg_cron is
+   * loaded; which database it serves is then learnt from `create extension`, which refuses any other.
+   */
+  cronDatabase: string | null | "unreadable";
   database: string;
 }
 
 async function cronFacts(client: pg.ClientBase): Promise<CronFacts> {
-  const { rows } = await client.query<CronFacts>(`
+  const { rows } = await client.query<Omit<CronFacts, "cronDatabase">>(`
     select (select e.extversion from pg_catalog.pg_extension e where e.extname = 'pg_cron') as installed,
            exists (select from pg_catalog.pg_available_extensions a where a.name = 'pg_cron') as available,
-           current_setting('cron.database_name', true) as "cronDatabase",
            current_database() as database`);
-  return rows[0] as CronFacts;
+  const facts = rows[0] as Omit<CronFacts, "cronDatabase">;
+  let cronDatabase: CronFacts["cronDatabase"];
+  try {
+    const setting = await client.query<{ name: string | null }>(
+      "select current_setting('cron.database_name', true) as name",
+    );
+    cronDatabase = setting.rows[0]?.name ?? null;
+  } catch (error) {
+    if ((error as { code?: string }).code !== "42501") throw error;
+    cronDatabase = "unreadable";
+  }
+  return { ...facts, cronDatabase };
 }
 
 /**
@@ -58,12 +72,13 @@ export async function checkTick(client: pg.ClientBase, mode: TickMode): Promise<
       `supaqueue.tick() must run every second, and this Postgres server has no pg_cron to run it (Supabase projects have it: Database → Extensions). Install pg_cron on the server, ${EXTERNAL_HINT}.`,
     );
   }
-  if (facts.cronDatabase === null || facts.cronDatabase === "") {
+  const loaded = facts.cronDatabase === "unreadable" || Boolean(facts.cronDatabase);
+  if (!loaded) {
     throw new TickError(
       `pg_cron is not loaded on this server (it must be in shared_preload_libraries, with cron.database_name set), so it cannot run supaqueue.tick() every second. Load it and restart the server, ${EXTERNAL_HINT}.`,
     );
   }
-  if (facts.cronDatabase !== facts.database) {
+  if (facts.cronDatabase !== "unreadable" && facts.cronDatabase !== facts.database) {
     throw new TickError(
       `pg_cron runs its jobs only in the database "${facts.cronDatabase}" (cron.database_name), and Supaqueue is being installed into "${facts.database}". Install Supaqueue into "${facts.cronDatabase}" (on Supabase: postgres), ${EXTERNAL_HINT}.`,
     );
@@ -120,7 +135,9 @@ export async function scheduleTick(
 /** Whether pg_cron already runs jobs in this database, so a stack may leave tick to it (local mode). */
 export async function pgCronReady(client: pg.ClientBase): Promise<boolean> {
   const facts = await cronFacts(client);
-  return facts.installed !== null && facts.cronDatabase === facts.database;
+  return (
+    facts.installed !== null && (facts.cronDatabase === facts.database || facts.cronDatabase === "unreadable")
+  );
 }
 
 /** The tick's state in words, for the log and the summary. */
