@@ -34601,7 +34601,7 @@ function extend(target) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8475);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3031);
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 
@@ -34610,7 +34610,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 8475:
+/***/ 3031:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -37860,25 +37860,99 @@ function show(value) {
         return `a ${value.kind}`;
     return JSON.stringify(value);
 }
-function isHttpUrl(value) {
-    if (!/^https?:\/\/[^/?#\s]+[^\s]*$/.test(value))
-        return false;
-    try {
-        const url = new URL(value);
-        return url.protocol === "http:" || url.protocol === "https:";
+
+;// CONCATENATED MODULE: ./src/config/characters.ts
+// Naming a character in a message: a control character or a space cannot be shown, so it is named instead.
+/** The first character of `text` for which `isBad` holds, or null. */
+function findCharacter(text, isBad) {
+    let index = 0;
+    for (const char of text) {
+        const codePoint = char.codePointAt(0);
+        if (isBad(codePoint))
+            return { index, what: describeCharacter(char), codePoint };
+        index += char.length;
     }
-    catch {
-        return false;
+    return null;
+}
+function describeCharacter(char) {
+    const codePoint = char.codePointAt(0);
+    const code = `U+${codePoint.toString(16).toUpperCase().padStart(4, "0")}`;
+    switch (codePoint) {
+        case 0x0d:
+            return "a carriage return (CR)";
+        case 0x0a:
+            return "a line feed (LF)";
+        case 0x00:
+            return `a NUL character (${code})`;
+        case 0x20:
+            return "a space";
+        case 0x09:
+            return "a tab";
     }
+    if (codePoint < 0x20 || (codePoint >= 0x7f && codePoint <= 0x9f))
+        return `the control character ${code}`;
+    if (/\s/u.test(char))
+        return `the space character ${code}`;
+    return `"${char}" (${code})`;
+}
+/** RFC 9110 control characters other than HTAB, which a field value cannot hold. */
+function isControl(codePoint) {
+    return (codePoint < 0x20 && codePoint !== 0x09) || codePoint === 0x7f;
+}
+
+;// CONCATENATED MODULE: ./src/config/variables.ts
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: supaqueue.yml writes ${VAR} literally.
+// `${VAR}` in supaqueue.yml (header values and URLs): filled in from the environment of the deploy, which is the
+// action's env: or the shell of `supaqueue deploy`. The result is a secret: messages name the variables, never
+// their values.
+const VARIABLE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+/** The variables a value names, each once, in order. */
+function variablesIn(text) {
+    return [...new Set([...text.matchAll(VARIABLE)].map((m) => m[1]))];
+}
+/** Fills in every `${VAR}`; an unset or empty variable is missing. */
+function resolveVariables(text, env) {
+    const variables = variablesIn(text);
+    const missing = variables.filter((v) => !env[v]);
+    if (missing.length > 0)
+        return { missing };
+    const parts = [];
+    let last = 0;
+    for (const match of text.matchAll(VARIABLE)) {
+        const name = match[1];
+        parts.push({ text: text.slice(last, match.index), variable: null });
+        parts.push({ text: env[name], variable: name });
+        last = match.index + match[0].length;
+    }
+    parts.push({ text: text.slice(last), variable: null });
+    return { value: parts.map((p) => p.text).join(""), parts, variables };
+}
+/** What to do about unset variables, in words that fit the action and the command line alike. */
+function missingVariablesMessage(missing) {
+    const first = missing[0];
+    return `${missing.map((v) => `\${${v}}`).join(", ")} ${missing.length === 1 ? "is" : "are"} not set (or empty); set ${listOf(missing)} in the environment (the action's env:, e.g. ${first}: \${{ secrets.${first} }}, or your shell)`;
+}
+/** "${A}", "${A} and ${B}", "${A}, ${B} and ${C}". */
+function variableList(variables) {
+    return listOf(variables.map((v) => `\${${v}}`));
+}
+function listOf(items) {
+    return items.length <= 1 ? (items[0] ?? "") : `${items.slice(0, -1).join(", ")} and ${items.at(-1)}`;
 }
 
 ;// CONCATENATED MODULE: ./src/config/headers.ts
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: supaqueue.yml writes ${VAR} literally.
 
 
+
+
 // An HTTP header name is an RFC 9110 token.
 const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
-const VARIABLE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+// A header value is one line of visible characters, spaces and tabs (RFC 9110 field-value). fetch refuses CR, LF
+// and NUL and any character beyond U+00FF, and trims spaces and tabs at either end, so a value that breaks these
+// rules is refused here: installed, it would fail every call of the queue, or send something other than written.
+const ONE_LINE = "a header value is one line of visible characters, spaces and tabs (RFC 9110): a call carrying it would be refused, so every job of the queue would fail";
+const BYTES = "header values are sent as bytes, and fetch refuses characters beyond U+00FF, so every job of the queue would fail: percent-encode it, or send it in the payload";
 /**
  * Checks a queue's headers. A value holding ${VAR} is resolved from the environment and becomes a secret header
  * (stored in Vault); any other value is a plain header. Header names are compared ignoring case.
@@ -37911,20 +37985,63 @@ function validateHeaders(node, field, report, options) {
             report(valueNode ?? pair.key, where, `must be a string, not ${show(value)}; quote it, e.g. "2"`);
             continue;
         }
-        const variables = [...value.matchAll(VARIABLE)].map((m) => m[1]);
-        if (variables.length === 0) {
+        const resolved = resolveVariables(value, options.env);
+        if (resolved.missing) {
+            report(valueNode, where, missingVariablesMessage(resolved.missing));
+            continue;
+        }
+        const problem = headerValueProblem(resolved.parts, valueNode);
+        if (problem) {
+            report(valueNode, where, problem);
+            continue;
+        }
+        if (resolved.variables.length === 0)
             headers[header] = value;
-            continue;
-        }
-        const missing = variables.filter((v) => !options.env[v]);
-        if (missing.length > 0) {
-            report(valueNode, where, `${missing.map((v) => `\${${v}}`).join(", ")} ${missing.length === 1 ? "is" : "are"} not set (or empty) in the action's environment; pass ${missing.length === 1 ? "it" : "them"} with "env:" on the step, e.g. ${missing[0]}: \${{ secrets.${missing[0]} }}`);
-            continue;
-        }
-        const resolved = value.replace(VARIABLE, (_, v) => options.env[v] ?? "");
-        secretHeaders.push({ header, value: resolved, variables });
+        else
+            secretHeaders.push({ header, value: resolved.value, variables: resolved.variables });
     }
     return { headers, secretHeaders };
+}
+/**
+ * What keeps a header value (written text and filled-in variables) from being sent as it is, or null. A fault in
+ * a variable names the variable, never its value.
+ */
+function headerValueProblem(parts, node) {
+    for (const part of parts) {
+        const whose = whoseValue(part);
+        const control = findCharacter(part.text, isControl);
+        if (control) {
+            const atEnd = control.index === part.text.length - 1 && control.codePoint === 0x0a;
+            if (atEnd && part.variable) {
+                return `${whose} contains ${control.what} (at its end: was it saved with a trailing newline?); ${ONE_LINE}`;
+            }
+            if (atEnd && isBlockScalar(node)) {
+                return `${whose} ends with ${control.what}: a block scalar (| or >) keeps its last line break unless you write |- or >- (${ONE_LINE})`;
+            }
+            return `${whose} contains ${control.what}; ${ONE_LINE}`;
+        }
+        const wide = findCharacter(part.text, (c) => c > 0xff);
+        if (wide)
+            return `${whose} contains ${wide.what}; ${BYTES}`;
+    }
+    const filled = parts.filter((p) => p.text !== "");
+    const first = filled[0];
+    const last = filled.at(-1);
+    const edge = (char) => (char === " " ? "a space" : char === "\t" ? "a tab" : null);
+    const starts = edge(first?.text[0]);
+    if (first && starts)
+        return `${whoseValue(first)} starts with ${starts}, which HTTP would trim; remove it`;
+    const ends = edge(last?.text.at(-1));
+    if (last && ends)
+        return `${whoseValue(last)} ends with ${ends}, which HTTP would trim; remove it`;
+    return null;
+}
+/** "the value", or "the value of ${TOKEN}" for what a variable filled in. */
+function whoseValue(part) {
+    return part.variable ? `the value of \${${part.variable}}` : "the value";
+}
+function isBlockScalar(node) {
+    return (0,dist/* isScalar */.jn)(node) && (node.type === dist/* Scalar */.X5.BLOCK_LITERAL || node.type === dist/* Scalar */.X5.BLOCK_FOLDED);
 }
 
 ;// CONCATENATED MODULE: ./src/config/cron.ts
@@ -38074,8 +38191,80 @@ function validateSchedule(pair, at, report) {
     };
 }
 
+;// CONCATENATED MODULE: ./src/config/url.ts
+
+
+
+// A queue's `url`. It may hold ${VAR} (a token in the query, or the whole URL of a webhook whose path is its
+// secret): the URL as written is safe to store and print, the filled-in one is a secret for Vault. Either way the
+// URL that is called must be an absolute http(s) URL without a user name or password, which fetch refuses.
+const URL_FORMS = "an absolute http:// or https:// URL, which may hold ${VAR} (e.g. ?token=${HOOK_TOKEN}), or ${VAR} for the whole URL";
+const CREDENTIALS = 'send them in a header instead, e.g. "Authorization: Basic ${BASIC_AUTH}", or keep a token in the environment and write it in the URL as ${VAR}, e.g. "?token=${HOOK_TOKEN}"';
+// As written: http(s) with a host and no user name or password, or starting with a variable. Whitespace never.
+// schema/supaqueue.schema.json has the same pattern.
+const WRITTEN = /^(https?:\/\/[^/?#\s@]+([/?#]\S*)?|\$\{[A-Za-z_][A-Za-z0-9_]*\}\S*)$/;
+const HAS_CREDENTIALS = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*@/;
+/** The URL as written and, when it holds ${VAR}, the filled-in URL; null when it is unusable (reported). */
+function validateUrl(node, field, report, env) {
+    const value = scalar(node);
+    if (typeof value === "string" && HAS_CREDENTIALS.test(value)) {
+        // Not echoed: the password is in it.
+        report(node, field, `a URL may not carry a user name or password (fetch refuses such a URL, so every call would fail, and the URL as written is stored and printed); ${CREDENTIALS}`);
+        return null;
+    }
+    if (typeof value !== "string" || !WRITTEN.test(value)) {
+        report(node, field, `invalid URL ${show(value)}; allowed: ${URL_FORMS}`);
+        return null;
+    }
+    const resolved = resolveVariables(value, env);
+    if (resolved.missing) {
+        report(node, field, missingVariablesMessage(resolved.missing));
+        return null;
+    }
+    if (resolved.variables.length === 0) {
+        if (isHttpUrl(value))
+            return { url: value, urlSecret: null };
+        report(node, field, `invalid URL ${show(value)}; allowed: ${URL_FORMS}`);
+        return null;
+    }
+    // From here on the filled-in URL is a secret: messages name the variables, never what they hold.
+    for (const part of resolved.parts) {
+        const bad = part.variable ? findCharacter(part.text, isSpaceOrControl) : null;
+        if (bad) {
+            const atEnd = bad.index === part.text.length - 1 ? " (at its end: was it saved with a trailing newline?)" : "";
+            report(node, field, `the value of \${${part.variable}} contains ${bad.what}${atEnd}; a URL cannot hold spaces or control characters: fix the variable's value`);
+            return null;
+        }
+    }
+    const once = `once ${variableList(resolved.variables)} ${resolved.variables.length === 1 ? "is" : "are"} filled in`;
+    if (HAS_CREDENTIALS.test(resolved.value)) {
+        report(node, field, `${once}, the URL carries a user name or password, which fetch refuses (every call would fail); ${CREDENTIALS}`);
+        return null;
+    }
+    if (!isHttpUrl(resolved.value)) {
+        report(node, field, `${once}, the URL is not an absolute http:// or https:// URL; check the variable${resolved.variables.length === 1 ? "'s value" : "s' values"} in the environment (its value is not shown)`);
+        return null;
+    }
+    return { url: value, urlSecret: { value: resolved.value, variables: resolved.variables } };
+}
+function isSpaceOrControl(codePoint) {
+    return codePoint <= 0x20 || codePoint === 0x7f || /\s/u.test(String.fromCodePoint(codePoint));
+}
+function isHttpUrl(value) {
+    if (!/^https?:\/\/[^/?#\s]+[^\s]*$/.test(value))
+        return false;
+    try {
+        const url = new URL(value);
+        return (url.protocol === "http:" || url.protocol === "https:") && !url.username && !url.password;
+    }
+    catch {
+        return false;
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/config/validate.ts
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: supaqueue.yml writes ${VAR} literally.
+
 
 
 
@@ -38103,8 +38292,8 @@ const QUEUE_KEYS = [
 ];
 const BACKOFF_KEYS = ["base", "max"];
 /**
- * Parses supaqueue.yml, checks it, fills in defaults and resolves `${VAR}` in header values. Every problem is
- * collected with its line and column (nothing stops at the first one), so one run shows them all.
+ * Parses supaqueue.yml, checks it, fills in defaults and resolves `${VAR}` in header values and URLs. Every problem
+ * is collected with its line and column (nothing stops at the first one), so one run shows them all.
  */
 function validateConfigText(text, file, options) {
     const lines = new dist/* LineCounter */.HN();
@@ -38191,6 +38380,7 @@ function validateQueue(pair, at, report, options, problemsSoFar) {
     const url = get("url");
     let functionName = null;
     let urlValue = null;
+    let urlSecret = null;
     if ((fn === undefined) === (url === undefined)) {
         report(fn ?? url ?? keyNode, field, fn
             ? 'has both "function" and "url"; set exactly one of them'
@@ -38205,16 +38395,9 @@ function validateQueue(pair, at, report, options, problemsSoFar) {
             functionName = value;
     }
     if (url !== undefined) {
-        const value = scalar(url);
-        if (typeof value !== "string" || !isHttpUrl(value)) {
-            report(url, sub("url"), `invalid URL ${show(value)}; allowed: an absolute http:// or https:// URL`);
-        }
-        else if (VARIABLE.test(value)) {
-            report(url, sub("url"), '"${VAR}" is only allowed in header values, which are stored in Vault');
-        }
-        else
-            urlValue = value;
-        VARIABLE.lastIndex = 0;
+        const checked = validateUrl(url, sub("url"), report, options.env);
+        urlValue = checked?.url ?? null;
+        urlSecret = checked?.urlSecret ?? null;
     }
     let method = QUEUE_DEFAULTS.method;
     const methodNode = get("method");
@@ -38276,6 +38459,7 @@ function validateQueue(pair, at, report, options, problemsSoFar) {
     return {
         name,
         url: urlValue,
+        urlSecret,
         functionName,
         method,
         headers,
@@ -39667,10 +39851,13 @@ async function deploy(options, log) {
 }
 function readQueueFile(options, log, maxCallTimeoutMs) {
     const config = loadConfig(options.configPath, options.configFile, { env: options.env, maxCallTimeoutMs });
-    // Header values that come from the environment are secrets: mask them before anything could print them.
-    for (const queue of config.queues)
+    // Header values and URLs that come from the environment are secrets: mask them before anything could print them.
+    for (const queue of config.queues) {
         for (const header of queue.secretHeaders)
             log.secret(header.value);
+        if (queue.urlSecret)
+            log.secret(queue.urlSecret.value);
+    }
     return config;
 }
 /**
@@ -42618,7 +42805,7 @@ __webpack_unused_export__ = identity.isPair;
 exports.jn = identity.isScalar;
 exports.oP = identity.isSeq;
 __webpack_unused_export__ = Pair.Pair;
-__webpack_unused_export__ = Scalar.Scalar;
+exports.X5 = Scalar.Scalar;
 __webpack_unused_export__ = YAMLMap.YAMLMap;
 __webpack_unused_export__ = YAMLSeq.YAMLSeq;
 __webpack_unused_export__ = cst;

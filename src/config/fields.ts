@@ -104,13 +104,3 @@ export function show(value: unknown): string {
   if (typeof value === "object" && "kind" in value) return `a ${(value as { kind: string }).kind}`;
   return JSON.stringify(value);
 }
-
-export function isHttpUrl(value: string): boolean {
-  if (!/^https?:\/\/[^/?#\s]+[^\s]*$/.test(value)) return false;
-  try {
-    const url = new URL(value);
-    return url.protocol === "http:" || url.protocol === "https:";
-  } catch {
-    return false;
-  }
-}

@@ -7,7 +7,6 @@ import {
   checkKeys,
   duration,
   integer,
-  isHttpUrl,
   NAME,
   NAME_RULE,
   type Report,
@@ -16,7 +15,7 @@ import {
   show,
   statusCodes,
 } from "./fields.ts";
-import { VARIABLE, validateHeaders } from "./headers.ts";
+import { validateHeaders } from "./headers.ts";
 import { validateSchedules } from "./schedules.ts";
 import {
   type ConfigProblem,
@@ -27,7 +26,9 @@ import {
   QUEUE_DEFAULTS,
   type QueueFile,
   type QueueSpec,
+  type UrlSecret,
 } from "./types.ts";
+import { validateUrl } from "./url.ts";
 
 export const QUEUE_NAME = NAME;
 const FUNCTION_NAME = /^[A-Za-z0-9_-]{1,128}$/;
@@ -64,8 +65,8 @@ export interface Validated {
 }
 
 /**
- * Parses supaqueue.yml, checks it, fills in defaults and resolves `${VAR}` in header values. Every problem is
- * collected with its line and column (nothing stops at the first one), so one run shows them all.
+ * Parses supaqueue.yml, checks it, fills in defaults and resolves `${VAR}` in header values and URLs. Every problem
+ * is collected with its line and column (nothing stops at the first one), so one run shows them all.
  */
 export function validateConfigText(text: string, file: string, options: ValidateOptions): Validated {
   const lines = new LineCounter();
@@ -169,6 +170,7 @@ function validateQueue(
   const url = get("url");
   let functionName: string | null = null;
   let urlValue: string | null = null;
+  let urlSecret: UrlSecret | null = null;
   if ((fn === undefined) === (url === undefined)) {
     report(
       fn ?? url ?? keyNode,
@@ -189,13 +191,9 @@ function validateQueue(
     } else functionName = value;
   }
   if (url !== undefined) {
-    const value = scalar(url);
-    if (typeof value !== "string" || !isHttpUrl(value)) {
-      report(url, sub("url"), `invalid URL ${show(value)}; allowed: an absolute http:// or https:// URL`);
-    } else if (VARIABLE.test(value)) {
-      report(url, sub("url"), '"${VAR}" is only allowed in header values, which are stored in Vault');
-    } else urlValue = value;
-    VARIABLE.lastIndex = 0;
+    const checked = validateUrl(url, sub("url"), report, options.env);
+    urlValue = checked?.url ?? null;
+    urlSecret = checked?.urlSecret ?? null;
   }
 
   let method: HttpMethod = QUEUE_DEFAULTS.method;
@@ -303,6 +301,7 @@ function validateQueue(
   return {
     name,
     url: urlValue,
+    urlSecret,
     functionName,
     method,
     headers,
