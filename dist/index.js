@@ -34601,7 +34601,7 @@ function extend(target) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3031);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(475);
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 
@@ -34610,7 +34610,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 3031:
+/***/ 475:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -37710,6 +37710,17 @@ const DURATION_FORMS = "250ms, 30s, 5m, 1h, or a number of seconds";
  * Returns null when the value is none of these (or is not a whole number of milliseconds).
  */
 function parseDuration(value) {
+    const ms = milliseconds(value);
+    if (ms === null)
+        return null;
+    const rounded = Math.round(ms);
+    return Math.abs(rounded - ms) < 1e-6 ? rounded : null;
+}
+/** Whether a value has a duration's form but is not a whole number of milliseconds, like `0.5ms`. */
+function isFractionOfMillisecond(value) {
+    return milliseconds(value) !== null && parseDuration(value) === null;
+}
+function milliseconds(value) {
     let ms;
     if (typeof value === "number") {
         ms = value * 1000;
@@ -37723,10 +37734,7 @@ function parseDuration(value) {
     else {
         return null;
     }
-    if (!Number.isFinite(ms) || ms < 0)
-        return null;
-    const rounded = Math.round(ms);
-    return Math.abs(rounded - ms) < 1e-6 ? rounded : null;
+    return Number.isFinite(ms) && ms >= 0 ? ms : null;
 }
 /** A duration in the shortest form that reads well: 250ms, 30s, 5m, 1h. */
 function formatDuration(ms) {
@@ -37739,12 +37747,68 @@ function formatDuration(ms) {
     return `${ms}ms`;
 }
 
+;// CONCATENATED MODULE: ./src/config/limits.ts
+// The upper bound of every number in supaqueue.yml, each with the reason a message gives for it. The JSON Schema
+// (schema/supaqueue.schema.json) states the same bounds and reasons; test/config-bounds.test.ts keeps them equal.
+const HOUR_MS = 3_600_000;
+const LIMITS = {
+    workers: {
+        max: 1000,
+        label: "1,000",
+        why: "a queue's calls in flight are bounded by what one project's edge functions can run at once, and each worker is a row the deploy writes",
+    },
+    maxAttempts: {
+        max: 1000,
+        label: "1,000",
+        why: "each attempt is a call and a row of the job's attempt history; retry a job that ran out by hand (supaqueue.retry) instead",
+    },
+    backoffMs: {
+        max: 576 * HOUR_MS,
+        label: "576h (24 days)",
+        why: "the database keeps it in milliseconds in a 32-bit integer, which ends at 24.8 days",
+    },
+    ratePerSecond: {
+        max: 10_000,
+        label: "10,000/s",
+        why: "more than Supaqueue dispatches (about 6,600 calls a second in the benchmark), so a higher limit would limit nothing",
+    },
+    statusCodes: {
+        max: 100,
+        label: "100",
+        why: "IANA registers about 60 HTTP statuses, so a longer list is a mistake (list the statuses you mean)",
+    },
+    queues: {
+        max: 10_000,
+        label: "10,000",
+        why: "the deploy plans and reconciles every queue of the file in one transaction; create more queues by hand in SQL (insert into supaqueue.queue), which the deploy never touches",
+    },
+    schedules: {
+        max: 1000,
+        label: "1,000",
+        why: "each is a pg_cron job, and each run adds a row to cron.job_run_details (1,000 schedules every minute add 1.4 million rows a day)",
+    },
+    payloadBytes: {
+        max: 1_048_576,
+        label: "1,048,576 (1 MiB)",
+        why: "supaqueue.config.max_payload_bytes, above which the database refuses a job, so every run of the schedule would fail; keep large data in a table or in Storage and send its id",
+    },
+};
+/** "at most 1,000: <why>", the words every bound's message ends with. */
+function atMost(limit) {
+    return `at most ${limit.label}: ${limit.why}`;
+}
+/** A count with thousands separators, as the messages write numbers: 10,001. */
+function count(n) {
+    return n.toLocaleString("en-US");
+}
+
 ;// CONCATENATED MODULE: ./src/config/rate.ts
-const PER_SECOND = { s: 1, m: 1 / 60, h: 1 / 3600 };
+const SECONDS_PER = { s: 1, m: 60, h: 3600 };
 const RATE_FORMS = "a number of calls per second, minute or hour, more than 0: 10/s, 600/m, 1/h, 0.5/s";
 /**
- * A rate limit of supaqueue.yml in calls per second: `10/s`, `600/m`, `1/h` (a number more than 0, then the unit).
- * Returns null for anything else, a bare number included: the unit is what makes `10` mean something.
+ * A rate limit of supaqueue.yml in calls per second: `10/s`, `600/m`, `1/h` (a number, then the unit). Returns
+ * null for anything else, a bare number included: the unit is what makes `10` mean something. A rate of 0 is
+ * returned as 0 for the caller to refuse with its own message.
  */
 function parseRate(value) {
     if (typeof value !== "string")
@@ -37752,8 +37816,8 @@ function parseRate(value) {
     const match = /^\s*(\d+(?:\.\d+)?)\s*\/\s*(s|m|h)\s*$/.exec(value);
     if (!match)
         return null;
-    const perSecond = Number(match[1]) * (PER_SECOND[match[2]] ?? 1);
-    return Number.isFinite(perSecond) && perSecond > 0 ? perSecond : null;
+    const perSecond = Number(match[1]) / (SECONDS_PER[match[2]] ?? 1);
+    return Number.isFinite(perSecond) ? perSecond : null;
 }
 /** Calls per second in the unit that reads as a whole number when there is one: 10/s, 30/m, 1/h. */
 function formatRate(perSecond) {
@@ -37773,6 +37837,7 @@ function formatRate(perSecond) {
 
 
 
+
 // Readers for one field of supaqueue.yml each: they report what is wrong at the node's place and return the value
 // (or null when it is unusable), so a queue can be checked field by field and every problem shown at once.
 /** Queue and schedule names: what supaqueue.queue and supaqueue.schedule accept. */
@@ -37786,23 +37851,62 @@ function checkKeys(map, prefix, allowed, report) {
         }
     }
 }
-function integer(node, field, min, fallback, report, allowed) {
+/** An integer from `min` to `limit.max`, written as one: YAML reads `1e9` and `2.0` as floats. */
+function integer(node, field, min, limit, fallback, report) {
     if (node === undefined)
         return fallback;
     const value = scalar(node);
+    const allowed = `an integer from ${min} to ${limit.label}`;
+    const float = floatForm(node);
+    if (float) {
+        report(node, field, `${float}; allowed: ${allowed}, written with digits only`);
+        return null;
+    }
     if (typeof value !== "number" || !Number.isInteger(value) || value < min) {
         report(node, field, `${show(value)} is not allowed; allowed: ${allowed}`);
         return null;
     }
+    if (value > limit.max) {
+        report(node, field, `${value} is too many; ${atMost(limit)}`);
+        return null;
+    }
     return value;
 }
-function duration(node, field, fallback, report) {
+/**
+ * "1e9 is a float in YAML (written with an exponent)" when a number is not written as an integer (decimal, 0x or
+ * 0o), else null. Where an integer is wanted this is refused even when the value is whole: `workers: 1e9` was once
+ * taken for a billion workers.
+ */
+function floatForm(node) {
+    if (!(0,dist/* isScalar */.jn)(node) || typeof node.value !== "number" || node.source === undefined)
+        return null;
+    const source = node.source;
+    if (/^[-+]?[0-9]+$|^0x[0-9a-fA-F]+$|^0o[0-7]+$/.test(source))
+        return null;
+    const how = /[eE]/.test(source)
+        ? " (written with an exponent)"
+        : source.includes(".") && Number.isFinite(node.value)
+            ? " (written with a decimal point)"
+            : "";
+    return `${source} is a float in YAML${how}`;
+}
+/** A duration in milliseconds, at most `limit` when one is given (the timeout's bound comes from the database). */
+function duration(node, field, fallback, report, limit) {
     if (node === undefined)
         return fallback;
     const value = scalar(node);
     const ms = parseDuration(value);
-    if (ms === null)
-        report(node, field, `invalid duration ${show(value)}; allowed: ${DURATION_FORMS}`);
+    if (ms === null) {
+        const problem = isFractionOfMillisecond(value)
+            ? `${show(value)} is not a whole number of milliseconds`
+            : `invalid duration ${show(value)}`;
+        report(node, field, `${problem}; allowed: ${DURATION_FORMS}`);
+        return null;
+    }
+    if (limit && ms > limit.max) {
+        report(node, field, `${formatDuration(ms)} is too long; ${atMost(limit)}`);
+        return null;
+    }
     return ms;
 }
 function fields_boolean(node, field, fallback, report) {
@@ -37823,6 +37927,15 @@ function rate(node, field, report) {
     if (perSecond === null) {
         const hint = typeof value === "number" && value > 0 ? ` (write "${value}/s" for ${value} a second)` : "";
         report(node, field, `${show(value)} is not a rate${hint}; allowed: ${RATE_FORMS}`);
+        return null;
+    }
+    if (perSecond === 0) {
+        report(node, field, `${show(value)} would never call (to stop calls, set paused: true or workers: 0); allowed: ${RATE_FORMS}`);
+        return null;
+    }
+    if (perSecond > LIMITS.ratePerSecond.max) {
+        report(node, field, `${show(value)} is too fast; ${atMost(LIMITS.ratePerSecond)}`);
+        return null;
     }
     return perSecond;
 }
@@ -37833,11 +37946,16 @@ function statusCodes(node, field, report) {
         report(node, field, "must be a list of HTTP statuses, e.g. [200, 201]");
         return null;
     }
+    if (node.items.length > LIMITS.statusCodes.max) {
+        report(node, field, `has ${count(node.items.length)} statuses; ${atMost(LIMITS.statusCodes)}`);
+        return null;
+    }
     const codes = [];
     for (const item of node.items) {
         const value = scalar(item);
-        if (typeof value !== "number" || !Number.isInteger(value) || value < 100 || value > 599) {
-            report(item, field, `${show(value)} is not an HTTP status; allowed: integers from 100 to 599`);
+        const float = floatForm(item);
+        if (float || typeof value !== "number" || !Number.isInteger(value) || value < 100 || value > 599) {
+            report(item, field, `${float ?? `${show(value)} is not an HTTP status`}; allowed: integers from 100 to 599`);
         }
         else
             codes.push(value);
@@ -38109,27 +38227,31 @@ function value(text, field) {
 
 
 
+
 const SCHEDULE_KEYS = ["cron", "queue", "payload"];
 /**
  * Checks the `schedules:` section: schedule name → { cron, queue, payload }. Whether the queue exists is known
  * only against the database, so the plan checks that; here each schedule is checked on its own.
  */
-function validateSchedules(node, at, report) {
+function validateSchedules(node, keyNode, at, report, maxPayloadBytes) {
     if (node === undefined || ((0,dist/* isScalar */.jn)(node) && node.value === null))
         return [];
     if (!(0,dist/* isMap */.jh)(node)) {
         report(node, "schedules", 'must be a mapping of schedule name to its settings, e.g. "nightly-report: { cron: \\"0 3 * * *\\", queue: reports }"');
         return [];
     }
+    if (node.items.length > LIMITS.schedules.max) {
+        report(keyNode ?? node, "schedules", `the file has ${count(node.items.length)} schedules; ${atMost(LIMITS.schedules)}`);
+    }
     const schedules = [];
     for (const pair of node.items) {
-        const spec = validateSchedule(pair, at, report);
+        const spec = validateSchedule(pair, at, report, maxPayloadBytes);
         if (spec)
             schedules.push(spec);
     }
     return schedules;
 }
-function validateSchedule(pair, at, report) {
+function validateSchedule(pair, at, report, maxPayloadBytes) {
     const keyNode = pair.key;
     const name = (0,dist/* isScalar */.jn)(keyNode) ? String(keyNode.value) : "";
     const field = `schedules.${name}`;
@@ -38177,6 +38299,15 @@ function validateSchedule(pair, at, report) {
         if (typeof payload !== "object" || payload === null) {
             problem(payloadNode, `${field}.payload`, `${show(scalar(payloadNode))} is not allowed; allowed: a mapping or a list (the job's JSON payload), e.g. "{ kind: daily }"`);
         }
+        else {
+            const bytes = jsonbTextBytes(payload);
+            if (bytes > maxPayloadBytes) {
+                const limit = maxPayloadBytes === LIMITS.payloadBytes.max
+                    ? LIMITS.payloadBytes
+                    : { ...LIMITS.payloadBytes, label: count(maxPayloadBytes) };
+                problem(payloadNode, `${field}.payload`, `is ${count(bytes)} bytes as JSON; ${atMost(limit)}`);
+            }
+        }
     }
     if (!ok)
         return null;
@@ -38189,6 +38320,27 @@ function validateSchedule(pair, at, report) {
         queuePosition: at(queueNode),
         cronPosition: at(cronNode),
     };
+}
+/**
+ * The size of a JSON value as the database measures a payload: octet_length of its jsonb text, which writes
+ * `{"a": 1, "b": [1, 2]}` (a space after each colon and comma).
+ */
+function jsonbTextBytes(value) {
+    if (Array.isArray(value)) {
+        return 2 + value.reduce((sum, item) => sum + jsonbTextBytes(item), 0) + separators(value.length);
+    }
+    if (typeof value === "object" && value !== null) {
+        const entries = Object.entries(value);
+        const inner = entries.reduce((sum, [key, item]) => sum + utf8Bytes(key) + 2 + jsonbTextBytes(item), 0);
+        return 2 + inner + separators(entries.length);
+    }
+    return utf8Bytes(value);
+}
+function separators(items) {
+    return items > 1 ? 2 * (items - 1) : 0;
+}
+function utf8Bytes(value) {
+    return Buffer.byteLength(JSON.stringify(value) ?? "null", "utf8");
 }
 
 ;// CONCATENATED MODULE: ./src/config/url.ts
@@ -38271,6 +38423,7 @@ function isHttpUrl(value) {
 
 
 
+
 const QUEUE_NAME = NAME;
 const validate_FUNCTION_NAME = /^[A-Za-z0-9_-]{1,128}$/;
 const TOP_LEVEL_KEYS = ["queues", "schedules"];
@@ -38338,14 +38491,21 @@ function validateConfigText(text, file, options) {
         report(queuesNode, "queues", "must be a mapping of queue name to its settings");
     }
     else {
+        if (queuesNode.items.length > LIMITS.queues.max) {
+            report(keyOf(root, "queues"), "queues", `the file has ${count(queuesNode.items.length)} queues; ${atMost(LIMITS.queues)}`);
+        }
         for (const pair of queuesNode.items) {
             const spec = validateQueue(pair, at, report, options, () => problems.length);
             if (spec)
                 queues.push(spec);
         }
     }
-    const schedules = validateSchedules(root.get("schedules", true), at, report);
+    const schedules = validateSchedules(root.get("schedules", true), keyOf(root, "schedules"), at, report, options.maxPayloadBytes ?? LIMITS.payloadBytes.max);
     return { config: { file, queues, schedules }, problems };
+}
+/** The key node of a top-level section, to point at the section as a whole. */
+function keyOf(root, key) {
+    return root.items.find((pair) => (0,dist/* isScalar */.jn)(pair.key) && pair.key.value === key)?.key;
 }
 /** The top-level section ("queues" or "schedules") holding a place of the file; "queues" when neither does. */
 function sectionAt(root, offset) {
@@ -38411,13 +38571,17 @@ function validateQueue(pair, at, report, options, problemsSoFar) {
             method = upper;
     }
     const { headers, secretHeaders } = validateHeaders(get("headers"), sub("headers"), report, options);
-    const workers = integer(get("workers"), sub("workers"), 0, QUEUE_DEFAULTS.workers, report, "an integer, 0 or more");
-    const maxAttempts = integer(get("max_attempts"), sub("max_attempts"), 1, QUEUE_DEFAULTS.maxAttempts, report, "an integer, 1 or more");
+    const workers = integer(get("workers"), sub("workers"), 0, LIMITS.workers, QUEUE_DEFAULTS.workers, report);
+    const maxAttempts = integer(get("max_attempts"), sub("max_attempts"), 1, LIMITS.maxAttempts, QUEUE_DEFAULTS.maxAttempts, report);
     const maxTimeout = options.maxCallTimeoutMs ?? DEFAULT_MAX_CALL_TIMEOUT_MS;
     const timeoutNode = get("timeout");
     const timeoutMs = duration(timeoutNode, sub("timeout"), QUEUE_DEFAULTS.timeoutMs, report);
-    if (timeoutMs !== null && (timeoutMs < 1 || timeoutMs > maxTimeout)) {
-        report(timeoutNode, sub("timeout"), `${formatDuration(timeoutMs)} is beyond what an edge function can wait; allowed: from 1ms to ${formatDuration(maxTimeout)} (supaqueue.config.max_call_timeout_ms, below the edge wall clock)`);
+    const timeoutRange = `allowed: from 1ms to ${formatDuration(maxTimeout)} (supaqueue.config.max_call_timeout_ms, below the edge wall clock)`;
+    if (timeoutMs !== null && timeoutMs < 1) {
+        report(timeoutNode, sub("timeout"), `${formatDuration(timeoutMs)} is too short: a call needs at least 1ms; ${timeoutRange}`);
+    }
+    else if (timeoutMs !== null && timeoutMs > maxTimeout) {
+        report(timeoutNode, sub("timeout"), `${formatDuration(timeoutMs)} is beyond what an edge function can wait; ${timeoutRange}`);
     }
     let backoffBaseMs = QUEUE_DEFAULTS.backoffBaseMs;
     let backoffMaxMs = QUEUE_DEFAULTS.backoffMaxMs;
@@ -38428,9 +38592,9 @@ function validateQueue(pair, at, report, options, problemsSoFar) {
         }
         else {
             checkKeys(backoff, `${sub("backoff")}.`, BACKOFF_KEYS, report);
-            backoffBaseMs = duration(backoff.get("base", true), sub("backoff.base"), QUEUE_DEFAULTS.backoffBaseMs, report);
+            backoffBaseMs = duration(backoff.get("base", true), sub("backoff.base"), QUEUE_DEFAULTS.backoffBaseMs, report, LIMITS.backoffMs);
             const maxNode = backoff.get("max", true);
-            backoffMaxMs = duration(maxNode, sub("backoff.max"), QUEUE_DEFAULTS.backoffMaxMs, report);
+            backoffMaxMs = duration(maxNode, sub("backoff.max"), QUEUE_DEFAULTS.backoffMaxMs, report, LIMITS.backoffMs);
             if (backoffBaseMs !== null && backoffMaxMs !== null && backoffMaxMs < backoffBaseMs) {
                 report(maxNode ?? backoff, sub("backoff.max"), `${formatDuration(backoffMaxMs)} is shorter than backoff.base (${formatDuration(backoffBaseMs)}); allowed: at least the base`);
             }

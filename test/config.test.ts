@@ -119,10 +119,10 @@ describe("supaqueue.yml", () => {
         /^supaqueue\.yml:6:18: queues\.send-email\.headers\.X-Api-Key: \$\{EMAIL_API_KEY\} is not set/,
       ),
       expect.stringMatching(
-        /^supaqueue\.yml:7:14: queues\.send-email\.workers: -1 is not allowed; allowed: an integer, 0 or more$/,
+        /^supaqueue\.yml:7:14: queues\.send-email\.workers: -1 is not allowed; allowed: an integer from 0 to 1,000$/,
       ),
       expect.stringMatching(
-        /^supaqueue\.yml:8:19: queues\.send-email\.max_attempts: 0 is not allowed; allowed: an integer, 1 or more$/,
+        /^supaqueue\.yml:8:19: queues\.send-email\.max_attempts: 0 is not allowed; allowed: an integer from 1 to 1,000$/,
       ),
       expect.stringMatching(
         /^supaqueue\.yml:9:14: queues\.send-email\.timeout: 200s is beyond .*allowed: from 1ms to 140s/,
@@ -177,7 +177,7 @@ describe("supaqueue.yml", () => {
         /^supaqueue\.yml:5:20: queues\.a\.headers\.X-N: must be a string, not 2; quote it/,
       ),
       expect.stringMatching(
-        /^supaqueue\.yml:4:14: queues\.a\.workers: "5" is not allowed; allowed: an integer, 0 or more$/,
+        /^supaqueue\.yml:4:14: queues\.a\.workers: "5" is not allowed; allowed: an integer from 0 to 1,000$/,
       ),
     ]);
     expect(problems("queues:\n  a:\n    url: https://x.example/${HOST}\n")).toEqual([
@@ -218,7 +218,7 @@ describe("supaqueue.yml", () => {
       ),
     ).toEqual([
       expect.stringMatching(
-        /^supaqueue\.yml:4:17: queues\.a\.rate_limit: "0\/s" is not a rate; allowed: a number of calls per second, minute or hour, more than 0: 10\/s, 600\/m, 1\/h/,
+        /^supaqueue\.yml:4:17: queues\.a\.rate_limit: "0\/s" would never call .*; allowed: a number of calls per second, minute or hour, more than 0: 10\/s, 600\/m, 1\/h/,
       ),
       expect.stringMatching(
         /^supaqueue\.yml:5:24: queues\.a\.dead_letter_queue: a queue cannot be its own dead-letter queue/,

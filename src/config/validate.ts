@@ -1,5 +1,5 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: supaqueue.yml writes ${VAR} literally.
-import { isMap, isScalar, LineCounter, type Node, type Pair, parseDocument } from "yaml";
+import { isMap, isScalar, LineCounter, type Node, type Pair, parseDocument, type YAMLMap } from "yaml";
 import { formatDuration } from "./duration.ts";
 import {
   type At,
@@ -16,6 +16,7 @@ import {
   statusCodes,
 } from "./fields.ts";
 import { validateHeaders } from "./headers.ts";
+import { atMost, count, LIMITS } from "./limits.ts";
 import { validateSchedules } from "./schedules.ts";
 import {
   type ConfigProblem,
@@ -57,6 +58,8 @@ export interface ValidateOptions {
   env: Record<string, string | undefined>;
   /** The longest timeout a queue may ask for (supaqueue.config.max_call_timeout_ms). */
   maxCallTimeoutMs?: number;
+  /** The largest schedule payload, in bytes of its jsonb text (supaqueue.config.max_payload_bytes; 1 MiB). */
+  maxPayloadBytes?: number;
 }
 
 export interface Validated {
@@ -118,13 +121,31 @@ export function validateConfigText(text: string, file: string, options: Validate
   } else if (!isMap(queuesNode)) {
     report(queuesNode, "queues", "must be a mapping of queue name to its settings");
   } else {
+    if (queuesNode.items.length > LIMITS.queues.max) {
+      report(
+        keyOf(root, "queues"),
+        "queues",
+        `the file has ${count(queuesNode.items.length)} queues; ${atMost(LIMITS.queues)}`,
+      );
+    }
     for (const pair of queuesNode.items) {
       const spec = validateQueue(pair, at, report, options, () => problems.length);
       if (spec) queues.push(spec);
     }
   }
-  const schedules = validateSchedules(root.get("schedules", true) as Node | undefined, at, report);
+  const schedules = validateSchedules(
+    root.get("schedules", true) as Node | undefined,
+    keyOf(root, "schedules"),
+    at,
+    report,
+    options.maxPayloadBytes ?? LIMITS.payloadBytes.max,
+  );
   return { config: { file, queues, schedules }, problems };
+}
+
+/** The key node of a top-level section, to point at the section as a whole. */
+function keyOf(root: YAMLMap, key: string): Node | undefined {
+  return root.items.find((pair) => isScalar(pair.key) && pair.key.value === key)?.key as Node | undefined;
 }
 
 /** The top-level section ("queues" or "schedules") holding a place of the file; "queues" when neither does. */
@@ -212,31 +233,31 @@ function validateQueue(
 
   const { headers, secretHeaders } = validateHeaders(get("headers"), sub("headers"), report, options);
 
-  const workers = integer(
-    get("workers"),
-    sub("workers"),
-    0,
-    QUEUE_DEFAULTS.workers,
-    report,
-    "an integer, 0 or more",
-  );
+  const workers = integer(get("workers"), sub("workers"), 0, LIMITS.workers, QUEUE_DEFAULTS.workers, report);
   const maxAttempts = integer(
     get("max_attempts"),
     sub("max_attempts"),
     1,
+    LIMITS.maxAttempts,
     QUEUE_DEFAULTS.maxAttempts,
     report,
-    "an integer, 1 or more",
   );
 
   const maxTimeout = options.maxCallTimeoutMs ?? DEFAULT_MAX_CALL_TIMEOUT_MS;
   const timeoutNode = get("timeout");
   const timeoutMs = duration(timeoutNode, sub("timeout"), QUEUE_DEFAULTS.timeoutMs, report);
-  if (timeoutMs !== null && (timeoutMs < 1 || timeoutMs > maxTimeout)) {
+  const timeoutRange = `allowed: from 1ms to ${formatDuration(maxTimeout)} (supaqueue.config.max_call_timeout_ms, below the edge wall clock)`;
+  if (timeoutMs !== null && timeoutMs < 1) {
     report(
       timeoutNode,
       sub("timeout"),
-      `${formatDuration(timeoutMs)} is beyond what an edge function can wait; allowed: from 1ms to ${formatDuration(maxTimeout)} (supaqueue.config.max_call_timeout_ms, below the edge wall clock)`,
+      `${formatDuration(timeoutMs)} is too short: a call needs at least 1ms; ${timeoutRange}`,
+    );
+  } else if (timeoutMs !== null && timeoutMs > maxTimeout) {
+    report(
+      timeoutNode,
+      sub("timeout"),
+      `${formatDuration(timeoutMs)} is beyond what an edge function can wait; ${timeoutRange}`,
     );
   }
 
@@ -257,9 +278,16 @@ function validateQueue(
         sub("backoff.base"),
         QUEUE_DEFAULTS.backoffBaseMs,
         report,
+        LIMITS.backoffMs,
       );
       const maxNode = backoff.get("max", true) as Node | undefined;
-      backoffMaxMs = duration(maxNode, sub("backoff.max"), QUEUE_DEFAULTS.backoffMaxMs, report);
+      backoffMaxMs = duration(
+        maxNode,
+        sub("backoff.max"),
+        QUEUE_DEFAULTS.backoffMaxMs,
+        report,
+        LIMITS.backoffMs,
+      );
       if (backoffBaseMs !== null && backoffMaxMs !== null && backoffMaxMs < backoffBaseMs) {
         report(
           maxNode ?? backoff,
