@@ -38542,11 +38542,14 @@ const QUEUE_KEYS = [
 const BACKOFF_KEYS = ["base", "max"];
 /**
  * Parses supaqueue.yml, checks it, fills in defaults and resolves `${VAR}` in header values and URLs. Every problem
- * is collected with its line and column (nothing stops at the first one), so one run shows them all.
+ * is collected with its line and column (nothing stops at the first one), so one run shows them all. The time it
+ * takes grows in proportion to the file's size.
  */
 function validateConfigText(text, file, options) {
     const lines = new dist/* LineCounter */.HN();
-    const doc = (0,dist/* parseDocument */.Tp)(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+    // yaml's own uniqueKeys check compares each key with every earlier key of its mapping: a file of 100,000 queues
+    // took minutes. duplicateKeys does the same check with a set.
+    const doc = (0,dist/* parseDocument */.Tp)(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: false });
     const problems = [];
     const at = (node) => {
         const range = node?.range;
@@ -38555,20 +38558,31 @@ function validateConfigText(text, file, options) {
         return { file, line, column: col };
     };
     const report = (node, field, message) => problems.push({ position: at(node), field, message });
-    for (const error of doc.errors) {
+    const early = doc.errors.map((error) => {
         const { line, col } = error.linePos?.[0] ?? lines.linePos(error.pos[0]);
-        const duplicate = error.code === "DUPLICATE_KEY";
-        const section = duplicate ? sectionAt(doc.contents, error.pos[0]) : "(yaml)";
-        problems.push({
-            position: { file, line, column: col },
-            field: section,
-            message: duplicate
-                ? `this name appears twice; each ${section === "schedules" ? "schedule" : "queue"} name (and each key) may appear only once`
-                : `not valid YAML: ${error.message.split("\n")[0]}`,
+        return {
+            offset: error.pos[0],
+            problem: {
+                position: { file, line, column: col },
+                field: "(yaml)",
+                message: `not valid YAML: ${error.message.split("\n")[0]}`,
+            },
+        };
+    });
+    for (const { key, section } of duplicateKeys(doc.contents)) {
+        early.push({
+            offset: key.range?.[0] ?? 0,
+            problem: {
+                position: at(key),
+                field: section,
+                message: `this name appears twice; each ${section === "schedules" ? "schedule" : "queue"} name (and each key) may appear only once`,
+            },
         });
     }
-    if (problems.length > 0)
-        return { config: { file, queues: [], schedules: [] }, problems };
+    if (early.length > 0) {
+        early.sort((a, b) => a.offset - b.offset);
+        return { config: { file, queues: [], schedules: [] }, problems: early.map((e) => e.problem) };
+    }
     const root = doc.contents;
     if (!(0,dist/* isMap */.jh)(root)) {
         report(root, "(file)", 'expected a mapping with a "queues" key, e.g. "queues:\\n  my-queue:\\n    url: https://..."');
@@ -38603,17 +38617,32 @@ function validateConfigText(text, file, options) {
 function keyOf(root, key) {
     return root.items.find((pair) => (0,dist/* isScalar */.jn)(pair.key) && pair.key.value === key)?.key;
 }
-/** The top-level section ("queues" or "schedules") holding a place of the file; "queues" when neither does. */
-function sectionAt(root, offset) {
-    if (!(0,dist/* isMap */.jh)(root))
-        return "queues";
-    for (const pair of root.items) {
-        const range = pair.value?.range;
-        const key = (0,dist/* isScalar */.jn)(pair.key) ? String(pair.key.value) : "";
-        if (key === "schedules" && range && offset >= range[0] && offset <= range[2])
-            return key;
+/**
+ * Keys that appear twice in a mapping, anywhere in the document, with the top-level section ("queues",
+ * "schedules") they are in. Scalar keys are equal when their values are, as yaml's own check has it.
+ */
+function duplicateKeys(root) {
+    const found = [];
+    const pending = [{ node: root, section: null }];
+    for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+        const { node, section } = next;
+        if ((0,dist/* isMap */.jh)(node)) {
+            const seen = new Set();
+            for (const pair of node.items) {
+                const key = (0,dist/* isScalar */.jn)(pair.key) ? pair.key.value : pair.key;
+                const inside = section ?? (typeof key === "string" ? key : "queues");
+                if (seen.has(key))
+                    found.push({ key: pair.key, section: section ?? "queues" });
+                seen.add(key);
+                pending.push({ node: pair.value, section: inside });
+            }
+        }
+        else if ((0,dist/* isSeq */.oP)(node)) {
+            for (const item of node.items)
+                pending.push({ node: item, section });
+        }
     }
-    return "queues";
+    return found;
 }
 function validateQueue(pair, at, report, options, problemsSoFar) {
     const keyNode = pair.key;

@@ -1,5 +1,5 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: supaqueue.yml writes ${VAR} literally.
-import { isMap, isScalar, LineCounter, type Node, type Pair, parseDocument, type YAMLMap } from "yaml";
+import { isMap, isScalar, isSeq, LineCounter, type Node, type Pair, parseDocument, type YAMLMap } from "yaml";
 import { formatDuration } from "./duration.ts";
 import {
   type At,
@@ -69,11 +69,14 @@ export interface Validated {
 
 /**
  * Parses supaqueue.yml, checks it, fills in defaults and resolves `${VAR}` in header values and URLs. Every problem
- * is collected with its line and column (nothing stops at the first one), so one run shows them all.
+ * is collected with its line and column (nothing stops at the first one), so one run shows them all. The time it
+ * takes grows in proportion to the file's size.
  */
 export function validateConfigText(text: string, file: string, options: ValidateOptions): Validated {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  // yaml's own uniqueKeys check compares each key with every earlier key of its mapping: a file of 100,000 queues
+  // took minutes. duplicateKeys does the same check with a set.
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: false });
   const problems: ConfigProblem[] = [];
   const at = (node: Node | Pair["key"] | null | undefined): Position => {
     const range = (node as { range?: [number, number, number] } | null | undefined)?.range;
@@ -84,19 +87,31 @@ export function validateConfigText(text: string, file: string, options: Validate
   const report = (node: Node | Pair["key"] | null | undefined, field: string, message: string) =>
     problems.push({ position: at(node), field, message });
 
-  for (const error of doc.errors) {
+  const early: { offset: number; problem: ConfigProblem }[] = doc.errors.map((error) => {
     const { line, col } = error.linePos?.[0] ?? lines.linePos(error.pos[0]);
-    const duplicate = error.code === "DUPLICATE_KEY";
-    const section = duplicate ? sectionAt(doc.contents, error.pos[0]) : "(yaml)";
-    problems.push({
-      position: { file, line, column: col },
-      field: section,
-      message: duplicate
-        ? `this name appears twice; each ${section === "schedules" ? "schedule" : "queue"} name (and each key) may appear only once`
-        : `not valid YAML: ${error.message.split("\n")[0]}`,
+    return {
+      offset: error.pos[0],
+      problem: {
+        position: { file, line, column: col },
+        field: "(yaml)",
+        message: `not valid YAML: ${error.message.split("\n")[0]}`,
+      },
+    };
+  });
+  for (const { key, section } of duplicateKeys(doc.contents)) {
+    early.push({
+      offset: (key as { range?: [number, number, number] }).range?.[0] ?? 0,
+      problem: {
+        position: at(key),
+        field: section,
+        message: `this name appears twice; each ${section === "schedules" ? "schedule" : "queue"} name (and each key) may appear only once`,
+      },
     });
   }
-  if (problems.length > 0) return { config: { file, queues: [], schedules: [] }, problems };
+  if (early.length > 0) {
+    early.sort((a, b) => a.offset - b.offset);
+    return { config: { file, queues: [], schedules: [] }, problems: early.map((e) => e.problem) };
+  }
 
   const root = doc.contents;
   if (!isMap(root)) {
@@ -148,15 +163,29 @@ function keyOf(root: YAMLMap, key: string): Node | undefined {
   return root.items.find((pair) => isScalar(pair.key) && pair.key.value === key)?.key as Node | undefined;
 }
 
-/** The top-level section ("queues" or "schedules") holding a place of the file; "queues" when neither does. */
-function sectionAt(root: unknown, offset: number): string {
-  if (!isMap(root)) return "queues";
-  for (const pair of root.items) {
-    const range = (pair.value as { range?: [number, number, number] } | null)?.range;
-    const key = isScalar(pair.key) ? String(pair.key.value) : "";
-    if (key === "schedules" && range && offset >= range[0] && offset <= range[2]) return key;
+/**
+ * Keys that appear twice in a mapping, anywhere in the document, with the top-level section ("queues",
+ * "schedules") they are in. Scalar keys are equal when their values are, as yaml's own check has it.
+ */
+function duplicateKeys(root: unknown): { key: Node; section: string }[] {
+  const found: { key: Node; section: string }[] = [];
+  const pending: { node: unknown; section: string | null }[] = [{ node: root, section: null }];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const { node, section } = next;
+    if (isMap(node)) {
+      const seen = new Set<unknown>();
+      for (const pair of node.items) {
+        const key = isScalar(pair.key) ? pair.key.value : pair.key;
+        const inside = section ?? (typeof key === "string" ? key : "queues");
+        if (seen.has(key)) found.push({ key: pair.key as Node, section: section ?? "queues" });
+        seen.add(key);
+        pending.push({ node: pair.value, section: inside });
+      }
+    } else if (isSeq(node)) {
+      for (const item of node.items) pending.push({ node: item, section });
+    }
   }
-  return "queues";
+  return found;
 }
 
 function validateQueue(
