@@ -34601,7 +34601,7 @@ function extend(target) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7619);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8172);
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 
@@ -34610,7 +34610,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 7619:
+/***/ 8172:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -37813,6 +37813,102 @@ function maskPassword(url, mask) {
 
 ;// CONCATENATED MODULE: external "node:fs"
 const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
+;// CONCATENATED MODULE: ./src/config/utf8.ts
+// supaqueue.yml is read as bytes and must be UTF-8. A decoder that replaces bad bytes with U+FFFD would install a
+// header or URL that is not what the file says, so the first bad byte is reported at its line and column instead.
+/** The file's text (a byte order mark dropped), or the problem with its first byte that is not UTF-8. */
+function decodeUtf8(bytes, file) {
+    try {
+        return { text: new TextDecoder("utf-8", { fatal: true }).decode(bytes) };
+    }
+    catch {
+        // Not UTF-8: find where, below.
+    }
+    if ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff)) {
+        return {
+            problem: {
+                position: { file, line: 1, column: 1 },
+                field: "(file)",
+                message: "the file is UTF-16; save it as UTF-8",
+            },
+        };
+    }
+    const offset = firstInvalidByte(bytes);
+    const lineStart = offset === 0 ? 0 : bytes.lastIndexOf(0x0a, offset - 1) + 1;
+    let line = 1;
+    for (let i = 0; i < lineStart; i++)
+        if (bytes[i] === 0x0a)
+            line++;
+    // Columns count characters (UTF-16 units, as the YAML positions do) of the valid text before the byte.
+    const before = new TextDecoder("utf-8").decode(bytes.subarray(lineStart, offset));
+    const byte = bytes[offset];
+    const next = bytes[offset + 1];
+    // A lone byte above 0x7F among ASCII is how a single-byte encoding writes a letter such as é.
+    const letter = next === undefined || next < 0x80 ? windows1252(byte) : null;
+    const hint = letter
+        ? ` (in Windows-1252 this byte is "${letter}": the file was probably saved in that encoding, or in Latin-1)`
+        : "";
+    return {
+        problem: {
+            position: { file, line, column: before.length + 1 },
+            field: "(file)",
+            message: `byte 0x${byte.toString(16).toUpperCase().padStart(2, "0")} is not valid UTF-8; save the file as UTF-8${hint}`,
+        },
+    };
+}
+/** The printable character a byte is in Windows-1252, or null (a control, or a Node without that encoding). */
+function windows1252(byte) {
+    try {
+        const char = new TextDecoder("windows-1252").decode(Uint8Array.of(byte));
+        return /^[\u0080-\u009f]$/.test(char) ? null : char;
+    }
+    catch {
+        return null;
+    }
+}
+/** Where the first byte sequence that is not UTF-8 starts (the rules of the WHATWG decoder, RFC 3629). */
+function firstInvalidByte(bytes) {
+    let i = 0;
+    while (i < bytes.length) {
+        const lead = bytes[i];
+        if (lead < 0x80) {
+            i++;
+            continue;
+        }
+        let length;
+        // The second byte's range excludes overlong forms, surrogates (ED A0..BF) and code points above U+10FFFF.
+        let low = 0x80;
+        let high = 0xbf;
+        if (lead >= 0xc2 && lead <= 0xdf)
+            length = 2;
+        else if (lead >= 0xe0 && lead <= 0xef) {
+            length = 3;
+            if (lead === 0xe0)
+                low = 0xa0;
+            if (lead === 0xed)
+                high = 0x9f;
+        }
+        else if (lead >= 0xf0 && lead <= 0xf4) {
+            length = 4;
+            if (lead === 0xf0)
+                low = 0x90;
+            if (lead === 0xf4)
+                high = 0x8f;
+        }
+        else
+            return i;
+        for (let k = 1; k < length; k++) {
+            const byte = bytes[i + k];
+            const [min, max] = k === 1 ? [low, high] : [0x80, 0xbf];
+            if (byte === undefined || byte < min || byte > max)
+                return i;
+        }
+        i += length;
+    }
+    // The decoder refused the bytes, so some sequence above failed; this is not reached.
+    return 0;
+}
+
 // EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
 var dist = __nccwpck_require__(8815);
 ;// CONCATENATED MODULE: ./src/config/duration.ts
@@ -37823,6 +37919,17 @@ const DURATION_FORMS = "250ms, 30s, 5m, 1h, or a number of seconds";
  * Returns null when the value is none of these (or is not a whole number of milliseconds).
  */
 function parseDuration(value) {
+    const ms = milliseconds(value);
+    if (ms === null)
+        return null;
+    const rounded = Math.round(ms);
+    return Math.abs(rounded - ms) < 1e-6 ? rounded : null;
+}
+/** Whether a value has a duration's form but is not a whole number of milliseconds, like `0.5ms`. */
+function isFractionOfMillisecond(value) {
+    return milliseconds(value) !== null && parseDuration(value) === null;
+}
+function milliseconds(value) {
     let ms;
     if (typeof value === "number") {
         ms = value * 1000;
@@ -37836,10 +37943,7 @@ function parseDuration(value) {
     else {
         return null;
     }
-    if (!Number.isFinite(ms) || ms < 0)
-        return null;
-    const rounded = Math.round(ms);
-    return Math.abs(rounded - ms) < 1e-6 ? rounded : null;
+    return Number.isFinite(ms) && ms >= 0 ? ms : null;
 }
 /** A duration in the shortest form that reads well: 250ms, 30s, 5m, 1h. */
 function formatDuration(ms) {
@@ -37852,12 +37956,68 @@ function formatDuration(ms) {
     return `${ms}ms`;
 }
 
+;// CONCATENATED MODULE: ./src/config/limits.ts
+// The upper bound of every number in supaqueue.yml, each with the reason a message gives for it. The JSON Schema
+// (schema/supaqueue.schema.json) states the same bounds and reasons; test/config-bounds.test.ts keeps them equal.
+const HOUR_MS = 3_600_000;
+const LIMITS = {
+    workers: {
+        max: 1000,
+        label: "1,000",
+        why: "a queue's calls in flight are bounded by what one project's edge functions can run at once, and each worker is a row the deploy writes",
+    },
+    maxAttempts: {
+        max: 1000,
+        label: "1,000",
+        why: "each attempt is a call and a row of the job's attempt history; retry a job that ran out by hand (supaqueue.retry) instead",
+    },
+    backoffMs: {
+        max: 576 * HOUR_MS,
+        label: "576h (24 days)",
+        why: "the database keeps it in milliseconds in a 32-bit integer, which ends at 24.8 days",
+    },
+    ratePerSecond: {
+        max: 10_000,
+        label: "10,000/s",
+        why: "more than Supaqueue dispatches (about 6,600 calls a second in the benchmark), so a higher limit would limit nothing",
+    },
+    statusCodes: {
+        max: 100,
+        label: "100",
+        why: "IANA registers about 60 HTTP statuses, so a longer list is a mistake (list the statuses you mean)",
+    },
+    queues: {
+        max: 10_000,
+        label: "10,000",
+        why: "the deploy plans and reconciles every queue of the file in one transaction; create more queues by hand in SQL (insert into supaqueue.queue), which the deploy never touches",
+    },
+    schedules: {
+        max: 1000,
+        label: "1,000",
+        why: "each is a pg_cron job, and each run adds a row to cron.job_run_details (1,000 schedules every minute add 1.4 million rows a day)",
+    },
+    payloadBytes: {
+        max: 1_048_576,
+        label: "1,048,576 (1 MiB)",
+        why: "supaqueue.config.max_payload_bytes, above which the database refuses a job, so every run of the schedule would fail; keep large data in a table or in Storage and send its id",
+    },
+};
+/** "at most 1,000: <why>", the words every bound's message ends with. */
+function atMost(limit) {
+    return `at most ${limit.label}: ${limit.why}`;
+}
+/** A count with thousands separators, as the messages write numbers: 10,001. */
+function count(n) {
+    return n.toLocaleString("en-US");
+}
+
 ;// CONCATENATED MODULE: ./src/config/rate.ts
-const PER_SECOND = { s: 1, m: 1 / 60, h: 1 / 3600 };
+const SECONDS_PER = { s: 1, m: 60, h: 3600 };
 const RATE_FORMS = "a number of calls per second, minute or hour, more than 0: 10/s, 600/m, 1/h, 0.5/s";
 /**
- * A rate limit of supaqueue.yml in calls per second: `10/s`, `600/m`, `1/h` (a number more than 0, then the unit).
- * Returns null for anything else, a bare number included: the unit is what makes `10` mean something.
+ * A rate limit of supaqueue.yml in calls per second: `10/s`, `600/m`, `1/h` (a number, then the unit). Returns
+ * null for anything else, a bare number included: the unit is what makes `10` mean something. A rate of 0 is
+ * returned as 0 for the caller to refuse with its own message.
  */
 function parseRate(value) {
     if (typeof value !== "string")
@@ -37865,8 +38025,8 @@ function parseRate(value) {
     const match = /^\s*(\d+(?:\.\d+)?)\s*\/\s*(s|m|h)\s*$/.exec(value);
     if (!match)
         return null;
-    const perSecond = Number(match[1]) * (PER_SECOND[match[2]] ?? 1);
-    return Number.isFinite(perSecond) && perSecond > 0 ? perSecond : null;
+    const perSecond = Number(match[1]) / (SECONDS_PER[match[2]] ?? 1);
+    return Number.isFinite(perSecond) ? perSecond : null;
 }
 /** Calls per second in the unit that reads as a whole number when there is one: 10/s, 30/m, 1/h. */
 function formatRate(perSecond) {
@@ -37886,6 +38046,7 @@ function formatRate(perSecond) {
 
 
 
+
 // Readers for one field of supaqueue.yml each: they report what is wrong at the node's place and return the value
 // (or null when it is unusable), so a queue can be checked field by field and every problem shown at once.
 /** Queue and schedule names: what supaqueue.queue and supaqueue.schedule accept. */
@@ -37899,23 +38060,62 @@ function checkKeys(map, prefix, allowed, report) {
         }
     }
 }
-function integer(node, field, min, fallback, report, allowed) {
+/** An integer from `min` to `limit.max`, written as one: YAML reads `1e9` and `2.0` as floats. */
+function integer(node, field, min, limit, fallback, report) {
     if (node === undefined)
         return fallback;
     const value = scalar(node);
+    const allowed = `an integer from ${min} to ${limit.label}`;
+    const float = floatForm(node);
+    if (float) {
+        report(node, field, `${float}; allowed: ${allowed}, written with digits only`);
+        return null;
+    }
     if (typeof value !== "number" || !Number.isInteger(value) || value < min) {
         report(node, field, `${show(value)} is not allowed; allowed: ${allowed}`);
         return null;
     }
+    if (value > limit.max) {
+        report(node, field, `${value} is too many; ${atMost(limit)}`);
+        return null;
+    }
     return value;
 }
-function duration(node, field, fallback, report) {
+/**
+ * "1e9 is a float in YAML (written with an exponent)" when a number is not written as an integer (decimal, 0x or
+ * 0o), else null. Where an integer is wanted this is refused even when the value is whole: `workers: 1e9` was once
+ * taken for a billion workers.
+ */
+function floatForm(node) {
+    if (!(0,dist/* isScalar */.jn)(node) || typeof node.value !== "number" || node.source === undefined)
+        return null;
+    const source = node.source;
+    if (/^[-+]?[0-9]+$|^0x[0-9a-fA-F]+$|^0o[0-7]+$/.test(source))
+        return null;
+    const how = /[eE]/.test(source)
+        ? " (written with an exponent)"
+        : source.includes(".") && Number.isFinite(node.value)
+            ? " (written with a decimal point)"
+            : "";
+    return `${source} is a float in YAML${how}`;
+}
+/** A duration in milliseconds, at most `limit` when one is given (the timeout's bound comes from the database). */
+function duration(node, field, fallback, report, limit) {
     if (node === undefined)
         return fallback;
     const value = scalar(node);
     const ms = parseDuration(value);
-    if (ms === null)
-        report(node, field, `invalid duration ${show(value)}; allowed: ${DURATION_FORMS}`);
+    if (ms === null) {
+        const problem = isFractionOfMillisecond(value)
+            ? `${show(value)} is not a whole number of milliseconds`
+            : `invalid duration ${show(value)}`;
+        report(node, field, `${problem}; allowed: ${DURATION_FORMS}`);
+        return null;
+    }
+    if (limit && ms > limit.max) {
+        report(node, field, `${formatDuration(ms)} is too long; ${atMost(limit)}`);
+        return null;
+    }
     return ms;
 }
 function fields_boolean(node, field, fallback, report) {
@@ -37936,6 +38136,15 @@ function rate(node, field, report) {
     if (perSecond === null) {
         const hint = typeof value === "number" && value > 0 ? ` (write "${value}/s" for ${value} a second)` : "";
         report(node, field, `${show(value)} is not a rate${hint}; allowed: ${RATE_FORMS}`);
+        return null;
+    }
+    if (perSecond === 0) {
+        report(node, field, `${show(value)} would never call (to stop calls, set paused: true or workers: 0); allowed: ${RATE_FORMS}`);
+        return null;
+    }
+    if (perSecond > LIMITS.ratePerSecond.max) {
+        report(node, field, `${show(value)} is too fast; ${atMost(LIMITS.ratePerSecond)}`);
+        return null;
     }
     return perSecond;
 }
@@ -37946,11 +38155,16 @@ function statusCodes(node, field, report) {
         report(node, field, "must be a list of HTTP statuses, e.g. [200, 201]");
         return null;
     }
+    if (node.items.length > LIMITS.statusCodes.max) {
+        report(node, field, `has ${count(node.items.length)} statuses; ${atMost(LIMITS.statusCodes)}`);
+        return null;
+    }
     const codes = [];
     for (const item of node.items) {
         const value = scalar(item);
-        if (typeof value !== "number" || !Number.isInteger(value) || value < 100 || value > 599) {
-            report(item, field, `${show(value)} is not an HTTP status; allowed: integers from 100 to 599`);
+        const float = floatForm(item);
+        if (float || typeof value !== "number" || !Number.isInteger(value) || value < 100 || value > 599) {
+            report(item, field, `${float ?? `${show(value)} is not an HTTP status`}; allowed: integers from 100 to 599`);
         }
         else
             codes.push(value);
@@ -37973,25 +38187,99 @@ function show(value) {
         return `a ${value.kind}`;
     return JSON.stringify(value);
 }
-function isHttpUrl(value) {
-    if (!/^https?:\/\/[^/?#\s]+[^\s]*$/.test(value))
-        return false;
-    try {
-        const url = new URL(value);
-        return url.protocol === "http:" || url.protocol === "https:";
+
+;// CONCATENATED MODULE: ./src/config/characters.ts
+// Naming a character in a message: a control character or a space cannot be shown, so it is named instead.
+/** The first character of `text` for which `isBad` holds, or null. */
+function findCharacter(text, isBad) {
+    let index = 0;
+    for (const char of text) {
+        const codePoint = char.codePointAt(0);
+        if (isBad(codePoint))
+            return { index, what: describeCharacter(char), codePoint };
+        index += char.length;
     }
-    catch {
-        return false;
+    return null;
+}
+function describeCharacter(char) {
+    const codePoint = char.codePointAt(0);
+    const code = `U+${codePoint.toString(16).toUpperCase().padStart(4, "0")}`;
+    switch (codePoint) {
+        case 0x0d:
+            return "a carriage return (CR)";
+        case 0x0a:
+            return "a line feed (LF)";
+        case 0x00:
+            return `a NUL character (${code})`;
+        case 0x20:
+            return "a space";
+        case 0x09:
+            return "a tab";
     }
+    if (codePoint < 0x20 || (codePoint >= 0x7f && codePoint <= 0x9f))
+        return `the control character ${code}`;
+    if (/\s/u.test(char))
+        return `the space character ${code}`;
+    return `"${char}" (${code})`;
+}
+/** RFC 9110 control characters other than HTAB, which a field value cannot hold. */
+function isControl(codePoint) {
+    return (codePoint < 0x20 && codePoint !== 0x09) || codePoint === 0x7f;
+}
+
+;// CONCATENATED MODULE: ./src/config/variables.ts
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: supaqueue.yml writes ${VAR} literally.
+// `${VAR}` in supaqueue.yml (header values and URLs): filled in from the environment of the deploy, which is the
+// action's env: or the shell of `supaqueue deploy`. The result is a secret: messages name the variables, never
+// their values.
+const VARIABLE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+/** The variables a value names, each once, in order. */
+function variablesIn(text) {
+    return [...new Set([...text.matchAll(VARIABLE)].map((m) => m[1]))];
+}
+/** Fills in every `${VAR}`; an unset or empty variable is missing. */
+function resolveVariables(text, env) {
+    const variables = variablesIn(text);
+    const missing = variables.filter((v) => !env[v]);
+    if (missing.length > 0)
+        return { missing };
+    const parts = [];
+    let last = 0;
+    for (const match of text.matchAll(VARIABLE)) {
+        const name = match[1];
+        parts.push({ text: text.slice(last, match.index), variable: null });
+        parts.push({ text: env[name], variable: name });
+        last = match.index + match[0].length;
+    }
+    parts.push({ text: text.slice(last), variable: null });
+    return { value: parts.map((p) => p.text).join(""), parts, variables };
+}
+/** What to do about unset variables, in words that fit the action and the command line alike. */
+function missingVariablesMessage(missing) {
+    const first = missing[0];
+    return `${missing.map((v) => `\${${v}}`).join(", ")} ${missing.length === 1 ? "is" : "are"} not set (or empty); set ${listOf(missing)} in the environment (the action's env:, e.g. ${first}: \${{ secrets.${first} }}, or your shell)`;
+}
+/** "${A}", "${A} and ${B}", "${A}, ${B} and ${C}". */
+function variableList(variables) {
+    return listOf(variables.map((v) => `\${${v}}`));
+}
+function listOf(items) {
+    return items.length <= 1 ? (items[0] ?? "") : `${items.slice(0, -1).join(", ")} and ${items.at(-1)}`;
 }
 
 ;// CONCATENATED MODULE: ./src/config/headers.ts
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: supaqueue.yml writes ${VAR} literally.
 
 
+
+
 // An HTTP header name is an RFC 9110 token.
 const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
-const VARIABLE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+// A header value is one line of visible characters, spaces and tabs (RFC 9110 field-value). fetch refuses CR, LF
+// and NUL and any character beyond U+00FF, and trims spaces and tabs at either end, so a value that breaks these
+// rules is refused here: installed, it would fail every call of the queue, or send something other than written.
+const ONE_LINE = "a header value is one line of visible characters, spaces and tabs (RFC 9110): a call carrying it would be refused, so every job of the queue would fail";
+const BYTES = "header values are sent as bytes, and fetch refuses characters beyond U+00FF, so every job of the queue would fail: percent-encode it, or send it in the payload";
 /**
  * Checks a queue's headers. A value holding ${VAR} is resolved from the environment and becomes a secret header
  * (stored in Vault); any other value is a plain header. Header names are compared ignoring case.
@@ -38024,20 +38312,63 @@ function validateHeaders(node, field, report, options) {
             report(valueNode ?? pair.key, where, `must be a string, not ${show(value)}; quote it, e.g. "2"`);
             continue;
         }
-        const variables = [...value.matchAll(VARIABLE)].map((m) => m[1]);
-        if (variables.length === 0) {
+        const resolved = resolveVariables(value, options.env);
+        if (resolved.missing) {
+            report(valueNode, where, missingVariablesMessage(resolved.missing));
+            continue;
+        }
+        const problem = headerValueProblem(resolved.parts, valueNode);
+        if (problem) {
+            report(valueNode, where, problem);
+            continue;
+        }
+        if (resolved.variables.length === 0)
             headers[header] = value;
-            continue;
-        }
-        const missing = variables.filter((v) => !options.env[v]);
-        if (missing.length > 0) {
-            report(valueNode, where, `${missing.map((v) => `\${${v}}`).join(", ")} ${missing.length === 1 ? "is" : "are"} not set (or empty) in the action's environment; pass ${missing.length === 1 ? "it" : "them"} with "env:" on the step, e.g. ${missing[0]}: \${{ secrets.${missing[0]} }}`);
-            continue;
-        }
-        const resolved = value.replace(VARIABLE, (_, v) => options.env[v] ?? "");
-        secretHeaders.push({ header, value: resolved, variables });
+        else
+            secretHeaders.push({ header, value: resolved.value, variables: resolved.variables });
     }
     return { headers, secretHeaders };
+}
+/**
+ * What keeps a header value (written text and filled-in variables) from being sent as it is, or null. A fault in
+ * a variable names the variable, never its value.
+ */
+function headerValueProblem(parts, node) {
+    for (const part of parts) {
+        const whose = whoseValue(part);
+        const control = findCharacter(part.text, isControl);
+        if (control) {
+            const atEnd = control.index === part.text.length - 1 && control.codePoint === 0x0a;
+            if (atEnd && part.variable) {
+                return `${whose} contains ${control.what} (at its end: was it saved with a trailing newline?); ${ONE_LINE}`;
+            }
+            if (atEnd && isBlockScalar(node)) {
+                return `${whose} ends with ${control.what}: a block scalar (| or >) keeps its last line break unless you write |- or >- (${ONE_LINE})`;
+            }
+            return `${whose} contains ${control.what}; ${ONE_LINE}`;
+        }
+        const wide = findCharacter(part.text, (c) => c > 0xff);
+        if (wide)
+            return `${whose} contains ${wide.what}; ${BYTES}`;
+    }
+    const filled = parts.filter((p) => p.text !== "");
+    const first = filled[0];
+    const last = filled.at(-1);
+    const edge = (char) => (char === " " ? "a space" : char === "\t" ? "a tab" : null);
+    const starts = edge(first?.text[0]);
+    if (first && starts)
+        return `${whoseValue(first)} starts with ${starts}, which HTTP would trim; remove it`;
+    const ends = edge(last?.text.at(-1));
+    if (last && ends)
+        return `${whoseValue(last)} ends with ${ends}, which HTTP would trim; remove it`;
+    return null;
+}
+/** "the value", or "the value of ${TOKEN}" for what a variable filled in. */
+function whoseValue(part) {
+    return part.variable ? `the value of \${${part.variable}}` : "the value";
+}
+function isBlockScalar(node) {
+    return (0,dist/* isScalar */.jn)(node) && (node.type === dist/* Scalar */.X5.BLOCK_LITERAL || node.type === dist/* Scalar */.X5.BLOCK_FOLDED);
 }
 
 ;// CONCATENATED MODULE: ./src/config/cron.ts
@@ -38105,27 +38436,31 @@ function value(text, field) {
 
 
 
+
 const SCHEDULE_KEYS = ["cron", "queue", "payload"];
 /**
  * Checks the `schedules:` section: schedule name → { cron, queue, payload }. Whether the queue exists is known
  * only against the database, so the plan checks that; here each schedule is checked on its own.
  */
-function validateSchedules(node, at, report) {
+function validateSchedules(node, keyNode, at, report, maxPayloadBytes) {
     if (node === undefined || ((0,dist/* isScalar */.jn)(node) && node.value === null))
         return [];
     if (!(0,dist/* isMap */.jh)(node)) {
         report(node, "schedules", 'must be a mapping of schedule name to its settings, e.g. "nightly-report: { cron: \\"0 3 * * *\\", queue: reports }"');
         return [];
     }
+    if (node.items.length > LIMITS.schedules.max) {
+        report(keyNode ?? node, "schedules", `the file has ${count(node.items.length)} schedules; ${atMost(LIMITS.schedules)}`);
+    }
     const schedules = [];
     for (const pair of node.items) {
-        const spec = validateSchedule(pair, at, report);
+        const spec = validateSchedule(pair, at, report, maxPayloadBytes);
         if (spec)
             schedules.push(spec);
     }
     return schedules;
 }
-function validateSchedule(pair, at, report) {
+function validateSchedule(pair, at, report, maxPayloadBytes) {
     const keyNode = pair.key;
     const name = (0,dist/* isScalar */.jn)(keyNode) ? String(keyNode.value) : "";
     const field = `schedules.${name}`;
@@ -38173,6 +38508,15 @@ function validateSchedule(pair, at, report) {
         if (typeof payload !== "object" || payload === null) {
             problem(payloadNode, `${field}.payload`, `${show(scalar(payloadNode))} is not allowed; allowed: a mapping or a list (the job's JSON payload), e.g. "{ kind: daily }"`);
         }
+        else {
+            const bytes = jsonbTextBytes(payload);
+            if (bytes > maxPayloadBytes) {
+                const limit = maxPayloadBytes === LIMITS.payloadBytes.max
+                    ? LIMITS.payloadBytes
+                    : { ...LIMITS.payloadBytes, label: count(maxPayloadBytes) };
+                problem(payloadNode, `${field}.payload`, `is ${count(bytes)} bytes as JSON; ${atMost(limit)}`);
+            }
+        }
     }
     if (!ok)
         return null;
@@ -38186,9 +38530,103 @@ function validateSchedule(pair, at, report) {
         cronPosition: at(cronNode),
     };
 }
+/**
+ * The size of a JSON value as the database measures a payload: octet_length of its jsonb text, which writes
+ * `{"a": 1, "b": [1, 2]}` (a space after each colon and comma).
+ */
+function jsonbTextBytes(value) {
+    if (Array.isArray(value)) {
+        return 2 + value.reduce((sum, item) => sum + jsonbTextBytes(item), 0) + separators(value.length);
+    }
+    if (typeof value === "object" && value !== null) {
+        const entries = Object.entries(value);
+        const inner = entries.reduce((sum, [key, item]) => sum + utf8Bytes(key) + 2 + jsonbTextBytes(item), 0);
+        return 2 + inner + separators(entries.length);
+    }
+    return utf8Bytes(value);
+}
+function separators(items) {
+    return items > 1 ? 2 * (items - 1) : 0;
+}
+function utf8Bytes(value) {
+    return Buffer.byteLength(JSON.stringify(value) ?? "null", "utf8");
+}
+
+;// CONCATENATED MODULE: ./src/config/url.ts
+
+
+
+// A queue's `url`. It may hold ${VAR} (a token in the query, or the whole URL of a webhook whose path is its
+// secret): the URL as written is safe to store and print, the filled-in one is a secret for Vault. Either way the
+// URL that is called must be an absolute http(s) URL without a user name or password, which fetch refuses.
+const URL_FORMS = "an absolute http:// or https:// URL, which may hold ${VAR} (e.g. ?token=${HOOK_TOKEN}), or ${VAR} for the whole URL";
+const CREDENTIALS = 'send them in a header instead, e.g. "Authorization: Basic ${BASIC_AUTH}", or keep a token in the environment and write it in the URL as ${VAR}, e.g. "?token=${HOOK_TOKEN}"';
+// As written: http(s) with a host and no user name or password, or starting with a variable. Whitespace never.
+// schema/supaqueue.schema.json has the same pattern.
+const WRITTEN = /^(https?:\/\/[^/?#\s@]+([/?#]\S*)?|\$\{[A-Za-z_][A-Za-z0-9_]*\}\S*)$/;
+const HAS_CREDENTIALS = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*@/;
+/** The URL as written and, when it holds ${VAR}, the filled-in URL; null when it is unusable (reported). */
+function validateUrl(node, field, report, env) {
+    const value = scalar(node);
+    if (typeof value === "string" && HAS_CREDENTIALS.test(value)) {
+        // Not echoed: the password is in it.
+        report(node, field, `a URL may not carry a user name or password (fetch refuses such a URL, so every call would fail, and the URL as written is stored and printed); ${CREDENTIALS}`);
+        return null;
+    }
+    if (typeof value !== "string" || !WRITTEN.test(value)) {
+        report(node, field, `invalid URL ${show(value)}; allowed: ${URL_FORMS}`);
+        return null;
+    }
+    const resolved = resolveVariables(value, env);
+    if (resolved.missing) {
+        report(node, field, missingVariablesMessage(resolved.missing));
+        return null;
+    }
+    if (resolved.variables.length === 0) {
+        if (isHttpUrl(value))
+            return { url: value, urlSecret: null };
+        report(node, field, `invalid URL ${show(value)}; allowed: ${URL_FORMS}`);
+        return null;
+    }
+    // From here on the filled-in URL is a secret: messages name the variables, never what they hold.
+    for (const part of resolved.parts) {
+        const bad = part.variable ? findCharacter(part.text, isSpaceOrControl) : null;
+        if (bad) {
+            const atEnd = bad.index === part.text.length - 1 ? " (at its end: was it saved with a trailing newline?)" : "";
+            report(node, field, `the value of \${${part.variable}} contains ${bad.what}${atEnd}; a URL cannot hold spaces or control characters: fix the variable's value`);
+            return null;
+        }
+    }
+    const once = `once ${variableList(resolved.variables)} ${resolved.variables.length === 1 ? "is" : "are"} filled in`;
+    if (HAS_CREDENTIALS.test(resolved.value)) {
+        report(node, field, `${once}, the URL carries a user name or password, which fetch refuses (every call would fail); ${CREDENTIALS}`);
+        return null;
+    }
+    if (!isHttpUrl(resolved.value)) {
+        report(node, field, `${once}, the URL is not an absolute http:// or https:// URL; check the variable${resolved.variables.length === 1 ? "'s value" : "s' values"} in the environment (its value is not shown)`);
+        return null;
+    }
+    return { url: value, urlSecret: { value: resolved.value, variables: resolved.variables } };
+}
+function isSpaceOrControl(codePoint) {
+    return codePoint <= 0x20 || codePoint === 0x7f || /\s/u.test(String.fromCodePoint(codePoint));
+}
+function isHttpUrl(value) {
+    if (!/^https?:\/\/[^/?#\s]+[^\s]*$/.test(value))
+        return false;
+    try {
+        const url = new URL(value);
+        return (url.protocol === "http:" || url.protocol === "https:") && !url.username && !url.password;
+    }
+    catch {
+        return false;
+    }
+}
 
 ;// CONCATENATED MODULE: ./src/config/validate.ts
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: supaqueue.yml writes ${VAR} literally.
+
+
 
 
 
@@ -38216,12 +38654,15 @@ const QUEUE_KEYS = [
 ];
 const BACKOFF_KEYS = ["base", "max"];
 /**
- * Parses supaqueue.yml, checks it, fills in defaults and resolves `${VAR}` in header values. Every problem is
- * collected with its line and column (nothing stops at the first one), so one run shows them all.
+ * Parses supaqueue.yml, checks it, fills in defaults and resolves `${VAR}` in header values and URLs. Every problem
+ * is collected with its line and column (nothing stops at the first one), so one run shows them all. The time it
+ * takes grows in proportion to the file's size.
  */
 function validateConfigText(text, file, options) {
     const lines = new dist/* LineCounter */.HN();
-    const doc = (0,dist/* parseDocument */.Tp)(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+    // yaml's own uniqueKeys check compares each key with every earlier key of its mapping: a file of 100,000 queues
+    // took minutes. duplicateKeys does the same check with a set.
+    const doc = (0,dist/* parseDocument */.Tp)(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: false });
     const problems = [];
     const at = (node) => {
         const range = node?.range;
@@ -38230,20 +38671,31 @@ function validateConfigText(text, file, options) {
         return { file, line, column: col };
     };
     const report = (node, field, message) => problems.push({ position: at(node), field, message });
-    for (const error of doc.errors) {
+    const early = doc.errors.map((error) => {
         const { line, col } = error.linePos?.[0] ?? lines.linePos(error.pos[0]);
-        const duplicate = error.code === "DUPLICATE_KEY";
-        const section = duplicate ? sectionAt(doc.contents, error.pos[0]) : "(yaml)";
-        problems.push({
-            position: { file, line, column: col },
-            field: section,
-            message: duplicate
-                ? `this name appears twice; each ${section === "schedules" ? "schedule" : "queue"} name (and each key) may appear only once`
-                : `not valid YAML: ${error.message.split("\n")[0]}`,
+        return {
+            offset: error.pos[0],
+            problem: {
+                position: { file, line, column: col },
+                field: "(yaml)",
+                message: `not valid YAML: ${error.message.split("\n")[0]}`,
+            },
+        };
+    });
+    for (const { key, section } of duplicateKeys(doc.contents)) {
+        early.push({
+            offset: key.range?.[0] ?? 0,
+            problem: {
+                position: at(key),
+                field: section,
+                message: `this name appears twice; each ${section === "schedules" ? "schedule" : "queue"} name (and each key) may appear only once`,
+            },
         });
     }
-    if (problems.length > 0)
-        return { config: { file, queues: [], schedules: [] }, problems };
+    if (early.length > 0) {
+        early.sort((a, b) => a.offset - b.offset);
+        return { config: { file, queues: [], schedules: [] }, problems: early.map((e) => e.problem) };
+    }
     const root = doc.contents;
     if (!(0,dist/* isMap */.jh)(root)) {
         report(root, "(file)", 'expected a mapping with a "queues" key, e.g. "queues:\\n  my-queue:\\n    url: https://..."');
@@ -38262,26 +38714,48 @@ function validateConfigText(text, file, options) {
         report(queuesNode, "queues", "must be a mapping of queue name to its settings");
     }
     else {
+        if (queuesNode.items.length > LIMITS.queues.max) {
+            report(keyOf(root, "queues"), "queues", `the file has ${count(queuesNode.items.length)} queues; ${atMost(LIMITS.queues)}`);
+        }
         for (const pair of queuesNode.items) {
             const spec = validateQueue(pair, at, report, options, () => problems.length);
             if (spec)
                 queues.push(spec);
         }
     }
-    const schedules = validateSchedules(root.get("schedules", true), at, report);
+    const schedules = validateSchedules(root.get("schedules", true), keyOf(root, "schedules"), at, report, options.maxPayloadBytes ?? LIMITS.payloadBytes.max);
     return { config: { file, queues, schedules }, problems };
 }
-/** The top-level section ("queues" or "schedules") holding a place of the file; "queues" when neither does. */
-function sectionAt(root, offset) {
-    if (!(0,dist/* isMap */.jh)(root))
-        return "queues";
-    for (const pair of root.items) {
-        const range = pair.value?.range;
-        const key = (0,dist/* isScalar */.jn)(pair.key) ? String(pair.key.value) : "";
-        if (key === "schedules" && range && offset >= range[0] && offset <= range[2])
-            return key;
+/** The key node of a top-level section, to point at the section as a whole. */
+function keyOf(root, key) {
+    return root.items.find((pair) => (0,dist/* isScalar */.jn)(pair.key) && pair.key.value === key)?.key;
+}
+/**
+ * Keys that appear twice in a mapping, anywhere in the document, with the top-level section ("queues",
+ * "schedules") they are in. Scalar keys are equal when their values are, as yaml's own check has it.
+ */
+function duplicateKeys(root) {
+    const found = [];
+    const pending = [{ node: root, section: null }];
+    for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+        const { node, section } = next;
+        if ((0,dist/* isMap */.jh)(node)) {
+            const seen = new Set();
+            for (const pair of node.items) {
+                const key = (0,dist/* isScalar */.jn)(pair.key) ? pair.key.value : pair.key;
+                const inside = section ?? (typeof key === "string" ? key : "queues");
+                if (seen.has(key))
+                    found.push({ key: pair.key, section: section ?? "queues" });
+                seen.add(key);
+                pending.push({ node: pair.value, section: inside });
+            }
+        }
+        else if ((0,dist/* isSeq */.oP)(node)) {
+            for (const item of node.items)
+                pending.push({ node: item, section });
+        }
     }
-    return "queues";
+    return found;
 }
 function validateQueue(pair, at, report, options, problemsSoFar) {
     const keyNode = pair.key;
@@ -38304,6 +38778,7 @@ function validateQueue(pair, at, report, options, problemsSoFar) {
     const url = get("url");
     let functionName = null;
     let urlValue = null;
+    let urlSecret = null;
     if ((fn === undefined) === (url === undefined)) {
         report(fn ?? url ?? keyNode, field, fn
             ? 'has both "function" and "url"; set exactly one of them'
@@ -38318,16 +38793,9 @@ function validateQueue(pair, at, report, options, problemsSoFar) {
             functionName = value;
     }
     if (url !== undefined) {
-        const value = scalar(url);
-        if (typeof value !== "string" || !isHttpUrl(value)) {
-            report(url, sub("url"), `invalid URL ${show(value)}; allowed: an absolute http:// or https:// URL`);
-        }
-        else if (VARIABLE.test(value)) {
-            report(url, sub("url"), '"${VAR}" is only allowed in header values, which are stored in Vault');
-        }
-        else
-            urlValue = value;
-        VARIABLE.lastIndex = 0;
+        const checked = validateUrl(url, sub("url"), report, options.env);
+        urlValue = checked?.url ?? null;
+        urlSecret = checked?.urlSecret ?? null;
     }
     let method = QUEUE_DEFAULTS.method;
     const methodNode = get("method");
@@ -38341,13 +38809,17 @@ function validateQueue(pair, at, report, options, problemsSoFar) {
             method = upper;
     }
     const { headers, secretHeaders } = validateHeaders(get("headers"), sub("headers"), report, options);
-    const workers = integer(get("workers"), sub("workers"), 0, QUEUE_DEFAULTS.workers, report, "an integer, 0 or more");
-    const maxAttempts = integer(get("max_attempts"), sub("max_attempts"), 1, QUEUE_DEFAULTS.maxAttempts, report, "an integer, 1 or more");
+    const workers = integer(get("workers"), sub("workers"), 0, LIMITS.workers, QUEUE_DEFAULTS.workers, report);
+    const maxAttempts = integer(get("max_attempts"), sub("max_attempts"), 1, LIMITS.maxAttempts, QUEUE_DEFAULTS.maxAttempts, report);
     const maxTimeout = options.maxCallTimeoutMs ?? DEFAULT_MAX_CALL_TIMEOUT_MS;
     const timeoutNode = get("timeout");
     const timeoutMs = duration(timeoutNode, sub("timeout"), QUEUE_DEFAULTS.timeoutMs, report);
-    if (timeoutMs !== null && (timeoutMs < 1 || timeoutMs > maxTimeout)) {
-        report(timeoutNode, sub("timeout"), `${formatDuration(timeoutMs)} is beyond what an edge function can wait; allowed: from 1ms to ${formatDuration(maxTimeout)} (supaqueue.config.max_call_timeout_ms, below the edge wall clock)`);
+    const timeoutRange = `allowed: from 1ms to ${formatDuration(maxTimeout)} (supaqueue.config.max_call_timeout_ms, below the edge wall clock)`;
+    if (timeoutMs !== null && timeoutMs < 1) {
+        report(timeoutNode, sub("timeout"), `${formatDuration(timeoutMs)} is too short: a call needs at least 1ms; ${timeoutRange}`);
+    }
+    else if (timeoutMs !== null && timeoutMs > maxTimeout) {
+        report(timeoutNode, sub("timeout"), `${formatDuration(timeoutMs)} is beyond what an edge function can wait; ${timeoutRange}`);
     }
     let backoffBaseMs = QUEUE_DEFAULTS.backoffBaseMs;
     let backoffMaxMs = QUEUE_DEFAULTS.backoffMaxMs;
@@ -38358,9 +38830,9 @@ function validateQueue(pair, at, report, options, problemsSoFar) {
         }
         else {
             checkKeys(backoff, `${sub("backoff")}.`, BACKOFF_KEYS, report);
-            backoffBaseMs = duration(backoff.get("base", true), sub("backoff.base"), QUEUE_DEFAULTS.backoffBaseMs, report);
+            backoffBaseMs = duration(backoff.get("base", true), sub("backoff.base"), QUEUE_DEFAULTS.backoffBaseMs, report, LIMITS.backoffMs);
             const maxNode = backoff.get("max", true);
-            backoffMaxMs = duration(maxNode, sub("backoff.max"), QUEUE_DEFAULTS.backoffMaxMs, report);
+            backoffMaxMs = duration(maxNode, sub("backoff.max"), QUEUE_DEFAULTS.backoffMaxMs, report, LIMITS.backoffMs);
             if (backoffBaseMs !== null && backoffMaxMs !== null && backoffMaxMs < backoffBaseMs) {
                 report(maxNode ?? backoff, sub("backoff.max"), `${formatDuration(backoffMaxMs)} is shorter than backoff.base (${formatDuration(backoffBaseMs)}); allowed: at least the base`);
             }
@@ -38389,6 +38861,7 @@ function validateQueue(pair, at, report, options, problemsSoFar) {
     return {
         name,
         url: urlValue,
+        urlSecret,
         functionName,
         method,
         headers,
@@ -38414,14 +38887,15 @@ function validateQueue(pair, at, report, options, problemsSoFar) {
 
 
 
+
 /**
  * Reads and checks supaqueue.yml. `path` is where to read it; `file` is the name to show in messages and
  * annotations (relative to the repository, as GitHub wants it). Throws ConfigError listing every problem.
  */
 function loadConfig(path, file, options) {
-    let text;
+    let bytes;
     try {
-        text = (0,external_node_fs_namespaceObject.readFileSync)(path, "utf8");
+        bytes = (0,external_node_fs_namespaceObject.readFileSync)(path);
     }
     catch (error) {
         const code = error.code;
@@ -38434,7 +38908,10 @@ function loadConfig(path, file, options) {
         };
         throw new ConfigError([problem]);
     }
-    const { config, problems } = validateConfigText(text, file, options);
+    const decoded = decodeUtf8(bytes, file);
+    if ("problem" in decoded)
+        throw new ConfigError([decoded.problem]);
+    const { config, problems } = validateConfigText(decoded.text, file, options);
     if (problems.length > 0)
         throw new ConfigError(problems);
     return config;
@@ -40118,10 +40595,13 @@ async function deploy(options, log) {
 }
 function readQueueFile(options, log, maxCallTimeoutMs) {
     const config = loadConfig(options.configPath, options.configFile, { env: options.env, maxCallTimeoutMs });
-    // Header values that come from the environment are secrets: mask them before anything could print them.
-    for (const queue of config.queues)
+    // Header values and URLs that come from the environment are secrets: mask them before anything could print them.
+    for (const queue of config.queues) {
         for (const header of queue.secretHeaders)
             log.secret(header.value);
+        if (queue.urlSecret)
+            log.secret(queue.urlSecret.value);
+    }
     return config;
 }
 /**
@@ -43071,7 +43551,7 @@ __webpack_unused_export__ = identity.isPair;
 exports.jn = identity.isScalar;
 exports.oP = identity.isSeq;
 __webpack_unused_export__ = Pair.Pair;
-__webpack_unused_export__ = Scalar.Scalar;
+exports.X5 = Scalar.Scalar;
 __webpack_unused_export__ = YAMLMap.YAMLMap;
 __webpack_unused_export__ = YAMLSeq.YAMLSeq;
 __webpack_unused_export__ = cst;

@@ -390,8 +390,8 @@ describe("bad input fails before any change, with annotations at file:line:colum
       "wrong types",
       "queues:\n  a:\n    url: https://x.example\n    workers: many\n    max_attempts: 0\n",
       [
-        { line: 4, col: 14, message: /workers: "many" is not allowed; allowed: an integer, 0 or more/ },
-        { line: 5, col: 19, message: /max_attempts: 0 is not allowed; allowed: an integer, 1 or more/ },
+        { line: 4, col: 14, message: /workers: "many" is not allowed; allowed: an integer from 0 to 1,000/ },
+        { line: 5, col: 19, message: /max_attempts: 0 is not allowed; allowed: an integer from 1 to 1,000/ },
       ],
     ],
     [

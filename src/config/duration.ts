@@ -7,6 +7,18 @@ export const DURATION_FORMS = "250ms, 30s, 5m, 1h, or a number of seconds";
  * Returns null when the value is none of these (or is not a whole number of milliseconds).
  */
 export function parseDuration(value: unknown): number | null {
+  const ms = milliseconds(value);
+  if (ms === null) return null;
+  const rounded = Math.round(ms);
+  return Math.abs(rounded - ms) < 1e-6 ? rounded : null;
+}
+
+/** Whether a value has a duration's form but is not a whole number of milliseconds, like `0.5ms`. */
+export function isFractionOfMillisecond(value: unknown): boolean {
+  return milliseconds(value) !== null && parseDuration(value) === null;
+}
+
+function milliseconds(value: unknown): number | null {
   let ms: number;
   if (typeof value === "number") {
     ms = value * 1000;
@@ -17,9 +29,7 @@ export function parseDuration(value: unknown): number | null {
   } else {
     return null;
   }
-  if (!Number.isFinite(ms) || ms < 0) return null;
-  const rounded = Math.round(ms);
-  return Math.abs(rounded - ms) < 1e-6 ? rounded : null;
+  return Number.isFinite(ms) && ms >= 0 ? ms : null;
 }
 
 /** A duration in the shortest form that reads well: 250ms, 30s, 5m, 1h. */

@@ -1,12 +1,21 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: supaqueue.yml writes ${VAR} literally.
-import { isMap, isScalar, type Node } from "yaml";
+import { isMap, isScalar, type Node, Scalar } from "yaml";
+import { findCharacter, isControl } from "./characters.ts";
 import { type Report, scalar, show } from "./fields.ts";
 import type { SecretHeader } from "./types.ts";
 import type { ValidateOptions } from "./validate.ts";
+import { missingVariablesMessage, type Part, resolveVariables } from "./variables.ts";
 
 // An HTTP header name is an RFC 9110 token.
 const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
-export const VARIABLE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+
+// A header value is one line of visible characters, spaces and tabs (RFC 9110 field-value). fetch refuses CR, LF
+// and NUL and any character beyond U+00FF, and trims spaces and tabs at either end, so a value that breaks these
+// rules is refused here: installed, it would fail every call of the queue, or send something other than written.
+const ONE_LINE =
+  "a header value is one line of visible characters, spaces and tabs (RFC 9110): a call carrying it would be refused, so every job of the queue would fail";
+const BYTES =
+  "header values are sent as bytes, and fetch refuses characters beyond U+00FF, so every job of the queue would fail: percent-encode it, or send it in the payload";
 
 /**
  * Checks a queue's headers. A value holding ${VAR} is resolved from the environment and becomes a secret header
@@ -52,22 +61,59 @@ export function validateHeaders(
       );
       continue;
     }
-    const variables = [...value.matchAll(VARIABLE)].map((m) => m[1] as string);
-    if (variables.length === 0) {
-      headers[header] = value;
+    const resolved = resolveVariables(value, options.env);
+    if (resolved.missing) {
+      report(valueNode, where, missingVariablesMessage(resolved.missing));
       continue;
     }
-    const missing = variables.filter((v) => !options.env[v]);
-    if (missing.length > 0) {
-      report(
-        valueNode,
-        where,
-        `${missing.map((v) => `\${${v}}`).join(", ")} ${missing.length === 1 ? "is" : "are"} not set (or empty) in the action's environment; pass ${missing.length === 1 ? "it" : "them"} with "env:" on the step, e.g. ${missing[0]}: \${{ secrets.${missing[0]} }}`,
-      );
+    const problem = headerValueProblem(resolved.parts, valueNode);
+    if (problem) {
+      report(valueNode, where, problem);
       continue;
     }
-    const resolved = value.replace(VARIABLE, (_, v: string) => options.env[v] ?? "");
-    secretHeaders.push({ header, value: resolved, variables });
+    if (resolved.variables.length === 0) headers[header] = value;
+    else secretHeaders.push({ header, value: resolved.value, variables: resolved.variables });
   }
   return { headers, secretHeaders };
+}
+
+/**
+ * What keeps a header value (written text and filled-in variables) from being sent as it is, or null. A fault in
+ * a variable names the variable, never its value.
+ */
+function headerValueProblem(parts: Part[], node: Node | null): string | null {
+  for (const part of parts) {
+    const whose = whoseValue(part);
+    const control = findCharacter(part.text, isControl);
+    if (control) {
+      const atEnd = control.index === part.text.length - 1 && control.codePoint === 0x0a;
+      if (atEnd && part.variable) {
+        return `${whose} contains ${control.what} (at its end: was it saved with a trailing newline?); ${ONE_LINE}`;
+      }
+      if (atEnd && isBlockScalar(node)) {
+        return `${whose} ends with ${control.what}: a block scalar (| or >) keeps its last line break unless you write |- or >- (${ONE_LINE})`;
+      }
+      return `${whose} contains ${control.what}; ${ONE_LINE}`;
+    }
+    const wide = findCharacter(part.text, (c) => c > 0xff);
+    if (wide) return `${whose} contains ${wide.what}; ${BYTES}`;
+  }
+  const filled = parts.filter((p) => p.text !== "");
+  const first = filled[0];
+  const last = filled.at(-1);
+  const edge = (char: string | undefined) => (char === " " ? "a space" : char === "\t" ? "a tab" : null);
+  const starts = edge(first?.text[0]);
+  if (first && starts) return `${whoseValue(first)} starts with ${starts}, which HTTP would trim; remove it`;
+  const ends = edge(last?.text.at(-1));
+  if (last && ends) return `${whoseValue(last)} ends with ${ends}, which HTTP would trim; remove it`;
+  return null;
+}
+
+/** "the value", or "the value of ${TOKEN}" for what a variable filled in. */
+function whoseValue(part: Part): string {
+  return part.variable ? `the value of \${${part.variable}}` : "the value";
+}
+
+function isBlockScalar(node: Node | null): boolean {
+  return isScalar(node) && (node.type === Scalar.BLOCK_LITERAL || node.type === Scalar.BLOCK_FOLDED);
 }

@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { ConfigError, type ConfigProblem, type QueueFile } from "./types.ts";
+import { decodeUtf8 } from "./utf8.ts";
 import { type ValidateOptions, validateConfigText } from "./validate.ts";
 
 /**
@@ -7,9 +8,9 @@ import { type ValidateOptions, validateConfigText } from "./validate.ts";
  * annotations (relative to the repository, as GitHub wants it). Throws ConfigError listing every problem.
  */
 export function loadConfig(path: string, file: string, options: ValidateOptions): QueueFile {
-  let text: string;
+  let bytes: Uint8Array;
   try {
-    text = readFileSync(path, "utf8");
+    bytes = readFileSync(path);
   } catch (error) {
     const code = (error as { code?: string }).code;
     const problem: ConfigProblem = {
@@ -22,7 +23,9 @@ export function loadConfig(path: string, file: string, options: ValidateOptions)
     };
     throw new ConfigError([problem]);
   }
-  const { config, problems } = validateConfigText(text, file, options);
+  const decoded = decodeUtf8(bytes, file);
+  if ("problem" in decoded) throw new ConfigError([decoded.problem]);
+  const { config, problems } = validateConfigText(decoded.text, file, options);
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
 }

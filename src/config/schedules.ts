@@ -1,6 +1,7 @@
 import { isMap, isScalar, type Node, type Pair } from "yaml";
 import { CRON_FORMS, cronProblem } from "./cron.ts";
 import { type At, checkKeys, NAME, NAME_RULE, type Report, scalar, show } from "./fields.ts";
+import { atMost, count, LIMITS } from "./limits.ts";
 import type { ScheduleSpec } from "./types.ts";
 
 export const SCHEDULE_KEYS = ["cron", "queue", "payload"];
@@ -9,7 +10,13 @@ export const SCHEDULE_KEYS = ["cron", "queue", "payload"];
  * Checks the `schedules:` section: schedule name → { cron, queue, payload }. Whether the queue exists is known
  * only against the database, so the plan checks that; here each schedule is checked on its own.
  */
-export function validateSchedules(node: Node | undefined, at: At, report: Report): ScheduleSpec[] {
+export function validateSchedules(
+  node: Node | undefined,
+  keyNode: Node | undefined,
+  at: At,
+  report: Report,
+  maxPayloadBytes: number,
+): ScheduleSpec[] {
   if (node === undefined || (isScalar(node) && node.value === null)) return [];
   if (!isMap(node)) {
     report(
@@ -19,15 +26,22 @@ export function validateSchedules(node: Node | undefined, at: At, report: Report
     );
     return [];
   }
+  if (node.items.length > LIMITS.schedules.max) {
+    report(
+      keyNode ?? node,
+      "schedules",
+      `the file has ${count(node.items.length)} schedules; ${atMost(LIMITS.schedules)}`,
+    );
+  }
   const schedules: ScheduleSpec[] = [];
   for (const pair of node.items) {
-    const spec = validateSchedule(pair, at, report);
+    const spec = validateSchedule(pair, at, report, maxPayloadBytes);
     if (spec) schedules.push(spec);
   }
   return schedules;
 }
 
-function validateSchedule(pair: Pair, at: At, report: Report): ScheduleSpec | null {
+function validateSchedule(pair: Pair, at: At, report: Report, maxPayloadBytes: number): ScheduleSpec | null {
   const keyNode = pair.key as Node;
   const name = isScalar(keyNode) ? String(keyNode.value) : "";
   const field = `schedules.${name}`;
@@ -85,6 +99,15 @@ function validateSchedule(pair: Pair, at: At, report: Report): ScheduleSpec | nu
         `${field}.payload`,
         `${show(scalar(payloadNode))} is not allowed; allowed: a mapping or a list (the job's JSON payload), e.g. "{ kind: daily }"`,
       );
+    } else {
+      const bytes = jsonbTextBytes(payload);
+      if (bytes > maxPayloadBytes) {
+        const limit =
+          maxPayloadBytes === LIMITS.payloadBytes.max
+            ? LIMITS.payloadBytes
+            : { ...LIMITS.payloadBytes, label: count(maxPayloadBytes) };
+        problem(payloadNode, `${field}.payload`, `is ${count(bytes)} bytes as JSON; ${atMost(limit)}`);
+      }
     }
   }
   if (!ok) return null;
@@ -97,4 +120,28 @@ function validateSchedule(pair: Pair, at: At, report: Report): ScheduleSpec | nu
     queuePosition: at(queueNode),
     cronPosition: at(cronNode),
   };
+}
+
+/**
+ * The size of a JSON value as the database measures a payload: octet_length of its jsonb text, which writes
+ * `{"a": 1, "b": [1, 2]}` (a space after each colon and comma).
+ */
+export function jsonbTextBytes(value: unknown): number {
+  if (Array.isArray(value)) {
+    return 2 + value.reduce((sum: number, item) => sum + jsonbTextBytes(item), 0) + separators(value.length);
+  }
+  if (typeof value === "object" && value !== null) {
+    const entries = Object.entries(value);
+    const inner = entries.reduce((sum, [key, item]) => sum + utf8Bytes(key) + 2 + jsonbTextBytes(item), 0);
+    return 2 + inner + separators(entries.length);
+  }
+  return utf8Bytes(value);
+}
+
+function separators(items: number): number {
+  return items > 1 ? 2 * (items - 1) : 0;
+}
+
+function utf8Bytes(value: unknown): number {
+  return Buffer.byteLength(JSON.stringify(value) ?? "null", "utf8");
 }

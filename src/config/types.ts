@@ -25,10 +25,21 @@ export interface SecretHeader {
   variables: string[];
 }
 
+/** A queue URL that holds `${VAR}`, filled in from the environment: stored in Vault, never in a table. */
+export interface UrlSecret {
+  /** The filled-in URL. Secret: mask it, never print it. */
+  value: string;
+  /** The environment variables it was built from (for messages). */
+  variables: string[];
+}
+
 /** One queue of supaqueue.yml with its defaults filled in and durations in milliseconds. */
 export interface QueueSpec {
   name: string;
+  /** The URL as written, `${VAR}` not filled in: safe to store and print. */
   url: string | null;
+  /** The filled-in URL when `url` holds `${VAR}` (null otherwise, and for function queues). */
+  urlSecret: UrlSecret | null;
   functionName: string | null;
   method: HttpMethod;
   /** Plain headers, stored as they are in supaqueue.queue.headers. */

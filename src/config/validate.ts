@@ -1,5 +1,5 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: supaqueue.yml writes ${VAR} literally.
-import { isMap, isScalar, LineCounter, type Node, type Pair, parseDocument } from "yaml";
+import { isMap, isScalar, isSeq, LineCounter, type Node, type Pair, parseDocument, type YAMLMap } from "yaml";
 import { formatDuration } from "./duration.ts";
 import {
   type At,
@@ -7,7 +7,6 @@ import {
   checkKeys,
   duration,
   integer,
-  isHttpUrl,
   NAME,
   NAME_RULE,
   type Report,
@@ -16,7 +15,8 @@ import {
   show,
   statusCodes,
 } from "./fields.ts";
-import { VARIABLE, validateHeaders } from "./headers.ts";
+import { validateHeaders } from "./headers.ts";
+import { atMost, count, LIMITS } from "./limits.ts";
 import { validateSchedules } from "./schedules.ts";
 import {
   type ConfigProblem,
@@ -27,7 +27,9 @@ import {
   QUEUE_DEFAULTS,
   type QueueFile,
   type QueueSpec,
+  type UrlSecret,
 } from "./types.ts";
+import { validateUrl } from "./url.ts";
 
 export const QUEUE_NAME = NAME;
 const FUNCTION_NAME = /^[A-Za-z0-9_-]{1,128}$/;
@@ -56,6 +58,8 @@ export interface ValidateOptions {
   env: Record<string, string | undefined>;
   /** The longest timeout a queue may ask for (supaqueue.config.max_call_timeout_ms). */
   maxCallTimeoutMs?: number;
+  /** The largest schedule payload, in bytes of its jsonb text (supaqueue.config.max_payload_bytes; 1 MiB). */
+  maxPayloadBytes?: number;
 }
 
 export interface Validated {
@@ -64,12 +68,15 @@ export interface Validated {
 }
 
 /**
- * Parses supaqueue.yml, checks it, fills in defaults and resolves `${VAR}` in header values. Every problem is
- * collected with its line and column (nothing stops at the first one), so one run shows them all.
+ * Parses supaqueue.yml, checks it, fills in defaults and resolves `${VAR}` in header values and URLs. Every problem
+ * is collected with its line and column (nothing stops at the first one), so one run shows them all. The time it
+ * takes grows in proportion to the file's size.
  */
 export function validateConfigText(text: string, file: string, options: ValidateOptions): Validated {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  // yaml's own uniqueKeys check compares each key with every earlier key of its mapping: a file of 100,000 queues
+  // took minutes. duplicateKeys does the same check with a set.
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: false });
   const problems: ConfigProblem[] = [];
   const at = (node: Node | Pair["key"] | null | undefined): Position => {
     const range = (node as { range?: [number, number, number] } | null | undefined)?.range;
@@ -80,19 +87,31 @@ export function validateConfigText(text: string, file: string, options: Validate
   const report = (node: Node | Pair["key"] | null | undefined, field: string, message: string) =>
     problems.push({ position: at(node), field, message });
 
-  for (const error of doc.errors) {
+  const early: { offset: number; problem: ConfigProblem }[] = doc.errors.map((error) => {
     const { line, col } = error.linePos?.[0] ?? lines.linePos(error.pos[0]);
-    const duplicate = error.code === "DUPLICATE_KEY";
-    const section = duplicate ? sectionAt(doc.contents, error.pos[0]) : "(yaml)";
-    problems.push({
-      position: { file, line, column: col },
-      field: section,
-      message: duplicate
-        ? `this name appears twice; each ${section === "schedules" ? "schedule" : "queue"} name (and each key) may appear only once`
-        : `not valid YAML: ${error.message.split("\n")[0]}`,
+    return {
+      offset: error.pos[0],
+      problem: {
+        position: { file, line, column: col },
+        field: "(yaml)",
+        message: `not valid YAML: ${error.message.split("\n")[0]}`,
+      },
+    };
+  });
+  for (const { key, section } of duplicateKeys(doc.contents)) {
+    early.push({
+      offset: (key as { range?: [number, number, number] }).range?.[0] ?? 0,
+      problem: {
+        position: at(key),
+        field: section,
+        message: `this name appears twice; each ${section === "schedules" ? "schedule" : "queue"} name (and each key) may appear only once`,
+      },
     });
   }
-  if (problems.length > 0) return { config: { file, queues: [], schedules: [] }, problems };
+  if (early.length > 0) {
+    early.sort((a, b) => a.offset - b.offset);
+    return { config: { file, queues: [], schedules: [] }, problems: early.map((e) => e.problem) };
+  }
 
   const root = doc.contents;
   if (!isMap(root)) {
@@ -117,24 +136,56 @@ export function validateConfigText(text: string, file: string, options: Validate
   } else if (!isMap(queuesNode)) {
     report(queuesNode, "queues", "must be a mapping of queue name to its settings");
   } else {
+    if (queuesNode.items.length > LIMITS.queues.max) {
+      report(
+        keyOf(root, "queues"),
+        "queues",
+        `the file has ${count(queuesNode.items.length)} queues; ${atMost(LIMITS.queues)}`,
+      );
+    }
     for (const pair of queuesNode.items) {
       const spec = validateQueue(pair, at, report, options, () => problems.length);
       if (spec) queues.push(spec);
     }
   }
-  const schedules = validateSchedules(root.get("schedules", true) as Node | undefined, at, report);
+  const schedules = validateSchedules(
+    root.get("schedules", true) as Node | undefined,
+    keyOf(root, "schedules"),
+    at,
+    report,
+    options.maxPayloadBytes ?? LIMITS.payloadBytes.max,
+  );
   return { config: { file, queues, schedules }, problems };
 }
 
-/** The top-level section ("queues" or "schedules") holding a place of the file; "queues" when neither does. */
-function sectionAt(root: unknown, offset: number): string {
-  if (!isMap(root)) return "queues";
-  for (const pair of root.items) {
-    const range = (pair.value as { range?: [number, number, number] } | null)?.range;
-    const key = isScalar(pair.key) ? String(pair.key.value) : "";
-    if (key === "schedules" && range && offset >= range[0] && offset <= range[2]) return key;
+/** The key node of a top-level section, to point at the section as a whole. */
+function keyOf(root: YAMLMap, key: string): Node | undefined {
+  return root.items.find((pair) => isScalar(pair.key) && pair.key.value === key)?.key as Node | undefined;
+}
+
+/**
+ * Keys that appear twice in a mapping, anywhere in the document, with the top-level section ("queues",
+ * "schedules") they are in. Scalar keys are equal when their values are, as yaml's own check has it.
+ */
+function duplicateKeys(root: unknown): { key: Node; section: string }[] {
+  const found: { key: Node; section: string }[] = [];
+  const pending: { node: unknown; section: string | null }[] = [{ node: root, section: null }];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const { node, section } = next;
+    if (isMap(node)) {
+      const seen = new Set<unknown>();
+      for (const pair of node.items) {
+        const key = isScalar(pair.key) ? pair.key.value : pair.key;
+        const inside = section ?? (typeof key === "string" ? key : "queues");
+        if (seen.has(key)) found.push({ key: pair.key as Node, section: section ?? "queues" });
+        seen.add(key);
+        pending.push({ node: pair.value, section: inside });
+      }
+    } else if (isSeq(node)) {
+      for (const item of node.items) pending.push({ node: item, section });
+    }
   }
-  return "queues";
+  return found;
 }
 
 function validateQueue(
@@ -169,6 +220,7 @@ function validateQueue(
   const url = get("url");
   let functionName: string | null = null;
   let urlValue: string | null = null;
+  let urlSecret: UrlSecret | null = null;
   if ((fn === undefined) === (url === undefined)) {
     report(
       fn ?? url ?? keyNode,
@@ -189,13 +241,9 @@ function validateQueue(
     } else functionName = value;
   }
   if (url !== undefined) {
-    const value = scalar(url);
-    if (typeof value !== "string" || !isHttpUrl(value)) {
-      report(url, sub("url"), `invalid URL ${show(value)}; allowed: an absolute http:// or https:// URL`);
-    } else if (VARIABLE.test(value)) {
-      report(url, sub("url"), '"${VAR}" is only allowed in header values, which are stored in Vault');
-    } else urlValue = value;
-    VARIABLE.lastIndex = 0;
+    const checked = validateUrl(url, sub("url"), report, options.env);
+    urlValue = checked?.url ?? null;
+    urlSecret = checked?.urlSecret ?? null;
   }
 
   let method: HttpMethod = QUEUE_DEFAULTS.method;
@@ -214,31 +262,31 @@ function validateQueue(
 
   const { headers, secretHeaders } = validateHeaders(get("headers"), sub("headers"), report, options);
 
-  const workers = integer(
-    get("workers"),
-    sub("workers"),
-    0,
-    QUEUE_DEFAULTS.workers,
-    report,
-    "an integer, 0 or more",
-  );
+  const workers = integer(get("workers"), sub("workers"), 0, LIMITS.workers, QUEUE_DEFAULTS.workers, report);
   const maxAttempts = integer(
     get("max_attempts"),
     sub("max_attempts"),
     1,
+    LIMITS.maxAttempts,
     QUEUE_DEFAULTS.maxAttempts,
     report,
-    "an integer, 1 or more",
   );
 
   const maxTimeout = options.maxCallTimeoutMs ?? DEFAULT_MAX_CALL_TIMEOUT_MS;
   const timeoutNode = get("timeout");
   const timeoutMs = duration(timeoutNode, sub("timeout"), QUEUE_DEFAULTS.timeoutMs, report);
-  if (timeoutMs !== null && (timeoutMs < 1 || timeoutMs > maxTimeout)) {
+  const timeoutRange = `allowed: from 1ms to ${formatDuration(maxTimeout)} (supaqueue.config.max_call_timeout_ms, below the edge wall clock)`;
+  if (timeoutMs !== null && timeoutMs < 1) {
     report(
       timeoutNode,
       sub("timeout"),
-      `${formatDuration(timeoutMs)} is beyond what an edge function can wait; allowed: from 1ms to ${formatDuration(maxTimeout)} (supaqueue.config.max_call_timeout_ms, below the edge wall clock)`,
+      `${formatDuration(timeoutMs)} is too short: a call needs at least 1ms; ${timeoutRange}`,
+    );
+  } else if (timeoutMs !== null && timeoutMs > maxTimeout) {
+    report(
+      timeoutNode,
+      sub("timeout"),
+      `${formatDuration(timeoutMs)} is beyond what an edge function can wait; ${timeoutRange}`,
     );
   }
 
@@ -259,9 +307,16 @@ function validateQueue(
         sub("backoff.base"),
         QUEUE_DEFAULTS.backoffBaseMs,
         report,
+        LIMITS.backoffMs,
       );
       const maxNode = backoff.get("max", true) as Node | undefined;
-      backoffMaxMs = duration(maxNode, sub("backoff.max"), QUEUE_DEFAULTS.backoffMaxMs, report);
+      backoffMaxMs = duration(
+        maxNode,
+        sub("backoff.max"),
+        QUEUE_DEFAULTS.backoffMaxMs,
+        report,
+        LIMITS.backoffMs,
+      );
       if (backoffBaseMs !== null && backoffMaxMs !== null && backoffMaxMs < backoffBaseMs) {
         report(
           maxNode ?? backoff,
@@ -303,6 +358,7 @@ function validateQueue(
   return {
     name,
     url: urlValue,
+    urlSecret,
     functionName,
     method,
     headers,

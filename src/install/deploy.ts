@@ -238,8 +238,11 @@ export async function deploy(options: DeployOptions, log: Logger): Promise<Deplo
 
 function readQueueFile(options: DeployOptions, log: Logger, maxCallTimeoutMs?: number): QueueFile {
   const config = loadConfig(options.configPath, options.configFile, { env: options.env, maxCallTimeoutMs });
-  // Header values that come from the environment are secrets: mask them before anything could print them.
-  for (const queue of config.queues) for (const header of queue.secretHeaders) log.secret(header.value);
+  // Header values and URLs that come from the environment are secrets: mask them before anything could print them.
+  for (const queue of config.queues) {
+    for (const header of queue.secretHeaders) log.secret(header.value);
+    if (queue.urlSecret) log.secret(queue.urlSecret.value);
+  }
   return config;
 }
 
