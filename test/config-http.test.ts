@@ -182,6 +182,8 @@ describe("queue URLs", () => {
           configFile: "supaqueue.yml",
           dryRun: true,
           env: { HOOK_TOKEN: "tok-123", KEY: "k-456" },
+          tick: "external",
+          probe: false,
         },
         log,
       ),
