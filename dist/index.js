@@ -39485,12 +39485,23 @@ const HEADER_SECRET_PREFIX = "supaqueue:header:";
 function headerSecretName(queue, header) {
     return `${HEADER_SECRET_PREFIX}${queue}:${header.toLowerCase()}`;
 }
+/** A queue's URL held in Vault (it holds ${VAR}): supaqueue:url:<queue> (supaqueue._url_secret_name). */
+const URL_SECRET_PREFIX = "supaqueue:url:";
+function urlSecretName(queue) {
+    return `${URL_SECRET_PREFIX}${queue}`;
+}
+/**
+ * What a secret of the plan belongs to, in its `header` field: a header's name, or this for the queue's URL ("(url)"
+ * is no HTTP header name: tokens have no parentheses).
+ */
+const URL_SECRET_HEADER = "(url)";
 /** The header secrets in Vault by name, decrypted; empty when Vault is not installed yet. */
 async function readHeaderSecrets(client) {
     const vault = await client.query("select to_regclass('vault.decrypted_secrets') is not null as ok");
     if (!vault.rows[0]?.ok)
         return new Map();
-    const { rows } = await client.query("select name, id::text, decrypted_secret as value from vault.decrypted_secrets where starts_with(name, $1)", [HEADER_SECRET_PREFIX]);
+    const { rows } = await client.query(`select name, id::text, decrypted_secret as value from vault.decrypted_secrets
+     where starts_with(name, $1) or starts_with(name, $2)`, [HEADER_SECRET_PREFIX, URL_SECRET_PREFIX]);
     return new Map(rows.map((row) => [row.name, { id: row.id, value: row.value }]));
 }
 /** Creates or updates a header secret through Vault's functions (the only way Supabase allows). */
@@ -39499,17 +39510,14 @@ async function writeHeaderSecret(client, name, value, existing) {
         await client.query("select vault.update_secret($1::uuid, $2)", [existing.id, value]);
     }
     else {
-        await client.query("select vault.create_secret($1, $2, 'Supaqueue queue header (from supaqueue.yml)')", [
+        await client.query("select vault.create_secret($1, $2, 'Supaqueue: a queue header or URL (from supaqueue.yml)')", [
             value,
             name,
         ]);
     }
 }
 async function deleteHeaderSecret(client, name) {
-    await client.query("delete from vault.secrets where name = $1 and starts_with(name, $2)", [
-        name,
-        HEADER_SECRET_PREFIX,
-    ]);
+    await client.query("delete from vault.secrets where name = $1 and (starts_with(name, $2) or starts_with(name, $3))", [name, HEADER_SECRET_PREFIX, URL_SECRET_PREFIX]);
 }
 
 ;// CONCATENATED MODULE: ./src/install/schedules.ts
@@ -39716,7 +39724,7 @@ async function readInstalledState(client) {
     state.maxCallTimeoutMs = config.rows[0]?.max ?? null;
     state.functionsUrl = config.rows[0]?.url ?? null;
     const { rows } = await client.query(`
-    select q.name, q.url, q.function_name, q.method, q.headers, q.secret_headers, q.max_attempts, q.timeout_ms,
+    select q.name, q.url, q.url_secret, q.function_name, q.method, q.headers, q.secret_headers, q.max_attempts, q.timeout_ms,
            q.backoff_base_ms, q.backoff_max_ms, q.success_codes, q.retry_codes, q.rate_limit_per_second,
            q.dead_letter_queue, q.paused, q.managed_by, q.signing_key_secret,
            (select count(*)::int from supaqueue.worker w where w.queue_id = q.id and not w.retiring) as workers,
@@ -39732,6 +39740,7 @@ async function readInstalledState(client) {
 function desiredRow(spec) {
     return {
         url: spec.url,
+        url_secret: spec.urlSecret ? urlSecretName(spec.name) : null,
         function_name: spec.functionName,
         method: spec.method,
         headers: spec.headers,
@@ -39793,8 +39802,13 @@ function computePlan(config, state, migrations = loadMigrations()) {
         }
         const row = desiredRow(spec);
         const changes = [];
-        for (const header of spec.secretHeaders) {
-            const name = headerSecretName(spec.name, header.header);
+        // The URL's secret (the whole URL, its ${VAR} resolved) is kept like a secret header's value.
+        const secrets = [
+            ...spec.secretHeaders,
+            ...(spec.urlSecret ? [{ header: URL_SECRET_HEADER, value: spec.urlSecret.value }] : []),
+        ];
+        for (const header of secrets) {
+            const name = header.header === URL_SECRET_HEADER ? urlSecretName(spec.name) : headerSecretName(spec.name, header.header);
             // The naming rule makes two (queue, header) pairs share a Vault secret impossible; should it ever change,
             // this stops the run before one queue sends another's secret.
             const owner = secretOwners.get(name);
@@ -39811,12 +39825,12 @@ function computePlan(config, state, migrations = loadMigrations()) {
             const stored = state.secrets.get(name);
             if (!stored) {
                 plan.secrets.push({ name, queue: spec.name, header: header.header, action: "create" });
-                if (existing?.secret_headers[header.header] === name)
-                    changes.push(`header ${header.header}: secret restored in Vault`);
+                if (existing?.secret_headers[header.header] === name || existing?.url_secret === name)
+                    changes.push(`${secretLabel(header.header)}: secret restored in Vault`);
             }
             else if (stored.value !== header.value) {
                 plan.secrets.push({ name, queue: spec.name, header: header.header, action: "update" });
-                changes.push(`header ${header.header}: secret value changed`);
+                changes.push(`${secretLabel(header.header)}: secret value changed`);
             }
         }
         const signing = signingChange(spec, existing);
@@ -39839,7 +39853,7 @@ function computePlan(config, state, migrations = loadMigrations()) {
         changes.push(...rowChanges);
         if (existing.workers !== spec.workers)
             changes.push(`workers: ${existing.workers} → ${spec.workers}`);
-        for (const [header, name] of Object.entries(existing.secret_headers)) {
+        for (const [header, name] of ownedSecrets(existing)) {
             if (!keptSecrets.has(name) && state.secrets.has(name)) {
                 plan.secrets.push({ name, queue: spec.name, header, action: "delete" });
             }
@@ -39869,7 +39883,7 @@ function computePlan(config, state, migrations = loadMigrations()) {
                     action: "clear",
                     vaultSecret: signingSecretName(existing.name),
                 });
-            for (const [header, name] of Object.entries(existing.secret_headers)) {
+            for (const [header, name] of ownedSecrets(existing)) {
                 if (state.secrets.has(name))
                     plan.secrets.push({ name, queue: existing.name, header, action: "delete" });
             }
@@ -39892,6 +39906,17 @@ const LABELS = [
     ["dead_letter_queue", "dead_letter_queue", String],
     ["paused", "paused", String],
 ];
+/** A queue's Vault secrets, as [what it belongs to, Vault name]: its secret headers, and its URL's. */
+function ownedSecrets(queue) {
+    return [
+        ...Object.entries(queue.secret_headers),
+        ...(queue.url_secret ? [[URL_SECRET_HEADER, queue.url_secret]] : []),
+    ];
+}
+/** How a secret of the plan is named in words. */
+function secretLabel(header) {
+    return header === URL_SECRET_HEADER ? "url" : `header ${header}`;
+}
 function describeRowChanges(existing, row) {
     const changes = [];
     for (const [key, label, show] of LABELS) {
@@ -39950,7 +39975,10 @@ async function reconcileQueues(client, config) {
         const plan = computePlan(config, state);
         if (plan.conflicts.length > 0)
             throw new ConfigError(plan.conflicts);
-        const values = new Map(config.queues.flatMap((q) => q.secretHeaders.map((h) => [`${q.name}\n${h.header}`, h.value])));
+        const values = new Map(config.queues.flatMap((q) => [
+            ...q.secretHeaders.map((h) => [`${q.name}\n${h.header}`, h.value]),
+            ...(q.urlSecret ? [[`${q.name}\n${URL_SECRET_HEADER}`, q.urlSecret.value]] : []),
+        ]));
         for (const secret of plan.secrets) {
             if (secret.action === "delete")
                 continue;
@@ -40012,6 +40040,7 @@ async function reconcileQueues(client, config) {
 }
 const COLUMNS = [
     "url",
+    "url_secret",
     "function_name",
     "method",
     "headers",
@@ -40131,6 +40160,7 @@ function stageWorkdir(root = projectRoot()) {
 ;// CONCATENATED MODULE: ./src/install/summary.ts
 
 
+
 const PAUSED_NOTE = "it is removed by a later run once its jobs are done";
 /** The plan (or, with done, what was applied) as log lines. Never holds a secret value. */
 function planLines(plan, { done = false } = {}) {
@@ -40161,7 +40191,7 @@ function planLines(plan, { done = false } = {}) {
             update: done ? "updated" : "update",
             delete: done ? "deleted" : "delete",
         }[s.action];
-        lines.push(`${verb} Vault secret ${s.name} (header ${s.header} of queue ${s.queue})`);
+        lines.push(`${verb} Vault secret ${s.name} (${secretLabel(s.header)} of queue ${s.queue})`);
     }
     for (const k of plan.signing) {
         if (k.action === "create")

@@ -83,6 +83,9 @@ create table supaqueue.queue (
   name text not null constraint queue_name_is_unique unique,
   -- Exactly one of url (any http(s) URL) and function_name (an edge function of this project) is set.
   url text,
+  -- When the URL holds a secret (supaqueue.yml's `url: https://…?token=${TOKEN}`): the Vault secret with the whole
+  -- URL, read when a call is claimed; `url` then shows it as written, its secret parts as ${VAR}.
+  url_secret text,
   function_name text,
   method text not null default 'POST',
   headers jsonb not null default '{}',
@@ -280,9 +283,13 @@ begin
     raise exception 'supaqueue: queue "%" needs exactly one of url and function_name', new.name
       using hint = 'Set url to an http(s) URL, or function_name to an edge function of this project.';
   end if;
-  if new.url is not null and new.url !~ '^https?://[^/?#\s]+[^\s]*$' then
+  if new.url is not null and new.url_secret is null and new.url !~ '^https?://[^/?#\s@]+[^\s]*$' then
     raise exception 'supaqueue: queue "%" has an invalid url "%"', new.name, new.url
-      using hint = 'Use an absolute http:// or https:// URL.';
+      using hint = 'Use an absolute http:// or https:// URL, without user:password@ (keep secrets in Vault: url_secret).';
+  end if;
+  if new.url_secret is not null and new.url is null then
+    raise exception 'supaqueue: queue "%" has a url_secret but no url', new.name
+      using hint = 'Set url to the URL as shown (its secret parts as ${VAR}); url_secret names the Vault secret holding it whole.';
   end if;
   if new.function_name is not null and new.function_name !~ '^[A-Za-z0-9_-]{1,128}$' then
     raise exception 'supaqueue: queue "%" has an invalid function_name "%"', new.name, new.function_name
@@ -359,6 +366,12 @@ create trigger queue_is_valid before insert or update on supaqueue.queue
 create function supaqueue._header_secret_name(queue_name text, header text) returns text
 language sql immutable set search_path = '' as $$
   select 'supaqueue:header:' || queue_name || ':' || pg_catalog.lower(header)
+$$;
+
+-- The Vault name of a queue's secret URL: 'supaqueue:url:<queue>'.
+create function supaqueue._url_secret_name(queue_name text) returns text
+language sql immutable set search_path = '' as $$
+  select 'supaqueue:url:' || queue_name
 $$;
 
 -- The Vault name of a queue's signing key ('supaqueue:signing:<queue>'), or of the previous one during a rotation
@@ -736,10 +749,19 @@ returns jsonb
 language plpgsql stable security definer set search_path = '' as $$
 declare
   headers jsonb := q.headers;
+  url text := coalesce(q.url, cfg.functions_url || '/' || q.function_name);
   missing text;
   keys jsonb;
   problem text;
 begin
+  if q.url_secret is not null then
+    url := (select s.decrypted_secret from vault.decrypted_secrets s where s.name = q.url_secret);
+    if url is null then
+      problem := format('the URL of queue "%s" is missing from Vault (secret "%s"); the call was not made', q.name,
+                        q.url_secret);
+      url := 'https://url-secret-missing.invalid/';
+    end if;
+  end if;
   if q.secret_headers <> '{}' then
     select coalesce(jsonb_object_agg(h.key, s.decrypted_secret) filter (where s.decrypted_secret is not null), '{}'),
            min(format('header "%s" (Vault secret "%s")', h.key, h.value)) filter (where s.decrypted_secret is null)
@@ -772,7 +794,7 @@ begin
     'job', jsonb_build_object('id', j.id, 'payload', j.payload, 'headers', j.headers),
     'queue', jsonb_build_object(
       'name', q.name,
-      'url', coalesce(q.url, cfg.functions_url || '/' || q.function_name),
+      'url', url,
       'is_function', q.function_name is not null,
       'method', q.method,
       'headers', headers,

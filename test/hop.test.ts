@@ -2,6 +2,7 @@
 import { beforeAll, describe, expect, test } from "vitest";
 import { validateConfigText } from "../src/config/validate.ts";
 import { reconcileQueues } from "../src/install/reconcile.ts";
+import { planLines } from "../src/install/summary.ts";
 import {
   claim,
   completeAndClaim,
@@ -296,6 +297,49 @@ describe("Vault names cannot collide", () => {
       db.pool,
       calls.map((call) => ({ call })),
     );
+  });
+
+  test("a URL holding ${VAR} is kept whole in Vault; the queue shows it as written and calls get the real one", async () => {
+    const text = (url: string) => `queues:\n  hooked: { url: "${url}", workers: 1 }\n`;
+    const reconcile = async (url: string) => {
+      const { config, problems } = validateConfigText(text(url), "supaqueue.yml", {
+        env: { HOOK_TOKEN: "tok-secret-9" },
+      });
+      expect(problems).toEqual([]);
+      const client = await db.pool.connect();
+      try {
+        return await reconcileQueues(client, config!);
+      } finally {
+        client.release();
+      }
+    };
+    const plan = await reconcile("https://hooks.example.com/x?token=${HOOK_TOKEN}");
+    expect(planLines(plan, { done: true })).toContain(
+      "created Vault secret supaqueue:url:hooked (url of queue hooked)",
+    );
+    const { rows } = await db.pool.query("select url, url_secret from supaqueue.queue where name = 'hooked'");
+    expect(rows[0]).toEqual({
+      url: "https://hooks.example.com/x?token=${HOOK_TOKEN}",
+      url_secret: "supaqueue:url:hooked",
+    });
+    const { rows: vault } = await db.pool.query(
+      "select decrypted_secret from vault.decrypted_secrets where name = 'supaqueue:url:hooked'",
+    );
+    expect(vault[0].decrypted_secret).toBe("https://hooks.example.com/x?token=tok-secret-9");
+    await enqueue("hooked");
+    const [call] = await takeCalls(db.pool);
+    expect(call?.body.queue.url).toBe("https://hooks.example.com/x?token=tok-secret-9");
+    expect(call?.body.problem).toBeNull();
+    await completeMany(db.pool, [{ call: call! }]);
+    // A plain URL again: the secret goes.
+    const plain = await reconcile("https://hooks.example.com/x");
+    expect(plain.secrets).toEqual([
+      { name: "supaqueue:url:hooked", queue: "hooked", header: "(url)", action: "delete" },
+    ]);
+    const { rows: after } = await db.pool.query(
+      "select url_secret from supaqueue.queue where name = 'hooked'",
+    );
+    expect(after[0].url_secret).toBeNull();
   });
 
   test("queue x's previous signing key and queue x_previous's key are different secrets", async () => {

@@ -35,6 +35,7 @@ function installed(
         {
           name,
           url: null,
+          url_secret: null,
           function_name: "f",
           method: "POST",
           headers: {},

@@ -12,6 +12,18 @@ export function headerSecretName(queue: string, header: string): string {
   return `${HEADER_SECRET_PREFIX}${queue}:${header.toLowerCase()}`;
 }
 
+/** A queue's URL held in Vault (it holds ${VAR}): supaqueue:url:<queue> (supaqueue._url_secret_name). */
+export const URL_SECRET_PREFIX = "supaqueue:url:";
+export function urlSecretName(queue: string): string {
+  return `${URL_SECRET_PREFIX}${queue}`;
+}
+
+/**
+ * What a secret of the plan belongs to, in its `header` field: a header's name, or this for the queue's URL ("(url)"
+ * is no HTTP header name: tokens have no parentheses).
+ */
+export const URL_SECRET_HEADER = "(url)";
+
 export interface StoredSecret {
   id: string;
   value: string;
@@ -24,8 +36,9 @@ export async function readHeaderSecrets(client: pg.ClientBase): Promise<Map<stri
   );
   if (!vault.rows[0]?.ok) return new Map();
   const { rows } = await client.query<{ name: string; id: string; value: string }>(
-    "select name, id::text, decrypted_secret as value from vault.decrypted_secrets where starts_with(name, $1)",
-    [HEADER_SECRET_PREFIX],
+    `select name, id::text, decrypted_secret as value from vault.decrypted_secrets
+     where starts_with(name, $1) or starts_with(name, $2)`,
+    [HEADER_SECRET_PREFIX, URL_SECRET_PREFIX],
   );
   return new Map(rows.map((row) => [row.name, { id: row.id, value: row.value }]));
 }
@@ -40,16 +53,16 @@ export async function writeHeaderSecret(
   if (existing) {
     await client.query("select vault.update_secret($1::uuid, $2)", [existing.id, value]);
   } else {
-    await client.query("select vault.create_secret($1, $2, 'Supaqueue queue header (from supaqueue.yml)')", [
-      value,
-      name,
-    ]);
+    await client.query(
+      "select vault.create_secret($1, $2, 'Supaqueue: a queue header or URL (from supaqueue.yml)')",
+      [value, name],
+    );
   }
 }
 
 export async function deleteHeaderSecret(client: pg.ClientBase, name: string): Promise<void> {
-  await client.query("delete from vault.secrets where name = $1 and starts_with(name, $2)", [
-    name,
-    HEADER_SECRET_PREFIX,
-  ]);
+  await client.query(
+    "delete from vault.secrets where name = $1 and (starts_with(name, $2) or starts_with(name, $3))",
+    [name, HEADER_SECRET_PREFIX, URL_SECRET_PREFIX],
+  );
 }

@@ -10,7 +10,13 @@ import {
   type RecordedMigration,
   readRecordedMigrations,
 } from "../db/migrate.ts";
-import { headerSecretName, readHeaderSecrets, type StoredSecret } from "./header-secrets.ts";
+import {
+  headerSecretName,
+  readHeaderSecrets,
+  type StoredSecret,
+  URL_SECRET_HEADER,
+  urlSecretName,
+} from "./header-secrets.ts";
 import { computeSchedules, readCron, readSchedules } from "./schedules.ts";
 import { signingChange, signingSecretName } from "./signing.ts";
 
@@ -19,7 +25,9 @@ export const MANAGED_BY = "supaqueue.yml";
 
 /** The columns of supaqueue.queue that supaqueue.yml sets. */
 export interface QueueRow {
+  /** As written in the file: a URL holding ${VAR} shows them, and url_secret names the Vault secret with it whole. */
   url: string | null;
+  url_secret: string | null;
   function_name: string | null;
   method: string;
   headers: Record<string, string>;
@@ -168,7 +176,7 @@ export async function readInstalledState(client: pg.ClientBase): Promise<Install
   state.maxCallTimeoutMs = config.rows[0]?.max ?? null;
   state.functionsUrl = config.rows[0]?.url ?? null;
   const { rows } = await client.query<ExistingQueue>(`
-    select q.name, q.url, q.function_name, q.method, q.headers, q.secret_headers, q.max_attempts, q.timeout_ms,
+    select q.name, q.url, q.url_secret, q.function_name, q.method, q.headers, q.secret_headers, q.max_attempts, q.timeout_ms,
            q.backoff_base_ms, q.backoff_max_ms, q.success_codes, q.retry_codes, q.rate_limit_per_second,
            q.dead_letter_queue, q.paused, q.managed_by, q.signing_key_secret,
            (select count(*)::int from supaqueue.worker w where w.queue_id = q.id and not w.retiring) as workers,
@@ -184,6 +192,7 @@ export async function readInstalledState(client: pg.ClientBase): Promise<Install
 export function desiredRow(spec: QueueSpec): QueueRow {
   return {
     url: spec.url,
+    url_secret: spec.urlSecret ? urlSecretName(spec.name) : null,
     function_name: spec.functionName,
     method: spec.method,
     headers: spec.headers,
@@ -255,8 +264,16 @@ export function computePlan(
     }
     const row = desiredRow(spec);
     const changes: string[] = [];
-    for (const header of spec.secretHeaders) {
-      const name = headerSecretName(spec.name, header.header);
+    // The URL's secret (the whole URL, its ${VAR} resolved) is kept like a secret header's value.
+    const secrets = [
+      ...spec.secretHeaders,
+      ...(spec.urlSecret ? [{ header: URL_SECRET_HEADER, value: spec.urlSecret.value }] : []),
+    ];
+    for (const header of secrets) {
+      const name =
+        header.header === URL_SECRET_HEADER
+          ? urlSecretName(spec.name)
+          : headerSecretName(spec.name, header.header);
       // The naming rule makes two (queue, header) pairs share a Vault secret impossible; should it ever change,
       // this stops the run before one queue sends another's secret.
       const owner = secretOwners.get(name);
@@ -275,11 +292,11 @@ export function computePlan(
       const stored = state.secrets.get(name);
       if (!stored) {
         plan.secrets.push({ name, queue: spec.name, header: header.header, action: "create" });
-        if (existing?.secret_headers[header.header] === name)
-          changes.push(`header ${header.header}: secret restored in Vault`);
+        if (existing?.secret_headers[header.header] === name || existing?.url_secret === name)
+          changes.push(`${secretLabel(header.header)}: secret restored in Vault`);
       } else if (stored.value !== header.value) {
         plan.secrets.push({ name, queue: spec.name, header: header.header, action: "update" });
-        changes.push(`header ${header.header}: secret value changed`);
+        changes.push(`${secretLabel(header.header)}: secret value changed`);
       }
     }
     const signing = signingChange(spec, existing);
@@ -303,7 +320,7 @@ export function computePlan(
     const rowChanges = describeRowChanges(existing, row);
     changes.push(...rowChanges);
     if (existing.workers !== spec.workers) changes.push(`workers: ${existing.workers} → ${spec.workers}`);
-    for (const [header, name] of Object.entries(existing.secret_headers)) {
+    for (const [header, name] of ownedSecrets(existing)) {
       if (!keptSecrets.has(name) && state.secrets.has(name)) {
         plan.secrets.push({ name, queue: spec.name, header, action: "delete" });
       }
@@ -333,7 +350,7 @@ export function computePlan(
           action: "clear",
           vaultSecret: signingSecretName(existing.name),
         });
-      for (const [header, name] of Object.entries(existing.secret_headers)) {
+      for (const [header, name] of ownedSecrets(existing)) {
         if (state.secrets.has(name))
           plan.secrets.push({ name, queue: existing.name, header, action: "delete" });
       }
@@ -357,6 +374,19 @@ const LABELS: [keyof QueueRow, string, (v: never) => string][] = [
   ["dead_letter_queue", "dead_letter_queue", String],
   ["paused", "paused", String],
 ];
+
+/** A queue's Vault secrets, as [what it belongs to, Vault name]: its secret headers, and its URL's. */
+function ownedSecrets(queue: QueueRow): [string, string][] {
+  return [
+    ...Object.entries(queue.secret_headers),
+    ...(queue.url_secret ? [[URL_SECRET_HEADER, queue.url_secret] as [string, string]] : []),
+  ];
+}
+
+/** How a secret of the plan is named in words. */
+export function secretLabel(header: string): string {
+  return header === URL_SECRET_HEADER ? "url" : `header ${header}`;
+}
 
 function describeRowChanges(existing: QueueRow, row: QueueRow): string[] {
   const changes: string[] = [];

@@ -1,6 +1,6 @@
 import type pg from "pg";
 import { ConfigError, type QueueFile } from "../config/types.ts";
-import { deleteHeaderSecret, writeHeaderSecret } from "./header-secrets.ts";
+import { deleteHeaderSecret, URL_SECRET_HEADER, writeHeaderSecret } from "./header-secrets.ts";
 import { computePlan, MANAGED_BY, type Plan, type QueueRow, readInstalledState } from "./plan.ts";
 import { removeSchedules, writeSchedules } from "./schedules.ts";
 import { clearSigningKey, createSigningKey } from "./signing.ts";
@@ -23,7 +23,10 @@ export async function reconcileQueues(client: pg.ClientBase, config: QueueFile):
     const plan = computePlan(config, state);
     if (plan.conflicts.length > 0) throw new ConfigError(plan.conflicts);
     const values = new Map(
-      config.queues.flatMap((q) => q.secretHeaders.map((h) => [`${q.name}\n${h.header}`, h.value])),
+      config.queues.flatMap((q) => [
+        ...q.secretHeaders.map((h): [string, string] => [`${q.name}\n${h.header}`, h.value]),
+        ...(q.urlSecret ? [[`${q.name}\n${URL_SECRET_HEADER}`, q.urlSecret.value] as [string, string]] : []),
+      ]),
     );
 
     for (const secret of plan.secrets) {
@@ -85,6 +88,7 @@ export async function reconcileQueues(client: pg.ClientBase, config: QueueFile):
 
 const COLUMNS = [
   "url",
+  "url_secret",
   "function_name",
   "method",
   "headers",

@@ -1,6 +1,6 @@
 import type { ConfigProblem } from "../config/types.ts";
 import type { DeployResult } from "./deploy.ts";
-import type { Plan, ScheduleChange } from "./plan.ts";
+import { type Plan, type ScheduleChange, secretLabel } from "./plan.ts";
 import { readKeyHint } from "./signing.ts";
 import { describeTick } from "./tick.ts";
 
@@ -36,7 +36,7 @@ export function planLines(plan: Plan, { done = false }: { done?: boolean } = {})
       update: done ? "updated" : "update",
       delete: done ? "deleted" : "delete",
     }[s.action];
-    lines.push(`${verb} Vault secret ${s.name} (header ${s.header} of queue ${s.queue})`);
+    lines.push(`${verb} Vault secret ${s.name} (${secretLabel(s.header)} of queue ${s.queue})`);
   }
   for (const k of plan.signing) {
     if (k.action === "create")
