@@ -287,7 +287,8 @@ describe("stress", () => {
     })();
 
     await Promise.all(producers);
-    const deadline = Date.now() + 150_000;
+    // A correctness test, not a timing one: on a quiet machine the drain takes 20-40 s; the bound only stops a hang.
+    const deadline = Date.now() + 240_000;
     for (;;) {
       const { rows } = await pool.query(
         "select count(*) filter (where status = 'successful')::int as ok, count(*)::int as total from supaqueue.job",
@@ -315,5 +316,5 @@ describe("stress", () => {
     }
     const { rows: left } = await pool.query("select count(*)::int as n from supaqueue.worker where locked");
     expect(left[0].n).toBe(0);
-  }, 240_000);
+  }, 360_000);
 });
