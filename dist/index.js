@@ -34601,7 +34601,7 @@ function extend(target) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8172);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6842);
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 
@@ -34610,7 +34610,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 8172:
+/***/ 6842:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -37566,17 +37566,6 @@ function getIDToken(aud) {
 //# sourceMappingURL=core.js.map
 ;// CONCATENATED MODULE: ./src/config/types.ts
 const HTTP_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"];
-/** The defaults a queue gets for what the file leaves out. */
-const QUEUE_DEFAULTS = {
-    method: "POST",
-    workers: 1,
-    maxAttempts: 3,
-    timeoutMs: 30_000,
-    backoffBaseMs: 10_000,
-    backoffMaxMs: 3_600_000,
-    paused: false,
-    signed: false,
-};
 /** The longest per-call timeout when the database does not say otherwise (supaqueue.config.max_call_timeout_ms). */
 const DEFAULT_MAX_CALL_TIMEOUT_MS = 140_000;
 /** supaqueue.yml has problems; nothing was changed. Each problem carries its file position. */
@@ -38552,6 +38541,167 @@ function utf8Bytes(value) {
     return Buffer.byteLength(JSON.stringify(value) ?? "null", "utf8");
 }
 
+;// CONCATENATED MODULE: ./src/config/settings.ts
+
+
+
+
+
+/** Keeps each entry's field and column as literal types, so the row type below can be derived from the list. */
+function setting(entry) {
+    return entry;
+}
+const codes = (value) => `[${value.join(", ")}]`;
+const SETTINGS = [
+    setting({
+        key: "method",
+        field: "method",
+        column: "method",
+        label: "method",
+        default: "POST",
+        read(node, field, { report }) {
+            const value = scalar(node);
+            const upper = typeof value === "string" ? value.toUpperCase() : "";
+            if (HTTP_METHODS.includes(upper))
+                return upper;
+            report(node, field, `invalid method ${show(value)}; allowed values: ${HTTP_METHODS.join(", ")}`);
+            return "POST";
+        },
+        format: String,
+    }),
+    setting({
+        key: "workers",
+        field: "workers",
+        column: null,
+        label: "workers",
+        default: 1,
+        read: (node, field, { report }) => integer(node, field, 0, LIMITS.workers, 1, report) ?? 1,
+        format: String,
+    }),
+    setting({
+        key: "max_attempts",
+        field: "maxAttempts",
+        column: "max_attempts",
+        label: "max_attempts",
+        default: 3,
+        read: (node, field, { report }) => integer(node, field, 1, LIMITS.maxAttempts, 3, report) ?? 3,
+        format: String,
+    }),
+    setting({
+        key: "timeout",
+        field: "timeoutMs",
+        column: "timeout_ms",
+        label: "timeout",
+        default: 30_000,
+        read(node, field, { options, report }) {
+            const ms = duration(node, field, 30_000, report);
+            const max = options.maxCallTimeoutMs ?? DEFAULT_MAX_CALL_TIMEOUT_MS;
+            const range = `allowed: from 1ms to ${formatDuration(max)} (supaqueue.config.max_call_timeout_ms, below the edge wall clock)`;
+            if (ms !== null && ms < 1)
+                report(node, field, `${formatDuration(ms)} is too short: a call needs at least 1ms; ${range}`);
+            else if (ms !== null && ms > max)
+                report(node, field, `${formatDuration(ms)} is beyond what an edge function can wait; ${range}`);
+            return ms ?? 30_000;
+        },
+        format: formatDuration,
+    }),
+    setting({
+        key: "backoff.base",
+        field: "backoffBaseMs",
+        column: "backoff_base_ms",
+        label: "backoff.base",
+        default: 10_000,
+        read: (node, field, { report }) => duration(node, field, 10_000, report, LIMITS.backoffMs) ?? 10_000,
+        format: formatDuration,
+    }),
+    setting({
+        key: "backoff.max",
+        field: "backoffMaxMs",
+        column: "backoff_max_ms",
+        label: "backoff.max",
+        default: 3_600_000,
+        read: (node, field, { report }) => duration(node, field, 3_600_000, report, LIMITS.backoffMs) ?? 3_600_000,
+        format: formatDuration,
+    }),
+    setting({
+        key: "success_codes",
+        field: "successCodes",
+        column: "success_codes",
+        label: "success_codes",
+        default: null,
+        read: (node, field, { report }) => statusCodes(node, field, report),
+        format: codes,
+    }),
+    setting({
+        key: "retry_codes",
+        field: "retryCodes",
+        column: "retry_codes",
+        label: "retry_codes",
+        default: null,
+        read: (node, field, { report }) => statusCodes(node, field, report),
+        format: codes,
+    }),
+    setting({
+        key: "rate_limit",
+        field: "rateLimitPerSecond",
+        column: "rate_limit_per_second",
+        label: "rate_limit",
+        default: null,
+        read: (node, field, { report }) => rate(node, field, report),
+        format: formatRate,
+    }),
+    setting({
+        key: "dead_letter_queue",
+        field: "deadLetterQueue",
+        column: "dead_letter_queue",
+        label: "dead_letter_queue",
+        default: null,
+        read(node, field, { queue, report }) {
+            const value = scalar(node);
+            if (typeof value !== "string" || !NAME.test(value))
+                report(node, field, `${show(value)} is not a queue name; allowed: the name of another queue`);
+            else if (value === queue)
+                report(node, field, "a queue cannot be its own dead-letter queue; allowed: the name of another queue");
+            else
+                return value;
+            return null;
+        },
+        format: String,
+    }),
+    setting({
+        key: "signed",
+        field: "signed",
+        column: null,
+        label: "signed",
+        default: false,
+        read: (node, field, { report }) => fields_boolean(node, field, false, report),
+        format: String,
+    }),
+    setting({
+        key: "paused",
+        field: "paused",
+        column: "paused",
+        label: "paused",
+        default: false,
+        read: (node, field, { report }) => fields_boolean(node, field, false, report),
+        format: String,
+    }),
+];
+/** The settings kept in a column, with it. */
+const COLUMN_SETTINGS = SETTINGS.filter((s) => s.column !== null);
+/** The setting after which a queue's headers are read and listed (validate.ts reads them in headers.ts). */
+const HEADERS_AFTER = "method";
+/** The keys of a queue in supaqueue.yml, as messages list them (a group such as backoff once). */
+const QUEUE_KEYS = [
+    "function",
+    "url",
+    ...new Set(SETTINGS.flatMap((s) => (s.key === HEADERS_AFTER ? [s.key, "headers"] : [s.key.split(".")[0]]))),
+];
+/** The keys inside a group ("backoff" → ["base", "max"]). */
+function groupKeys(group) {
+    return SETTINGS.filter((s) => s.key.startsWith(`${group}.`)).map((s) => s.key.slice(group.length + 1));
+}
+
 ;// CONCATENATED MODULE: ./src/config/url.ts
 
 
@@ -38636,23 +38786,6 @@ function isHttpUrl(value) {
 const QUEUE_NAME = NAME;
 const validate_FUNCTION_NAME = /^[A-Za-z0-9_-]{1,128}$/;
 const TOP_LEVEL_KEYS = ["queues", "schedules"];
-const QUEUE_KEYS = [
-    "function",
-    "url",
-    "method",
-    "headers",
-    "workers",
-    "max_attempts",
-    "timeout",
-    "backoff",
-    "success_codes",
-    "retry_codes",
-    "rate_limit",
-    "dead_letter_queue",
-    "signed",
-    "paused",
-];
-const BACKOFF_KEYS = ["base", "max"];
 /**
  * Parses supaqueue.yml, checks it, fills in defaults and resolves `${VAR}` in header values and URLs. Every problem
  * is collected with its line and column (nothing stops at the first one), so one run shows them all. The time it
@@ -38797,89 +38930,63 @@ function validateQueue(pair, at, report, options, problemsSoFar) {
         urlValue = checked?.url ?? null;
         urlSecret = checked?.urlSecret ?? null;
     }
-    let method = QUEUE_DEFAULTS.method;
-    const methodNode = get("method");
-    if (methodNode !== undefined) {
-        const value = scalar(methodNode);
-        const upper = typeof value === "string" ? value.toUpperCase() : "";
-        if (!HTTP_METHODS.includes(upper)) {
-            report(methodNode, sub("method"), `invalid method ${show(value)}; allowed values: ${HTTP_METHODS.join(", ")}`);
-        }
-        else
-            method = upper;
-    }
-    const { headers, secretHeaders } = validateHeaders(get("headers"), sub("headers"), report, options);
-    const workers = integer(get("workers"), sub("workers"), 0, LIMITS.workers, QUEUE_DEFAULTS.workers, report);
-    const maxAttempts = integer(get("max_attempts"), sub("max_attempts"), 1, LIMITS.maxAttempts, QUEUE_DEFAULTS.maxAttempts, report);
-    const maxTimeout = options.maxCallTimeoutMs ?? DEFAULT_MAX_CALL_TIMEOUT_MS;
-    const timeoutNode = get("timeout");
-    const timeoutMs = duration(timeoutNode, sub("timeout"), QUEUE_DEFAULTS.timeoutMs, report);
-    const timeoutRange = `allowed: from 1ms to ${formatDuration(maxTimeout)} (supaqueue.config.max_call_timeout_ms, below the edge wall clock)`;
-    if (timeoutMs !== null && timeoutMs < 1) {
-        report(timeoutNode, sub("timeout"), `${formatDuration(timeoutMs)} is too short: a call needs at least 1ms; ${timeoutRange}`);
-    }
-    else if (timeoutMs !== null && timeoutMs > maxTimeout) {
-        report(timeoutNode, sub("timeout"), `${formatDuration(timeoutMs)} is beyond what an edge function can wait; ${timeoutRange}`);
-    }
-    let backoffBaseMs = QUEUE_DEFAULTS.backoffBaseMs;
-    let backoffMaxMs = QUEUE_DEFAULTS.backoffMaxMs;
-    const backoff = get("backoff");
-    if (backoff !== undefined) {
-        if (!(0,dist/* isMap */.jh)(backoff)) {
-            report(backoff, sub("backoff"), `must be a mapping with "base" and/or "max", e.g. "{ base: 10s, max: 1h }"`);
-        }
-        else {
-            checkKeys(backoff, `${sub("backoff")}.`, BACKOFF_KEYS, report);
-            backoffBaseMs = duration(backoff.get("base", true), sub("backoff.base"), QUEUE_DEFAULTS.backoffBaseMs, report, LIMITS.backoffMs);
-            const maxNode = backoff.get("max", true);
-            backoffMaxMs = duration(maxNode, sub("backoff.max"), QUEUE_DEFAULTS.backoffMaxMs, report, LIMITS.backoffMs);
-            if (backoffBaseMs !== null && backoffMaxMs !== null && backoffMaxMs < backoffBaseMs) {
-                report(maxNode ?? backoff, sub("backoff.max"), `${formatDuration(backoffMaxMs)} is shorter than backoff.base (${formatDuration(backoffBaseMs)}); allowed: at least the base`);
+    // Every other setting, from its entry in settings.ts. A group (backoff) is a mapping of its own keys.
+    const nodes = new Map();
+    const groups = new Map();
+    const settingNode = (key) => {
+        const [group, inner] = key.split(".");
+        if (inner === undefined)
+            return get(key);
+        if (!groups.has(group)) {
+            const groupNode = get(group);
+            if (groupNode !== undefined && !(0,dist/* isMap */.jh)(groupNode)) {
+                const example = groupKeys(group)
+                    .map((k) => `"${k}"`)
+                    .join(" and/or ");
+                report(groupNode, sub(group), `must be a mapping with ${example}, e.g. "{ base: 10s, max: 1h }"`);
             }
+            else if (groupNode !== undefined)
+                checkKeys(groupNode, `${sub(group)}.`, groupKeys(group), report);
+            groups.set(group, (0,dist/* isMap */.jh)(groupNode) ? groupNode : null);
         }
+        return groups.get(group)?.get(inner, true);
+    };
+    const context = { queue: name, options, report };
+    const values = {};
+    const valid = new Set();
+    let read;
+    for (const setting of SETTINGS) {
+        const settingValue = settingNode(setting.key);
+        nodes.set(setting.key, settingValue);
+        const problems = problemsSoFar();
+        values[setting.field] =
+            settingValue === undefined ? setting.default : setting.read(settingValue, sub(setting.key), context);
+        if (problemsSoFar() === problems)
+            valid.add(setting.key);
+        // Headers are read where they stand among the keys (after method), so problems come in the keys' order.
+        if (setting.key === HEADERS_AFTER)
+            read = validateHeaders(get("headers"), sub("headers"), report, options);
     }
-    const successCodes = statusCodes(get("success_codes"), sub("success_codes"), report);
-    const retryCodes = statusCodes(get("retry_codes"), sub("retry_codes"), report);
-    const rateLimitPerSecond = rate(get("rate_limit"), sub("rate_limit"), report);
-    let deadLetterQueue = null;
-    const deadLetterNode = get("dead_letter_queue");
-    if (deadLetterNode !== undefined) {
-        const value = scalar(deadLetterNode);
-        if (typeof value !== "string" || !QUEUE_NAME.test(value)) {
-            report(deadLetterNode, sub("dead_letter_queue"), `${show(value)} is not a queue name; allowed: the name of another queue`);
-        }
-        else if (value === name) {
-            report(deadLetterNode, sub("dead_letter_queue"), "a queue cannot be its own dead-letter queue; allowed: the name of another queue");
-        }
-        else
-            deadLetterQueue = value;
+    const settings = values;
+    if (valid.has("backoff.base") &&
+        valid.has("backoff.max") &&
+        settings.backoffMaxMs < settings.backoffBaseMs) {
+        report(nodes.get("backoff.max") ?? get("backoff"), sub("backoff.max"), `${formatDuration(settings.backoffMaxMs)} is shorter than backoff.base (${formatDuration(settings.backoffBaseMs)}); allowed: at least the base`);
     }
-    const signed = fields_boolean(get("signed"), sub("signed"), QUEUE_DEFAULTS.signed, report);
-    const paused = fields_boolean(get("paused"), sub("paused"), QUEUE_DEFAULTS.paused, report);
-    if (problemsSoFar() > before)
+    if (problemsSoFar() > before || !read)
         return null;
+    const { headers, secretHeaders } = read;
     return {
         name,
         url: urlValue,
         urlSecret,
         functionName,
-        method,
         headers,
         secretHeaders,
-        workers: workers ?? QUEUE_DEFAULTS.workers,
-        maxAttempts: maxAttempts ?? QUEUE_DEFAULTS.maxAttempts,
-        timeoutMs: timeoutMs ?? QUEUE_DEFAULTS.timeoutMs,
-        backoffBaseMs: backoffBaseMs ?? QUEUE_DEFAULTS.backoffBaseMs,
-        backoffMaxMs: backoffMaxMs ?? QUEUE_DEFAULTS.backoffMaxMs,
-        successCodes,
-        retryCodes,
-        rateLimitPerSecond,
-        signed,
-        deadLetterQueue,
-        deadLetterPosition: at(deadLetterNode ?? keyNode),
-        paused,
+        ...settings,
+        deadLetterPosition: at(nodes.get("dead_letter_queue") ?? keyNode),
         position: at(keyNode),
-        timeoutPosition: at(timeoutNode ?? keyNode),
+        timeoutPosition: at(nodes.get("timeout") ?? keyNode),
     };
 }
 
@@ -38981,6 +39088,798 @@ function describeConnectionError(connectionString, error) {
                         ? "the connection timed out (a firewall, or the wrong host)"
                         : message;
     return `supaqueue: cannot connect to ${where}: ${cause}`;
+}
+
+;// CONCATENATED MODULE: ./src/install/model.ts
+
+// What the installer reads, plans and reports, as types and names every step shares: read (state.ts) → plan
+// (plan.ts) → apply (apply.ts) → present (present.ts). A leaf: it imports types only, and one list.
+/** Queues from supaqueue.yml carry this in supaqueue.queue.managed_by; the installer touches no other queue. */
+const MANAGED_BY = "supaqueue.yml";
+/** QueueRow's columns, in the order the installer reads and writes them. */
+const QUEUE_COLUMNS = [
+    "url",
+    "url_secret",
+    "function_name",
+    "headers",
+    "secret_headers",
+    ...COLUMN_SETTINGS.map((s) => s.column),
+];
+/** The columns of QUEUE_COLUMNS that are jsonb. */
+const JSON_COLUMNS = new Set(["headers", "secret_headers"]);
+/** Whether applying the plan would change the database (migrations aside). */
+function planChangesQueues(plan) {
+    return (plan.queues.some((q) => q.action !== "unchanged") ||
+        plan.removals.some((r) => r.action !== "keep-paused") ||
+        plan.secrets.length > 0 ||
+        plan.schedules.some((s) => s.action !== "unchanged") ||
+        plan.signing.length > 0);
+}
+
+// EXTERNAL MODULE: external "node:util"
+var external_node_util_ = __nccwpck_require__(7975);
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
+// EXTERNAL MODULE: external "node:url"
+var external_node_url_ = __nccwpck_require__(3136);
+;// CONCATENATED MODULE: ./src/paths.ts
+
+
+
+/**
+ * The folder that holds Supaqueue's `sql/` and `functions/`. Found by walking up from this module, so it works from
+ * `src/` under tsx/vitest, from the bundled `dist/index.js` of the action, and from an installed package.
+ */
+function projectRoot(from = (0,external_node_path_namespaceObject.dirname)((0,external_node_url_.fileURLToPath)(import.meta.url))) {
+    let dir = (0,external_node_path_namespaceObject.resolve)(from);
+    for (;;) {
+        if ((0,external_node_fs_namespaceObject.existsSync)((0,external_node_path_namespaceObject.join)(dir, "sql")) && (0,external_node_fs_namespaceObject.existsSync)((0,external_node_path_namespaceObject.join)(dir, "functions")))
+            return dir;
+        const parent = (0,external_node_path_namespaceObject.dirname)(dir);
+        if (parent === dir)
+            throw new Error(`supaqueue: cannot find the sql/ and functions/ folders above ${from}`);
+        dir = parent;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/db/migrate.ts
+
+
+
+
+/**
+ * The migration files of the installs made before the first release, which recorded no checksums. Their schema is
+ * replaced by today's 0001 in one transaction that keeps every queue, job, worker, call in flight, attempt, schedule
+ * and Vault secret (sql/prerelease/).
+ */
+const PRERELEASE = ["0001_supaqueue", "0002_batched_completion", "0003_time_ordered_job_ids"];
+/** Hex SHA-256 of a migration's text. */
+function checksumOf(sql) {
+    return (0,external_node_crypto_.createHash)("sha256").update(sql, "utf8").digest("hex");
+}
+/** The migrations shipped in `sql/`, in version order. */
+function loadMigrations(dir = (0,external_node_path_namespaceObject.join)(projectRoot(), "sql")) {
+    return (0,external_node_fs_namespaceObject.readdirSync)(dir)
+        .filter((file) => /^\d+_[a-z0-9_]+\.sql$/.test(file))
+        .sort()
+        .map((file) => {
+        const sql = (0,external_node_fs_namespaceObject.readFileSync)((0,external_node_path_namespaceObject.join)(dir, file), "utf8");
+        return {
+            version: Number.parseInt(file, 10),
+            name: file.replace(/\.sql$/, ""),
+            sql,
+            checksum: checksumOf(sql),
+        };
+    });
+}
+/** What a database records, or an empty list when Supaqueue is not installed. */
+async function readRecordedMigrations(client) {
+    const { rows } = await client.query(`select to_regclass('supaqueue.migration') is not null as present,
+            exists (select from pg_attribute where attrelid = to_regclass('supaqueue.migration')
+                    and attname = 'checksum' and not attisdropped) as checksums`);
+    if (!rows[0]?.present)
+        return [];
+    const recorded = await client.query(`select version, name, ${rows[0].checksums ? "checksum" : "null::text as checksum"}
+     from supaqueue.migration order by version`);
+    return recorded.rows;
+}
+/**
+ * Compares what a database records with what ships, and refuses, with the reason and what to do, a database whose
+ * history this version cannot continue: a recorded migration whose file differs (another build of Supaqueue), or one
+ * this version does not ship (a newer Supaqueue).
+ */
+function migrationStatus(recorded, shipped) {
+    if (recorded.length > 0 && recorded.every((r) => r.checksum === null)) {
+        const names = new Set(PRERELEASE);
+        const unknown = recorded.filter((r) => !names.has(r.name));
+        if (unknown.length > 0) {
+            throw new MigrationHistoryError(`supaqueue: the database records migrations without checksums that are not Supaqueue's pre-release ones (${unknown.map((r) => r.name).join(", ")}); this version cannot tell what they installed. Install the Supaqueue version that made them, or uninstall first (npx supaqueue uninstall).`);
+        }
+        return { pending: shipped.map((m) => m.name), prerelease: true };
+    }
+    const byVersion = new Map(shipped.map((m) => [m.version, m]));
+    for (const r of recorded) {
+        const file = byVersion.get(r.version);
+        if (!file) {
+            throw new MigrationHistoryError(`supaqueue: the database records migration ${r.name}, which this version of Supaqueue does not ship: it was installed by a newer Supaqueue. Use that version (or a later one) to install.`);
+        }
+        if (r.checksum !== file.checksum || r.name !== file.name) {
+            throw new MigrationHistoryError(`supaqueue: the database records migration ${r.name} with checksum ${r.checksum?.slice(0, 12) ?? "none"}, but this version ships ${file.name}.sql with checksum ${file.checksum.slice(0, 12)}: the two differ, so the schema in the database is not the one this version expects. Install with the Supaqueue version that applied it; a shipped migration is never edited, a change is a new file.`);
+        }
+    }
+    const done = new Set(recorded.map((r) => r.version));
+    return { pending: shipped.filter((m) => !done.has(m.version)).map((m) => m.name), prerelease: false };
+}
+// Any fixed number works; it only has to be the same for every installer.
+const MIGRATION_LOCK = 727_274_001;
+const MIGRATION_TABLE = `
+  create table if not exists supaqueue.migration (
+    version integer primary key,
+    name text not null,
+    checksum text,
+    applied_at timestamptz not null default now())`;
+/**
+ * Applies the migrations not yet recorded in `supaqueue.migration`, each in its own transaction with its checksum
+ * recorded first, under a session advisory lock so that two installers started at once serialize: the second finds
+ * everything applied and does nothing. A recorded migration whose file differs stops the run before any change
+ * (migrationStatus). A pre-release install is replaced in one transaction with its data kept. A migration that
+ * fails is rolled back whole and stops the run with its file named.
+ */
+async function migrate(client, migrations = loadMigrations()) {
+    const applied = [];
+    let upgradedPrerelease = false;
+    await client.query("select pg_advisory_lock($1)", [MIGRATION_LOCK]);
+    try {
+        const status = migrationStatus(await readRecordedMigrations(client), migrations);
+        if (status.prerelease) {
+            await replacePrerelease(client, migrations);
+            applied.push(...migrations.map((m) => m.name));
+            upgradedPrerelease = true;
+        }
+        else {
+            for (const migration of migrations) {
+                if (!status.pending.includes(migration.name))
+                    continue;
+                await inTransaction(client, migration, async () => {
+                    await client.query(`set local client_min_messages = warning;
+            create schema if not exists supaqueue; ${MIGRATION_TABLE}`);
+                    await record(client, migration);
+                    await client.query(migration.sql);
+                });
+                applied.push(migration.name);
+            }
+        }
+    }
+    finally {
+        await client.query("select pg_advisory_unlock($1)", [MIGRATION_LOCK]);
+    }
+    const version = await client.query("select max(version) as version from supaqueue.migration");
+    return { applied, version: version.rows[0]?.version ?? 0, upgradedPrerelease };
+}
+async function record(client, migration) {
+    await client.query("insert into supaqueue.migration (version, name, checksum) values ($1, $2, $3)", [
+        migration.version,
+        migration.name,
+        migration.checksum,
+    ]);
+}
+async function inTransaction(client, migration, fn) {
+    await client.query("begin");
+    try {
+        await fn();
+        await client.query("commit");
+    }
+    catch (error) {
+        await client.query("rollback");
+        throw new MigrationError(migration, error);
+    }
+}
+/**
+ * Replaces a pre-release install in one transaction: sql/prerelease/save.sql keeps its rows aside and drops the old
+ * schema, every shipped migration is applied and recorded, and sql/prerelease/restore.sql puts the rows back (calls in
+ * flight included) and moves its Vault secrets to today's names. Either all of it happens or none.
+ */
+async function replacePrerelease(client, migrations) {
+    const dir = (0,external_node_path_namespaceObject.join)(projectRoot(), "sql", "prerelease");
+    const step = (file) => {
+        const sql = (0,external_node_fs_namespaceObject.readFileSync)((0,external_node_path_namespaceObject.join)(dir, file), "utf8");
+        return { version: 0, name: `prerelease/${file.replace(/\.sql$/, "")}`, sql, checksum: checksumOf(sql) };
+    };
+    const save = step("save.sql");
+    const restore = step("restore.sql");
+    await client.query("begin");
+    let current = save;
+    try {
+        await client.query("set local client_min_messages = warning");
+        await client.query(save.sql);
+        await client.query(`create schema supaqueue; ${MIGRATION_TABLE}`);
+        for (const migration of migrations) {
+            current = migration;
+            await record(client, migration);
+            await client.query(migration.sql);
+        }
+        current = restore;
+        await client.query(restore.sql);
+        await client.query("commit");
+    }
+    catch (error) {
+        await client.query("rollback");
+        throw new MigrationError(current, error);
+    }
+}
+/** A database whose recorded migrations this version cannot continue; nothing was changed. */
+class MigrationHistoryError extends Error {
+    constructor(message) {
+        super(message);
+        this.name = "MigrationHistoryError";
+    }
+}
+/** A migration that failed; the database is as it was before that migration. */
+class MigrationError extends Error {
+    migration;
+    cause;
+    constructor(migration, cause) {
+        const detail = cause instanceof Error ? cause.message : String(cause);
+        const hint = cause.hint;
+        super(`supaqueue: migration ${migration.name} failed and was rolled back: ${detail}${hint ? ` (hint: ${hint})` : ""}`);
+        this.migration = migration;
+        this.cause = cause;
+        this.name = "MigrationError";
+    }
+}
+
+;// CONCATENATED MODULE: ./src/install/vault.ts
+// Where Supaqueue keeps the secrets of queues in Vault: their names, and reading and writing them.
+/**
+ * Vault secrets of queue headers are named after their queue and header, so each belongs to one header. The parts are
+ * joined with ':', which neither a queue name nor an HTTP header name can contain, so no two (queue, header) pairs
+ * share a name (supaqueue._header_secret_name in sql/0001_supaqueue.sql is the same rule).
+ */
+const HEADER_SECRET_PREFIX = "supaqueue:header:";
+/** The Vault name of a queue's secret header, e.g. supaqueue:header:send-email:x-api-key. */
+function headerSecretName(queue, header) {
+    return `${HEADER_SECRET_PREFIX}${queue}:${header.toLowerCase()}`;
+}
+/** A queue's URL held in Vault (it holds ${VAR}): supaqueue:url:<queue> (supaqueue._url_secret_name). */
+const URL_SECRET_PREFIX = "supaqueue:url:";
+function urlSecretName(queue) {
+    return `${URL_SECRET_PREFIX}${queue}`;
+}
+/**
+ * What a secret of the plan belongs to, in its `header` field: a header's name, or this for the queue's URL ("(url)"
+ * is no HTTP header name: tokens have no parentheses).
+ */
+const URL_SECRET_HEADER = "(url)";
+/** How a secret of the plan is named in words: "url", or "header X-Api-Key". */
+function secretLabel(header) {
+    return header === URL_SECRET_HEADER ? "url" : `header ${header}`;
+}
+// supaqueue.rotate_signing_key names a queue's keys in Vault this way (supaqueue._signing_key_name); the installer
+// only reads the names. No queue name contains ':', so the current and previous keys of two queues never meet.
+const SIGNING_PREFIX = "supaqueue:signing:";
+/** The Vault secret holding a queue's current signing key (with `previous`, the one still honoured after a rotation). */
+function signingSecretName(queue, previous = false) {
+    return `${SIGNING_PREFIX}${queue}${previous ? ":previous" : ""}`;
+}
+/** The SQL that shows a queue's key to someone allowed to read Vault (the key itself is never printed). */
+function readKeyHint(queue) {
+    return `select decrypted_secret from vault.decrypted_secrets where name = '${signingSecretName(queue)}'`;
+}
+/** The header secrets in Vault by name, decrypted; empty when Vault is not installed yet. */
+async function readHeaderSecrets(client) {
+    const vault = await client.query("select to_regclass('vault.decrypted_secrets') is not null as ok");
+    if (!vault.rows[0]?.ok)
+        return new Map();
+    const { rows } = await client.query(`select name, id::text, decrypted_secret as value from vault.decrypted_secrets
+     where starts_with(name, $1) or starts_with(name, $2)`, [HEADER_SECRET_PREFIX, URL_SECRET_PREFIX]);
+    return new Map(rows.map((row) => [row.name, { id: row.id, value: row.value }]));
+}
+/** Creates or updates a header secret through Vault's functions (the only way Supabase allows). */
+async function writeHeaderSecret(client, name, value, existing) {
+    if (existing) {
+        await client.query("select vault.update_secret($1::uuid, $2)", [existing.id, value]);
+    }
+    else {
+        await client.query("select vault.create_secret($1, $2, 'Supaqueue: a queue header or URL (from supaqueue.yml)')", [value, name]);
+    }
+}
+async function deleteHeaderSecret(client, name) {
+    await client.query("delete from vault.secrets where name = $1 and (starts_with(name, $2) or starts_with(name, $3))", [name, HEADER_SECRET_PREFIX, URL_SECRET_PREFIX]);
+}
+
+;// CONCATENATED MODULE: ./src/install/plan.ts
+
+
+
+
+
+
+// The diff: what a run would do to bring the database (as state.ts read it) in line with the file. Changes nothing.
+/** The supaqueue.queue row a queue of the file asks for. */
+function desiredRow(spec) {
+    const settings = Object.fromEntries(COLUMN_SETTINGS.map((s) => [s.column, spec[s.field]]));
+    return {
+        url: spec.url,
+        url_secret: spec.urlSecret ? urlSecretName(spec.name) : null,
+        function_name: spec.functionName,
+        headers: spec.headers,
+        secret_headers: Object.fromEntries(spec.secretHeaders.map((h) => [h.header, headerSecretName(spec.name, h.header)])),
+        ...settings,
+    };
+}
+/** Computes what a run would do to bring the database in line with the file. Changes nothing. */
+function computePlan(config, state, migrations = loadMigrations()) {
+    // A history this version cannot continue stops the run here, before any change.
+    const migrationsToApply = migrationStatus(state.recordedMigrations, migrations);
+    const plan = {
+        schemaInstalled: state.schemaInstalled,
+        pendingMigrations: migrationsToApply.pending,
+        prereleaseUpgrade: migrationsToApply.prerelease,
+        queues: [],
+        removals: [],
+        secrets: [],
+        schedules: [],
+        signing: [],
+        conflicts: [],
+    };
+    const wanted = new Set(config.queues.map((q) => q.name));
+    // Secret names still used by a managed queue after the run; any other header secret of a managed queue goes.
+    const keptSecrets = new Set();
+    // Which (queue, header) each secret name belongs to, for the plan-time check below.
+    const secretOwners = new Map();
+    for (const spec of config.queues) {
+        const existing = state.queues.get(spec.name);
+        if (existing && existing.managed_by !== MANAGED_BY) {
+            plan.conflicts.push({
+                position: spec.position,
+                field: `queues.${spec.name}`,
+                message: `a queue named "${spec.name}" already exists and was not created from ${MANAGED_BY} (managed_by is ${existing.managed_by === null ? "null: made by hand" : `"${existing.managed_by}"`}), so Supaqueue will not touch it; rename the queue in the file, or hand it over with: update supaqueue.queue set managed_by = '${MANAGED_BY}' where name = '${spec.name}'`,
+            });
+            continue;
+        }
+        // A dead-letter queue is another queue of the file, or one the file does not manage (made by hand).
+        const deadLetter = spec.deadLetterQueue ? state.queues.get(spec.deadLetterQueue) : undefined;
+        if (spec.deadLetterQueue &&
+            !wanted.has(spec.deadLetterQueue) &&
+            (!deadLetter || deadLetter.managed_by === MANAGED_BY)) {
+            plan.conflicts.push({
+                position: spec.deadLetterPosition,
+                field: `queues.${spec.name}.dead_letter_queue`,
+                message: deadLetter
+                    ? `"${spec.deadLetterQueue}" is taken out of the file by this change, but this queue still sends its failed jobs there; keep it in the file, or name another dead-letter queue`
+                    : `there is no queue "${spec.deadLetterQueue}" in the file or the database; allowed: the name of another queue`,
+            });
+            continue;
+        }
+        const row = desiredRow(spec);
+        const changes = [];
+        // The URL's secret (the whole URL, its ${VAR} resolved) is kept like a secret header's value.
+        const secrets = [
+            ...spec.secretHeaders,
+            ...(spec.urlSecret ? [{ header: URL_SECRET_HEADER, value: spec.urlSecret.value }] : []),
+        ];
+        for (const header of secrets) {
+            const name = header.header === URL_SECRET_HEADER
+                ? urlSecretName(spec.name)
+                : headerSecretName(spec.name, header.header);
+            // The naming rule makes two (queue, header) pairs share a Vault secret impossible; should it ever change,
+            // this stops the run before one queue sends another's secret.
+            const owner = secretOwners.get(name);
+            if (owner &&
+                (owner.queue !== spec.name || owner.header.toLowerCase() !== header.header.toLowerCase())) {
+                plan.conflicts.push({
+                    position: spec.position,
+                    field: `queues.${spec.name}.headers.${header.header}`,
+                    message: `its Vault secret would be named ${name}, like header ${owner.header} of queue ${owner.queue}; rename one of them`,
+                });
+            }
+            secretOwners.set(name, { queue: spec.name, header: header.header });
+            keptSecrets.add(name);
+            const stored = state.secrets.get(name);
+            if (!stored) {
+                plan.secrets.push({ name, queue: spec.name, header: header.header, action: "create" });
+                if (existing?.secret_headers[header.header] === name || existing?.url_secret === name)
+                    changes.push(`${secretLabel(header.header)}: secret restored in Vault`);
+            }
+            else if (stored.value !== header.value) {
+                plan.secrets.push({ name, queue: spec.name, header: header.header, action: "update" });
+                changes.push(`${secretLabel(header.header)}: secret value changed`);
+            }
+        }
+        const signing = signingChange(spec, existing);
+        if (signing) {
+            plan.signing.push(signing);
+            changes.push(signing.action === "create" ? "signing key created" : "signed: true → false (key deleted)");
+        }
+        if (!existing) {
+            plan.queues.push({
+                name: spec.name,
+                action: "create",
+                changes,
+                rowChanged: true,
+                workers: { from: null, to: spec.workers },
+                row,
+            });
+            continue;
+        }
+        const rowChanges = describeRowChanges(existing, row);
+        changes.push(...rowChanges);
+        if (existing.workers !== spec.workers)
+            changes.push(`workers: ${existing.workers} → ${spec.workers}`);
+        for (const [header, name] of ownedSecrets(existing)) {
+            if (!keptSecrets.has(name) && state.secrets.has(name)) {
+                plan.secrets.push({ name, queue: spec.name, header, action: "delete" });
+            }
+        }
+        plan.queues.push({
+            name: spec.name,
+            action: changes.length > 0 ? "update" : "unchanged",
+            changes,
+            rowChanged: rowChanges.length > 0,
+            workers: { from: existing.workers, to: spec.workers },
+            row,
+        });
+    }
+    for (const existing of state.queues.values()) {
+        if (existing.managed_by !== MANAGED_BY || wanted.has(existing.name))
+            continue;
+        const unfinished = existing.unfinished_jobs;
+        plan.removals.push({
+            name: existing.name,
+            unfinishedJobs: unfinished,
+            action: unfinished === 0 ? "remove" : existing.paused ? "keep-paused" : "pause",
+        });
+        if (unfinished === 0) {
+            if (existing.signing_key_secret !== null)
+                plan.signing.push({
+                    queue: existing.name,
+                    action: "clear",
+                    vaultSecret: signingSecretName(existing.name),
+                });
+            for (const [header, name] of ownedSecrets(existing)) {
+                if (state.secrets.has(name))
+                    plan.secrets.push({ name, queue: existing.name, header, action: "delete" });
+            }
+        }
+    }
+    computeSchedules(config, state, plan);
+    return plan;
+}
+/** How the plan's change lines name a column and show its value: where to call, then each setting with a column. */
+const LABELS = [
+    ["url", "url", String],
+    ["function_name", "function", String],
+    ...COLUMN_SETTINGS.map((s) => [
+        s.column,
+        s.label,
+        s.format,
+    ]),
+];
+/** A queue's Vault secrets, as [what it belongs to, Vault name]: its secret headers, and its URL's. */
+function ownedSecrets(queue) {
+    return [
+        ...Object.entries(queue.secret_headers),
+        ...(queue.url_secret ? [[URL_SECRET_HEADER, queue.url_secret]] : []),
+    ];
+}
+function describeRowChanges(existing, row) {
+    const changes = [];
+    for (const [key, label, show] of LABELS) {
+        if (!(0,external_node_util_.isDeepStrictEqual)(existing[key], row[key])) {
+            const before = existing[key] === null ? "none" : show(existing[key]);
+            const after = row[key] === null ? "none" : show(row[key]);
+            changes.push(`${label}: ${before} → ${after}`);
+        }
+    }
+    for (const header of new Set([...Object.keys(existing.headers), ...Object.keys(row.headers)])) {
+        const before = existing.headers[header];
+        const after = row.headers[header];
+        if (before !== after) {
+            changes.push(`header ${header}: ${before === undefined ? "added" : after === undefined ? "removed" : "value changed"}`);
+        }
+    }
+    for (const header of new Set([
+        ...Object.keys(existing.secret_headers),
+        ...Object.keys(row.secret_headers),
+    ])) {
+        const before = existing.secret_headers[header];
+        const after = row.secret_headers[header];
+        if (before === undefined && after !== undefined) {
+            changes.push(`header ${header}: secret added`);
+        }
+        else if (before !== undefined && after === undefined) {
+            changes.push(`header ${header}: secret removed`);
+        }
+        else if (before !== after) {
+            changes.push(`header ${header}: Vault secret renamed`);
+        }
+    }
+    return changes;
+}
+/** What `signed:` asks of a queue: a first key when it has none, or no key when the file says unsigned. */
+function signingChange(spec, existing) {
+    const hasKey = (existing?.signing_key_secret ?? null) !== null;
+    if (spec.signed === hasKey)
+        return null;
+    return {
+        queue: spec.name,
+        action: spec.signed ? "create" : "clear",
+        vaultSecret: signingSecretName(spec.name),
+    };
+}
+/**
+ * Plans the schedules of the file: create, change or keep each one, and remove the ones this file made that are
+ * no longer in it. Schedules not made from the file are never touched; a file schedule with the name of one is a
+ * conflict, and so is a schedule whose queue will not exist, or any schedule without pg_cron.
+ */
+function computeSchedules(config, state, plan) {
+    const fileQueues = new Set(config.queues.map((q) => q.name));
+    for (const spec of config.schedules) {
+        const field = `schedules.${spec.name}`;
+        if (state.cronVersion === null) {
+            plan.conflicts.push({
+                position: spec.position,
+                field,
+                message: "recurring calls need the pg_cron extension, which is not installed in this database; enable it (Supabase dashboard: Database > Extensions > pg_cron, or: create extension pg_cron) and run again",
+            });
+            continue;
+        }
+        if (isSecondsSchedule(spec.cron) && olderThan(state.cronVersion, [1, 5])) {
+            plan.conflicts.push({
+                position: spec.cronPosition,
+                field: `${field}.cron`,
+                message: `"${spec.cron}" needs pg_cron 1.5 or later, and this database has ${state.cronVersion}; allowed here: five cron fields (at most once a minute)`,
+            });
+            continue;
+        }
+        const existing = state.schedules.get(spec.name);
+        if (existing && existing.managed_by !== MANAGED_BY) {
+            plan.conflicts.push({
+                position: spec.position,
+                field,
+                message: `a schedule named "${spec.name}" already exists and was not created from ${MANAGED_BY}, so Supaqueue will not touch it; rename the schedule in the file, or hand it over with: update supaqueue.schedule set managed_by = '${MANAGED_BY}' where name = '${spec.name}'`,
+            });
+            continue;
+        }
+        const queue = state.queues.get(spec.queue);
+        if (!fileQueues.has(spec.queue) && (!queue || queue.managed_by === MANAGED_BY)) {
+            plan.conflicts.push({
+                position: spec.queuePosition,
+                field: `${field}.queue`,
+                message: queue
+                    ? `"${spec.queue}" is taken out of the file by this change, but this schedule still enqueues into it; keep the queue in the file, or point the schedule at another queue`
+                    : `there is no queue "${spec.queue}" in the file or the database; allowed: a queue of this file or one that exists`,
+            });
+            continue;
+        }
+        const change = { name: spec.name, cron: spec.cron, queue: spec.queue, payload: spec.payload };
+        if (!existing) {
+            plan.schedules.push({ ...change, action: "create", changes: [] });
+            continue;
+        }
+        const changes = [];
+        if (existing.cron !== spec.cron)
+            changes.push(`cron: ${existing.cron} → ${spec.cron}`);
+        if (existing.queue_name !== spec.queue)
+            changes.push(`queue: ${existing.queue_name} → ${spec.queue}`);
+        if (!(0,external_node_util_.isDeepStrictEqual)(existing.payload, spec.payload))
+            changes.push("payload changed");
+        if (changes.length === 0 && existing.cron_job === false)
+            changes.push("pg_cron job restored");
+        plan.schedules.push({ ...change, action: changes.length > 0 ? "update" : "unchanged", changes });
+    }
+    const wanted = new Set(config.schedules.map((s) => s.name));
+    for (const existing of state.schedules.values()) {
+        if (existing.managed_by !== MANAGED_BY || wanted.has(existing.name))
+            continue;
+        plan.schedules.push({
+            name: existing.name,
+            action: "remove",
+            changes: [],
+            cron: existing.cron,
+            queue: existing.queue_name,
+            payload: existing.payload,
+        });
+    }
+}
+function olderThan(version, [major, minor]) {
+    const [a = 0, b = 0] = version.split(".").map((part) => Number.parseInt(part, 10) || 0);
+    return a < major || (a === major && b < minor);
+}
+
+;// CONCATENATED MODULE: ./src/install/state.ts
+
+
+
+// Reads what the database holds now, as far as the installer cares, without changing anything.
+async function readInstalledState(client) {
+    const installed = await client.query("select to_regclass('supaqueue.queue') is not null as queue, to_regclass('supaqueue.migration') is not null as migration");
+    const secrets = await readHeaderSecrets(client);
+    const state = {
+        schemaInstalled: installed.rows[0]?.queue ?? false,
+        appliedVersions: [],
+        recordedMigrations: [],
+        maxCallTimeoutMs: null,
+        functionsUrl: null,
+        queues: new Map(),
+        secrets,
+        cronVersion: await readCron(client),
+        schedules: new Map(),
+    };
+    if (installed.rows[0]?.migration) {
+        state.recordedMigrations = await readRecordedMigrations(client);
+        state.appliedVersions = state.recordedMigrations.map((r) => r.version);
+    }
+    if (!state.schemaInstalled)
+        return state;
+    const config = await client.query("select max_call_timeout_ms as max, functions_url as url from supaqueue.config");
+    state.maxCallTimeoutMs = config.rows[0]?.max ?? null;
+    state.functionsUrl = config.rows[0]?.url ?? null;
+    const { rows } = await client.query(`
+    select q.name, ${QUEUE_COLUMNS.map((c) => `q.${c}`).join(", ")}, q.managed_by, q.signing_key_secret,
+           (select count(*)::int from supaqueue.worker w where w.queue_id = q.id and not w.retiring) as workers,
+           (select count(*)::int from supaqueue.job j
+             where j.queue_id = q.id and j.status in ('pending', 'in_progress')) as unfinished_jobs
+    from supaqueue.queue q order by q.name`);
+    for (const row of rows)
+        state.queues.set(row.name, row);
+    state.schedules = await readSchedules(client, state.cronVersion !== null);
+    return state;
+}
+/** pg_cron's version, or null when the extension is not installed. */
+async function readCron(client) {
+    const { rows } = await client.query("select extversion as version from pg_catalog.pg_extension where extname = 'pg_cron'");
+    return rows[0]?.version ?? null;
+}
+/** supaqueue.schedule by name, each with whether its pg_cron job exists (when cron.job is readable). */
+async function readSchedules(client, cronInstalled) {
+    const readable = cronInstalled &&
+        (await client.query("select has_table_privilege('cron.job', 'select') as ok")).rows[0]
+            ?.ok === true;
+    const { rows } = await client.query(`select s.name, s.cron, s.queue_name, s.payload, s.managed_by,
+            ${readable ? "exists (select from cron.job c where c.jobname = 'supaqueue:' || s.name)" : "null::boolean"} as cron_job
+     from supaqueue.schedule s order by s.name`);
+    return new Map(rows.map((row) => [row.name, row]));
+}
+
+;// CONCATENATED MODULE: ./src/install/apply.ts
+
+
+
+
+
+// Any fixed number works; it only has to be the same for every installer (the migration lock is 727274001).
+const RECONCILE_LOCK = 727_274_003;
+/**
+ * Brings the queues, their workers, header secrets, signing keys and schedules in line with the file, in one
+ * transaction under an
+ * advisory lock. The plan is computed again inside the transaction, so what is applied is exactly what the
+ * returned plan says (a queue that got a job since the dry plan is paused, not removed, and the plan says so).
+ * Throws ConfigError, changing nothing, when a file queue has the name of a queue created by hand.
+ */
+async function reconcileQueues(client, config) {
+    await client.query("begin");
+    try {
+        await client.query("select pg_advisory_xact_lock($1)", [RECONCILE_LOCK]);
+        const state = await readInstalledState(client);
+        const plan = computePlan(config, state);
+        if (plan.conflicts.length > 0)
+            throw new ConfigError(plan.conflicts);
+        const values = new Map(config.queues.flatMap((q) => [
+            ...q.secretHeaders.map((h) => [`${q.name}\n${h.header}`, h.value]),
+            ...(q.urlSecret ? [[`${q.name}\n${URL_SECRET_HEADER}`, q.urlSecret.value]] : []),
+        ]));
+        for (const secret of plan.secrets) {
+            if (secret.action === "delete")
+                continue;
+            const value = values.get(`${secret.queue}\n${secret.header}`);
+            await writeHeaderSecret(client, secret.name, value, state.secrets.get(secret.name));
+        }
+        // A dead-letter queue must exist before a queue names it: new queues are created without one first, and
+        // every queue that names one gets it once all of them exist.
+        for (const queue of plan.queues) {
+            if (queue.action === "create")
+                await insertQueue(client, queue.name, { ...queue.row, dead_letter_queue: null });
+        }
+        for (const queue of plan.queues) {
+            if (queue.rowChanged && (queue.action === "update" || queue.row.dead_letter_queue !== null)) {
+                await updateQueue(client, queue.name, queue.row);
+            }
+            if (queue.workers.from !== queue.workers.to) {
+                // set_workers retires busy workers after their call instead of interrupting it.
+                await client.query("select supaqueue.set_workers($1, $2)", [queue.name, queue.workers.to]);
+            }
+        }
+        const removed = new Set(plan.removals.filter((r) => r.action === "remove").map((r) => r.name));
+        for (const signing of plan.signing) {
+            if (signing.action === "create")
+                await createSigningKey(client, signing.queue);
+            else if (!removed.has(signing.queue))
+                await clearSigningKey(client, signing.queue);
+        }
+        await removeSchedules(client, plan);
+        await writeSchedules(client, plan);
+        const stillThere = new Set();
+        for (const removal of plan.removals) {
+            if (removal.action === "keep-paused")
+                continue;
+            const { rows } = await client.query("select supaqueue.remove_queue($1) as removed", [removal.name]);
+            if (!rows[0]?.removed && removal.action === "remove") {
+                removal.action = "pause";
+                stillThere.add(removal.name);
+            }
+        }
+        plan.secrets = plan.secrets.filter((s) => !(s.action === "delete" && stillThere.has(s.queue)));
+        // A removed queue's keys go with it; a queue that got a job meanwhile is only paused and keeps them.
+        plan.signing = plan.signing.filter((s) => !(s.action === "clear" && stillThere.has(s.queue)));
+        for (const signing of plan.signing) {
+            if (signing.action === "clear" && removed.has(signing.queue))
+                await clearSigningKey(client, signing.queue);
+        }
+        for (const secret of plan.secrets) {
+            if (secret.action === "delete")
+                await deleteHeaderSecret(client, secret.name);
+        }
+        await client.query("commit");
+        return plan;
+    }
+    catch (error) {
+        await client.query("rollback").catch(() => { });
+        throw error;
+    }
+}
+function rowValues(row) {
+    return QUEUE_COLUMNS.map((column) => JSON_COLUMNS.has(column) ? JSON.stringify(row[column]) : row[column]);
+}
+async function insertQueue(client, name, row) {
+    const placeholders = QUEUE_COLUMNS.map((_, i) => `$${i + 3}`).join(", ");
+    await client.query(`insert into supaqueue.queue (name, managed_by, ${QUEUE_COLUMNS.join(", ")}) values ($1, $2, ${placeholders})`, [name, MANAGED_BY, ...rowValues(row)]);
+}
+async function updateQueue(client, name, row) {
+    const assignments = QUEUE_COLUMNS.map((column, i) => `${column} = $${i + 3}`).join(", ");
+    await client.query(`update supaqueue.queue set ${assignments} where name = $1 and managed_by = $2`, [
+        name,
+        MANAGED_BY,
+        ...rowValues(row),
+    ]);
+}
+/** Removes the schedules the plan removes (run before queues go). */
+async function removeSchedules(client, plan) {
+    for (const schedule of plan.schedules) {
+        if (schedule.action === "remove")
+            await client.query("select supaqueue.unschedule($1)", [schedule.name]);
+    }
+}
+/** Creates and changes the schedules the plan asks for (run once their queues exist). */
+async function writeSchedules(client, plan) {
+    for (const s of plan.schedules) {
+        if (s.action !== "create" && s.action !== "update")
+            continue;
+        await client.query("select supaqueue.schedule($1, $2, $3, $4::jsonb, $5)", [
+            s.name,
+            s.cron,
+            s.queue,
+            JSON.stringify(s.payload),
+            MANAGED_BY,
+        ]);
+    }
+}
+/** Makes the queue's first key with supaqueue.rotate_signing_key; the key stays in the database, unread. */
+async function createSigningKey(client, queue) {
+    await client.query("select supaqueue.rotate_signing_key($1) is not null", [queue]);
+}
+/**
+ * Stops signing a queue's calls: clears its signing columns and deletes its current and previous keys from Vault.
+ * Deleting is deliberate: a key nobody uses should not linger, and signing again later makes a fresh key.
+ */
+async function clearSigningKey(client, queue) {
+    await client.query(`update supaqueue.queue set signing_key_secret = null, previous_signing_key_secret = null,
+            previous_signing_key_until = null
+     where name = $1 and managed_by = $2`, [queue, MANAGED_BY]);
+    await client.query("delete from vault.secrets where name in ($1, $2)", [
+        signingSecretName(queue),
+        signingSecretName(queue, true),
+    ]);
 }
 
 ;// CONCATENATED MODULE: ./src/install/probe.ts
@@ -39262,903 +40161,7 @@ function checkLines(checks) {
     return checks.map((c) => `${c.ok ? "ok  " : "FAIL"} ${c.name}: ${c.detail}${c.ok || !c.fix ? "" : `\n     ${c.fix}`}`);
 }
 
-// EXTERNAL MODULE: external "node:util"
-var external_node_util_ = __nccwpck_require__(7975);
-// EXTERNAL MODULE: external "node:crypto"
-var external_node_crypto_ = __nccwpck_require__(7598);
-// EXTERNAL MODULE: external "node:url"
-var external_node_url_ = __nccwpck_require__(3136);
-;// CONCATENATED MODULE: ./src/paths.ts
-
-
-
-/**
- * The folder that holds Supaqueue's `sql/` and `functions/`. Found by walking up from this module, so it works from
- * `src/` under tsx/vitest, from the bundled `dist/index.js` of the action, and from an installed package.
- */
-function projectRoot(from = (0,external_node_path_namespaceObject.dirname)((0,external_node_url_.fileURLToPath)(import.meta.url))) {
-    let dir = (0,external_node_path_namespaceObject.resolve)(from);
-    for (;;) {
-        if ((0,external_node_fs_namespaceObject.existsSync)((0,external_node_path_namespaceObject.join)(dir, "sql")) && (0,external_node_fs_namespaceObject.existsSync)((0,external_node_path_namespaceObject.join)(dir, "functions")))
-            return dir;
-        const parent = (0,external_node_path_namespaceObject.dirname)(dir);
-        if (parent === dir)
-            throw new Error(`supaqueue: cannot find the sql/ and functions/ folders above ${from}`);
-        dir = parent;
-    }
-}
-
-;// CONCATENATED MODULE: ./src/db/migrate.ts
-
-
-
-
-/**
- * The migration files of the installs made before the first release, which recorded no checksums. Their schema is
- * replaced by today's 0001 in one transaction that keeps every queue, job, worker, call in flight, attempt, schedule
- * and Vault secret (sql/prerelease/).
- */
-const PRERELEASE = ["0001_supaqueue", "0002_batched_completion", "0003_time_ordered_job_ids"];
-/** Hex SHA-256 of a migration's text. */
-function checksumOf(sql) {
-    return (0,external_node_crypto_.createHash)("sha256").update(sql, "utf8").digest("hex");
-}
-/** The migrations shipped in `sql/`, in version order. */
-function loadMigrations(dir = (0,external_node_path_namespaceObject.join)(projectRoot(), "sql")) {
-    return (0,external_node_fs_namespaceObject.readdirSync)(dir)
-        .filter((file) => /^\d+_[a-z0-9_]+\.sql$/.test(file))
-        .sort()
-        .map((file) => {
-        const sql = (0,external_node_fs_namespaceObject.readFileSync)((0,external_node_path_namespaceObject.join)(dir, file), "utf8");
-        return {
-            version: Number.parseInt(file, 10),
-            name: file.replace(/\.sql$/, ""),
-            sql,
-            checksum: checksumOf(sql),
-        };
-    });
-}
-/** What a database records, or an empty list when Supaqueue is not installed. */
-async function readRecordedMigrations(client) {
-    const { rows } = await client.query(`select to_regclass('supaqueue.migration') is not null as present,
-            exists (select from pg_attribute where attrelid = to_regclass('supaqueue.migration')
-                    and attname = 'checksum' and not attisdropped) as checksums`);
-    if (!rows[0]?.present)
-        return [];
-    const recorded = await client.query(`select version, name, ${rows[0].checksums ? "checksum" : "null::text as checksum"}
-     from supaqueue.migration order by version`);
-    return recorded.rows;
-}
-/**
- * Compares what a database records with what ships, and refuses, with the reason and what to do, a database whose
- * history this version cannot continue: a recorded migration whose file differs (another build of Supaqueue), or one
- * this version does not ship (a newer Supaqueue).
- */
-function migrationStatus(recorded, shipped) {
-    if (recorded.length > 0 && recorded.every((r) => r.checksum === null)) {
-        const names = new Set(PRERELEASE);
-        const unknown = recorded.filter((r) => !names.has(r.name));
-        if (unknown.length > 0) {
-            throw new MigrationHistoryError(`supaqueue: the database records migrations without checksums that are not Supaqueue's pre-release ones (${unknown.map((r) => r.name).join(", ")}); this version cannot tell what they installed. Install the Supaqueue version that made them, or uninstall first (npx supaqueue uninstall).`);
-        }
-        return { pending: shipped.map((m) => m.name), prerelease: true };
-    }
-    const byVersion = new Map(shipped.map((m) => [m.version, m]));
-    for (const r of recorded) {
-        const file = byVersion.get(r.version);
-        if (!file) {
-            throw new MigrationHistoryError(`supaqueue: the database records migration ${r.name}, which this version of Supaqueue does not ship: it was installed by a newer Supaqueue. Use that version (or a later one) to install.`);
-        }
-        if (r.checksum !== file.checksum || r.name !== file.name) {
-            throw new MigrationHistoryError(`supaqueue: the database records migration ${r.name} with checksum ${r.checksum?.slice(0, 12) ?? "none"}, but this version ships ${file.name}.sql with checksum ${file.checksum.slice(0, 12)}: the two differ, so the schema in the database is not the one this version expects. Install with the Supaqueue version that applied it; a shipped migration is never edited, a change is a new file.`);
-        }
-    }
-    const done = new Set(recorded.map((r) => r.version));
-    return { pending: shipped.filter((m) => !done.has(m.version)).map((m) => m.name), prerelease: false };
-}
-// Any fixed number works; it only has to be the same for every installer.
-const MIGRATION_LOCK = 727_274_001;
-const MIGRATION_TABLE = `
-  create table if not exists supaqueue.migration (
-    version integer primary key,
-    name text not null,
-    checksum text,
-    applied_at timestamptz not null default now())`;
-/**
- * Applies the migrations not yet recorded in `supaqueue.migration`, each in its own transaction with its checksum
- * recorded first, under a session advisory lock so that two installers started at once serialize: the second finds
- * everything applied and does nothing. A recorded migration whose file differs stops the run before any change
- * (migrationStatus). A pre-release install is replaced in one transaction with its data kept. A migration that
- * fails is rolled back whole and stops the run with its file named.
- */
-async function migrate(client, migrations = loadMigrations()) {
-    const applied = [];
-    let upgradedPrerelease = false;
-    await client.query("select pg_advisory_lock($1)", [MIGRATION_LOCK]);
-    try {
-        const status = migrationStatus(await readRecordedMigrations(client), migrations);
-        if (status.prerelease) {
-            await replacePrerelease(client, migrations);
-            applied.push(...migrations.map((m) => m.name));
-            upgradedPrerelease = true;
-        }
-        else {
-            for (const migration of migrations) {
-                if (!status.pending.includes(migration.name))
-                    continue;
-                await inTransaction(client, migration, async () => {
-                    await client.query(`set local client_min_messages = warning;
-            create schema if not exists supaqueue; ${MIGRATION_TABLE}`);
-                    await record(client, migration);
-                    await client.query(migration.sql);
-                });
-                applied.push(migration.name);
-            }
-        }
-    }
-    finally {
-        await client.query("select pg_advisory_unlock($1)", [MIGRATION_LOCK]);
-    }
-    const version = await client.query("select max(version) as version from supaqueue.migration");
-    return { applied, version: version.rows[0]?.version ?? 0, upgradedPrerelease };
-}
-async function record(client, migration) {
-    await client.query("insert into supaqueue.migration (version, name, checksum) values ($1, $2, $3)", [
-        migration.version,
-        migration.name,
-        migration.checksum,
-    ]);
-}
-async function inTransaction(client, migration, fn) {
-    await client.query("begin");
-    try {
-        await fn();
-        await client.query("commit");
-    }
-    catch (error) {
-        await client.query("rollback");
-        throw new MigrationError(migration, error);
-    }
-}
-/**
- * Replaces a pre-release install in one transaction: sql/prerelease/save.sql keeps its rows aside and drops the old
- * schema, every shipped migration is applied and recorded, and sql/prerelease/restore.sql puts the rows back (calls in
- * flight included) and moves its Vault secrets to today's names. Either all of it happens or none.
- */
-async function replacePrerelease(client, migrations) {
-    const dir = (0,external_node_path_namespaceObject.join)(projectRoot(), "sql", "prerelease");
-    const step = (file) => {
-        const sql = (0,external_node_fs_namespaceObject.readFileSync)((0,external_node_path_namespaceObject.join)(dir, file), "utf8");
-        return { version: 0, name: `prerelease/${file.replace(/\.sql$/, "")}`, sql, checksum: checksumOf(sql) };
-    };
-    const save = step("save.sql");
-    const restore = step("restore.sql");
-    await client.query("begin");
-    let current = save;
-    try {
-        await client.query("set local client_min_messages = warning");
-        await client.query(save.sql);
-        await client.query(`create schema supaqueue; ${MIGRATION_TABLE}`);
-        for (const migration of migrations) {
-            current = migration;
-            await record(client, migration);
-            await client.query(migration.sql);
-        }
-        current = restore;
-        await client.query(restore.sql);
-        await client.query("commit");
-    }
-    catch (error) {
-        await client.query("rollback");
-        throw new MigrationError(current, error);
-    }
-}
-/** A database whose recorded migrations this version cannot continue; nothing was changed. */
-class MigrationHistoryError extends Error {
-    constructor(message) {
-        super(message);
-        this.name = "MigrationHistoryError";
-    }
-}
-/** A migration that failed; the database is as it was before that migration. */
-class MigrationError extends Error {
-    migration;
-    cause;
-    constructor(migration, cause) {
-        const detail = cause instanceof Error ? cause.message : String(cause);
-        const hint = cause.hint;
-        super(`supaqueue: migration ${migration.name} failed and was rolled back: ${detail}${hint ? ` (hint: ${hint})` : ""}`);
-        this.migration = migration;
-        this.cause = cause;
-        this.name = "MigrationError";
-    }
-}
-
-;// CONCATENATED MODULE: ./src/install/header-secrets.ts
-/**
- * Vault secrets of queue headers are named after their queue and header, so each belongs to one header. The parts are
- * joined with ':', which neither a queue name nor an HTTP header name can contain, so no two (queue, header) pairs
- * share a name (supaqueue._header_secret_name in sql/0001_supaqueue.sql is the same rule).
- */
-const HEADER_SECRET_PREFIX = "supaqueue:header:";
-/** The Vault name of a queue's secret header, e.g. supaqueue:header:send-email:x-api-key. */
-function headerSecretName(queue, header) {
-    return `${HEADER_SECRET_PREFIX}${queue}:${header.toLowerCase()}`;
-}
-/** A queue's URL held in Vault (it holds ${VAR}): supaqueue:url:<queue> (supaqueue._url_secret_name). */
-const URL_SECRET_PREFIX = "supaqueue:url:";
-function urlSecretName(queue) {
-    return `${URL_SECRET_PREFIX}${queue}`;
-}
-/**
- * What a secret of the plan belongs to, in its `header` field: a header's name, or this for the queue's URL ("(url)"
- * is no HTTP header name: tokens have no parentheses).
- */
-const URL_SECRET_HEADER = "(url)";
-/** The header secrets in Vault by name, decrypted; empty when Vault is not installed yet. */
-async function readHeaderSecrets(client) {
-    const vault = await client.query("select to_regclass('vault.decrypted_secrets') is not null as ok");
-    if (!vault.rows[0]?.ok)
-        return new Map();
-    const { rows } = await client.query(`select name, id::text, decrypted_secret as value from vault.decrypted_secrets
-     where starts_with(name, $1) or starts_with(name, $2)`, [HEADER_SECRET_PREFIX, URL_SECRET_PREFIX]);
-    return new Map(rows.map((row) => [row.name, { id: row.id, value: row.value }]));
-}
-/** Creates or updates a header secret through Vault's functions (the only way Supabase allows). */
-async function writeHeaderSecret(client, name, value, existing) {
-    if (existing) {
-        await client.query("select vault.update_secret($1::uuid, $2)", [existing.id, value]);
-    }
-    else {
-        await client.query("select vault.create_secret($1, $2, 'Supaqueue: a queue header or URL (from supaqueue.yml)')", [
-            value,
-            name,
-        ]);
-    }
-}
-async function deleteHeaderSecret(client, name) {
-    await client.query("delete from vault.secrets where name = $1 and (starts_with(name, $2) or starts_with(name, $3))", [name, HEADER_SECRET_PREFIX, URL_SECRET_PREFIX]);
-}
-
-;// CONCATENATED MODULE: ./src/install/schedules.ts
-
-
-
-/** pg_cron's version, or null when the extension is not installed. */
-async function readCron(client) {
-    const { rows } = await client.query("select extversion as version from pg_catalog.pg_extension where extname = 'pg_cron'");
-    return rows[0]?.version ?? null;
-}
-/** supaqueue.schedule by name, each with whether its pg_cron job exists (when cron.job is readable). */
-async function readSchedules(client, cronInstalled) {
-    const readable = cronInstalled &&
-        (await client.query("select has_table_privilege('cron.job', 'select') as ok")).rows[0]
-            ?.ok === true;
-    const { rows } = await client.query(`select s.name, s.cron, s.queue_name, s.payload, s.managed_by,
-            ${readable ? "exists (select from cron.job c where c.jobname = 'supaqueue:' || s.name)" : "null::boolean"} as cron_job
-     from supaqueue.schedule s order by s.name`);
-    return new Map(rows.map((row) => [row.name, row]));
-}
-/**
- * Plans the schedules of the file: create, change or keep each one, and remove the ones this file made that are
- * no longer in it. Schedules not made from the file are never touched; a file schedule with the name of one is a
- * conflict, and so is a schedule whose queue will not exist, or any schedule without pg_cron.
- */
-function computeSchedules(config, state, plan) {
-    const fileQueues = new Set(config.queues.map((q) => q.name));
-    for (const spec of config.schedules) {
-        const field = `schedules.${spec.name}`;
-        if (state.cronVersion === null) {
-            plan.conflicts.push({
-                position: spec.position,
-                field,
-                message: "recurring calls need the pg_cron extension, which is not installed in this database; enable it (Supabase dashboard: Database > Extensions > pg_cron, or: create extension pg_cron) and run again",
-            });
-            continue;
-        }
-        if (isSecondsSchedule(spec.cron) && olderThan(state.cronVersion, [1, 5])) {
-            plan.conflicts.push({
-                position: spec.cronPosition,
-                field: `${field}.cron`,
-                message: `"${spec.cron}" needs pg_cron 1.5 or later, and this database has ${state.cronVersion}; allowed here: five cron fields (at most once a minute)`,
-            });
-            continue;
-        }
-        const existing = state.schedules.get(spec.name);
-        if (existing && existing.managed_by !== MANAGED_BY) {
-            plan.conflicts.push({
-                position: spec.position,
-                field,
-                message: `a schedule named "${spec.name}" already exists and was not created from ${MANAGED_BY}, so Supaqueue will not touch it; rename the schedule in the file, or hand it over with: update supaqueue.schedule set managed_by = '${MANAGED_BY}' where name = '${spec.name}'`,
-            });
-            continue;
-        }
-        const queue = state.queues.get(spec.queue);
-        if (!fileQueues.has(spec.queue) && (!queue || queue.managed_by === MANAGED_BY)) {
-            plan.conflicts.push({
-                position: spec.queuePosition,
-                field: `${field}.queue`,
-                message: queue
-                    ? `"${spec.queue}" is taken out of the file by this change, but this schedule still enqueues into it; keep the queue in the file, or point the schedule at another queue`
-                    : `there is no queue "${spec.queue}" in the file or the database; allowed: a queue of this file or one that exists`,
-            });
-            continue;
-        }
-        const change = { name: spec.name, cron: spec.cron, queue: spec.queue, payload: spec.payload };
-        if (!existing) {
-            plan.schedules.push({ ...change, action: "create", changes: [] });
-            continue;
-        }
-        const changes = [];
-        if (existing.cron !== spec.cron)
-            changes.push(`cron: ${existing.cron} → ${spec.cron}`);
-        if (existing.queue_name !== spec.queue)
-            changes.push(`queue: ${existing.queue_name} → ${spec.queue}`);
-        if (!(0,external_node_util_.isDeepStrictEqual)(existing.payload, spec.payload))
-            changes.push("payload changed");
-        if (changes.length === 0 && existing.cron_job === false)
-            changes.push("pg_cron job restored");
-        plan.schedules.push({ ...change, action: changes.length > 0 ? "update" : "unchanged", changes });
-    }
-    const wanted = new Set(config.schedules.map((s) => s.name));
-    for (const existing of state.schedules.values()) {
-        if (existing.managed_by !== MANAGED_BY || wanted.has(existing.name))
-            continue;
-        plan.schedules.push({
-            name: existing.name,
-            action: "remove",
-            changes: [],
-            cron: existing.cron,
-            queue: existing.queue_name,
-            payload: existing.payload,
-        });
-    }
-}
-function olderThan(version, [major, minor]) {
-    const [a = 0, b = 0] = version.split(".").map((part) => Number.parseInt(part, 10) || 0);
-    return a < major || (a === major && b < minor);
-}
-/** Removes the schedules the plan removes (run before queues go). */
-async function removeSchedules(client, plan) {
-    for (const schedule of plan.schedules) {
-        if (schedule.action === "remove")
-            await client.query("select supaqueue.unschedule($1)", [schedule.name]);
-    }
-}
-/** Creates and changes the schedules the plan asks for (run once their queues exist). */
-async function writeSchedules(client, plan) {
-    for (const s of plan.schedules) {
-        if (s.action !== "create" && s.action !== "update")
-            continue;
-        await client.query("select supaqueue.schedule($1, $2, $3, $4::jsonb, $5)", [
-            s.name,
-            s.cron,
-            s.queue,
-            JSON.stringify(s.payload),
-            MANAGED_BY,
-        ]);
-    }
-}
-
-;// CONCATENATED MODULE: ./src/install/signing.ts
-
-// supaqueue.rotate_signing_key names a queue's keys in Vault this way (supaqueue._signing_key_name); the installer
-// only reads the names. No queue name contains ':', so the current and previous keys of two queues never meet.
-const SIGNING_PREFIX = "supaqueue:signing:";
-/** The Vault secret holding a queue's current signing key (with `previous`, the one still honoured after a rotation). */
-function signingSecretName(queue, previous = false) {
-    return `${SIGNING_PREFIX}${queue}${previous ? ":previous" : ""}`;
-}
-/** The SQL that shows a queue's key to someone allowed to read Vault (the key itself is never printed). */
-function readKeyHint(queue) {
-    return `select decrypted_secret from vault.decrypted_secrets where name = '${signingSecretName(queue)}'`;
-}
-/** What `signed:` asks of a queue: a first key when it has none, or no key when the file says unsigned. */
-function signingChange(spec, existing) {
-    const hasKey = (existing?.signing_key_secret ?? null) !== null;
-    if (spec.signed === hasKey)
-        return null;
-    return {
-        queue: spec.name,
-        action: spec.signed ? "create" : "clear",
-        vaultSecret: signingSecretName(spec.name),
-    };
-}
-/** Makes the queue's first key with supaqueue.rotate_signing_key; the key stays in the database, unread. */
-async function createSigningKey(client, queue) {
-    await client.query("select supaqueue.rotate_signing_key($1) is not null", [queue]);
-}
-/**
- * Stops signing a queue's calls: clears its signing columns and deletes its current and previous keys from Vault.
- * Deleting is deliberate: a key nobody uses should not linger, and signing again later makes a fresh key.
- */
-async function clearSigningKey(client, queue) {
-    await client.query(`update supaqueue.queue set signing_key_secret = null, previous_signing_key_secret = null,
-            previous_signing_key_until = null
-     where name = $1 and managed_by = $2`, [queue, MANAGED_BY]);
-    await client.query("delete from vault.secrets where name in ($1, $2)", [
-        signingSecretName(queue),
-        signingSecretName(queue, true),
-    ]);
-}
-
-;// CONCATENATED MODULE: ./src/install/plan.ts
-
-
-
-
-
-
-
-/** Queues from supaqueue.yml carry this in supaqueue.queue.managed_by; the installer touches no other queue. */
-const MANAGED_BY = "supaqueue.yml";
-/** Whether applying the plan would change the database (migrations aside). */
-function planChangesQueues(plan) {
-    return (plan.queues.some((q) => q.action !== "unchanged") ||
-        plan.removals.some((r) => r.action !== "keep-paused") ||
-        plan.secrets.length > 0 ||
-        plan.schedules.some((s) => s.action !== "unchanged") ||
-        plan.signing.length > 0);
-}
-async function readInstalledState(client) {
-    const installed = await client.query("select to_regclass('supaqueue.queue') is not null as queue, to_regclass('supaqueue.migration') is not null as migration");
-    const secrets = await readHeaderSecrets(client);
-    const state = {
-        schemaInstalled: installed.rows[0]?.queue ?? false,
-        appliedVersions: [],
-        recordedMigrations: [],
-        maxCallTimeoutMs: null,
-        functionsUrl: null,
-        queues: new Map(),
-        secrets,
-        cronVersion: await readCron(client),
-        schedules: new Map(),
-    };
-    if (installed.rows[0]?.migration) {
-        state.recordedMigrations = await readRecordedMigrations(client);
-        state.appliedVersions = state.recordedMigrations.map((r) => r.version);
-    }
-    if (!state.schemaInstalled)
-        return state;
-    const config = await client.query("select max_call_timeout_ms as max, functions_url as url from supaqueue.config");
-    state.maxCallTimeoutMs = config.rows[0]?.max ?? null;
-    state.functionsUrl = config.rows[0]?.url ?? null;
-    const { rows } = await client.query(`
-    select q.name, q.url, q.url_secret, q.function_name, q.method, q.headers, q.secret_headers, q.max_attempts, q.timeout_ms,
-           q.backoff_base_ms, q.backoff_max_ms, q.success_codes, q.retry_codes, q.rate_limit_per_second,
-           q.dead_letter_queue, q.paused, q.managed_by, q.signing_key_secret,
-           (select count(*)::int from supaqueue.worker w where w.queue_id = q.id and not w.retiring) as workers,
-           (select count(*)::int from supaqueue.job j
-             where j.queue_id = q.id and j.status in ('pending', 'in_progress')) as unfinished_jobs
-    from supaqueue.queue q order by q.name`);
-    for (const row of rows)
-        state.queues.set(row.name, row);
-    state.schedules = await readSchedules(client, state.cronVersion !== null);
-    return state;
-}
-/** The supaqueue.queue row a queue of the file asks for. */
-function desiredRow(spec) {
-    return {
-        url: spec.url,
-        url_secret: spec.urlSecret ? urlSecretName(spec.name) : null,
-        function_name: spec.functionName,
-        method: spec.method,
-        headers: spec.headers,
-        secret_headers: Object.fromEntries(spec.secretHeaders.map((h) => [h.header, headerSecretName(spec.name, h.header)])),
-        max_attempts: spec.maxAttempts,
-        timeout_ms: spec.timeoutMs,
-        backoff_base_ms: spec.backoffBaseMs,
-        backoff_max_ms: spec.backoffMaxMs,
-        success_codes: spec.successCodes,
-        retry_codes: spec.retryCodes,
-        rate_limit_per_second: spec.rateLimitPerSecond,
-        dead_letter_queue: spec.deadLetterQueue,
-        paused: spec.paused,
-    };
-}
-/** Computes what a run would do to bring the database in line with the file. Changes nothing. */
-function computePlan(config, state, migrations = loadMigrations()) {
-    // A history this version cannot continue stops the run here, before any change.
-    const migrationsToApply = migrationStatus(state.recordedMigrations, migrations);
-    const plan = {
-        schemaInstalled: state.schemaInstalled,
-        pendingMigrations: migrationsToApply.pending,
-        prereleaseUpgrade: migrationsToApply.prerelease,
-        queues: [],
-        removals: [],
-        secrets: [],
-        schedules: [],
-        signing: [],
-        conflicts: [],
-    };
-    const wanted = new Set(config.queues.map((q) => q.name));
-    // Secret names still used by a managed queue after the run; any other header secret of a managed queue goes.
-    const keptSecrets = new Set();
-    // Which (queue, header) each secret name belongs to, for the plan-time check below.
-    const secretOwners = new Map();
-    for (const spec of config.queues) {
-        const existing = state.queues.get(spec.name);
-        if (existing && existing.managed_by !== MANAGED_BY) {
-            plan.conflicts.push({
-                position: spec.position,
-                field: `queues.${spec.name}`,
-                message: `a queue named "${spec.name}" already exists and was not created from ${MANAGED_BY} (managed_by is ${existing.managed_by === null ? "null: made by hand" : `"${existing.managed_by}"`}), so Supaqueue will not touch it; rename the queue in the file, or hand it over with: update supaqueue.queue set managed_by = '${MANAGED_BY}' where name = '${spec.name}'`,
-            });
-            continue;
-        }
-        // A dead-letter queue is another queue of the file, or one the file does not manage (made by hand).
-        const deadLetter = spec.deadLetterQueue ? state.queues.get(spec.deadLetterQueue) : undefined;
-        if (spec.deadLetterQueue &&
-            !wanted.has(spec.deadLetterQueue) &&
-            (!deadLetter || deadLetter.managed_by === MANAGED_BY)) {
-            plan.conflicts.push({
-                position: spec.deadLetterPosition,
-                field: `queues.${spec.name}.dead_letter_queue`,
-                message: deadLetter
-                    ? `"${spec.deadLetterQueue}" is taken out of the file by this change, but this queue still sends its failed jobs there; keep it in the file, or name another dead-letter queue`
-                    : `there is no queue "${spec.deadLetterQueue}" in the file or the database; allowed: the name of another queue`,
-            });
-            continue;
-        }
-        const row = desiredRow(spec);
-        const changes = [];
-        // The URL's secret (the whole URL, its ${VAR} resolved) is kept like a secret header's value.
-        const secrets = [
-            ...spec.secretHeaders,
-            ...(spec.urlSecret ? [{ header: URL_SECRET_HEADER, value: spec.urlSecret.value }] : []),
-        ];
-        for (const header of secrets) {
-            const name = header.header === URL_SECRET_HEADER ? urlSecretName(spec.name) : headerSecretName(spec.name, header.header);
-            // The naming rule makes two (queue, header) pairs share a Vault secret impossible; should it ever change,
-            // this stops the run before one queue sends another's secret.
-            const owner = secretOwners.get(name);
-            if (owner &&
-                (owner.queue !== spec.name || owner.header.toLowerCase() !== header.header.toLowerCase())) {
-                plan.conflicts.push({
-                    position: spec.position,
-                    field: `queues.${spec.name}.headers.${header.header}`,
-                    message: `its Vault secret would be named ${name}, like header ${owner.header} of queue ${owner.queue}; rename one of them`,
-                });
-            }
-            secretOwners.set(name, { queue: spec.name, header: header.header });
-            keptSecrets.add(name);
-            const stored = state.secrets.get(name);
-            if (!stored) {
-                plan.secrets.push({ name, queue: spec.name, header: header.header, action: "create" });
-                if (existing?.secret_headers[header.header] === name || existing?.url_secret === name)
-                    changes.push(`${secretLabel(header.header)}: secret restored in Vault`);
-            }
-            else if (stored.value !== header.value) {
-                plan.secrets.push({ name, queue: spec.name, header: header.header, action: "update" });
-                changes.push(`${secretLabel(header.header)}: secret value changed`);
-            }
-        }
-        const signing = signingChange(spec, existing);
-        if (signing) {
-            plan.signing.push(signing);
-            changes.push(signing.action === "create" ? "signing key created" : "signed: true → false (key deleted)");
-        }
-        if (!existing) {
-            plan.queues.push({
-                name: spec.name,
-                action: "create",
-                changes,
-                rowChanged: true,
-                workers: { from: null, to: spec.workers },
-                row,
-            });
-            continue;
-        }
-        const rowChanges = describeRowChanges(existing, row);
-        changes.push(...rowChanges);
-        if (existing.workers !== spec.workers)
-            changes.push(`workers: ${existing.workers} → ${spec.workers}`);
-        for (const [header, name] of ownedSecrets(existing)) {
-            if (!keptSecrets.has(name) && state.secrets.has(name)) {
-                plan.secrets.push({ name, queue: spec.name, header, action: "delete" });
-            }
-        }
-        plan.queues.push({
-            name: spec.name,
-            action: changes.length > 0 ? "update" : "unchanged",
-            changes,
-            rowChanged: rowChanges.length > 0,
-            workers: { from: existing.workers, to: spec.workers },
-            row,
-        });
-    }
-    for (const existing of state.queues.values()) {
-        if (existing.managed_by !== MANAGED_BY || wanted.has(existing.name))
-            continue;
-        const unfinished = existing.unfinished_jobs;
-        plan.removals.push({
-            name: existing.name,
-            unfinishedJobs: unfinished,
-            action: unfinished === 0 ? "remove" : existing.paused ? "keep-paused" : "pause",
-        });
-        if (unfinished === 0) {
-            if (existing.signing_key_secret !== null)
-                plan.signing.push({
-                    queue: existing.name,
-                    action: "clear",
-                    vaultSecret: signingSecretName(existing.name),
-                });
-            for (const [header, name] of ownedSecrets(existing)) {
-                if (state.secrets.has(name))
-                    plan.secrets.push({ name, queue: existing.name, header, action: "delete" });
-            }
-        }
-    }
-    computeSchedules(config, state, plan);
-    return plan;
-}
-const LABELS = [
-    ["url", "url", String],
-    ["function_name", "function", String],
-    ["method", "method", String],
-    ["max_attempts", "max_attempts", String],
-    ["timeout_ms", "timeout", formatDuration],
-    ["backoff_base_ms", "backoff.base", formatDuration],
-    ["backoff_max_ms", "backoff.max", formatDuration],
-    ["success_codes", "success_codes", (v) => (v ? `[${v.join(", ")}]` : "default")],
-    ["retry_codes", "retry_codes", (v) => (v ? `[${v.join(", ")}]` : "default")],
-    ["rate_limit_per_second", "rate_limit", formatRate],
-    ["dead_letter_queue", "dead_letter_queue", String],
-    ["paused", "paused", String],
-];
-/** A queue's Vault secrets, as [what it belongs to, Vault name]: its secret headers, and its URL's. */
-function ownedSecrets(queue) {
-    return [
-        ...Object.entries(queue.secret_headers),
-        ...(queue.url_secret ? [[URL_SECRET_HEADER, queue.url_secret]] : []),
-    ];
-}
-/** How a secret of the plan is named in words. */
-function secretLabel(header) {
-    return header === URL_SECRET_HEADER ? "url" : `header ${header}`;
-}
-function describeRowChanges(existing, row) {
-    const changes = [];
-    for (const [key, label, show] of LABELS) {
-        if (!(0,external_node_util_.isDeepStrictEqual)(existing[key], row[key])) {
-            const before = existing[key] === null ? "none" : show(existing[key]);
-            const after = row[key] === null ? "none" : show(row[key]);
-            changes.push(`${label}: ${before} → ${after}`);
-        }
-    }
-    for (const header of new Set([...Object.keys(existing.headers), ...Object.keys(row.headers)])) {
-        const before = existing.headers[header];
-        const after = row.headers[header];
-        if (before !== after) {
-            changes.push(`header ${header}: ${before === undefined ? "added" : after === undefined ? "removed" : "value changed"}`);
-        }
-    }
-    for (const header of new Set([
-        ...Object.keys(existing.secret_headers),
-        ...Object.keys(row.secret_headers),
-    ])) {
-        const before = existing.secret_headers[header];
-        const after = row.secret_headers[header];
-        if (before === undefined && after !== undefined) {
-            changes.push(`header ${header}: secret added`);
-        }
-        else if (before !== undefined && after === undefined) {
-            changes.push(`header ${header}: secret removed`);
-        }
-        else if (before !== after) {
-            changes.push(`header ${header}: Vault secret renamed`);
-        }
-    }
-    return changes;
-}
-
-;// CONCATENATED MODULE: ./src/install/reconcile.ts
-
-
-
-
-
-// Any fixed number works; it only has to be the same for every installer (the migration lock is 727274001).
-const RECONCILE_LOCK = 727_274_003;
-/**
- * Brings the queues, their workers, header secrets, signing keys and schedules in line with the file, in one
- * transaction under an
- * advisory lock. The plan is computed again inside the transaction, so what is applied is exactly what the
- * returned plan says (a queue that got a job since the dry plan is paused, not removed, and the plan says so).
- * Throws ConfigError, changing nothing, when a file queue has the name of a queue created by hand.
- */
-async function reconcileQueues(client, config) {
-    await client.query("begin");
-    try {
-        await client.query("select pg_advisory_xact_lock($1)", [RECONCILE_LOCK]);
-        const state = await readInstalledState(client);
-        const plan = computePlan(config, state);
-        if (plan.conflicts.length > 0)
-            throw new ConfigError(plan.conflicts);
-        const values = new Map(config.queues.flatMap((q) => [
-            ...q.secretHeaders.map((h) => [`${q.name}\n${h.header}`, h.value]),
-            ...(q.urlSecret ? [[`${q.name}\n${URL_SECRET_HEADER}`, q.urlSecret.value]] : []),
-        ]));
-        for (const secret of plan.secrets) {
-            if (secret.action === "delete")
-                continue;
-            const value = values.get(`${secret.queue}\n${secret.header}`);
-            await writeHeaderSecret(client, secret.name, value, state.secrets.get(secret.name));
-        }
-        // A dead-letter queue must exist before a queue names it: new queues are created without one first, and
-        // every queue that names one gets it once all of them exist.
-        for (const queue of plan.queues) {
-            if (queue.action === "create")
-                await insertQueue(client, queue.name, { ...queue.row, dead_letter_queue: null });
-        }
-        for (const queue of plan.queues) {
-            if (queue.rowChanged && (queue.action === "update" || queue.row.dead_letter_queue !== null)) {
-                await updateQueue(client, queue.name, queue.row);
-            }
-            if (queue.workers.from !== queue.workers.to) {
-                // set_workers retires busy workers after their call instead of interrupting it.
-                await client.query("select supaqueue.set_workers($1, $2)", [queue.name, queue.workers.to]);
-            }
-        }
-        const removed = new Set(plan.removals.filter((r) => r.action === "remove").map((r) => r.name));
-        for (const signing of plan.signing) {
-            if (signing.action === "create")
-                await createSigningKey(client, signing.queue);
-            else if (!removed.has(signing.queue))
-                await clearSigningKey(client, signing.queue);
-        }
-        await removeSchedules(client, plan);
-        await writeSchedules(client, plan);
-        const stillThere = new Set();
-        for (const removal of plan.removals) {
-            if (removal.action === "keep-paused")
-                continue;
-            const { rows } = await client.query("select supaqueue.remove_queue($1) as removed", [removal.name]);
-            if (!rows[0]?.removed && removal.action === "remove") {
-                removal.action = "pause";
-                stillThere.add(removal.name);
-            }
-        }
-        plan.secrets = plan.secrets.filter((s) => !(s.action === "delete" && stillThere.has(s.queue)));
-        // A removed queue's keys go with it; a queue that got a job meanwhile is only paused and keeps them.
-        plan.signing = plan.signing.filter((s) => !(s.action === "clear" && stillThere.has(s.queue)));
-        for (const signing of plan.signing) {
-            if (signing.action === "clear" && removed.has(signing.queue))
-                await clearSigningKey(client, signing.queue);
-        }
-        for (const secret of plan.secrets) {
-            if (secret.action === "delete")
-                await deleteHeaderSecret(client, secret.name);
-        }
-        await client.query("commit");
-        return plan;
-    }
-    catch (error) {
-        await client.query("rollback").catch(() => { });
-        throw error;
-    }
-}
-const COLUMNS = [
-    "url",
-    "url_secret",
-    "function_name",
-    "method",
-    "headers",
-    "secret_headers",
-    "max_attempts",
-    "timeout_ms",
-    "backoff_base_ms",
-    "backoff_max_ms",
-    "success_codes",
-    "retry_codes",
-    "rate_limit_per_second",
-    "dead_letter_queue",
-    "paused",
-];
-function rowValues(row) {
-    return COLUMNS.map((column) => column === "headers" || column === "secret_headers" ? JSON.stringify(row[column]) : row[column]);
-}
-async function insertQueue(client, name, row) {
-    const placeholders = COLUMNS.map((_, i) => `$${i + 3}`).join(", ");
-    await client.query(`insert into supaqueue.queue (name, managed_by, ${COLUMNS.join(", ")}) values ($1, $2, ${placeholders})`, [name, MANAGED_BY, ...rowValues(row)]);
-}
-async function updateQueue(client, name, row) {
-    const assignments = COLUMNS.map((column, i) => `${column} = $${i + 3}`).join(", ");
-    await client.query(`update supaqueue.queue set ${assignments} where name = $1 and managed_by = $2`, [
-        name,
-        MANAGED_BY,
-        ...rowValues(row),
-    ]);
-}
-
-;// CONCATENATED MODULE: ./src/install/schema.ts
-
-
-
-const VAULT_SECRET_NAME = "supaqueue_secret";
-/** The functions base URL of a hosted Supabase project. */
-function functionsUrlForProject(projectRef) {
-    return `https://${projectRef}.supabase.co/functions/v1`;
-}
-/** A new shared secret: 32 random bytes, URL-safe. */
-function generateSecret() {
-    return (0,external_node_crypto_.randomBytes)(32).toString("base64url");
-}
-/**
- * Installs or upgrades the schema and sets the project's values: migrations, the functions URL, the Vault secret
- * `supaqueue_secret` (created or updated through Vault's functions, never written to a plain table) and the
- * pg_cron schedule of tick(). Everything after the migrations happens in one transaction.
- */
-async function installSchema(client, settings) {
-    const migrated = await migrate(client);
-    await client.query("begin");
-    try {
-        await client.query("select supaqueue.configure(functions_url => $1)", [settings.functionsUrl]);
-        const existing = await client.query("select id, decrypted_secret as secret from vault.decrypted_secrets where name = $1", [VAULT_SECRET_NAME]);
-        const current = existing.rows[0];
-        let secret = settings.secret ?? current?.secret;
-        const secretCreated = !current;
-        if (!secret)
-            secret = generateSecret();
-        if (!current) {
-            await client.query("select vault.create_secret($1, $2, 'Supaqueue: key of the HMAC on the wakeups the database sends execute_current_job')", [secret, VAULT_SECRET_NAME]);
-        }
-        else if (current.secret !== secret) {
-            await client.query("select vault.update_secret($1, $2)", [current.id, secret]);
-        }
-        const tick = await scheduleTick(client, settings.tick ?? "external", settings.enabledPgCron ?? false);
-        await client.query("commit");
-        return { ...migrated, secret, secretCreated, tick };
-    }
-    catch (error) {
-        await client.query("rollback");
-        throw error;
-    }
-}
-
-;// CONCATENATED MODULE: external "node:os"
-const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
-;// CONCATENATED MODULE: ./src/install/stage.ts
-
-
-
-
-const stage_FUNCTION_NAME = "execute_current_job";
-/**
- * The Supabase CLI deploys supabase/functions/<name>/ under its working directory, and Supaqueue ships its function
- * in functions/: this copies the function (and functions/_shared/ when there is one) into a fresh temporary folder
- * laid out the way the CLI wants.
- */
-function stageWorkdir(root = projectRoot()) {
-    const source = (0,external_node_path_namespaceObject.join)(root, "functions", stage_FUNCTION_NAME);
-    if (!(0,external_node_fs_namespaceObject.existsSync)((0,external_node_path_namespaceObject.join)(source, "index.ts"))) {
-        throw new Error(`supaqueue: the edge function is missing: ${(0,external_node_path_namespaceObject.join)(source, "index.ts")} does not exist`);
-    }
-    const dir = (0,external_node_fs_namespaceObject.mkdtempSync)((0,external_node_path_namespaceObject.join)((0,external_node_os_namespaceObject.tmpdir)(), "supaqueue-deploy-"));
-    const functions = (0,external_node_path_namespaceObject.join)(dir, "supabase", "functions");
-    (0,external_node_fs_namespaceObject.mkdirSync)(functions, { recursive: true });
-    (0,external_node_fs_namespaceObject.cpSync)(source, (0,external_node_path_namespaceObject.join)(functions, stage_FUNCTION_NAME), { recursive: true });
-    const shared = (0,external_node_path_namespaceObject.join)(root, "functions", "_shared");
-    if ((0,external_node_fs_namespaceObject.existsSync)(shared))
-        (0,external_node_fs_namespaceObject.cpSync)(shared, (0,external_node_path_namespaceObject.join)(functions, "_shared"), { recursive: true });
-    return {
-        dir,
-        envFile(values) {
-            const path = (0,external_node_path_namespaceObject.join)(dir, "secrets.env");
-            // Single quotes keep the value literal for the CLI's dotenv parser (no $-expansion, no escapes).
-            const text = Object.entries(values)
-                .map(([name, value]) => `${name}='${value}'\n`)
-                .join("");
-            (0,external_node_fs_namespaceObject.writeFileSync)(path, text, { mode: 0o600 });
-            (0,external_node_fs_namespaceObject.chmodSync)(path, 0o600);
-            return path;
-        },
-        remove: () => (0,external_node_fs_namespaceObject.rmSync)(dir, { recursive: true, force: true }),
-    };
-}
-
-;// CONCATENATED MODULE: ./src/install/summary.ts
-
+;// CONCATENATED MODULE: ./src/install/present.ts
 
 
 const PAUSED_NOTE = "it is removed by a later run once its jobs are done";
@@ -40351,6 +40354,92 @@ function failureMarkdown(message, problems = []) {
     return out.join("\n");
 }
 
+;// CONCATENATED MODULE: ./src/install/schema.ts
+
+
+
+const VAULT_SECRET_NAME = "supaqueue_secret";
+/** The functions base URL of a hosted Supabase project. */
+function functionsUrlForProject(projectRef) {
+    return `https://${projectRef}.supabase.co/functions/v1`;
+}
+/** A new shared secret: 32 random bytes, URL-safe. */
+function generateSecret() {
+    return (0,external_node_crypto_.randomBytes)(32).toString("base64url");
+}
+/**
+ * Installs or upgrades the schema and sets the project's values: migrations, the functions URL, the Vault secret
+ * `supaqueue_secret` (created or updated through Vault's functions, never written to a plain table) and the
+ * pg_cron schedule of tick(). Everything after the migrations happens in one transaction.
+ */
+async function installSchema(client, settings) {
+    const migrated = await migrate(client);
+    await client.query("begin");
+    try {
+        await client.query("select supaqueue.configure(functions_url => $1)", [settings.functionsUrl]);
+        const existing = await client.query("select id, decrypted_secret as secret from vault.decrypted_secrets where name = $1", [VAULT_SECRET_NAME]);
+        const current = existing.rows[0];
+        let secret = settings.secret ?? current?.secret;
+        const secretCreated = !current;
+        if (!secret)
+            secret = generateSecret();
+        if (!current) {
+            await client.query("select vault.create_secret($1, $2, 'Supaqueue: key of the HMAC on the wakeups the database sends execute_current_job')", [secret, VAULT_SECRET_NAME]);
+        }
+        else if (current.secret !== secret) {
+            await client.query("select vault.update_secret($1, $2)", [current.id, secret]);
+        }
+        const tick = await scheduleTick(client, settings.tick ?? "external", settings.enabledPgCron ?? false);
+        await client.query("commit");
+        return { ...migrated, secret, secretCreated, tick };
+    }
+    catch (error) {
+        await client.query("rollback");
+        throw error;
+    }
+}
+
+;// CONCATENATED MODULE: external "node:os"
+const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
+;// CONCATENATED MODULE: ./src/install/stage.ts
+
+
+
+
+const stage_FUNCTION_NAME = "execute_current_job";
+/**
+ * The Supabase CLI deploys supabase/functions/<name>/ under its working directory, and Supaqueue ships its function
+ * in functions/: this copies the function (and functions/_shared/ when there is one) into a fresh temporary folder
+ * laid out the way the CLI wants.
+ */
+function stageWorkdir(root = projectRoot()) {
+    const source = (0,external_node_path_namespaceObject.join)(root, "functions", stage_FUNCTION_NAME);
+    if (!(0,external_node_fs_namespaceObject.existsSync)((0,external_node_path_namespaceObject.join)(source, "index.ts"))) {
+        throw new Error(`supaqueue: the edge function is missing: ${(0,external_node_path_namespaceObject.join)(source, "index.ts")} does not exist`);
+    }
+    const dir = (0,external_node_fs_namespaceObject.mkdtempSync)((0,external_node_path_namespaceObject.join)((0,external_node_os_namespaceObject.tmpdir)(), "supaqueue-deploy-"));
+    const functions = (0,external_node_path_namespaceObject.join)(dir, "supabase", "functions");
+    (0,external_node_fs_namespaceObject.mkdirSync)(functions, { recursive: true });
+    (0,external_node_fs_namespaceObject.cpSync)(source, (0,external_node_path_namespaceObject.join)(functions, stage_FUNCTION_NAME), { recursive: true });
+    const shared = (0,external_node_path_namespaceObject.join)(root, "functions", "_shared");
+    if ((0,external_node_fs_namespaceObject.existsSync)(shared))
+        (0,external_node_fs_namespaceObject.cpSync)(shared, (0,external_node_path_namespaceObject.join)(functions, "_shared"), { recursive: true });
+    return {
+        dir,
+        envFile(values) {
+            const path = (0,external_node_path_namespaceObject.join)(dir, "secrets.env");
+            // Single quotes keep the value literal for the CLI's dotenv parser (no $-expansion, no escapes).
+            const text = Object.entries(values)
+                .map(([name, value]) => `${name}='${value}'\n`)
+                .join("");
+            (0,external_node_fs_namespaceObject.writeFileSync)(path, text, { mode: 0o600 });
+            (0,external_node_fs_namespaceObject.chmodSync)(path, 0o600);
+            return path;
+        },
+        remove: () => (0,external_node_fs_namespaceObject.rmSync)(dir, { recursive: true, force: true }),
+    };
+}
+
 ;// CONCATENATED MODULE: ./src/install/supabase-cli.ts
 
 
@@ -40462,6 +40551,8 @@ function lastLines(text) {
 }
 
 ;// CONCATENATED MODULE: ./src/install/deploy.ts
+
+
 
 
 
@@ -41220,7 +41311,7 @@ exports.composeNode = composeNode;
 var identity = __nccwpck_require__(1127);
 var Scalar = __nccwpck_require__(3301);
 var resolveBlockScalar = __nccwpck_require__(8913);
-var resolveFlowScalar = __nccwpck_require__(6842);
+var resolveFlowScalar = __nccwpck_require__(813);
 
 function composeScalar(ctx, token, tagToken, onError) {
     const { value, type, comment, range } = token.type === 'block-scalar'
@@ -42187,7 +42278,7 @@ exports.resolveFlowCollection = resolveFlowCollection;
 
 /***/ }),
 
-/***/ 6842:
+/***/ 813:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -44492,7 +44583,7 @@ exports.toJS = toJS;
 
 
 var resolveBlockScalar = __nccwpck_require__(8913);
-var resolveFlowScalar = __nccwpck_require__(6842);
+var resolveFlowScalar = __nccwpck_require__(813);
 var errors = __nccwpck_require__(1464);
 var stringifyString = __nccwpck_require__(3069);
 

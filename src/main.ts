@@ -3,7 +3,7 @@ import { ConfigError } from "./config/types.ts";
 import { deployOptions, readInputs } from "./inputs.ts";
 import { deploy } from "./install/deploy.ts";
 import type { Logger } from "./install/logger.ts";
-import { failureMarkdown, summaryJson, summaryMarkdown } from "./install/summary.ts";
+import { failureMarkdown, summaryJson, summaryMarkdown } from "./install/present.ts";
 
 /** The install modules' logger, on top of @actions/core: groups, masks and file annotations. */
 const actionLogger: Logger = {

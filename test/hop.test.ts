@@ -1,8 +1,8 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: supaqueue.yml writes ${VAR} literally.
 import { beforeAll, describe, expect, test } from "vitest";
 import { validateConfigText } from "../src/config/validate.ts";
-import { reconcileQueues } from "../src/install/reconcile.ts";
-import { planLines } from "../src/install/summary.ts";
+import { reconcileQueues } from "../src/install/apply.ts";
+import { planLines } from "../src/install/present.ts";
 import {
   claim,
   completeAndClaim,

@@ -1,13 +1,9 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: supaqueue.yml writes ${VAR} literally.
 import { describe, expect, test } from "vitest";
 import { validateConfigText } from "../src/config/validate.ts";
-import {
-  computePlan,
-  type ExistingSchedule,
-  type InstalledState,
-  planChangesQueues,
-} from "../src/install/plan.ts";
-import { failureMarkdown, planLines, summaryJson, summaryMarkdown } from "../src/install/summary.ts";
+import { type ExistingSchedule, type InstalledState, planChangesQueues } from "../src/install/model.ts";
+import { computePlan } from "../src/install/plan.ts";
+import { failureMarkdown, planLines, summaryJson, summaryMarkdown } from "../src/install/present.ts";
 import { projectArgs } from "../src/install/supabase-cli.ts";
 
 const migrations = [{ version: 1, name: "0001_supaqueue", sql: "", checksum: "c1" }];

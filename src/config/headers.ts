@@ -2,8 +2,7 @@
 import { isMap, isScalar, type Node, Scalar } from "yaml";
 import { findCharacter, isControl } from "./characters.ts";
 import { type Report, scalar, show } from "./fields.ts";
-import type { SecretHeader } from "./types.ts";
-import type { ValidateOptions } from "./validate.ts";
+import type { SecretHeader, ValidateOptions } from "./types.ts";
 import { missingVariablesMessage, type Part, resolveVariables } from "./variables.ts";
 
 // An HTTP header name is an RFC 9110 token.

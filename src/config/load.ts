@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
-import { ConfigError, type ConfigProblem, type QueueFile } from "./types.ts";
+import { ConfigError, type ConfigProblem, type QueueFile, type ValidateOptions } from "./types.ts";
 import { decodeUtf8 } from "./utf8.ts";
-import { type ValidateOptions, validateConfigText } from "./validate.ts";
+import { validateConfigText } from "./validate.ts";
 
 /**
  * Reads and checks supaqueue.yml. `path` is where to read it; `file` is the name to show in messages and

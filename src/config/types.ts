@@ -88,17 +88,14 @@ export interface QueueFile {
   schedules: ScheduleSpec[];
 }
 
-/** The defaults a queue gets for what the file leaves out. */
-export const QUEUE_DEFAULTS = {
-  method: "POST" as HttpMethod,
-  workers: 1,
-  maxAttempts: 3,
-  timeoutMs: 30_000,
-  backoffBaseMs: 10_000,
-  backoffMaxMs: 3_600_000,
-  paused: false,
-  signed: false,
-};
+export interface ValidateOptions {
+  /** The environment that `${VAR}` is resolved from. */
+  env: Record<string, string | undefined>;
+  /** The longest timeout a queue may ask for (supaqueue.config.max_call_timeout_ms). */
+  maxCallTimeoutMs?: number;
+  /** The largest schedule payload, in bytes of its jsonb text (supaqueue.config.max_payload_bytes; 1 MiB). */
+  maxPayloadBytes?: number;
+}
 
 /** The longest per-call timeout when the database does not say otherwise (supaqueue.config.max_call_timeout_ms). */
 export const DEFAULT_MAX_CALL_TIMEOUT_MS = 140_000;

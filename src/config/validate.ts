@@ -1,66 +1,26 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: supaqueue.yml writes ${VAR} literally.
 import { isMap, isScalar, isSeq, LineCounter, type Node, type Pair, parseDocument, type YAMLMap } from "yaml";
 import { formatDuration } from "./duration.ts";
-import {
-  type At,
-  boolean,
-  checkKeys,
-  duration,
-  integer,
-  NAME,
-  NAME_RULE,
-  type Report,
-  rate,
-  scalar,
-  show,
-  statusCodes,
-} from "./fields.ts";
+import { type At, checkKeys, NAME, NAME_RULE, type Report, scalar, show } from "./fields.ts";
 import { validateHeaders } from "./headers.ts";
 import { atMost, count, LIMITS } from "./limits.ts";
 import { validateSchedules } from "./schedules.ts";
-import {
-  type ConfigProblem,
-  DEFAULT_MAX_CALL_TIMEOUT_MS,
-  HTTP_METHODS,
-  type HttpMethod,
-  type Position,
-  QUEUE_DEFAULTS,
-  type QueueFile,
-  type QueueSpec,
-  type UrlSecret,
+import { groupKeys, HEADERS_AFTER, QUEUE_KEYS, SETTINGS, type SettingContext } from "./settings.ts";
+import type {
+  ConfigProblem,
+  Position,
+  QueueFile,
+  QueueSpec,
+  SecretHeader,
+  UrlSecret,
+  ValidateOptions,
 } from "./types.ts";
 import { validateUrl } from "./url.ts";
 
 export const QUEUE_NAME = NAME;
 const FUNCTION_NAME = /^[A-Za-z0-9_-]{1,128}$/;
 
-export const TOP_LEVEL_KEYS = ["queues", "schedules"];
-export const QUEUE_KEYS = [
-  "function",
-  "url",
-  "method",
-  "headers",
-  "workers",
-  "max_attempts",
-  "timeout",
-  "backoff",
-  "success_codes",
-  "retry_codes",
-  "rate_limit",
-  "dead_letter_queue",
-  "signed",
-  "paused",
-];
-export const BACKOFF_KEYS = ["base", "max"];
-
-export interface ValidateOptions {
-  /** The environment that `${VAR}` is resolved from. */
-  env: Record<string, string | undefined>;
-  /** The longest timeout a queue may ask for (supaqueue.config.max_call_timeout_ms). */
-  maxCallTimeoutMs?: number;
-  /** The largest schedule payload, in bytes of its jsonb text (supaqueue.config.max_payload_bytes; 1 MiB). */
-  maxPayloadBytes?: number;
-}
+const TOP_LEVEL_KEYS = ["queues", "schedules"];
 
 export interface Validated {
   config: QueueFile;
@@ -245,137 +205,64 @@ function validateQueue(
     urlValue = checked?.url ?? null;
     urlSecret = checked?.urlSecret ?? null;
   }
-
-  let method: HttpMethod = QUEUE_DEFAULTS.method;
-  const methodNode = get("method");
-  if (methodNode !== undefined) {
-    const value = scalar(methodNode);
-    const upper = typeof value === "string" ? value.toUpperCase() : "";
-    if (!(HTTP_METHODS as readonly string[]).includes(upper)) {
-      report(
-        methodNode,
-        sub("method"),
-        `invalid method ${show(value)}; allowed values: ${HTTP_METHODS.join(", ")}`,
-      );
-    } else method = upper as HttpMethod;
-  }
-
-  const { headers, secretHeaders } = validateHeaders(get("headers"), sub("headers"), report, options);
-
-  const workers = integer(get("workers"), sub("workers"), 0, LIMITS.workers, QUEUE_DEFAULTS.workers, report);
-  const maxAttempts = integer(
-    get("max_attempts"),
-    sub("max_attempts"),
-    1,
-    LIMITS.maxAttempts,
-    QUEUE_DEFAULTS.maxAttempts,
-    report,
-  );
-
-  const maxTimeout = options.maxCallTimeoutMs ?? DEFAULT_MAX_CALL_TIMEOUT_MS;
-  const timeoutNode = get("timeout");
-  const timeoutMs = duration(timeoutNode, sub("timeout"), QUEUE_DEFAULTS.timeoutMs, report);
-  const timeoutRange = `allowed: from 1ms to ${formatDuration(maxTimeout)} (supaqueue.config.max_call_timeout_ms, below the edge wall clock)`;
-  if (timeoutMs !== null && timeoutMs < 1) {
-    report(
-      timeoutNode,
-      sub("timeout"),
-      `${formatDuration(timeoutMs)} is too short: a call needs at least 1ms; ${timeoutRange}`,
-    );
-  } else if (timeoutMs !== null && timeoutMs > maxTimeout) {
-    report(
-      timeoutNode,
-      sub("timeout"),
-      `${formatDuration(timeoutMs)} is beyond what an edge function can wait; ${timeoutRange}`,
-    );
-  }
-
-  let backoffBaseMs: number | null = QUEUE_DEFAULTS.backoffBaseMs;
-  let backoffMaxMs: number | null = QUEUE_DEFAULTS.backoffMaxMs;
-  const backoff = get("backoff");
-  if (backoff !== undefined) {
-    if (!isMap(backoff)) {
-      report(
-        backoff,
-        sub("backoff"),
-        `must be a mapping with "base" and/or "max", e.g. "{ base: 10s, max: 1h }"`,
-      );
-    } else {
-      checkKeys(backoff, `${sub("backoff")}.`, BACKOFF_KEYS, report);
-      backoffBaseMs = duration(
-        backoff.get("base", true) as Node | undefined,
-        sub("backoff.base"),
-        QUEUE_DEFAULTS.backoffBaseMs,
-        report,
-        LIMITS.backoffMs,
-      );
-      const maxNode = backoff.get("max", true) as Node | undefined;
-      backoffMaxMs = duration(
-        maxNode,
-        sub("backoff.max"),
-        QUEUE_DEFAULTS.backoffMaxMs,
-        report,
-        LIMITS.backoffMs,
-      );
-      if (backoffBaseMs !== null && backoffMaxMs !== null && backoffMaxMs < backoffBaseMs) {
-        report(
-          maxNode ?? backoff,
-          sub("backoff.max"),
-          `${formatDuration(backoffMaxMs)} is shorter than backoff.base (${formatDuration(backoffBaseMs)}); allowed: at least the base`,
-        );
-      }
+  // Every other setting, from its entry in settings.ts. A group (backoff) is a mapping of its own keys.
+  const nodes = new Map<string, Node | undefined>();
+  const groups = new Map<string, YAMLMap | null>();
+  const settingNode = (key: string): Node | undefined => {
+    const [group, inner] = key.split(".") as [string, string | undefined];
+    if (inner === undefined) return get(key);
+    if (!groups.has(group)) {
+      const groupNode = get(group);
+      if (groupNode !== undefined && !isMap(groupNode)) {
+        const example = groupKeys(group)
+          .map((k) => `"${k}"`)
+          .join(" and/or ");
+        report(groupNode, sub(group), `must be a mapping with ${example}, e.g. "{ base: 10s, max: 1h }"`);
+      } else if (groupNode !== undefined) checkKeys(groupNode, `${sub(group)}.`, groupKeys(group), report);
+      groups.set(group, isMap(groupNode) ? groupNode : null);
     }
+    return groups.get(group)?.get(inner, true) as Node | undefined;
+  };
+  const context: SettingContext = { queue: name, options, report };
+  const values: Record<string, unknown> = {};
+  const valid = new Set<string>();
+  let read: { headers: Record<string, string>; secretHeaders: SecretHeader[] } | undefined;
+  for (const setting of SETTINGS) {
+    const settingValue = settingNode(setting.key);
+    nodes.set(setting.key, settingValue);
+    const problems = problemsSoFar();
+    values[setting.field] =
+      settingValue === undefined ? setting.default : setting.read(settingValue, sub(setting.key), context);
+    if (problemsSoFar() === problems) valid.add(setting.key);
+    // Headers are read where they stand among the keys (after method), so problems come in the keys' order.
+    if (setting.key === HEADERS_AFTER)
+      read = validateHeaders(get("headers"), sub("headers"), report, options);
+  }
+  const settings = values as Pick<QueueSpec, (typeof SETTINGS)[number]["field"]>;
+  if (
+    valid.has("backoff.base") &&
+    valid.has("backoff.max") &&
+    settings.backoffMaxMs < settings.backoffBaseMs
+  ) {
+    report(
+      nodes.get("backoff.max") ?? get("backoff"),
+      sub("backoff.max"),
+      `${formatDuration(settings.backoffMaxMs)} is shorter than backoff.base (${formatDuration(settings.backoffBaseMs)}); allowed: at least the base`,
+    );
   }
 
-  const successCodes = statusCodes(get("success_codes"), sub("success_codes"), report);
-  const retryCodes = statusCodes(get("retry_codes"), sub("retry_codes"), report);
-
-  const rateLimitPerSecond = rate(get("rate_limit"), sub("rate_limit"), report);
-
-  let deadLetterQueue: string | null = null;
-  const deadLetterNode = get("dead_letter_queue");
-  if (deadLetterNode !== undefined) {
-    const value = scalar(deadLetterNode);
-    if (typeof value !== "string" || !QUEUE_NAME.test(value)) {
-      report(
-        deadLetterNode,
-        sub("dead_letter_queue"),
-        `${show(value)} is not a queue name; allowed: the name of another queue`,
-      );
-    } else if (value === name) {
-      report(
-        deadLetterNode,
-        sub("dead_letter_queue"),
-        "a queue cannot be its own dead-letter queue; allowed: the name of another queue",
-      );
-    } else deadLetterQueue = value;
-  }
-
-  const signed = boolean(get("signed"), sub("signed"), QUEUE_DEFAULTS.signed, report);
-  const paused = boolean(get("paused"), sub("paused"), QUEUE_DEFAULTS.paused, report);
-
-  if (problemsSoFar() > before) return null;
+  if (problemsSoFar() > before || !read) return null;
+  const { headers, secretHeaders } = read;
   return {
     name,
     url: urlValue,
     urlSecret,
     functionName,
-    method,
     headers,
     secretHeaders,
-    workers: workers ?? QUEUE_DEFAULTS.workers,
-    maxAttempts: maxAttempts ?? QUEUE_DEFAULTS.maxAttempts,
-    timeoutMs: timeoutMs ?? QUEUE_DEFAULTS.timeoutMs,
-    backoffBaseMs: backoffBaseMs ?? QUEUE_DEFAULTS.backoffBaseMs,
-    backoffMaxMs: backoffMaxMs ?? QUEUE_DEFAULTS.backoffMaxMs,
-    successCodes,
-    retryCodes,
-    rateLimitPerSecond,
-    signed,
-    deadLetterQueue,
-    deadLetterPosition: at(deadLetterNode ?? keyNode),
-    paused,
+    ...settings,
+    deadLetterPosition: at(nodes.get("dead_letter_queue") ?? keyNode),
     position: at(keyNode),
-    timeoutPosition: at(timeoutNode ?? keyNode),
+    timeoutPosition: at(nodes.get("timeout") ?? keyNode),
   };
 }

@@ -2,14 +2,16 @@ import type pg from "pg";
 import { loadConfig } from "../config/load.ts";
 import { ConfigError, DEFAULT_MAX_CALL_TIMEOUT_MS, type QueueFile } from "../config/types.ts";
 import { connect } from "../db/connect.ts";
+import { reconcileQueues } from "./apply.ts";
 import { type Check, checkLines, runDoctor } from "./doctor.ts";
 import type { Logger } from "./logger.ts";
-import { computePlan, type Plan, planChangesQueues, readInstalledState } from "./plan.ts";
+import { type DeployResult, type Plan, planChangesQueues } from "./model.ts";
+import { computePlan } from "./plan.ts";
+import { planLines } from "./present.ts";
 import { type ProbeOptions, type ProbeResult, runProbe } from "./probe.ts";
-import { reconcileQueues } from "./reconcile.ts";
 import { functionsUrlForProject, installSchema } from "./schema.ts";
 import { FUNCTION_NAME, stageWorkdir } from "./stage.ts";
-import { planLines } from "./summary.ts";
+import { readInstalledState } from "./state.ts";
 import {
   type CliContext,
   checkAccess,
@@ -56,31 +58,6 @@ export interface DeployOptions {
   /** After installing, prove the whole loop with a probe (and fail the run, naming the broken link, when it does not). */
   probe: boolean;
   probeOptions?: ProbeOptions;
-}
-
-export interface DeployResult {
-  dryRun: boolean;
-  /** Schema version after the run (before it, for a dry run; null when Supaqueue is not installed). */
-  schemaVersion: number | null;
-  /** Migrations applied by this run; for a dry run, those it would apply. */
-  migrations: string[];
-  functionsUrl: string;
-  /** URL of execute_current_job, which pg_net calls. */
-  functionUrl: string;
-  /** What was done to queues, workers, header secrets, signing keys and schedules (for a dry run, what would be). */
-  plan: Plan;
-  /** Whether anything changed in the database (or would, for a dry run). */
-  changed: boolean;
-  /** Whether supaqueue.config.functions_url was (or would be) changed by this run. */
-  functionsUrlChanged: boolean;
-  /** How tick() runs after the run; undefined for a dry run. */
-  tick?: TickState;
-  /** The probe of the whole loop (undefined when skipped or for a dry run). */
-  probe?: ProbeResult;
-  /** What `supaqueue doctor` finds after the run (the probe aside); none for a dry run. */
-  checks?: Check[];
-  /** Whether the shared secret was created by this run (first install). */
-  secretCreated?: boolean;
 }
 
 /**

@@ -1,213 +1,33 @@
 import { isDeepStrictEqual } from "node:util";
-import type pg from "pg";
-import { formatDuration } from "../config/duration.ts";
-import { formatRate } from "../config/rate.ts";
-import type { ConfigProblem, QueueFile, QueueSpec } from "../config/types.ts";
-import {
-  loadMigrations,
-  type Migration,
-  migrationStatus,
-  type RecordedMigration,
-  readRecordedMigrations,
-} from "../db/migrate.ts";
+import { isSecondsSchedule } from "../config/cron.ts";
+import { COLUMN_SETTINGS, type SettingColumns } from "../config/settings.ts";
+import type { QueueFile, QueueSpec } from "../config/types.ts";
+import { loadMigrations, type Migration, migrationStatus } from "../db/migrate.ts";
+import { type InstalledState, MANAGED_BY, type Plan, type QueueRow, type SigningChange } from "./model.ts";
 import {
   headerSecretName,
-  readHeaderSecrets,
-  type StoredSecret,
+  secretLabel,
+  signingSecretName,
   URL_SECRET_HEADER,
   urlSecretName,
-} from "./header-secrets.ts";
-import { computeSchedules, readCron, readSchedules } from "./schedules.ts";
-import { signingChange, signingSecretName } from "./signing.ts";
+} from "./vault.ts";
 
-/** Queues from supaqueue.yml carry this in supaqueue.queue.managed_by; the installer touches no other queue. */
-export const MANAGED_BY = "supaqueue.yml";
-
-/** The columns of supaqueue.queue that supaqueue.yml sets. */
-export interface QueueRow {
-  /** As written in the file: a URL holding ${VAR} shows them, and url_secret names the Vault secret with it whole. */
-  url: string | null;
-  url_secret: string | null;
-  function_name: string | null;
-  method: string;
-  headers: Record<string, string>;
-  secret_headers: Record<string, string>;
-  max_attempts: number;
-  timeout_ms: number;
-  backoff_base_ms: number;
-  backoff_max_ms: number;
-  success_codes: number[] | null;
-  retry_codes: number[] | null;
-  rate_limit_per_second: number | null;
-  dead_letter_queue: string | null;
-  paused: boolean;
-}
-
-interface ExistingQueue extends QueueRow {
-  name: string;
-  managed_by: string | null;
-  /** Vault name of the queue's signing key, null when its calls are not signed. */
-  signing_key_secret: string | null;
-  workers: number;
-  unfinished_jobs: number;
-}
-
-/** What the database holds now, as far as the installer cares. Read without changing anything. */
-export interface InstalledState {
-  schemaInstalled: boolean;
-  appliedVersions: number[];
-  /** What supaqueue.migration records (empty when not installed), checked against the shipped files. */
-  recordedMigrations: RecordedMigration[];
-  maxCallTimeoutMs: number | null;
-  /** supaqueue.config.functions_url, null when not installed. */
-  functionsUrl: string | null;
-  queues: Map<string, ExistingQueue>;
-  secrets: Map<string, StoredSecret>;
-  /** pg_cron's version when the extension is installed, else null. */
-  cronVersion: string | null;
-  /** supaqueue.schedule rows by name (each with whether its pg_cron job is there). */
-  schedules: Map<string, ExistingSchedule>;
-}
-
-export interface ExistingSchedule {
-  name: string;
-  cron: string;
-  queue_name: string;
-  payload: unknown;
-  managed_by: string | null;
-  /** Whether pg_cron has its job 'supaqueue:<name>' (null when that cannot be read). */
-  cron_job: boolean | null;
-}
-
-export interface ScheduleChange {
-  name: string;
-  action: "create" | "update" | "unchanged" | "remove";
-  /** What differs, for people: "cron: 0 3 * * * → 30 3 * * *". */
-  changes: string[];
-  cron: string;
-  queue: string;
-  payload: unknown;
-}
-
-/** A queue's signing key: made on the first deploy with signed: true, cleared (and deleted from Vault) when off. */
-export interface SigningChange {
-  queue: string;
-  action: "create" | "clear";
-  /** The Vault secret that holds (create) or held (clear) the key. */
-  vaultSecret: string;
-}
-
-export interface QueueChange {
-  name: string;
-  action: "create" | "update" | "unchanged";
-  /** What differs, for people: "method: POST → PUT", "header X-Api-Key: secret value changed". Never a value of a secret. */
-  changes: string[];
-  /** Whether the supaqueue.queue row itself is written (a changed secret alone does not need it). */
-  rowChanged: boolean;
-  workers: { from: number | null; to: number };
-  row: QueueRow;
-}
-
-export interface QueueRemoval {
-  name: string;
-  unfinishedJobs: number;
-  /** remove: empty, goes now; pause: has unfinished jobs, paused until empty; keep-paused: already paused, still has jobs. */
-  action: "remove" | "pause" | "keep-paused";
-}
-
-export interface SecretChange {
-  /** Vault name of the secret. */
-  name: string;
-  queue: string;
-  header: string;
-  action: "create" | "update" | "delete";
-}
-
-/** Everything a run would do, computed before anything is done. Holds no secret values. */
-export interface Plan {
-  schemaInstalled: boolean;
-  pendingMigrations: string[];
-  /** The database holds a pre-release install, which the run replaces with today's schema (data kept). */
-  prereleaseUpgrade: boolean;
-  queues: QueueChange[];
-  removals: QueueRemoval[];
-  secrets: SecretChange[];
-  schedules: ScheduleChange[];
-  signing: SigningChange[];
-  /** File queues whose names belong to queues created by hand: an error, checked before any change. */
-  conflicts: ConfigProblem[];
-}
-
-/** Whether applying the plan would change the database (migrations aside). */
-export function planChangesQueues(plan: Plan): boolean {
-  return (
-    plan.queues.some((q) => q.action !== "unchanged") ||
-    plan.removals.some((r) => r.action !== "keep-paused") ||
-    plan.secrets.length > 0 ||
-    plan.schedules.some((s) => s.action !== "unchanged") ||
-    plan.signing.length > 0
-  );
-}
-
-export async function readInstalledState(client: pg.ClientBase): Promise<InstalledState> {
-  const installed = await client.query<{ queue: boolean; migration: boolean }>(
-    "select to_regclass('supaqueue.queue') is not null as queue, to_regclass('supaqueue.migration') is not null as migration",
-  );
-  const secrets = await readHeaderSecrets(client);
-  const state: InstalledState = {
-    schemaInstalled: installed.rows[0]?.queue ?? false,
-    appliedVersions: [],
-    recordedMigrations: [],
-    maxCallTimeoutMs: null,
-    functionsUrl: null,
-    queues: new Map(),
-    secrets,
-    cronVersion: await readCron(client),
-    schedules: new Map(),
-  };
-  if (installed.rows[0]?.migration) {
-    state.recordedMigrations = await readRecordedMigrations(client);
-    state.appliedVersions = state.recordedMigrations.map((r) => r.version);
-  }
-  if (!state.schemaInstalled) return state;
-  const config = await client.query<{ max: number; url: string | null }>(
-    "select max_call_timeout_ms as max, functions_url as url from supaqueue.config",
-  );
-  state.maxCallTimeoutMs = config.rows[0]?.max ?? null;
-  state.functionsUrl = config.rows[0]?.url ?? null;
-  const { rows } = await client.query<ExistingQueue>(`
-    select q.name, q.url, q.url_secret, q.function_name, q.method, q.headers, q.secret_headers, q.max_attempts, q.timeout_ms,
-           q.backoff_base_ms, q.backoff_max_ms, q.success_codes, q.retry_codes, q.rate_limit_per_second,
-           q.dead_letter_queue, q.paused, q.managed_by, q.signing_key_secret,
-           (select count(*)::int from supaqueue.worker w where w.queue_id = q.id and not w.retiring) as workers,
-           (select count(*)::int from supaqueue.job j
-             where j.queue_id = q.id and j.status in ('pending', 'in_progress')) as unfinished_jobs
-    from supaqueue.queue q order by q.name`);
-  for (const row of rows) state.queues.set(row.name, row);
-  state.schedules = await readSchedules(client, state.cronVersion !== null);
-  return state;
-}
+// The diff: what a run would do to bring the database (as state.ts read it) in line with the file. Changes nothing.
 
 /** The supaqueue.queue row a queue of the file asks for. */
 export function desiredRow(spec: QueueSpec): QueueRow {
+  const settings = Object.fromEntries(
+    COLUMN_SETTINGS.map((s) => [s.column, spec[s.field]]),
+  ) as SettingColumns;
   return {
     url: spec.url,
     url_secret: spec.urlSecret ? urlSecretName(spec.name) : null,
     function_name: spec.functionName,
-    method: spec.method,
     headers: spec.headers,
     secret_headers: Object.fromEntries(
       spec.secretHeaders.map((h) => [h.header, headerSecretName(spec.name, h.header)]),
     ),
-    max_attempts: spec.maxAttempts,
-    timeout_ms: spec.timeoutMs,
-    backoff_base_ms: spec.backoffBaseMs,
-    backoff_max_ms: spec.backoffMaxMs,
-    success_codes: spec.successCodes,
-    retry_codes: spec.retryCodes,
-    rate_limit_per_second: spec.rateLimitPerSecond,
-    dead_letter_queue: spec.deadLetterQueue,
-    paused: spec.paused,
+    ...settings,
   };
 }
 
@@ -360,19 +180,15 @@ export function computePlan(
   return plan;
 }
 
+/** How the plan's change lines name a column and show its value: where to call, then each setting with a column. */
 const LABELS: [keyof QueueRow, string, (v: never) => string][] = [
   ["url", "url", String],
   ["function_name", "function", String],
-  ["method", "method", String],
-  ["max_attempts", "max_attempts", String],
-  ["timeout_ms", "timeout", formatDuration],
-  ["backoff_base_ms", "backoff.base", formatDuration],
-  ["backoff_max_ms", "backoff.max", formatDuration],
-  ["success_codes", "success_codes", (v: number[] | null) => (v ? `[${v.join(", ")}]` : "default")],
-  ["retry_codes", "retry_codes", (v: number[] | null) => (v ? `[${v.join(", ")}]` : "default")],
-  ["rate_limit_per_second", "rate_limit", formatRate],
-  ["dead_letter_queue", "dead_letter_queue", String],
-  ["paused", "paused", String],
+  ...COLUMN_SETTINGS.map((s): [keyof QueueRow, string, (v: never) => string] => [
+    s.column,
+    s.label,
+    s.format,
+  ]),
 ];
 
 /** A queue's Vault secrets, as [what it belongs to, Vault name]: its secret headers, and its URL's. */
@@ -381,11 +197,6 @@ function ownedSecrets(queue: QueueRow): [string, string][] {
     ...Object.entries(queue.secret_headers),
     ...(queue.url_secret ? [[URL_SECRET_HEADER, queue.url_secret] as [string, string]] : []),
   ];
-}
-
-/** How a secret of the plan is named in words. */
-export function secretLabel(header: string): string {
-  return header === URL_SECRET_HEADER ? "url" : `header ${header}`;
 }
 
 function describeRowChanges(existing: QueueRow, row: QueueRow): string[] {
@@ -421,4 +232,95 @@ function describeRowChanges(existing: QueueRow, row: QueueRow): string[] {
     }
   }
   return changes;
+}
+
+/** What `signed:` asks of a queue: a first key when it has none, or no key when the file says unsigned. */
+export function signingChange(
+  spec: QueueSpec,
+  existing: { signing_key_secret: string | null } | undefined,
+): SigningChange | null {
+  const hasKey = (existing?.signing_key_secret ?? null) !== null;
+  if (spec.signed === hasKey) return null;
+  return {
+    queue: spec.name,
+    action: spec.signed ? "create" : "clear",
+    vaultSecret: signingSecretName(spec.name),
+  };
+}
+
+/**
+ * Plans the schedules of the file: create, change or keep each one, and remove the ones this file made that are
+ * no longer in it. Schedules not made from the file are never touched; a file schedule with the name of one is a
+ * conflict, and so is a schedule whose queue will not exist, or any schedule without pg_cron.
+ */
+export function computeSchedules(config: QueueFile, state: InstalledState, plan: Plan): void {
+  const fileQueues = new Set(config.queues.map((q) => q.name));
+  for (const spec of config.schedules) {
+    const field = `schedules.${spec.name}`;
+    if (state.cronVersion === null) {
+      plan.conflicts.push({
+        position: spec.position,
+        field,
+        message:
+          "recurring calls need the pg_cron extension, which is not installed in this database; enable it (Supabase dashboard: Database > Extensions > pg_cron, or: create extension pg_cron) and run again",
+      });
+      continue;
+    }
+    if (isSecondsSchedule(spec.cron) && olderThan(state.cronVersion, [1, 5])) {
+      plan.conflicts.push({
+        position: spec.cronPosition,
+        field: `${field}.cron`,
+        message: `"${spec.cron}" needs pg_cron 1.5 or later, and this database has ${state.cronVersion}; allowed here: five cron fields (at most once a minute)`,
+      });
+      continue;
+    }
+    const existing = state.schedules.get(spec.name);
+    if (existing && existing.managed_by !== MANAGED_BY) {
+      plan.conflicts.push({
+        position: spec.position,
+        field,
+        message: `a schedule named "${spec.name}" already exists and was not created from ${MANAGED_BY}, so Supaqueue will not touch it; rename the schedule in the file, or hand it over with: update supaqueue.schedule set managed_by = '${MANAGED_BY}' where name = '${spec.name}'`,
+      });
+      continue;
+    }
+    const queue = state.queues.get(spec.queue);
+    if (!fileQueues.has(spec.queue) && (!queue || queue.managed_by === MANAGED_BY)) {
+      plan.conflicts.push({
+        position: spec.queuePosition,
+        field: `${field}.queue`,
+        message: queue
+          ? `"${spec.queue}" is taken out of the file by this change, but this schedule still enqueues into it; keep the queue in the file, or point the schedule at another queue`
+          : `there is no queue "${spec.queue}" in the file or the database; allowed: a queue of this file or one that exists`,
+      });
+      continue;
+    }
+    const change = { name: spec.name, cron: spec.cron, queue: spec.queue, payload: spec.payload };
+    if (!existing) {
+      plan.schedules.push({ ...change, action: "create", changes: [] });
+      continue;
+    }
+    const changes: string[] = [];
+    if (existing.cron !== spec.cron) changes.push(`cron: ${existing.cron} → ${spec.cron}`);
+    if (existing.queue_name !== spec.queue) changes.push(`queue: ${existing.queue_name} → ${spec.queue}`);
+    if (!isDeepStrictEqual(existing.payload, spec.payload)) changes.push("payload changed");
+    if (changes.length === 0 && existing.cron_job === false) changes.push("pg_cron job restored");
+    plan.schedules.push({ ...change, action: changes.length > 0 ? "update" : "unchanged", changes });
+  }
+  const wanted = new Set(config.schedules.map((s) => s.name));
+  for (const existing of state.schedules.values()) {
+    if (existing.managed_by !== MANAGED_BY || wanted.has(existing.name)) continue;
+    plan.schedules.push({
+      name: existing.name,
+      action: "remove",
+      changes: [],
+      cron: existing.cron,
+      queue: existing.queue_name,
+      payload: existing.payload,
+    });
+  }
+}
+
+function olderThan(version: string, [major, minor]: [number, number]): boolean {
+  const [a = 0, b = 0] = version.split(".").map((part) => Number.parseInt(part, 10) || 0);
+  return a < major || (a === major && b < minor);
 }

@@ -1,5 +1,7 @@
 import type pg from "pg";
 
+// Where Supaqueue keeps the secrets of queues in Vault: their names, and reading and writing them.
+
 /**
  * Vault secrets of queue headers are named after their queue and header, so each belongs to one header. The parts are
  * joined with ':', which neither a queue name nor an HTTP header name can contain, so no two (queue, header) pairs
@@ -23,6 +25,25 @@ export function urlSecretName(queue: string): string {
  * is no HTTP header name: tokens have no parentheses).
  */
 export const URL_SECRET_HEADER = "(url)";
+
+/** How a secret of the plan is named in words: "url", or "header X-Api-Key". */
+export function secretLabel(header: string): string {
+  return header === URL_SECRET_HEADER ? "url" : `header ${header}`;
+}
+
+// supaqueue.rotate_signing_key names a queue's keys in Vault this way (supaqueue._signing_key_name); the installer
+// only reads the names. No queue name contains ':', so the current and previous keys of two queues never meet.
+const SIGNING_PREFIX = "supaqueue:signing:";
+
+/** The Vault secret holding a queue's current signing key (with `previous`, the one still honoured after a rotation). */
+export function signingSecretName(queue: string, previous = false): string {
+  return `${SIGNING_PREFIX}${queue}${previous ? ":previous" : ""}`;
+}
+
+/** The SQL that shows a queue's key to someone allowed to read Vault (the key itself is never printed). */
+export function readKeyHint(queue: string): string {
+  return `select decrypted_secret from vault.decrypted_secrets where name = '${signingSecretName(queue)}'`;
+}
 
 export interface StoredSecret {
   id: string;

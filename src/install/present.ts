@@ -1,8 +1,7 @@
 import type { ConfigProblem } from "../config/types.ts";
-import type { DeployResult } from "./deploy.ts";
-import { type Plan, type ScheduleChange, secretLabel } from "./plan.ts";
-import { readKeyHint } from "./signing.ts";
+import type { DeployResult, Plan, ScheduleChange } from "./model.ts";
 import { describeTick } from "./tick.ts";
+import { readKeyHint, secretLabel } from "./vault.ts";
 
 const PAUSED_NOTE = "it is removed by a later run once its jobs are done";
 

@@ -1,9 +1,9 @@
 import type pg from "pg";
 import { ConfigError, type QueueFile } from "../config/types.ts";
-import { deleteHeaderSecret, URL_SECRET_HEADER, writeHeaderSecret } from "./header-secrets.ts";
-import { computePlan, MANAGED_BY, type Plan, type QueueRow, readInstalledState } from "./plan.ts";
-import { removeSchedules, writeSchedules } from "./schedules.ts";
-import { clearSigningKey, createSigningKey } from "./signing.ts";
+import { JSON_COLUMNS, MANAGED_BY, type Plan, QUEUE_COLUMNS, type QueueRow } from "./model.ts";
+import { computePlan } from "./plan.ts";
+import { readInstalledState } from "./state.ts";
+import { deleteHeaderSecret, signingSecretName, URL_SECRET_HEADER, writeHeaderSecret } from "./vault.ts";
 
 // Any fixed number works; it only has to be the same for every installer (the migration lock is 727274001).
 const RECONCILE_LOCK = 727_274_003;
@@ -86,43 +86,68 @@ export async function reconcileQueues(client: pg.ClientBase, config: QueueFile):
   }
 }
 
-const COLUMNS = [
-  "url",
-  "url_secret",
-  "function_name",
-  "method",
-  "headers",
-  "secret_headers",
-  "max_attempts",
-  "timeout_ms",
-  "backoff_base_ms",
-  "backoff_max_ms",
-  "success_codes",
-  "retry_codes",
-  "rate_limit_per_second",
-  "dead_letter_queue",
-  "paused",
-] as const satisfies readonly (keyof QueueRow)[];
-
 function rowValues(row: QueueRow): unknown[] {
-  return COLUMNS.map((column) =>
-    column === "headers" || column === "secret_headers" ? JSON.stringify(row[column]) : row[column],
+  return QUEUE_COLUMNS.map((column) =>
+    JSON_COLUMNS.has(column) ? JSON.stringify(row[column]) : row[column],
   );
 }
 
 async function insertQueue(client: pg.ClientBase, name: string, row: QueueRow): Promise<void> {
-  const placeholders = COLUMNS.map((_, i) => `$${i + 3}`).join(", ");
+  const placeholders = QUEUE_COLUMNS.map((_, i) => `$${i + 3}`).join(", ");
   await client.query(
-    `insert into supaqueue.queue (name, managed_by, ${COLUMNS.join(", ")}) values ($1, $2, ${placeholders})`,
+    `insert into supaqueue.queue (name, managed_by, ${QUEUE_COLUMNS.join(", ")}) values ($1, $2, ${placeholders})`,
     [name, MANAGED_BY, ...rowValues(row)],
   );
 }
 
 async function updateQueue(client: pg.ClientBase, name: string, row: QueueRow): Promise<void> {
-  const assignments = COLUMNS.map((column, i) => `${column} = $${i + 3}`).join(", ");
+  const assignments = QUEUE_COLUMNS.map((column, i) => `${column} = $${i + 3}`).join(", ");
   await client.query(`update supaqueue.queue set ${assignments} where name = $1 and managed_by = $2`, [
     name,
     MANAGED_BY,
     ...rowValues(row),
+  ]);
+}
+
+/** Removes the schedules the plan removes (run before queues go). */
+export async function removeSchedules(client: pg.ClientBase, plan: Plan): Promise<void> {
+  for (const schedule of plan.schedules) {
+    if (schedule.action === "remove") await client.query("select supaqueue.unschedule($1)", [schedule.name]);
+  }
+}
+
+/** Creates and changes the schedules the plan asks for (run once their queues exist). */
+export async function writeSchedules(client: pg.ClientBase, plan: Plan): Promise<void> {
+  for (const s of plan.schedules) {
+    if (s.action !== "create" && s.action !== "update") continue;
+    await client.query("select supaqueue.schedule($1, $2, $3, $4::jsonb, $5)", [
+      s.name,
+      s.cron,
+      s.queue,
+      JSON.stringify(s.payload),
+      MANAGED_BY,
+    ]);
+  }
+}
+
+/** Makes the queue's first key with supaqueue.rotate_signing_key; the key stays in the database, unread. */
+export async function createSigningKey(client: pg.ClientBase, queue: string): Promise<void> {
+  await client.query("select supaqueue.rotate_signing_key($1) is not null", [queue]);
+}
+
+/**
+ * Stops signing a queue's calls: clears its signing columns and deletes its current and previous keys from Vault.
+ * Deleting is deliberate: a key nobody uses should not linger, and signing again later makes a fresh key.
+ */
+export async function clearSigningKey(client: pg.ClientBase, queue: string): Promise<void> {
+  await client.query(
+    `update supaqueue.queue set signing_key_secret = null, previous_signing_key_secret = null,
+            previous_signing_key_until = null
+     where name = $1 and managed_by = $2`,
+    [queue, MANAGED_BY],
+  );
+  await client.query("delete from vault.secrets where name in ($1, $2)", [
+    signingSecretName(queue),
+    signingSecretName(queue, true),
   ]);
 }

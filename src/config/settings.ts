@@ -1,0 +1,219 @@
+import type { Node } from "yaml";
+import { formatDuration } from "./duration.ts";
+import { boolean, duration, integer, NAME, type Report, rate, scalar, show, statusCodes } from "./fields.ts";
+import { LIMITS } from "./limits.ts";
+import { formatRate } from "./rate.ts";
+import {
+  DEFAULT_MAX_CALL_TIMEOUT_MS,
+  HTTP_METHODS,
+  type HttpMethod,
+  type QueueSpec,
+  type ValidateOptions,
+} from "./types.ts";
+
+// The settings of a queue, one entry each: its key in supaqueue.yml, the QueueSpec field it fills, its column of
+// supaqueue.queue, its label in the plan's change lines, its default, how it is read (with its bounds) and how it is
+// shown. The validator, the installed-state reader, the plan's diff and reconcile are all derived from this list, so
+// adding a setting is one entry here (with its QueueSpec field) plus its column in the SQL. Where to call (url or
+// function) and the headers are not settings of this kind: each of them fills two columns and is read by its own
+// module (url.ts, headers.ts).
+
+/** What reading one setting may need besides its node: the queue's name, the run's options, where to report. */
+export interface SettingContext {
+  queue: string;
+  options: ValidateOptions;
+  report: Report;
+}
+
+export interface Setting<
+  F extends keyof QueueSpec = keyof QueueSpec,
+  C extends string | null = string | null,
+> {
+  /** The key in supaqueue.yml; "group.key" for a key inside a mapping (backoff.base). */
+  key: string;
+  field: F;
+  /** Its column of supaqueue.queue; null when it is kept elsewhere (workers are rows, a signing key is in Vault). */
+  column: C;
+  /** How the plan's change lines name it. */
+  label: string;
+  default: QueueSpec[F];
+  /** Reads a node that is present: its value, with problems reported at the node (the value then is unused). */
+  read(node: Node, field: string, context: SettingContext): QueueSpec[F];
+  /** The value in the plan's change lines (null is shown as "none" before this is asked). */
+  format(value: NonNullable<QueueSpec[F]>): string;
+}
+
+/** Keeps each entry's field and column as literal types, so the row type below can be derived from the list. */
+function setting<F extends keyof QueueSpec, C extends string | null>(entry: Setting<F, C>): Setting<F, C> {
+  return entry;
+}
+
+const codes = (value: number[]) => `[${value.join(", ")}]`;
+
+export const SETTINGS = [
+  setting({
+    key: "method",
+    field: "method",
+    column: "method",
+    label: "method",
+    default: "POST" as HttpMethod,
+    read(node, field, { report }) {
+      const value = scalar(node);
+      const upper = typeof value === "string" ? value.toUpperCase() : "";
+      if ((HTTP_METHODS as readonly string[]).includes(upper)) return upper as HttpMethod;
+      report(node, field, `invalid method ${show(value)}; allowed values: ${HTTP_METHODS.join(", ")}`);
+      return "POST";
+    },
+    format: String,
+  }),
+  setting({
+    key: "workers",
+    field: "workers",
+    column: null,
+    label: "workers",
+    default: 1,
+    read: (node, field, { report }) => integer(node, field, 0, LIMITS.workers, 1, report) ?? 1,
+    format: String,
+  }),
+  setting({
+    key: "max_attempts",
+    field: "maxAttempts",
+    column: "max_attempts",
+    label: "max_attempts",
+    default: 3,
+    read: (node, field, { report }) => integer(node, field, 1, LIMITS.maxAttempts, 3, report) ?? 3,
+    format: String,
+  }),
+  setting({
+    key: "timeout",
+    field: "timeoutMs",
+    column: "timeout_ms",
+    label: "timeout",
+    default: 30_000,
+    read(node, field, { options, report }) {
+      const ms = duration(node, field, 30_000, report);
+      const max = options.maxCallTimeoutMs ?? DEFAULT_MAX_CALL_TIMEOUT_MS;
+      const range = `allowed: from 1ms to ${formatDuration(max)} (supaqueue.config.max_call_timeout_ms, below the edge wall clock)`;
+      if (ms !== null && ms < 1)
+        report(node, field, `${formatDuration(ms)} is too short: a call needs at least 1ms; ${range}`);
+      else if (ms !== null && ms > max)
+        report(node, field, `${formatDuration(ms)} is beyond what an edge function can wait; ${range}`);
+      return ms ?? 30_000;
+    },
+    format: formatDuration,
+  }),
+  setting({
+    key: "backoff.base",
+    field: "backoffBaseMs",
+    column: "backoff_base_ms",
+    label: "backoff.base",
+    default: 10_000,
+    read: (node, field, { report }) => duration(node, field, 10_000, report, LIMITS.backoffMs) ?? 10_000,
+    format: formatDuration,
+  }),
+  setting({
+    key: "backoff.max",
+    field: "backoffMaxMs",
+    column: "backoff_max_ms",
+    label: "backoff.max",
+    default: 3_600_000,
+    read: (node, field, { report }) =>
+      duration(node, field, 3_600_000, report, LIMITS.backoffMs) ?? 3_600_000,
+    format: formatDuration,
+  }),
+  setting({
+    key: "success_codes",
+    field: "successCodes",
+    column: "success_codes",
+    label: "success_codes",
+    default: null,
+    read: (node, field, { report }) => statusCodes(node, field, report),
+    format: codes,
+  }),
+  setting({
+    key: "retry_codes",
+    field: "retryCodes",
+    column: "retry_codes",
+    label: "retry_codes",
+    default: null,
+    read: (node, field, { report }) => statusCodes(node, field, report),
+    format: codes,
+  }),
+  setting({
+    key: "rate_limit",
+    field: "rateLimitPerSecond",
+    column: "rate_limit_per_second",
+    label: "rate_limit",
+    default: null,
+    read: (node, field, { report }) => rate(node, field, report),
+    format: formatRate,
+  }),
+  setting({
+    key: "dead_letter_queue",
+    field: "deadLetterQueue",
+    column: "dead_letter_queue",
+    label: "dead_letter_queue",
+    default: null,
+    read(node, field, { queue, report }) {
+      const value = scalar(node);
+      if (typeof value !== "string" || !NAME.test(value))
+        report(node, field, `${show(value)} is not a queue name; allowed: the name of another queue`);
+      else if (value === queue)
+        report(
+          node,
+          field,
+          "a queue cannot be its own dead-letter queue; allowed: the name of another queue",
+        );
+      else return value;
+      return null;
+    },
+    format: String,
+  }),
+  setting({
+    key: "signed",
+    field: "signed",
+    column: null,
+    label: "signed",
+    default: false,
+    read: (node, field, { report }) => boolean(node, field, false, report),
+    format: String,
+  }),
+  setting({
+    key: "paused",
+    field: "paused",
+    column: "paused",
+    label: "paused",
+    default: false,
+    read: (node, field, { report }) => boolean(node, field, false, report),
+    format: String,
+  }),
+] as const;
+
+type Settings = (typeof SETTINGS)[number];
+
+/** The settings kept in a column of supaqueue.queue, with the type of their value. */
+export type SettingColumns = {
+  [S in Settings as S["column"] extends string ? S["column"] : never]: QueueSpec[S["field"]];
+};
+
+/** The settings kept in a column, with it. */
+export const COLUMN_SETTINGS = SETTINGS.filter(
+  (s): s is Extract<Settings, { column: string }> => s.column !== null,
+);
+
+/** The setting after which a queue's headers are read and listed (validate.ts reads them in headers.ts). */
+export const HEADERS_AFTER = "method";
+
+/** The keys of a queue in supaqueue.yml, as messages list them (a group such as backoff once). */
+export const QUEUE_KEYS = [
+  "function",
+  "url",
+  ...new Set(
+    SETTINGS.flatMap((s) => (s.key === HEADERS_AFTER ? [s.key, "headers"] : [s.key.split(".")[0] as string])),
+  ),
+];
+
+/** The keys inside a group ("backoff" → ["base", "max"]). */
+export function groupKeys(group: string): string[] {
+  return SETTINGS.filter((s) => s.key.startsWith(`${group}.`)).map((s) => s.key.slice(group.length + 1));
+}
