@@ -8,7 +8,7 @@ import {
   INSTALLER_ROLE,
   prepareStandinServer,
   withClient,
-  withDatabase,
+  databaseUrl,
 } from "../src/standins/supabase.ts";
 
 /**
@@ -48,7 +48,7 @@ export async function openServer(): Promise<BenchServer> {
   await withClient(server.adminUrl, prepareStandinServer);
   const template = uniqueName("sq_bench_template");
   await createProjectDatabase(server.adminUrl, template);
-  await withClient(withDatabase(server.adminUrl, template, INSTALLER_ROLE), (client) =>
+  await withClient(databaseUrl(server.adminUrl, template, INSTALLER_ROLE), (client) =>
     installSchema(client, { functionsUrl: BENCH_FUNCTIONS_URL, secret: BENCH_SECRET }),
   );
   const made = new Set<string>([template]);
@@ -68,8 +68,8 @@ function database(bench: BenchServer, name: string): BenchDatabase {
   bench.made.add(name);
   return {
     name,
-    adminUrl: withDatabase(bench.adminUrl, name),
-    url: withDatabase(bench.adminUrl, name, INSTALLER_ROLE),
+    adminUrl: databaseUrl(bench.adminUrl, name),
+    url: databaseUrl(bench.adminUrl, name, INSTALLER_ROLE),
     async drop() {
       await dropDatabase(bench.adminUrl, name);
       bench.made.delete(name);
@@ -104,7 +104,7 @@ export async function withInstalledDatabase<T>(
   }
 }
 
-export { withClient, withDatabase };
+export { withClient, databaseUrl };
 
 /** A small pool (the server allows 100 connections in all). Errors of idle clients are ignored. */
 export function smallPool(url: string, max: number): pg.Pool {

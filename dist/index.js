@@ -4097,7 +4097,7 @@ module.exports.__defineSetter__('parseInt8', function (val) {
 const Client = __nccwpck_require__(5042)
 const defaults = __nccwpck_require__(8995)
 const Connection = __nccwpck_require__(9809)
-const Result = __nccwpck_require__(8014)
+const Result = __nccwpck_require__(6424)
 const utils = __nccwpck_require__(9652)
 const Pool = __nccwpck_require__(7558)
 const TypeOverrides = __nccwpck_require__(365)
@@ -4663,7 +4663,7 @@ NativeQuery.prototype.submit = function (client) {
 
 const { EventEmitter } = __nccwpck_require__(4434)
 
-const Result = __nccwpck_require__(8014)
+const Result = __nccwpck_require__(6424)
 const utils = __nccwpck_require__(9652)
 
 class Query extends EventEmitter {
@@ -4915,7 +4915,7 @@ module.exports = Query
 
 /***/ }),
 
-/***/ 8014:
+/***/ 6424:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -34601,7 +34601,7 @@ function extend(target) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6842);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4828);
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 
@@ -34610,7 +34610,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 6842:
+/***/ 4828:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -37585,7 +37585,76 @@ function formatProblem(problem) {
 
 ;// CONCATENATED MODULE: external "node:path"
 const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
+// EXTERNAL MODULE: ./node_modules/pg/lib/index.js
+var lib = __nccwpck_require__(3273);
+;// CONCATENATED MODULE: ./node_modules/pg/esm/index.mjs
+// ESM wrapper for pg
+
+
+// Re-export all the properties
+const Client = lib.Client
+const Pool = lib.Pool
+const Connection = lib.Connection
+const types = lib.types
+const Query = lib.Query
+const DatabaseError = lib.DatabaseError
+const escapeIdentifier = lib.escapeIdentifier
+const escapeLiteral = lib.escapeLiteral
+const Result = lib.Result
+const TypeOverrides = lib.TypeOverrides
+
+// Also export the defaults
+const defaults = lib.defaults
+
+// Re-export the default
+/* harmony default export */ const esm = (lib);
+
+;// CONCATENATED MODULE: ./src/db/transaction.ts
+
+/**
+ * The installer's advisory-lock ids, one per job that two runs must not do at once. Any fixed numbers work as long as
+ * every installer uses the same ones.
+ */
+const LOCKS = {
+    /** Session lock around applying migrations (db/migrate.ts). */
+    migration: 727_274_001,
+    /** Transaction lock around reconciling queues with the file (install/apply.ts). */
+    reconcile: 727_274_003,
+};
+/**
+ * Runs `fn` between begin and commit on `client`; any error rolls back and is thrown again. A transaction that only
+ * read (or decided to change nothing) is simply committed.
+ */
+async function transaction(client, fn, options = {}) {
+    await client.query("begin");
+    try {
+        if (options.role)
+            await client.query(`set local role ${esm.escapeIdentifier(options.role)}`);
+        if (options.lock !== undefined)
+            await client.query("select pg_advisory_xact_lock($1)", [options.lock]);
+        const result = await fn();
+        await client.query("commit");
+        return result;
+    }
+    catch (error) {
+        await client.query("rollback").catch(() => { });
+        throw error;
+    }
+}
+/** Runs one statement in its own transaction as `role` (service_role, anon, authenticated), as PostgREST does. */
+// biome-ignore lint/suspicious/noExplicitAny: rows are as loose as pool.query's
+async function asRole(pool, role, sql, params = []) {
+    const client = await pool.connect();
+    try {
+        return await transaction(client, () => client.query(sql, params), { role });
+    }
+    finally {
+        client.release();
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/install/tick.ts
+
 const TICK_MODES = ["pg_cron", "external"];
 /** Tick cannot be set up as asked: the message says why and what to do. Nothing was changed. */
 class TickError extends Error {
@@ -37644,22 +37713,21 @@ async function enablePgCron(client, mode) {
     const facts = await cronFacts(client);
     if (facts.installed)
         return false;
-    await client.query("begin");
     try {
-        await client.query("create extension if not exists pg_cron with schema pg_catalog");
-        await client.query("savepoint usage");
-        try {
-            await client.query("grant usage on schema cron to current_user");
-        }
-        catch {
-            // Not the extension's owner: the role has the usage it is given, and scheduling says so if it has none.
-            await client.query("rollback to savepoint usage");
-        }
-        await client.query("commit");
+        await transaction(client, async () => {
+            await client.query("create extension if not exists pg_cron with schema pg_catalog");
+            await client.query("savepoint usage");
+            try {
+                await client.query("grant usage on schema cron to current_user");
+            }
+            catch {
+                // Not the extension's owner: the role has the usage it is given, and scheduling says so if it has none.
+                await client.query("rollback to savepoint usage");
+            }
+        });
         return true;
     }
     catch (error) {
-        await client.query("rollback").catch(() => { });
         throw new TickError(`could not enable pg_cron (create extension pg_cron with schema pg_catalog): ${error.message}. On Supabase, enable it under Database → Extensions, ${EXTERNAL_HINT}.`);
     }
 }
@@ -39024,30 +39092,6 @@ function loadConfig(path, file, options) {
     return config;
 }
 
-// EXTERNAL MODULE: ./node_modules/pg/lib/index.js
-var lib = __nccwpck_require__(3273);
-;// CONCATENATED MODULE: ./node_modules/pg/esm/index.mjs
-// ESM wrapper for pg
-
-
-// Re-export all the properties
-const Client = lib.Client
-const Pool = lib.Pool
-const Connection = lib.Connection
-const types = lib.types
-const Query = lib.Query
-const DatabaseError = lib.DatabaseError
-const escapeIdentifier = lib.escapeIdentifier
-const escapeLiteral = lib.escapeLiteral
-const Result = lib.Result
-const TypeOverrides = lib.TypeOverrides
-
-// Also export the defaults
-const defaults = lib.defaults
-
-// Re-export the default
-/* harmony default export */ const esm = (lib);
-
 ;// CONCATENATED MODULE: ./src/db/connect.ts
 
 /**
@@ -39147,6 +39191,7 @@ function projectRoot(from = (0,external_node_path_namespaceObject.dirname)((0,ex
 
 
 
+
 /**
  * The migration files of the installs made before the first release, which recorded no checksums. Their schema is
  * replaced by today's 0001 in one transaction that keeps every queue, job, worker, call in flight, attempt, schedule
@@ -39210,8 +39255,6 @@ function migrationStatus(recorded, shipped) {
     const done = new Set(recorded.map((r) => r.version));
     return { pending: shipped.filter((m) => !done.has(m.version)).map((m) => m.name), prerelease: false };
 }
-// Any fixed number works; it only has to be the same for every installer.
-const MIGRATION_LOCK = 727_274_001;
 const MIGRATION_TABLE = `
   create table if not exists supaqueue.migration (
     version integer primary key,
@@ -39228,7 +39271,7 @@ const MIGRATION_TABLE = `
 async function migrate(client, migrations = loadMigrations()) {
     const applied = [];
     let upgradedPrerelease = false;
-    await client.query("select pg_advisory_lock($1)", [MIGRATION_LOCK]);
+    await client.query("select pg_advisory_lock($1)", [LOCKS.migration]);
     try {
         const status = migrationStatus(await readRecordedMigrations(client), migrations);
         if (status.prerelease) {
@@ -39251,7 +39294,7 @@ async function migrate(client, migrations = loadMigrations()) {
         }
     }
     finally {
-        await client.query("select pg_advisory_unlock($1)", [MIGRATION_LOCK]);
+        await client.query("select pg_advisory_unlock($1)", [LOCKS.migration]);
     }
     const version = await client.query("select max(version) as version from supaqueue.migration");
     return { applied, version: version.rows[0]?.version ?? 0, upgradedPrerelease };
@@ -39264,15 +39307,9 @@ async function record(client, migration) {
     ]);
 }
 async function inTransaction(client, migration, fn) {
-    await client.query("begin");
-    try {
-        await fn();
-        await client.query("commit");
-    }
-    catch (error) {
-        await client.query("rollback");
+    await transaction(client, fn).catch((error) => {
         throw new MigrationError(migration, error);
-    }
+    });
 }
 /**
  * Replaces a pre-release install in one transaction: sql/prerelease/save.sql keeps its rows aside and drops the old
@@ -39287,9 +39324,8 @@ async function replacePrerelease(client, migrations) {
     };
     const save = step("save.sql");
     const restore = step("restore.sql");
-    await client.query("begin");
     let current = save;
-    try {
+    await transaction(client, async () => {
         await client.query("set local client_min_messages = warning");
         await client.query(save.sql);
         await client.query(`create schema supaqueue; ${MIGRATION_TABLE}`);
@@ -39300,12 +39336,9 @@ async function replacePrerelease(client, migrations) {
         }
         current = restore;
         await client.query(restore.sql);
-        await client.query("commit");
-    }
-    catch (error) {
-        await client.query("rollback");
+    }).catch((error) => {
         throw new MigrationError(current, error);
-    }
+    });
 }
 /** A database whose recorded migrations this version cannot continue; nothing was changed. */
 class MigrationHistoryError extends Error {
@@ -39748,85 +39781,77 @@ async function readSchedules(client, cronInstalled) {
 
 
 
-// Any fixed number works; it only has to be the same for every installer (the migration lock is 727274001).
-const RECONCILE_LOCK = 727_274_003;
+
 /**
  * Brings the queues, their workers, header secrets, signing keys and schedules in line with the file, in one
- * transaction under an
- * advisory lock. The plan is computed again inside the transaction, so what is applied is exactly what the
+ * transaction under an advisory lock. The plan is computed again inside the transaction, so what is applied is exactly what the
  * returned plan says (a queue that got a job since the dry plan is paused, not removed, and the plan says so).
  * Throws ConfigError, changing nothing, when a file queue has the name of a queue created by hand.
  */
 async function reconcileQueues(client, config) {
-    await client.query("begin");
-    try {
-        await client.query("select pg_advisory_xact_lock($1)", [RECONCILE_LOCK]);
-        const state = await readInstalledState(client);
-        const plan = computePlan(config, state);
-        if (plan.conflicts.length > 0)
-            throw new ConfigError(plan.conflicts);
-        const values = new Map(config.queues.flatMap((q) => [
-            ...q.secretHeaders.map((h) => [`${q.name}\n${h.header}`, h.value]),
-            ...(q.urlSecret ? [[`${q.name}\n${URL_SECRET_HEADER}`, q.urlSecret.value]] : []),
-        ]));
-        for (const secret of plan.secrets) {
-            if (secret.action === "delete")
-                continue;
-            const value = values.get(`${secret.queue}\n${secret.header}`);
-            await writeHeaderSecret(client, secret.name, value, state.secrets.get(secret.name));
-        }
-        // A dead-letter queue must exist before a queue names it: new queues are created without one first, and
-        // every queue that names one gets it once all of them exist.
-        for (const queue of plan.queues) {
-            if (queue.action === "create")
-                await insertQueue(client, queue.name, { ...queue.row, dead_letter_queue: null });
-        }
-        for (const queue of plan.queues) {
-            if (queue.rowChanged && (queue.action === "update" || queue.row.dead_letter_queue !== null)) {
-                await updateQueue(client, queue.name, queue.row);
-            }
-            if (queue.workers.from !== queue.workers.to) {
-                // set_workers retires busy workers after their call instead of interrupting it.
-                await client.query("select supaqueue.set_workers($1, $2)", [queue.name, queue.workers.to]);
-            }
-        }
-        const removed = new Set(plan.removals.filter((r) => r.action === "remove").map((r) => r.name));
-        for (const signing of plan.signing) {
-            if (signing.action === "create")
-                await createSigningKey(client, signing.queue);
-            else if (!removed.has(signing.queue))
-                await clearSigningKey(client, signing.queue);
-        }
-        await removeSchedules(client, plan);
-        await writeSchedules(client, plan);
-        const stillThere = new Set();
-        for (const removal of plan.removals) {
-            if (removal.action === "keep-paused")
-                continue;
-            const { rows } = await client.query("select supaqueue.remove_queue($1) as removed", [removal.name]);
-            if (!rows[0]?.removed && removal.action === "remove") {
-                removal.action = "pause";
-                stillThere.add(removal.name);
-            }
-        }
-        plan.secrets = plan.secrets.filter((s) => !(s.action === "delete" && stillThere.has(s.queue)));
-        // A removed queue's keys go with it; a queue that got a job meanwhile is only paused and keeps them.
-        plan.signing = plan.signing.filter((s) => !(s.action === "clear" && stillThere.has(s.queue)));
-        for (const signing of plan.signing) {
-            if (signing.action === "clear" && removed.has(signing.queue))
-                await clearSigningKey(client, signing.queue);
-        }
-        for (const secret of plan.secrets) {
-            if (secret.action === "delete")
-                await deleteHeaderSecret(client, secret.name);
-        }
-        await client.query("commit");
-        return plan;
+    return transaction(client, () => reconcile(client, config), { lock: LOCKS.reconcile });
+}
+async function reconcile(client, config) {
+    const state = await readInstalledState(client);
+    const plan = computePlan(config, state);
+    if (plan.conflicts.length > 0)
+        throw new ConfigError(plan.conflicts);
+    const values = new Map(config.queues.flatMap((q) => [
+        ...q.secretHeaders.map((h) => [`${q.name}\n${h.header}`, h.value]),
+        ...(q.urlSecret ? [[`${q.name}\n${URL_SECRET_HEADER}`, q.urlSecret.value]] : []),
+    ]));
+    for (const secret of plan.secrets) {
+        if (secret.action === "delete")
+            continue;
+        const value = values.get(`${secret.queue}\n${secret.header}`);
+        await writeHeaderSecret(client, secret.name, value, state.secrets.get(secret.name));
     }
-    catch (error) {
-        await client.query("rollback").catch(() => { });
-        throw error;
+    // A dead-letter queue must exist before a queue names it: new queues are created without one first, and
+    // every queue that names one gets it once all of them exist.
+    for (const queue of plan.queues) {
+        if (queue.action === "create")
+            await insertQueue(client, queue.name, { ...queue.row, dead_letter_queue: null });
     }
+    for (const queue of plan.queues) {
+        if (queue.rowChanged && (queue.action === "update" || queue.row.dead_letter_queue !== null)) {
+            await updateQueue(client, queue.name, queue.row);
+        }
+        if (queue.workers.from !== queue.workers.to) {
+            // set_workers retires busy workers after their call instead of interrupting it.
+            await client.query("select supaqueue.set_workers($1, $2)", [queue.name, queue.workers.to]);
+        }
+    }
+    const removed = new Set(plan.removals.filter((r) => r.action === "remove").map((r) => r.name));
+    for (const signing of plan.signing) {
+        if (signing.action === "create")
+            await createSigningKey(client, signing.queue);
+        else if (!removed.has(signing.queue))
+            await clearSigningKey(client, signing.queue);
+    }
+    await removeSchedules(client, plan);
+    await writeSchedules(client, plan);
+    const stillThere = new Set();
+    for (const removal of plan.removals) {
+        if (removal.action === "keep-paused")
+            continue;
+        const { rows } = await client.query("select supaqueue.remove_queue($1) as removed", [removal.name]);
+        if (!rows[0]?.removed && removal.action === "remove") {
+            removal.action = "pause";
+            stillThere.add(removal.name);
+        }
+    }
+    plan.secrets = plan.secrets.filter((s) => !(s.action === "delete" && stillThere.has(s.queue)));
+    // A removed queue's keys go with it; a queue that got a job meanwhile is only paused and keeps them.
+    plan.signing = plan.signing.filter((s) => !(s.action === "clear" && stillThere.has(s.queue)));
+    for (const signing of plan.signing) {
+        if (signing.action === "clear" && removed.has(signing.queue))
+            await clearSigningKey(client, signing.queue);
+    }
+    for (const secret of plan.secrets) {
+        if (secret.action === "delete")
+            await deleteHeaderSecret(client, secret.name);
+    }
+    return plan;
 }
 function rowValues(row) {
     return QUEUE_COLUMNS.map((column) => JSON_COLUMNS.has(column) ? JSON.stringify(row[column]) : row[column]);
@@ -40358,6 +40383,7 @@ function failureMarkdown(message, problems = []) {
 
 
 
+
 const VAULT_SECRET_NAME = "supaqueue_secret";
 /** The functions base URL of a hosted Supabase project. */
 function functionsUrlForProject(projectRef) {
@@ -40374,8 +40400,7 @@ function generateSecret() {
  */
 async function installSchema(client, settings) {
     const migrated = await migrate(client);
-    await client.query("begin");
-    try {
+    return transaction(client, async () => {
         await client.query("select supaqueue.configure(functions_url => $1)", [settings.functionsUrl]);
         const existing = await client.query("select id, decrypted_secret as secret from vault.decrypted_secrets where name = $1", [VAULT_SECRET_NAME]);
         const current = existing.rows[0];
@@ -40390,13 +40415,8 @@ async function installSchema(client, settings) {
             await client.query("select vault.update_secret($1, $2)", [current.id, secret]);
         }
         const tick = await scheduleTick(client, settings.tick ?? "external", settings.enabledPgCron ?? false);
-        await client.query("commit");
         return { ...migrated, secret, secretCreated, tick };
-    }
-    catch (error) {
-        await client.query("rollback");
-        throw error;
-    }
+    });
 }
 
 ;// CONCATENATED MODULE: external "node:os"
@@ -41311,7 +41331,7 @@ exports.composeNode = composeNode;
 var identity = __nccwpck_require__(1127);
 var Scalar = __nccwpck_require__(3301);
 var resolveBlockScalar = __nccwpck_require__(8913);
-var resolveFlowScalar = __nccwpck_require__(813);
+var resolveFlowScalar = __nccwpck_require__(6842);
 
 function composeScalar(ctx, token, tagToken, onError) {
     const { value, type, comment, range } = token.type === 'block-scalar'
@@ -42278,7 +42298,7 @@ exports.resolveFlowCollection = resolveFlowCollection;
 
 /***/ }),
 
-/***/ 813:
+/***/ 6842:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -42798,7 +42818,7 @@ var Alias = __nccwpck_require__(4065);
 var Collection = __nccwpck_require__(101);
 var identity = __nccwpck_require__(1127);
 var Pair = __nccwpck_require__(7165);
-var toJS = __nccwpck_require__(6424);
+var toJS = __nccwpck_require__(9281);
 var Schema = __nccwpck_require__(5840);
 var stringifyDocument = __nccwpck_require__(6829);
 var anchors = __nccwpck_require__(1596);
@@ -43724,7 +43744,7 @@ var anchors = __nccwpck_require__(1596);
 var visit = __nccwpck_require__(204);
 var identity = __nccwpck_require__(1127);
 var Node = __nccwpck_require__(6673);
-var toJS = __nccwpck_require__(6424);
+var toJS = __nccwpck_require__(9281);
 
 class Alias extends Node.NodeBase {
     constructor(source) {
@@ -44003,7 +44023,7 @@ exports.isEmptyPath = isEmptyPath;
 
 var applyReviver = __nccwpck_require__(3661);
 var identity = __nccwpck_require__(1127);
-var toJS = __nccwpck_require__(6424);
+var toJS = __nccwpck_require__(9281);
 
 class NodeBase {
     constructor(type) {
@@ -44096,7 +44116,7 @@ exports.createPair = createPair;
 
 var identity = __nccwpck_require__(1127);
 var Node = __nccwpck_require__(6673);
-var toJS = __nccwpck_require__(6424);
+var toJS = __nccwpck_require__(9281);
 
 const isScalarValue = (value) => !value || (typeof value !== 'function' && typeof value !== 'object');
 class Scalar extends Node.NodeBase {
@@ -44287,7 +44307,7 @@ var stringifyCollection = __nccwpck_require__(1212);
 var Collection = __nccwpck_require__(101);
 var identity = __nccwpck_require__(1127);
 var Scalar = __nccwpck_require__(3301);
-var toJS = __nccwpck_require__(6424);
+var toJS = __nccwpck_require__(9281);
 
 class YAMLSeq extends Collection.Collection {
     static get tagName() {
@@ -44408,7 +44428,7 @@ var log = __nccwpck_require__(7249);
 var merge = __nccwpck_require__(452);
 var stringify = __nccwpck_require__(2148);
 var identity = __nccwpck_require__(1127);
-var toJS = __nccwpck_require__(6424);
+var toJS = __nccwpck_require__(9281);
 
 function addPairToJSMap(ctx, map, { key, value }) {
     if (identity.isNode(key) && key.addToJSMap)
@@ -44531,7 +44551,7 @@ exports.isSeq = isSeq;
 
 /***/ }),
 
-/***/ 6424:
+/***/ 9281:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -44583,7 +44603,7 @@ exports.toJS = toJS;
 
 
 var resolveBlockScalar = __nccwpck_require__(8913);
-var resolveFlowScalar = __nccwpck_require__(813);
+var resolveFlowScalar = __nccwpck_require__(6842);
 var errors = __nccwpck_require__(1464);
 var stringifyString = __nccwpck_require__(3069);
 
@@ -47783,7 +47803,7 @@ exports.merge = merge;
 
 
 var identity = __nccwpck_require__(1127);
-var toJS = __nccwpck_require__(6424);
+var toJS = __nccwpck_require__(9281);
 var YAMLMap = __nccwpck_require__(4454);
 var YAMLSeq = __nccwpck_require__(2223);
 var pairs = __nccwpck_require__(8385);

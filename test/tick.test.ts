@@ -7,7 +7,7 @@ import { deploy } from "../src/install/deploy.ts";
 import type { Logger } from "../src/install/logger.ts";
 import { installSchema } from "../src/install/schema.ts";
 import { checkTick, describeTick, enablePgCron, TickError } from "../src/install/tick.ts";
-import { createProjectDatabase, INSTALLER_ROLE, withClient, withDatabase } from "../src/standins/supabase.ts";
+import { createProjectDatabase, INSTALLER_ROLE, withClient, databaseUrl } from "../src/standins/supabase.ts";
 import { hasPgCron, startCronCluster } from "./support/cron-cluster.ts";
 import { emptyDatabase } from "./support/db.ts";
 import { snapshot } from "./support/db-snapshot.ts";
@@ -88,7 +88,7 @@ describe.skipIf(!hasPgCron)("on a server with pg_cron", () => {
   afterAll(() => cluster?.stop());
 
   async function connectTo(database: string, user?: string): Promise<pg.Client> {
-    const client = new pg.Client({ connectionString: withDatabase(cluster.adminUrl, database, user) });
+    const client = new pg.Client({ connectionString: databaseUrl(cluster.adminUrl, database, user) });
     client.on("error", () => {});
     await client.connect();
     return client;

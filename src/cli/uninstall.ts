@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { transaction } from "../db/transaction.ts";
 import { FUNCTION_NAME, stageWorkdir } from "../install/stage.ts";
 import { deleteFunction, findSupabaseCli, unsetFunctionSecret } from "../install/supabase-cli.ts";
 import { type CommandSpec, DB_URL_FLAG, type Parsed, requireDbUrl, stringFlag, UsageError } from "./args.ts";
@@ -47,8 +48,7 @@ export interface UninstallResult {
  * locked first, so no call can start between the in-flight check and the drop.
  */
 export async function uninstallDatabase(client: pg.ClientBase, force: boolean): Promise<UninstallResult> {
-  await client.query("begin");
-  try {
+  return transaction(client, async (): Promise<UninstallResult> => {
     const schema = await client.query<{ ok: boolean }>(
       "select to_regclass('supaqueue.current_job') is not null as ok",
     );
@@ -59,8 +59,8 @@ export async function uninstallDatabase(client: pg.ClientBase, force: boolean): 
         "select count(*)::int as n from supaqueue.current_job",
       );
       const n = inFlight.rows[0]?.n ?? 0;
+      // Refused: the transaction changed nothing, and committing it releases the locks.
       if (n > 0 && !force) {
-        await client.query("rollback");
         return { refusedInFlight: n, removedSchema: false, deletedSecrets: 0, unscheduledCronJobs: 0 };
       }
     }
@@ -96,17 +96,13 @@ export async function uninstallDatabase(client: pg.ClientBase, force: boolean): 
         end loop;
       end $$;
       drop schema if exists supaqueue cascade;`);
-    await client.query("commit");
     return {
       refusedInFlight: 0,
       removedSchema: installed,
       deletedSecrets: deleted,
       unscheduledCronJobs: unscheduled,
     };
-  } catch (error) {
-    await client.query("rollback").catch(() => {});
-    throw error;
-  }
+  });
 }
 
 export async function runUninstall(

@@ -3,6 +3,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type pg from "pg";
 import { projectRoot } from "../paths.ts";
+import { LOCKS, transaction } from "./transaction.ts";
 
 /** One versioned file of `sql/`, e.g. `0001_supaqueue.sql` → version 1. */
 export interface Migration {
@@ -115,9 +116,6 @@ export function migrationStatus(recorded: RecordedMigration[], shipped: Migratio
   return { pending: shipped.filter((m) => !done.has(m.version)).map((m) => m.name), prerelease: false };
 }
 
-// Any fixed number works; it only has to be the same for every installer.
-const MIGRATION_LOCK = 727_274_001;
-
 const MIGRATION_TABLE = `
   create table if not exists supaqueue.migration (
     version integer primary key,
@@ -138,7 +136,7 @@ export async function migrate(
 ): Promise<MigrateResult> {
   const applied: string[] = [];
   let upgradedPrerelease = false;
-  await client.query("select pg_advisory_lock($1)", [MIGRATION_LOCK]);
+  await client.query("select pg_advisory_lock($1)", [LOCKS.migration]);
   try {
     const status = migrationStatus(await readRecordedMigrations(client), migrations);
     if (status.prerelease) {
@@ -158,7 +156,7 @@ export async function migrate(
       }
     }
   } finally {
-    await client.query("select pg_advisory_unlock($1)", [MIGRATION_LOCK]);
+    await client.query("select pg_advisory_unlock($1)", [LOCKS.migration]);
   }
   const version = await client.query<{ version: number }>(
     "select max(version) as version from supaqueue.migration",
@@ -179,14 +177,9 @@ async function inTransaction(
   migration: Migration,
   fn: () => Promise<void>,
 ): Promise<void> {
-  await client.query("begin");
-  try {
-    await fn();
-    await client.query("commit");
-  } catch (error) {
-    await client.query("rollback");
+  await transaction(client, fn).catch((error) => {
     throw new MigrationError(migration, error);
-  }
+  });
 }
 
 /**
@@ -202,9 +195,8 @@ async function replacePrerelease(client: pg.ClientBase, migrations: Migration[])
   };
   const save = step("save.sql");
   const restore = step("restore.sql");
-  await client.query("begin");
   let current = save;
-  try {
+  await transaction(client, async () => {
     await client.query("set local client_min_messages = warning");
     await client.query(save.sql);
     await client.query(`create schema supaqueue; ${MIGRATION_TABLE}`);
@@ -215,11 +207,9 @@ async function replacePrerelease(client: pg.ClientBase, migrations: Migration[])
     }
     current = restore;
     await client.query(restore.sql);
-    await client.query("commit");
-  } catch (error) {
-    await client.query("rollback");
+  }).catch((error) => {
     throw new MigrationError(current, error);
-  }
+  });
 }
 
 /** A database whose recorded migrations this version cannot continue; nothing was changed. */

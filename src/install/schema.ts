@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type pg from "pg";
 import { type MigrateResult, migrate } from "../db/migrate.ts";
+import { transaction } from "../db/transaction.ts";
 import { scheduleTick, type TickMode, type TickState } from "./tick.ts";
 
 export const VAULT_SECRET_NAME = "supaqueue_secret";
@@ -41,8 +42,7 @@ export function generateSecret(): string {
  */
 export async function installSchema(client: pg.ClientBase, settings: SchemaSettings): Promise<SchemaInstall> {
   const migrated = await migrate(client);
-  await client.query("begin");
-  try {
+  return transaction(client, async () => {
     await client.query("select supaqueue.configure(functions_url => $1)", [settings.functionsUrl]);
     const existing = await client.query<{ id: string; secret: string }>(
       "select id, decrypted_secret as secret from vault.decrypted_secrets where name = $1",
@@ -61,10 +61,6 @@ export async function installSchema(client: pg.ClientBase, settings: SchemaSetti
       await client.query("select vault.update_secret($1, $2)", [current.id, secret]);
     }
     const tick = await scheduleTick(client, settings.tick ?? "external", settings.enabledPgCron ?? false);
-    await client.query("commit");
     return { ...migrated, secret, secretCreated, tick };
-  } catch (error) {
-    await client.query("rollback");
-    throw error;
-  }
+  });
 }

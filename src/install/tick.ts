@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { transaction } from "../db/transaction.ts";
 
 /**
  * Who runs supaqueue.tick() every second: pg_cron (the default: the installer enables it when it is missing, as
@@ -95,20 +96,19 @@ export async function enablePgCron(client: pg.ClientBase, mode: TickMode): Promi
   if (mode === "external") return false;
   const facts = await cronFacts(client);
   if (facts.installed) return false;
-  await client.query("begin");
   try {
-    await client.query("create extension if not exists pg_cron with schema pg_catalog");
-    await client.query("savepoint usage");
-    try {
-      await client.query("grant usage on schema cron to current_user");
-    } catch {
-      // Not the extension's owner: the role has the usage it is given, and scheduling says so if it has none.
-      await client.query("rollback to savepoint usage");
-    }
-    await client.query("commit");
+    await transaction(client, async () => {
+      await client.query("create extension if not exists pg_cron with schema pg_catalog");
+      await client.query("savepoint usage");
+      try {
+        await client.query("grant usage on schema cron to current_user");
+      } catch {
+        // Not the extension's owner: the role has the usage it is given, and scheduling says so if it has none.
+        await client.query("rollback to savepoint usage");
+      }
+    });
     return true;
   } catch (error) {
-    await client.query("rollback").catch(() => {});
     throw new TickError(
       `could not enable pg_cron (create extension pg_cron with schema pg_catalog): ${(error as Error).message}. On Supabase, enable it under Database → Extensions, ${EXTERNAL_HINT}.`,
     );

@@ -1,6 +1,7 @@
-import pg from "pg";
+import type pg from "pg";
 import type { Completion } from "../../functions/execute_current_job/call.ts";
 import type { Database, ReportAnswer } from "../../functions/execute_current_job/rpc.ts";
+import { asRole } from "../db/transaction.ts";
 
 /**
  * The database as execute_current_job reaches it, without PostgREST: each call is one transaction run as
@@ -31,27 +32,4 @@ export function serviceRoleDatabase(pool: pg.Pool): Database {
 /** Runs one statement in its own transaction as service_role, as PostgREST runs an RPC. */
 export function asServiceRole(pool: pg.Pool, sql: string, params: unknown[] = []): Promise<pg.QueryResult> {
   return asRole(pool, "service_role", sql, params);
-}
-
-/** Runs one statement in its own transaction as `role` (service_role, anon, authenticated), as PostgREST does. */
-// biome-ignore lint/suspicious/noExplicitAny: rows are as loose as pool.query's
-export async function asRole<T extends pg.QueryResultRow = any>(
-  pool: pg.Pool,
-  role: string,
-  sql: string,
-  params: unknown[] = [],
-): Promise<pg.QueryResult<T>> {
-  const client = await pool.connect();
-  try {
-    await client.query("begin");
-    await client.query(`set local role ${pg.escapeIdentifier(role)}`);
-    const result = await client.query(sql, params);
-    await client.query("commit");
-    return result;
-  } catch (error) {
-    await client.query("rollback").catch(() => {});
-    throw error;
-  } finally {
-    client.release();
-  }
 }

@@ -16,7 +16,7 @@ import {
   ensureSupabaseRoles,
   INSTALLER_ROLE,
   installStandinExtensions,
-  withDatabase,
+  databaseUrl,
 } from "../standins/supabase.ts";
 import { type PostgresServer, startEmbeddedPostgres } from "./embedded.ts";
 import { type FunctionsServer, startFunctionsServer, type WebHandler } from "./functions-server.ts";
@@ -136,8 +136,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         await dropDatabase(server.adminUrl, name);
         log(`Removed database ${name}.`);
       });
-      projectAdminUrl = withDatabase(server.adminUrl, createdDatabase);
-      dbUrl = withDatabase(server.adminUrl, createdDatabase, INSTALLER_ROLE);
+      projectAdminUrl = databaseUrl(server.adminUrl, createdDatabase);
+      dbUrl = databaseUrl(server.adminUrl, createdDatabase, INSTALLER_ROLE);
       log(`Created database ${createdDatabase} (removed when this stops).`);
     }
 

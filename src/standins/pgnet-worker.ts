@@ -1,4 +1,5 @@
 import pg from "pg";
+import { transaction } from "../db/transaction.ts";
 
 /**
  * A stand-in for pg_net's background worker (upstream src/worker.c), for machines without pg_net. It is as harsh as
@@ -141,36 +142,33 @@ export async function startPgNetWorker(
   async function runBatch(): Promise<void> {
     const client = await pool.connect();
     try {
-      await client.query("begin");
-      await client.query(
-        `delete from net._http_response r using (
+      await transaction(client, async () => {
+        await client.query(
+          `delete from net._http_response r using (
            select ctid from net._http_response where created < now() - make_interval(secs => $1::float8 / 1000)
            order by created limit $2) old
          where r.ctid = old.ctid`,
-        [ttlMs, batchSize],
-      );
-      const { rows } = await client.query<QueueRow>(
-        `delete from net.http_request_queue q using (
+          [ttlMs, batchSize],
+        );
+        const { rows } = await client.query<QueueRow>(
+          `delete from net.http_request_queue q using (
            select id from net.http_request_queue order by id limit $1) taken
          where q.id = taken.id
          returning q.id, q.method, q.url, q.headers, q.body, q.timeout_milliseconds`,
-        [batchSize],
-      );
-      rows.sort((a, b) => Number(a.id) - Number(b.id));
-      sent += rows.length;
-      if (rows.length > 0) batches++;
-      const responses = await Promise.all(rows.map((row) => send(row, doFetch, options.onRequest)));
-      await client.query(
-        `insert into net._http_response (id, status_code, content_type, headers, content, timed_out, error_msg)
+          [batchSize],
+        );
+        rows.sort((a, b) => Number(a.id) - Number(b.id));
+        sent += rows.length;
+        if (rows.length > 0) batches++;
+        const responses = await Promise.all(rows.map((row) => send(row, doFetch, options.onRequest)));
+        await client.query(
+          `insert into net._http_response (id, status_code, content_type, headers, content, timed_out, error_msg)
          select id, status_code, content_type, headers, content, timed_out, error_msg
          from jsonb_to_recordset($1::jsonb) as r(id bigint, status_code integer, content_type text, headers jsonb,
                                                  content text, timed_out boolean, error_msg text)`,
-        [JSON.stringify(responses)],
-      );
-      await client.query("commit");
-    } catch (error) {
-      await client.query("rollback").catch(() => {});
-      throw error;
+          [JSON.stringify(responses)],
+        );
+      });
     } finally {
       client.release();
     }

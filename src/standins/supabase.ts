@@ -27,7 +27,7 @@ export async function withClient<T>(url: string, fn: (client: pg.Client) => Prom
 }
 
 /** Replaces the database name of a connection string (and optionally its user). */
-export function withDatabase(url: string, database: string, user?: string): string {
+export function databaseUrl(url: string, database: string, user?: string): string {
   const u = new URL(url);
   u.pathname = `/${database}`;
   if (user) {
@@ -118,7 +118,7 @@ export async function createProjectDatabase(
     }
   });
   if (template) return;
-  await withClient(withDatabase(adminUrl, name), async (admin) => {
+  await withClient(databaseUrl(adminUrl, name), async (admin) => {
     await admin.query(`
       grant usage on schema public to anon, authenticated, service_role;
       alter default privileges for role ${INSTALLER_ROLE} in schema public

@@ -10,7 +10,7 @@ import {
   INSTALLER_ROLE,
   installStandinExtensions,
   withClient,
-  withDatabase,
+  databaseUrl,
 } from "../../src/standins/supabase.ts";
 
 const BIN = "/usr/lib/postgresql/15/bin";
@@ -78,7 +78,7 @@ export async function startCronProject(): Promise<{ pool: pg.Pool; stop(): Promi
       await ensureSupabaseRoles(admin);
     });
     await createProjectDatabase(cluster.adminUrl, "project");
-    await withClient(withDatabase(cluster.adminUrl, "project"), (admin) =>
+    await withClient(databaseUrl(cluster.adminUrl, "project"), (admin) =>
       admin.query(`create extension pg_cron;
         grant usage on schema cron to ${INSTALLER_ROLE};
         grant select, delete on all tables in schema cron to ${INSTALLER_ROLE};`),
@@ -88,7 +88,7 @@ export async function startCronProject(): Promise<{ pool: pg.Pool; stop(): Promi
     throw error;
   }
   const pool = new pg.Pool({
-    connectionString: withDatabase(cluster.adminUrl, "project", INSTALLER_ROLE),
+    connectionString: databaseUrl(cluster.adminUrl, "project", INSTALLER_ROLE),
     max: 2,
   });
   return {

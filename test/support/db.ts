@@ -1,12 +1,12 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { afterAll, inject } from "vitest";
-import { asRole } from "../../src/local/service-role-database.ts";
+import { asRole } from "../../src/db/transaction.ts";
 import {
   createProjectDatabase,
   dropDatabase,
   INSTALLER_ROLE,
-  withDatabase,
+  databaseUrl,
 } from "../../src/standins/supabase.ts";
 
 export const TEST_SECRET = "test-secret";
@@ -38,12 +38,12 @@ afterAll(async () => {
 
 async function open(name: string): Promise<TestDatabase> {
   const serverAdmin = inject("adminUrl");
-  const url = withDatabase(serverAdmin, name, INSTALLER_ROLE);
+  const url = databaseUrl(serverAdmin, name, INSTALLER_ROLE);
   const pool = new pg.Pool({ connectionString: url, max: 20 });
   pool.on("error", () => {});
   const db: TestDatabase = {
     name,
-    adminUrl: withDatabase(serverAdmin, name),
+    adminUrl: databaseUrl(serverAdmin, name),
     url,
     pool,
     as: (role, sql, params) => asRole(pool, role, sql, params),

@@ -7,7 +7,7 @@ import {
   INSTALLER_ROLE,
   prepareStandinServer,
   withClient,
-  withDatabase,
+  databaseUrl,
 } from "../../src/standins/supabase.ts";
 
 declare module "vitest" {
@@ -31,7 +31,7 @@ export default async function setup(project: TestProject) {
   await withClient(server.adminUrl, prepareStandinServer);
   await dropDatabase(server.adminUrl, template);
   await createProjectDatabase(server.adminUrl, template);
-  await withClient(withDatabase(server.adminUrl, template, INSTALLER_ROLE), (client) =>
+  await withClient(databaseUrl(server.adminUrl, template, INSTALLER_ROLE), (client) =>
     installSchema(client, { functionsUrl: TEST_FUNCTIONS_URL, secret: "test-secret" }),
   );
   project.provide("adminUrl", server.adminUrl);
