@@ -39510,10 +39510,7 @@ async function writeHeaderSecret(client, name, value, existing) {
         await client.query("select vault.update_secret($1::uuid, $2)", [existing.id, value]);
     }
     else {
-        await client.query("select vault.create_secret($1, $2, 'Supaqueue: a queue header or URL (from supaqueue.yml)')", [
-            value,
-            name,
-        ]);
+        await client.query("select vault.create_secret($1, $2, 'Supaqueue: a queue header or URL (from supaqueue.yml)')", [value, name]);
     }
 }
 async function deleteHeaderSecret(client, name) {
@@ -39808,7 +39805,9 @@ function computePlan(config, state, migrations = loadMigrations()) {
             ...(spec.urlSecret ? [{ header: URL_SECRET_HEADER, value: spec.urlSecret.value }] : []),
         ];
         for (const header of secrets) {
-            const name = header.header === URL_SECRET_HEADER ? urlSecretName(spec.name) : headerSecretName(spec.name, header.header);
+            const name = header.header === URL_SECRET_HEADER
+                ? urlSecretName(spec.name)
+                : headerSecretName(spec.name, header.header);
             // The naming rule makes two (queue, header) pairs share a Vault secret impossible; should it ever change,
             // this stops the run before one queue sends another's secret.
             const owner = secretOwners.get(name);
