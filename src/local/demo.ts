@@ -2,6 +2,7 @@ import type pg from "pg";
 import { formatTable, ms } from "../cli/table.ts";
 import { ConfigError, type QueueFile } from "../config/types.ts";
 import { validateConfigText } from "../config/validate.ts";
+import { type Diagnosis, diagnoseStall, stallLine } from "./stall.ts";
 
 export const DEMO_FILE = "demo.supaqueue.yml (built in)";
 
@@ -148,25 +149,102 @@ export function reportTable(report: QueueReport[]): string {
   );
 }
 
+export interface DemoWaitOptions {
+  /** Give up after this long in all. */
+  timeoutMs: number;
+  /** Rewrite one progress line in place (a terminal), or print a line each second (a pipe, a log). */
+  tty: boolean;
+  write: (text: string) => void;
+  /** How long without a finished job before the stuck link is looked for and named (default 10 s). */
+  stallMs?: number;
+  /** How often a diagnosis that has not changed is printed again (default 30 s). */
+  repeatMs?: number;
+  /** How long without a finished job before the demo gives up (default 120 s). */
+  giveUpMs?: number;
+  /** Finds the stuck link (default: diagnoseStall on the same pool), at most every few seconds while stalled. */
+  diagnose?: () => Promise<Diagnosis>;
+}
+
+/** How waiting for the demo ended; when it did not finish, the stuck link last seen (null when nothing stalled). */
+export type DemoOutcome =
+  | { finished: true }
+  | { finished: false; why: "timeout" | "stalled"; diagnosis: Diagnosis | null; stalledMs: number };
+
 /**
  * Waits until every demo job has finished (successful or failed), printing progress once a second: one line each
- * time on a pipe or a log, a line rewritten in place on a terminal. Returns false when `timeoutMs` passes first.
+ * time on a pipe or a log, a line rewritten in place on a terminal. When no job finishes for `stallMs`, it names the
+ * link that holds the jobs up (stall.ts), again when that changes or every `repeatMs`; it gives up when nothing has
+ * finished for `giveUpMs`, or when `timeoutMs` has passed.
  */
-export async function waitForDemo(
-  pool: pg.Pool,
-  options: { timeoutMs: number; tty: boolean; write: (text: string) => void },
-): Promise<boolean> {
+export async function waitForDemo(pool: pg.Pool, options: DemoWaitOptions): Promise<DemoOutcome> {
+  const stallMs = options.stallMs ?? 10_000;
+  const repeatMs = options.repeatMs ?? 30_000;
+  const giveUpMs = options.giveUpMs ?? 120_000;
+  const diagnose = options.diagnose ?? (() => diagnoseStall(pool));
+  // A diagnosis sends a probe through the loop: not more often than this while stalled.
+  const diagnoseEveryMs = Math.min(5_000, stallMs);
   const started = Date.now();
+  let done = -1;
+  let progressAt = started;
+  // The diagnosis runs beside the progress lines (a probe of a broken loop takes seconds); `round` drops one that
+  // comes back after a job has finished.
+  let round = 0;
+  let looking = false;
+  const last: {
+    diagnosis: { found: Diagnosis; at: number } | null;
+    printed: { said: string; at: number } | null;
+  } = { diagnosis: null, printed: null };
+  const lookForStuckLink = () => {
+    looking = true;
+    const asked = round;
+    diagnose()
+      .catch(
+        (error): Diagnosis => ({
+          link: "unknown",
+          message: `looking for it failed: ${(error as Error).message}`,
+        }),
+      )
+      .then((found) => {
+        looking = false;
+        if (asked === round) last.diagnosis = { found, at: Date.now() };
+      });
+  };
+  const end = (why: "timeout" | "stalled"): DemoOutcome => {
+    if (options.tty) options.write("\n");
+    return {
+      finished: false,
+      why,
+      diagnosis: last.diagnosis?.found ?? null,
+      stalledMs: Date.now() - progressAt,
+    };
+  };
   for (;;) {
     const progress = await readProgress(pool);
     const line = progressLine(progress, Date.now() - started);
     const finished = progress.every((q) => q.done === q.total);
     options.write(options.tty ? `\r\x1b[K${line}${finished ? "\n" : ""}` : `${line}\n`);
-    if (finished) return true;
-    if (Date.now() - started > options.timeoutMs) {
-      if (options.tty) options.write("\n");
-      return false;
+    if (finished) return { finished: true };
+    const nowDone = progress.reduce((n, q) => n + q.done, 0);
+    if (nowDone !== done) {
+      done = nowDone;
+      progressAt = Date.now();
+      round++;
+      last.diagnosis = null;
+      last.printed = null;
     }
+    const stalledMs = Date.now() - progressAt;
+    if (stalledMs >= stallMs) {
+      const { diagnosis, printed } = last;
+      if (!looking && (!diagnosis || Date.now() - diagnosis.at >= diagnoseEveryMs)) lookForStuckLink();
+      const said = diagnosis && `${diagnosis.found.link}: ${diagnosis.found.message}`;
+      if (diagnosis && said && (printed?.said !== said || Date.now() - printed.at >= repeatMs)) {
+        const stall = stallLine(diagnosis.found, stalledMs);
+        options.write(options.tty ? `\r\x1b[K${stall}\n` : `${stall}\n`);
+        last.printed = { said, at: Date.now() };
+      }
+      if (stalledMs >= giveUpMs && diagnosis) return end("stalled");
+    }
+    if (Date.now() - started > options.timeoutMs) return end("timeout");
     await new Promise((resolve) => setTimeout(resolve, 1000));
   }
 }

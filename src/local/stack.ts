@@ -12,11 +12,11 @@ import { pgCronReady, type TickState } from "../install/tick.ts";
 import { type PgNetWorker, startPgNetWorker } from "../standins/pgnet-worker.ts";
 import {
   createProjectDatabase,
+  databaseUrl,
   dropDatabase,
   ensureSupabaseRoles,
   INSTALLER_ROLE,
   installStandinExtensions,
-  databaseUrl,
 } from "../standins/supabase.ts";
 import { type PostgresServer, startEmbeddedPostgres } from "./embedded.ts";
 import { type FunctionsServer, startFunctionsServer, type WebHandler } from "./functions-server.ts";

@@ -1,4 +1,5 @@
 import pg from "pg";
+import { describeError } from "../../functions/execute_current_job/body.ts";
 import { transaction } from "../db/transaction.ts";
 
 /**
@@ -106,9 +107,8 @@ async function send(
     };
   } catch (error) {
     const timedOut = (error as Error).name === "TimeoutError";
-    const message = timedOut
-      ? `Timeout of ${row.timeout_milliseconds} ms reached`
-      : String((error as Error).message ?? error);
+    // With the socket's error (ECONNREFUSED, ...), as curl's message in pg_net names it, not fetch's bare "fetch failed".
+    const message = timedOut ? `Timeout of ${row.timeout_milliseconds} ms reached` : describeError(error);
     return {
       id,
       status_code: null,

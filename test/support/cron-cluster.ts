@@ -6,11 +6,11 @@ import { join } from "node:path";
 import pg from "pg";
 import {
   createProjectDatabase,
+  databaseUrl,
   ensureSupabaseRoles,
   INSTALLER_ROLE,
   installStandinExtensions,
   withClient,
-  databaseUrl,
 } from "../../src/standins/supabase.ts";
 
 const BIN = "/usr/lib/postgresql/15/bin";

@@ -4,9 +4,9 @@ import { afterAll, inject } from "vitest";
 import { asRole } from "../../src/db/transaction.ts";
 import {
   createProjectDatabase,
+  databaseUrl,
   dropDatabase,
   INSTALLER_ROLE,
-  databaseUrl,
 } from "../../src/standins/supabase.ts";
 
 export const TEST_SECRET = "test-secret";

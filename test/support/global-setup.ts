@@ -3,11 +3,11 @@ import { installSchema } from "../../src/install/schema.ts";
 import { findOrStartPostgres } from "../../src/local/embedded.ts";
 import {
   createProjectDatabase,
+  databaseUrl,
   dropDatabase,
   INSTALLER_ROLE,
   prepareStandinServer,
   withClient,
-  databaseUrl,
 } from "../../src/standins/supabase.ts";
 
 declare module "vitest" {
