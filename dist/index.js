@@ -34601,7 +34601,7 @@ function extend(target) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4828);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7588);
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 
@@ -34610,7 +34610,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 4828:
+/***/ 7588:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -37756,104 +37756,94 @@ function describeTick(tick) {
     return `tick: pg_cron runs supaqueue.tick() ${every}${tick.enabledPgCron ? " (pg_cron enabled by this run)" : ""}`;
 }
 
-;// CONCATENATED MODULE: ./src/inputs.ts
+;// CONCATENATED MODULE: ./src/install/settings.ts
 
 
-/** An input that is missing or malformed; the message names the input and what it should be. */
-class InputError extends Error {
-    constructor(input, problem) {
-        super(`supaqueue: input "${input}" ${problem}`);
-        this.name = "InputError";
+/** A setting that is missing or malformed: `problem` says what it should be, without naming where it was given. */
+class SettingError extends Error {
+    setting;
+    problem;
+    constructor(setting, problem) {
+        super(`supaqueue: ${setting} ${problem}`);
+        this.setting = setting;
+        this.problem = problem;
+        this.name = "SettingError";
     }
 }
+const PROJECT_REF = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const TOKEN = /^sbp_(oauth_|v0_)?[a-f0-9]{40}$/;
 const SECRET = /^[A-Za-z0-9._~+/=-]{16,256}$/;
+const FUNCTIONS_URL = /^https?:\/\/[^/?#\s]+[^\s?#]*$/;
+/** What is wrong with a database URL, or null when it is a postgres:// connection string. */
+function databaseUrlProblem(url) {
+    return /^postgres(ql)?:\/\//.test(url) ? null : "must be a postgres:// or postgresql:// connection string";
+}
+/** What is wrong with a functions URL (or another base URL of an http server), or null. */
+function httpUrlProblem(url, example) {
+    return FUNCTIONS_URL.test(url) ? null : `must be an http(s) URL such as ${example}`;
+}
+/** A functions URL without its trailing slashes, so `${url}/<function>` has one. */
+function trimFunctionsUrl(url) {
+    return url.replace(/\/+$/, "");
+}
+/** https://<project-ref>.supabase.co/functions/v1 */
+const FUNCTIONS_URL_EXAMPLE = "https://<project-ref>.supabase.co/functions/v1";
 /**
- * Reads the inputs through `get` (core.getInput in the action) and checks each one before anything is touched.
- * Secrets are handed to `mask` as soon as they are read.
+ * Checks the settings before anything is touched and returns what deploy() needs. Secrets are handed to `mask` as
+ * soon as they are seen, before any check could print them.
  */
-function readInputs(get, mask, workspace = process.env.GITHUB_WORKSPACE || process.cwd()) {
-    const value = (name) => get(name).trim() || undefined;
-    const required = (name, what) => {
-        const v = value(name);
-        if (!v)
-            throw new InputError(name, `is required: ${what}`);
-        return v;
-    };
-    const accessToken = value("access-token");
-    if (accessToken)
-        mask(accessToken);
-    const supaqueueSecret = value("supaqueue-secret");
-    if (supaqueueSecret)
-        mask(supaqueueSecret);
-    const dbUrl = required("db-url", "the project's Postgres connection string, e.g. from a repository secret");
-    mask(dbUrl);
-    maskPassword(dbUrl, mask);
-    const dryRun = booleanInput("dry-run", value("dry-run"));
-    const projectRef = required("project-ref", "the Supabase project reference (Project Settings → General)");
-    if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(projectRef)) {
-        throw new InputError("project-ref", "must be the project reference: lowercase letters and digits, e.g. abcdefghijklmnopqrst");
+function checkDeploySettings(given, context) {
+    const { mask } = context;
+    if (given.accessToken)
+        mask(given.accessToken);
+    if (given.secret)
+        mask(given.secret);
+    if (given.dbUrl) {
+        mask(given.dbUrl);
+        maskPassword(given.dbUrl, mask);
     }
-    if (!accessToken && !dryRun) {
-        throw new InputError("access-token", "is required (only a dry run can do without): a Supabase personal access token");
+    const dbUrl = given.dbUrl;
+    if (!dbUrl)
+        throw new SettingError("dbUrl", "is required: the project's Postgres connection string");
+    const projectRef = given.projectRef;
+    if (!projectRef)
+        throw new SettingError("projectRef", "is required: the Supabase project reference (Project Settings → General)");
+    if (!PROJECT_REF.test(projectRef)) {
+        throw new SettingError("projectRef", "must be the project reference: lowercase letters and digits, e.g. abcdefghijklmnopqrst");
     }
-    if (accessToken && !TOKEN.test(accessToken)) {
-        throw new InputError("access-token", "is not a Supabase personal access token: it must be sbp_ followed by 40 hexadecimal characters (create one at https://supabase.com/dashboard/account/tokens)");
+    if (!given.accessToken && !given.dryRun) {
+        throw new SettingError("accessToken", "is required (only a dry run can do without): a Supabase personal access token");
     }
-    if (!/^postgres(ql)?:\/\//.test(dbUrl)) {
-        throw new InputError("db-url", "must be a postgres:// or postgresql:// connection string");
+    if (given.accessToken && !TOKEN.test(given.accessToken)) {
+        throw new SettingError("accessToken", "is not a Supabase personal access token: it must be sbp_ followed by 40 hexadecimal characters (create one at https://supabase.com/dashboard/account/tokens)");
     }
-    if (supaqueueSecret && !SECRET.test(supaqueueSecret)) {
-        throw new InputError("supaqueue-secret", "must be 16 to 256 characters from letters, digits and . _ ~ + / = - (leave it out to have one generated and kept in Vault)");
+    const dbProblem = databaseUrlProblem(dbUrl);
+    if (dbProblem)
+        throw new SettingError("dbUrl", dbProblem);
+    if (given.secret && !SECRET.test(given.secret)) {
+        throw new SettingError("secret", "must be 16 to 256 characters from letters, digits and . _ ~ + / = - (leave it out to have one generated and kept in Vault)");
     }
-    const functionsUrl = value("functions-url");
-    if (functionsUrl && !/^https?:\/\/[^/?#\s]+[^\s?#]*$/.test(functionsUrl)) {
-        throw new InputError("functions-url", "must be an http(s) URL such as https://<project-ref>.supabase.co/functions/v1");
-    }
-    const tick = (value("tick") ?? "pg_cron");
+    const urlProblem = given.functionsUrl && httpUrlProblem(given.functionsUrl, FUNCTIONS_URL_EXAMPLE);
+    if (urlProblem)
+        throw new SettingError("functionsUrl", urlProblem);
+    const tick = (given.tick ?? "pg_cron");
     if (!TICK_MODES.includes(tick)) {
-        throw new InputError("tick", `must be pg_cron (the default: pg_cron runs supaqueue.tick() every second, enabled if missing) or external (you call it every second), not "${tick}"`);
+        throw new SettingError("tick", `must be pg_cron (the default: pg_cron runs supaqueue.tick() every second, enabled if missing) or external (you call it every second), not "${tick}"`);
     }
-    const probe = value("probe") === undefined ? true : booleanInput("probe", value("probe"));
-    const config = value("config") ?? "supaqueue.yml";
+    const config = given.config ?? "supaqueue.yml";
     return {
         projectRef,
-        accessToken,
+        accessToken: given.accessToken,
         dbUrl,
-        supaqueueSecret,
-        config,
-        configPath: (0,external_node_path_namespaceObject.isAbsolute)(config) ? config : (0,external_node_path_namespaceObject.resolve)(workspace, config),
-        functionsUrl,
-        dryRun,
+        supaqueueSecret: given.secret,
+        configPath: (0,external_node_path_namespaceObject.isAbsolute)(config) ? config : (0,external_node_path_namespaceObject.resolve)(context.workspace, config),
+        configFile: config,
+        functionsUrl: given.functionsUrl && trimFunctionsUrl(given.functionsUrl),
+        dryRun: given.dryRun,
+        env: context.env,
         tick,
-        probe,
+        probe: given.probe,
     };
-}
-/** What deploy() needs, from the inputs and the environment (for `${VAR}` in supaqueue.yml). */
-function deployOptions(inputs, env = process.env) {
-    return {
-        projectRef: inputs.projectRef,
-        accessToken: inputs.accessToken,
-        dbUrl: inputs.dbUrl,
-        supaqueueSecret: inputs.supaqueueSecret,
-        configPath: inputs.configPath,
-        configFile: inputs.config,
-        functionsUrl: inputs.functionsUrl,
-        dryRun: inputs.dryRun,
-        env,
-        tick: inputs.tick,
-        probe: inputs.probe,
-    };
-}
-// The YAML 1.2 core schema booleans, as @actions/core's getBooleanInput accepts them.
-function booleanInput(name, text) {
-    if (text === undefined)
-        return false;
-    if (["true", "True", "TRUE"].includes(text))
-        return true;
-    if (["false", "False", "FALSE"].includes(text))
-        return false;
-    throw new InputError(name, `must be true or false, not "${text}"`);
 }
 function maskPassword(url, mask) {
     try {
@@ -37864,8 +37854,65 @@ function maskPassword(url, mask) {
         }
     }
     catch {
-        // Not a URL: readInputs reports it.
+        // Not a URL: the check reports it.
     }
+}
+
+;// CONCATENATED MODULE: ./src/inputs.ts
+
+/** An input that is missing or malformed; the message names the input and what it should be. */
+class InputError extends Error {
+    constructor(input, problem) {
+        super(`supaqueue: input "${input}" ${problem}`);
+        this.name = "InputError";
+    }
+}
+/** Each deploy setting's input in action.yml. */
+const INPUT_OF = {
+    projectRef: "project-ref",
+    accessToken: "access-token",
+    dbUrl: "db-url",
+    secret: "supaqueue-secret",
+    config: "config",
+    functionsUrl: "functions-url",
+    tick: "tick",
+    probe: "probe",
+    dryRun: "dry-run",
+};
+/**
+ * Reads the inputs through `get` (core.getInput in the action) and checks them (install/settings.ts) before anything
+ * is touched; a problem names its input. Secrets are handed to `mask` as soon as they are read.
+ */
+function readInputs(get, mask, workspace = process.env.GITHUB_WORKSPACE || process.cwd(), env = process.env) {
+    const value = (setting) => get(INPUT_OF[setting]).trim() || undefined;
+    try {
+        return checkDeploySettings({
+            projectRef: value("projectRef"),
+            accessToken: value("accessToken"),
+            dbUrl: value("dbUrl"),
+            secret: value("secret"),
+            config: value("config"),
+            functionsUrl: value("functionsUrl"),
+            tick: value("tick"),
+            dryRun: booleanInput("dry-run", value("dryRun"), false),
+            probe: booleanInput("probe", value("probe"), true),
+        }, { workspace, env, mask });
+    }
+    catch (error) {
+        if (error instanceof SettingError)
+            throw new InputError(INPUT_OF[error.setting], error.problem);
+        throw error;
+    }
+}
+// The YAML 1.2 core schema booleans, as @actions/core's getBooleanInput accepts them.
+function booleanInput(name, text, fallback) {
+    if (text === undefined)
+        return fallback;
+    if (["true", "True", "TRUE"].includes(text))
+        return true;
+    if (["false", "False", "FALSE"].includes(text))
+        return false;
+    throw new InputError(name, `must be true or false, not "${text}"`);
 }
 
 ;// CONCATENATED MODULE: external "node:fs"
@@ -40585,6 +40632,7 @@ function lastLines(text) {
 
 
 
+
 /** Everything was installed, but a probe did not come back: the loop is broken at `link`. */
 class ProbeError extends Error {
     link;
@@ -40605,7 +40653,7 @@ async function deploy(options, log) {
         log.secret(options.accessToken);
     if (options.supaqueueSecret)
         log.secret(options.supaqueueSecret);
-    const functionsUrl = (options.functionsUrl ?? functionsUrlForProject(options.projectRef)).replace(/\/+$/, "");
+    const functionsUrl = trimFunctionsUrl(options.functionsUrl ?? functionsUrlForProject(options.projectRef));
     const functionUrl = `${functionsUrl}/${stage_FUNCTION_NAME}`;
     let config = await log.group(`Validate ${options.configFile}`, async () => {
         const file = readQueueFile(options, log);
@@ -40781,8 +40829,7 @@ const actionLogger = {
 /** The action: inputs → deploy → job summary and outputs. The only place that fails the step. */
 async function run() {
     try {
-        const inputs = readInputs((name) => getInput(name), core_setSecret);
-        const result = await deploy(deployOptions(inputs), actionLogger);
+        const result = await deploy(readInputs((name) => getInput(name), core_setSecret), actionLogger);
         await summary.addRaw(summaryMarkdown(result)).write();
         setOutput("summary", JSON.stringify(summaryJson(result)));
         setOutput("schema-version", result.schemaVersion === null ? "" : String(result.schemaVersion));

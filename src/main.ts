@@ -1,6 +1,6 @@
 import * as core from "@actions/core";
 import { ConfigError } from "./config/types.ts";
-import { deployOptions, readInputs } from "./inputs.ts";
+import { readInputs } from "./inputs.ts";
 import { deploy } from "./install/deploy.ts";
 import type { Logger } from "./install/logger.ts";
 import { failureMarkdown, summaryJson, summaryMarkdown } from "./install/present.ts";
@@ -21,8 +21,10 @@ const actionLogger: Logger = {
 /** The action: inputs → deploy → job summary and outputs. The only place that fails the step. */
 export async function run(): Promise<void> {
   try {
-    const inputs = readInputs((name) => core.getInput(name), core.setSecret);
-    const result = await deploy(deployOptions(inputs), actionLogger);
+    const result = await deploy(
+      readInputs((name) => core.getInput(name), core.setSecret),
+      actionLogger,
+    );
     await core.summary.addRaw(summaryMarkdown(result)).write();
     core.setOutput("summary", JSON.stringify(summaryJson(result)));
     core.setOutput("schema-version", result.schemaVersion === null ? "" : String(result.schemaVersion));

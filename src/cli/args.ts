@@ -1,4 +1,5 @@
 import { parseArgs } from "node:util";
+import { databaseUrlProblem } from "../install/settings.ts";
 
 /**
  * The command line of one subcommand, described once: parseArgs reads it, and --help is printed from it.
@@ -137,9 +138,8 @@ export function requireDbUrl(
       "no database given: pass --db-url postgres://... or set DATABASE_URL (the project's connection string)",
     );
   }
-  if (!/^postgres(ql)?:\/\//.test(url)) {
-    throw new UsageError(command, "--db-url must be a postgres:// or postgresql:// connection string");
-  }
+  const problem = databaseUrlProblem(url);
+  if (problem) throw new UsageError(command, `--db-url ${problem}`);
   return url;
 }
 

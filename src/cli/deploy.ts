@@ -1,6 +1,7 @@
 import { ConfigError } from "../config/types.ts";
-import { deployOptions, InputError, readInputs } from "../inputs.ts";
 import { deploy } from "../install/deploy.ts";
+import type { DeployOptions } from "../install/model.ts";
+import { checkDeploySettings, type DeploySetting, SettingError } from "../install/settings.ts";
 import { type CommandSpec, DB_URL_FLAG, type Parsed, stringFlag, UsageError } from "./args.ts";
 import type { TerminalLogger } from "./logger.ts";
 
@@ -63,25 +64,20 @@ export const PLAN: CommandSpec = {
   notes: ["plan needs no access token: it only reads the database."],
 };
 
-// The action's input names, which readInputs checks, and the CLI flags that carry them.
-const INPUT_OF_FLAG: Record<string, string> = {
-  "db-url": "db-url",
-  "project-ref": "project-ref",
-  "access-token": "access-token",
-  config: "config",
-  "functions-url": "functions-url",
-  secret: "supaqueue-secret",
-  tick: "tick",
-};
-const ENV_OF_FLAG: Record<string, string[]> = {
-  "db-url": ["DATABASE_URL", "SUPABASE_DB_URL"],
-  "project-ref": ["SUPABASE_PROJECT_REF"],
-  "access-token": ["SUPABASE_ACCESS_TOKEN"],
-  secret: ["SUPAQUEUE_SECRET"],
-  tick: ["SUPAQUEUE_TICK"],
+/** Each deploy setting's flag, and the environment variables that stand in for it. */
+const FLAG_OF: Record<DeploySetting, { flag: string; env?: string[] }> = {
+  projectRef: { flag: "project-ref", env: ["SUPABASE_PROJECT_REF"] },
+  accessToken: { flag: "access-token", env: ["SUPABASE_ACCESS_TOKEN"] },
+  dbUrl: { flag: "db-url", env: ["DATABASE_URL", "SUPABASE_DB_URL"] },
+  secret: { flag: "secret", env: ["SUPAQUEUE_SECRET"] },
+  config: { flag: "config" },
+  functionsUrl: { flag: "functions-url" },
+  tick: { flag: "tick", env: ["SUPAQUEUE_TICK"] },
+  probe: { flag: "skip-probe" },
+  dryRun: { flag: "dry-run" },
 };
 
-/** `deploy` and `plan`: the action's install code with flags and environment variables in place of inputs. */
+/** `deploy` and `plan`: the action's install code, its settings from flags and environment variables. */
 export async function runDeploy(
   spec: CommandSpec,
   parsed: Parsed,
@@ -89,26 +85,31 @@ export async function runDeploy(
   log: TerminalLogger,
 ): Promise<number> {
   const dryRun = spec === PLAN;
-  const byInput = new Map<string, string>();
-  for (const [flag, input] of Object.entries(INPUT_OF_FLAG)) {
-    const value = stringFlag(parsed.values, flag, env, ENV_OF_FLAG[flag]);
-    if (value !== undefined) byInput.set(input, value);
-  }
-  byInput.set("dry-run", String(dryRun));
-  if (parsed.values["skip-probe"]) byInput.set("probe", "false");
-  let inputs: ReturnType<typeof readInputs>;
+  const given = (setting: DeploySetting) =>
+    stringFlag(parsed.values, FLAG_OF[setting].flag, env, FLAG_OF[setting].env);
+  let options: DeployOptions;
   try {
-    inputs = readInputs(
-      (name) => byInput.get(name) ?? "",
-      (value) => log.secret(value),
-      process.cwd(),
+    options = checkDeploySettings(
+      {
+        projectRef: given("projectRef"),
+        accessToken: given("accessToken"),
+        dbUrl: given("dbUrl"),
+        secret: given("secret"),
+        config: given("config"),
+        functionsUrl: given("functionsUrl"),
+        tick: given("tick"),
+        dryRun,
+        probe: !parsed.values["skip-probe"],
+      },
+      { workspace: process.cwd(), env, mask: (value) => log.secret(value) },
     );
   } catch (error) {
-    if (error instanceof InputError) throw new UsageError(spec.name, flagMessage(error.message));
-    throw error;
+    if (!(error instanceof SettingError)) throw error;
+    const { flag, env: vars } = FLAG_OF[error.setting];
+    throw new UsageError(spec.name, `--${flag}${vars ? ` (or $${vars[0]})` : ""} ${error.problem}`);
   }
   try {
-    const result = await deploy(deployOptions(inputs, env), log);
+    const result = await deploy(options, log);
     log.info(
       dryRun
         ? result.changed
@@ -123,18 +124,9 @@ export async function runDeploy(
     if (error instanceof ConfigError) {
       for (const problem of error.problems)
         log.error(`${problem.field}: ${problem.message}`, problem.position);
-      log.error(`${error.problems.length} problem(s) in ${inputs.config}; nothing was changed.`);
+      log.error(`${error.problems.length} problem(s) in ${options.configFile}; nothing was changed.`);
       return 1;
     }
     throw error;
   }
-}
-
-/** The action's message names its input (`input "project-ref"`); on a command line the flag is what to fix. */
-function flagMessage(message: string): string {
-  return message.replace(/^supaqueue: /, "").replace(/input "([a-z-]+)"/, (_, input: string) => {
-    const flag = Object.entries(INPUT_OF_FLAG).find(([, name]) => name === input)?.[0] ?? input;
-    const envs = ENV_OF_FLAG[flag];
-    return `--${flag}${envs ? ` (or $${envs[0]})` : ""}`;
-  });
 }

@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
 import { loadConfig } from "../config/load.ts";
 import { ConfigError, type QueueFile } from "../config/types.ts";
+import { httpUrlProblem } from "../install/settings.ts";
 import { demoConfig, enqueueDemoJobs, readReport, reportTable, waitForDemo } from "../local/demo.ts";
 import { demoTarget } from "../local/demo-target.ts";
 import { forwardTo } from "../local/functions-server.ts";
@@ -95,12 +96,8 @@ export async function runDev(
   const stallS = seconds("stall", 10);
   for (const flag of ["functions-url", "forward-functions"]) {
     const value = v[flag];
-    if (typeof value === "string" && !/^https?:\/\/[^/?#\s]+[^\s?#]*$/.test(value)) {
-      throw new UsageError(
-        "dev",
-        `--${flag} must be an http(s) URL such as http://127.0.0.1:54321/functions/v1`,
-      );
-    }
+    const problem = typeof value === "string" && httpUrlProblem(value, "http://127.0.0.1:54321/functions/v1");
+    if (problem) throw new UsageError("dev", `--${flag} ${problem}`);
   }
   const demo = Boolean(v.demo);
   if (demo && (v.config || v["forward-functions"])) {

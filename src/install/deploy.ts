@@ -3,13 +3,14 @@ import { loadConfig } from "../config/load.ts";
 import { ConfigError, DEFAULT_MAX_CALL_TIMEOUT_MS, type QueueFile } from "../config/types.ts";
 import { connect } from "../db/connect.ts";
 import { reconcileQueues } from "./apply.ts";
-import { type Check, checkLines, runDoctor } from "./doctor.ts";
+import { checkLines, runDoctor } from "./doctor.ts";
 import type { Logger } from "./logger.ts";
-import { type DeployResult, type Plan, planChangesQueues } from "./model.ts";
+import { type DeployOptions, type DeployResult, type Plan, planChangesQueues } from "./model.ts";
 import { computePlan } from "./plan.ts";
 import { planLines } from "./present.ts";
 import { type ProbeOptions, type ProbeResult, runProbe } from "./probe.ts";
 import { functionsUrlForProject, installSchema } from "./schema.ts";
+import { trimFunctionsUrl } from "./settings.ts";
 import { FUNCTION_NAME, stageWorkdir } from "./stage.ts";
 import { readInstalledState } from "./state.ts";
 import {
@@ -19,7 +20,7 @@ import {
   findSupabaseCli,
   setFunctionSecret,
 } from "./supabase-cli.ts";
-import { checkTick, describeTick, enablePgCron, type TickMode, type TickState } from "./tick.ts";
+import { checkTick, describeTick, enablePgCron } from "./tick.ts";
 
 /** Everything was installed, but a probe did not come back: the loop is broken at `link`. */
 export class ProbeError extends Error {
@@ -34,32 +35,6 @@ export class ProbeError extends Error {
   }
 }
 
-export interface DeployOptions {
-  /** The Supabase project, e.g. abcdefghijklmnopqrst. */
-  projectRef: string;
-  /** A Supabase personal access token; needed unless dryRun. */
-  accessToken?: string;
-  /** Postgres connection string of the project, as its `postgres` role. */
-  dbUrl: string;
-  /** The key of the wakeups' HMAC, shared by the database and the function; when absent the one in Vault is kept (or one is made). */
-  supaqueueSecret?: string;
-  /** Where to read supaqueue.yml. */
-  configPath: string;
-  /** How to name it in messages and annotations (relative to the repository). */
-  configFile: string;
-  /** Overrides https://<project-ref>.supabase.co/functions/v1 (self-hosted or local stacks). */
-  functionsUrl?: string;
-  /** Plan only: validate, connect, read, print what would change, and change nothing. */
-  dryRun: boolean;
-  /** Where `${VAR}` in supaqueue.yml comes from. */
-  env: Record<string, string | undefined>;
-  /** Who runs tick() every second: pg_cron (enabled when missing) or the user's own scheduler. */
-  tick: TickMode;
-  /** After installing, prove the whole loop with a probe (and fail the run, naming the broken link, when it does not). */
-  probe: boolean;
-  probeOptions?: ProbeOptions;
-}
-
 /**
  * Installs or upgrades Supaqueue on a project and brings its queues in line with supaqueue.yml:
  * validate the file → check the database and the plan (conflicts) → check the access token → migrations and the
@@ -69,10 +44,7 @@ export interface DeployOptions {
 export async function deploy(options: DeployOptions, log: Logger): Promise<DeployResult> {
   if (options.accessToken) log.secret(options.accessToken);
   if (options.supaqueueSecret) log.secret(options.supaqueueSecret);
-  const functionsUrl = (options.functionsUrl ?? functionsUrlForProject(options.projectRef)).replace(
-    /\/+$/,
-    "",
-  );
+  const functionsUrl = trimFunctionsUrl(options.functionsUrl ?? functionsUrlForProject(options.projectRef));
   const functionUrl = `${functionsUrl}/${FUNCTION_NAME}`;
 
   let config = await log.group(`Validate ${options.configFile}`, async () => {

@@ -3,8 +3,8 @@ import { COLUMN_SETTINGS } from "../config/settings.ts";
 import type { ConfigProblem } from "../config/types.ts";
 import type { RecordedMigration } from "../db/migrate.ts";
 import type { Check } from "./doctor.ts";
-import type { ProbeResult } from "./probe.ts";
-import type { TickState } from "./tick.ts";
+import type { ProbeOptions, ProbeResult } from "./probe.ts";
+import type { TickMode, TickState } from "./tick.ts";
 import type { StoredSecret } from "./vault.ts";
 
 // What the installer reads, plans and reports, as types and names every step shares: read (state.ts) → plan
@@ -144,6 +144,32 @@ export function planChangesQueues(plan: Plan): boolean {
     plan.schedules.some((s) => s.action !== "unchanged") ||
     plan.signing.length > 0
   );
+}
+
+export interface DeployOptions {
+  /** The Supabase project, e.g. abcdefghijklmnopqrst. */
+  projectRef: string;
+  /** A Supabase personal access token; needed unless dryRun. */
+  accessToken?: string;
+  /** Postgres connection string of the project, as its `postgres` role. */
+  dbUrl: string;
+  /** The key of the wakeups' HMAC, shared by the database and the function; when absent the one in Vault is kept (or one is made). */
+  supaqueueSecret?: string;
+  /** Where to read supaqueue.yml. */
+  configPath: string;
+  /** How to name it in messages and annotations (relative to the repository). */
+  configFile: string;
+  /** Overrides https://<project-ref>.supabase.co/functions/v1 (self-hosted or local stacks). */
+  functionsUrl?: string;
+  /** Plan only: validate, connect, read, print what would change, and change nothing. */
+  dryRun: boolean;
+  /** Where `${VAR}` in supaqueue.yml comes from. */
+  env: Record<string, string | undefined>;
+  /** Who runs tick() every second: pg_cron (enabled when missing) or the user's own scheduler. */
+  tick: TickMode;
+  /** After installing, prove the whole loop with a probe (and fail the run, naming the broken link, when it does not). */
+  probe: boolean;
+  probeOptions?: ProbeOptions;
 }
 
 export interface DeployResult {

@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { trimFunctionsUrl } from "../install/settings.ts";
 
 const FUNCTIONS_PREFIX = "/functions/v1";
 
@@ -104,7 +105,7 @@ async function toRequest(req: IncomingMessage, origin: string, path: string): Pr
  * functions base URL, e.g. `supabase functions serve` at http://127.0.0.1:54321/functions/v1.
  */
 export function forwardTo(functionsUrl: string): WebHandler {
-  const base = functionsUrl.replace(/\/+$/, "");
+  const base = trimFunctionsUrl(functionsUrl);
   return async (request) => {
     const url = new URL(request.url);
     const rest = url.pathname.replace(/^\/functions\/v1/, "");

@@ -7,6 +7,7 @@ import { connect, describeConnectionError } from "../db/connect.ts";
 import { reconcileQueues } from "../install/apply.ts";
 import type { Plan } from "../install/model.ts";
 import { installSchema } from "../install/schema.ts";
+import { trimFunctionsUrl } from "../install/settings.ts";
 import { FUNCTION_NAME } from "../install/stage.ts";
 import { pgCronReady, type TickState } from "../install/tick.ts";
 import { type PgNetWorker, startPgNetWorker } from "../standins/pgnet-worker.ts";
@@ -144,7 +145,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     const functions: FunctionsServer = await startFunctionsServer(options.port ?? 0);
     cleanups.push(() => functions.stop());
     functions.fallback = options.fallback;
-    const functionsUrl = (options.functionsUrl ?? functions.functionsUrl).replace(/\/+$/, "");
+    const functionsUrl = trimFunctionsUrl(options.functionsUrl ?? functions.functionsUrl);
 
     const pool = new pg.Pool({ connectionString: dbUrl, max: 4, application_name: "supaqueue dev" });
     pool.on("error", () => {});
