@@ -3,6 +3,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
+import { connectionConfig } from "../db/connect.ts";
 
 /** A Postgres server this process can use as a superuser: found on the machine, or started embedded. */
 export interface PostgresServer {
@@ -13,7 +14,7 @@ export interface PostgresServer {
 }
 
 async function reachable(url: string): Promise<boolean> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 });
+  const client = new pg.Client({ ...connectionConfig(url), connectionTimeoutMillis: 2000 });
   try {
     await client.connect();
     await client.query("select 1");

@@ -1,4 +1,5 @@
 import pg from "pg";
+import { connectionConfig } from "../db/connect.ts";
 
 /**
  * A stand-in for pg_net's background worker (upstream src/worker.c), for machines without pg_net. It is as harsh as
@@ -129,7 +130,11 @@ export async function startPgNetWorker(
   const wakePollMs = options.wakePollMs ?? 5;
   const ttlMs = options.ttlMs ?? SIX_HOURS_MS;
   const doFetch = options.fetch ?? fetch;
-  const pool = new pg.Pool({ connectionString, max: 2, application_name: "pg_net stand-in" });
+  const pool = new pg.Pool({
+    ...connectionConfig(connectionString),
+    max: 2,
+    application_name: "pg_net stand-in",
+  });
   pool.on("error", () => {});
 
   let stopped = false;
