@@ -4,9 +4,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type PeerCertificate, rootCertificates } from "node:tls";
 import pg from "pg";
-import { afterAll, describe, expect, test } from "vitest";
-import { connectionConfig, describeConnectionError } from "../src/db/connect.ts";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { connect, connectionConfig, describeConnectionError } from "../src/db/connect.ts";
 import { SUPABASE_ROOT_CA_2021 } from "../src/db/supabase-root-ca.ts";
+import { startTlsCluster, type TlsCluster, tlsClusterMissing } from "./support/tls-cluster.ts";
 
 const NO_ENV = {};
 const files = mkdtempSync(join(tmpdir(), "supaqueue-tls-unit-"));
@@ -300,3 +301,64 @@ describe("the shipped Supabase root CA", () => {
     expect(new Date(cert.validTo).toISOString()).toBe("2031-04-26T10:56:53.000Z");
   });
 });
+
+describe.skipIf(tlsClusterMissing !== null)(
+  `a Postgres that speaks TLS only${tlsClusterMissing ? ` (skipped: ${tlsClusterMissing})` : ""}`,
+  () => {
+    let cluster: TlsCluster;
+    beforeAll(async () => {
+      cluster = await startTlsCluster();
+    }, 30_000);
+    afterAll(() => cluster?.stop());
+
+    const url = (query: string, host = "127.0.0.1") =>
+      `postgres://postgres@${host}:${cluster.port}/postgres${query ? `?${query}` : ""}`;
+
+    /** Connects as supaqueue does and answers whether the session is encrypted. */
+    async function encrypted(connectionString: string): Promise<boolean> {
+      const client = await connect(connectionString);
+      try {
+        const { rows } = await client.query<{ ssl: boolean }>(
+          "select ssl from pg_stat_ssl where pid = pg_backend_pid()",
+        );
+        return rows[0]?.ssl ?? false;
+      } finally {
+        await client.end();
+      }
+    }
+
+    test("verify-full with the server's CA connects, encrypted", async () => {
+      expect(await encrypted(url(`sslmode=verify-full&sslrootcert=${cluster.caFile}`))).toBe(true);
+    });
+
+    test("verify-full against another CA is refused, saying which CA was tried and what to do", async () => {
+      await expect(encrypted(url(`sslmode=verify-full&sslrootcert=${cluster.otherCaFile}`))).rejects.toThrow(
+        `supaqueue: cannot connect to 127.0.0.1:${cluster.port} as postgres: the server's TLS certificate is not signed by a CA this connection trusts (checked against the CA in ${cluster.otherCaFile}`,
+      );
+    });
+
+    test("verify-full to an address the certificate does not name is refused; verify-ca accepts it", async () => {
+      await expect(
+        encrypted(url(`sslmode=verify-full&sslrootcert=${cluster.caFile}`, "127.0.0.2")),
+      ).rejects.toThrow(/not issued for 127\.0\.0\.2 .*use sslmode=verify-ca/);
+      expect(await encrypted(url(`sslmode=verify-ca&sslrootcert=${cluster.caFile}`, "127.0.0.2"))).toBe(true);
+    });
+
+    test("require encrypts without a CA; with sslrootcert it checks the chain, as in libpq", async () => {
+      expect(await encrypted(url("sslmode=require"))).toBe(true);
+      await expect(encrypted(url(`sslmode=require&sslrootcert=${cluster.otherCaFile}`))).rejects.toThrow(
+        /not signed by a CA this connection trusts/,
+      );
+    });
+
+    test("sslmode=disable is refused by the server, with what to change", async () => {
+      await expect(encrypted(url("sslmode=disable"))).rejects.toThrow(
+        `supaqueue: cannot connect to 127.0.0.1:${cluster.port} as postgres: the server accepts only encrypted connections, and this one was not: remove sslmode=disable`,
+      );
+    });
+
+    test("a local host gets no TLS by default, so this server refuses it the same way", async () => {
+      await expect(encrypted(url(""))).rejects.toThrow(/accepts only encrypted connections/);
+    });
+  },
+);
