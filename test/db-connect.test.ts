@@ -1,12 +1,14 @@
 import { X509Certificate } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type PeerCertificate, rootCertificates } from "node:tls";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { connect, connectionConfig, describeConnectionError } from "../src/db/connect.ts";
+import { SESSION_POOLER_PLACE } from "../src/db/connection-config.ts";
 import { SUPABASE_ROOT_CA_2021 } from "../src/db/supabase-root-ca.ts";
+import { projectRoot } from "../src/paths.ts";
 import { startTlsCluster, type TlsCluster, tlsClusterMissing } from "./support/tls-cluster.ts";
 
 const NO_ENV = {};
@@ -225,7 +227,7 @@ describe("connectionConfig: node-pg gets no ssl parameter to re-parse", () => {
 describe("connectionConfig: Supabase's transaction pooler is refused", () => {
   test("port 6543 on the shared pooler, with the reason and where the Session pooler string is", () => {
     expect(() => config(POOLER.replace(":5432/", ":6543/"))).toThrow(
-      /aws-0-eu-central-1\.pooler\.supabase\.com:6543 is Supabase's transaction pooler.*session advisory lock.*prepared statements.*Connect button.*Session pooler.*port 5432/,
+      /aws-0-eu-central-1\.pooler\.supabase\.com:6543 is Supabase's transaction pooler.*session advisory lock.*prepared statements.*Connect button → Session pooler.*port 5432/,
     );
   });
 
@@ -248,7 +250,7 @@ describe("describeConnectionError", () => {
     "ENOTFOUND",
   ])("%s on a direct db.<ref> host: IPv6-only, use the Session pooler", (code) => {
     expect(describeConnectionError(DIRECT, errno(code))).toBe(
-      "supaqueue: cannot connect to db.abcdefghijklmnopqrst.supabase.co:5432 as postgres: db.abcdefghijklmnopqrst.supabase.co is the project's direct connection, which Supabase serves over IPv6 only, and this machine cannot reach it over IPv6 (GitHub's hosted runners are IPv4-only). Use the Session pooler string instead: the project's Connect button (top of the Supabase dashboard) → Session pooler: user postgres.abcdefghijklmnopqrst, host aws-0-<region>.pooler.supabase.com (copy it, the number and region vary), port 5432",
+      "supaqueue: cannot connect to db.abcdefghijklmnopqrst.supabase.co:5432 as postgres: db.abcdefghijklmnopqrst.supabase.co is the project's direct connection, which Supabase serves over IPv6 only, and this machine cannot reach it over IPv6 (GitHub's hosted runners are IPv4-only). Use the Session pooler string instead: the project dashboard's Connect button → Session pooler (user postgres.abcdefghijklmnopqrst, host aws-0-<region>.pooler.supabase.com: copy it, the number and region vary; port 5432)",
     );
   });
 
@@ -285,6 +287,12 @@ describe("describeConnectionError", () => {
     }
     expect(describeConnectionError("not a url s3cret-pw", new Error("x"))).not.toContain("s3cret-pw");
   });
+});
+
+test("README, action.yml and the deploy workflow name the Session pooler's place in the same words as the errors", () => {
+  for (const file of ["README.md", "action.yml", ".github/workflows/deploy.yml"]) {
+    expect(readFileSync(join(projectRoot(), file), "utf8"), file).toContain(SESSION_POOLER_PLACE);
+  }
 });
 
 describe("the shipped Supabase root CA", () => {

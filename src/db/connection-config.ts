@@ -122,9 +122,16 @@ export function directHostRef(host: string): string | null {
   return /^db\.([a-z0-9]+)\.supabase\.co$/i.exec(host)?.[1] ?? null;
 }
 
-/** Where the Session pooler string is, in the dashboard's own words; `ref` fills in the pooler's user name. */
+/**
+ * Where the dashboard shows the Session pooler string, in its own words (Supabase's docs: "Get your project's
+ * Session pooler connection string from your project dashboard by clicking Connect"). README.md, action.yml and
+ * the deploy workflow say the same words; test/db-connect.test.ts checks that they do.
+ */
+export const SESSION_POOLER_PLACE = "the project dashboard's Connect button → Session pooler";
+
+/** The Session pooler string's place and shape; `ref` fills in the pooler's user name. */
 export function sessionPoolerLocation(ref = "<ref>"): string {
-  return `the project's Connect button (top of the Supabase dashboard) → Session pooler: user postgres.${ref}, host aws-0-<region>.pooler.supabase.com (copy it, the number and region vary), port 5432`;
+  return `${SESSION_POOLER_PLACE} (user postgres.${ref}, host aws-0-<region>.pooler.supabase.com: copy it, the number and region vary; port 5432)`;
 }
 
 /**
