@@ -39119,12 +39119,17 @@ function sslFor(target, params, env) {
 }
 /** The sslmode asked for: the URL's, else node-pg's `ssl=`, else PGSSLMODE; null when none (the default). */
 function sslModeOf(params, env, rootCert) {
-    const given = params.get("sslmode") ?? legacySslMode(params) ?? (env.PGSSLMODE || null);
+    const fromUrl = params.get("sslmode") ?? legacySslMode(params);
+    const given = fromUrl ?? (env.PGSSLMODE || null);
     if (given !== null && !SSL_MODES.includes(given)) {
-        throw new Error(`supaqueue: sslmode=${given} in the database URL is not a libpq sslmode; use one of ${SSL_MODES.join(", ")}`);
+        const where = fromUrl === null ? "PGSSLMODE" : "the database URL";
+        throw new Error(`supaqueue: sslmode=${given} in ${where} is not a libpq sslmode; use one of ${SSL_MODES.join(", ")}`);
     }
     const mode = given;
-    if (rootCert === "system" && mode !== null && mode !== "verify-full") {
+    // libpq: sslrootcert=system makes verify-full the default, and refuses any weaker mode.
+    if (rootCert === "system" && mode === null)
+        return "verify-full";
+    if (rootCert === "system" && mode !== "verify-full") {
         throw new Error(`supaqueue: sslrootcert=system trusts every public CA, so it needs sslmode=verify-full (not ${mode}), as in libpq`);
     }
     return mode;
@@ -39241,7 +39246,7 @@ function readSslFile(parameter, path) {
     }
     catch (error) {
         const reason = error.code ?? error.message;
-        throw new Error(`supaqueue: cannot read the ${parameter} file ${path} given in the database URL (${reason})`);
+        throw new Error(`supaqueue: cannot read the ${parameter} file ${path} (${reason})`);
     }
 }
 

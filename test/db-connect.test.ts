@@ -141,8 +141,9 @@ describe("connectionConfig: each sslmode with libpq's meaning", () => {
     expect(identity(s, "other.example.com", "x")).toBeInstanceOf(Error);
   });
 
-  test("sslrootcert=system: Node's default CAs, and only with verify-full", () => {
+  test("sslrootcert=system: Node's default CAs, and only with verify-full (its default, even for a local host)", () => {
     expect(ssl(`${POOLER}?sslrootcert=system`).ca).toBeUndefined();
+    expect(ssl(`${LOCAL}?sslrootcert=system`).rejectUnauthorized).toBe(true);
     expect(ssl(`${POOLER}?sslmode=verify-full&sslrootcert=system`).ca).toBeUndefined();
     expect(() => config(`${POOLER}?sslmode=require&sslrootcert=system`)).toThrow(/needs sslmode=verify-full/);
   });
@@ -161,12 +162,13 @@ describe("connectionConfig: each sslmode with libpq's meaning", () => {
         return e as Error;
       }
     })();
-    expect(error?.message).toBe(
-      "supaqueue: cannot read the sslrootcert file /nonexistent/ca.pem given in the database URL (ENOENT)",
-    );
+    expect(error?.message).toBe("supaqueue: cannot read the sslrootcert file /nonexistent/ca.pem (ENOENT)");
   });
 
   test("PGSSLMODE and PGSSLROOTCERT apply when the URL has none, as for libpq", () => {
+    expect(() => config(POOLER, { PGSSLMODE: "on" })).toThrow(
+      /sslmode=on in PGSSLMODE is not a libpq sslmode/,
+    );
     expect(config(POOLER, { PGSSLMODE: "disable" }).ssl).toBe(false);
     expect(ssl(OTHER, { PGSSLMODE: "verify-ca", PGSSLROOTCERT: CA_FILE }).ca).toContain("BEGIN CERTIFICATE");
     expect(config(`${POOLER}?sslmode=require`, { PGSSLMODE: "disable" }).ssl).toEqual({

@@ -160,14 +160,18 @@ function sslFor(target: Target, params: URLSearchParams, env: NodeJS.ProcessEnv)
 
 /** The sslmode asked for: the URL's, else node-pg's `ssl=`, else PGSSLMODE; null when none (the default). */
 function sslModeOf(params: URLSearchParams, env: NodeJS.ProcessEnv, rootCert: string | null): SslMode | null {
-  const given = params.get("sslmode") ?? legacySslMode(params) ?? (env.PGSSLMODE || null);
+  const fromUrl = params.get("sslmode") ?? legacySslMode(params);
+  const given = fromUrl ?? (env.PGSSLMODE || null);
   if (given !== null && !(SSL_MODES as readonly string[]).includes(given)) {
+    const where = fromUrl === null ? "PGSSLMODE" : "the database URL";
     throw new Error(
-      `supaqueue: sslmode=${given} in the database URL is not a libpq sslmode; use one of ${SSL_MODES.join(", ")}`,
+      `supaqueue: sslmode=${given} in ${where} is not a libpq sslmode; use one of ${SSL_MODES.join(", ")}`,
     );
   }
   const mode = given as SslMode | null;
-  if (rootCert === "system" && mode !== null && mode !== "verify-full") {
+  // libpq: sslrootcert=system makes verify-full the default, and refuses any weaker mode.
+  if (rootCert === "system" && mode === null) return "verify-full";
+  if (rootCert === "system" && mode !== "verify-full") {
     throw new Error(
       `supaqueue: sslrootcert=system trusts every public CA, so it needs sslmode=verify-full (not ${mode}), as in libpq`,
     );
@@ -287,8 +291,6 @@ function readSslFile(parameter: string, path: string): string {
     return readFileSync(path, "utf8");
   } catch (error) {
     const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
-    throw new Error(
-      `supaqueue: cannot read the ${parameter} file ${path} given in the database URL (${reason})`,
-    );
+    throw new Error(`supaqueue: cannot read the ${parameter} file ${path} (${reason})`);
   }
 }

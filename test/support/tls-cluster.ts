@@ -30,12 +30,9 @@ function openssl(dir: string, args: string[]): void {
   execFileSync("openssl", args, { cwd: dir, stdio: "pipe" });
 }
 
-/** A CA of its own (EC P-256: quick to make), valid two days. */
-function makeCa(dir: string, name: string): void {
-  openssl(dir, [
-    "req",
-    "-x509",
-    "-new",
+/** `openssl req` with a new EC P-256 key (quick to make) written to `<name>.key`; `output` says what it writes. */
+function newKey(dir: string, name: string, subject: string, output: string[]): void {
+  const key = [
     "-newkey",
     "ec",
     "-pkeyopt",
@@ -43,13 +40,13 @@ function makeCa(dir: string, name: string): void {
     "-nodes",
     "-keyout",
     `${name}.key`,
-    "-out",
-    `${name}.crt`,
-    "-days",
-    "2",
-    "-subj",
-    `/CN=Supaqueue test ${name}`,
-  ]);
+  ];
+  openssl(dir, ["req", "-new", ...key, "-subj", subject, ...output]);
+}
+
+/** A CA of its own, valid two days. */
+function makeCa(dir: string, name: string): void {
+  newKey(dir, name, `/CN=Supaqueue test ${name}`, ["-x509", "-days", "2", "-out", `${name}.crt`]);
 }
 
 /**
@@ -61,21 +58,7 @@ export async function startTlsCluster(): Promise<TlsCluster> {
   const cluster = await startPgCluster("tls", ["listen_addresses='127.0.0.1,127.0.0.2'"], (dir) => {
     makeCa(dir, "ca");
     makeCa(dir, "other-ca");
-    openssl(dir, [
-      "req",
-      "-new",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-keyout",
-      "server.key",
-      "-out",
-      "server.csr",
-      "-subj",
-      "/CN=localhost",
-    ]);
+    newKey(dir, "server", "/CN=localhost", ["-out", "server.csr"]);
     writeFileSync(
       join(dir, "server.ext"),
       "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
