@@ -39316,7 +39316,9 @@ function cause(target, params, error) {
     if (code === "ETIMEDOUT")
         return "the connection timed out (a firewall, or the wrong host)";
     if (message === "The server does not support SSL connections") {
-        return "the server does not offer TLS, and TLS is what this connection asks for (the default for every host that is not local). If the network to it is trusted (a private or Docker network), add sslmode=disable to the URL; otherwise turn TLS on at the server";
+        const asked = params.get("sslmode") ?? process.env.PGSSLMODE;
+        const why = asked ? `sslmode=${asked}` : "the default for every host that is not local";
+        return `the server does not offer TLS, and TLS is what this connection asks for (${why}). If the network to it is trusted (a private or Docker network), use sslmode=disable in the URL; otherwise turn TLS on at the server`;
     }
     if (UNTRUSTED_CERTIFICATE.has(code)) {
         return `the server's TLS certificate is not signed by a CA this connection trusts (${trusted(target, params)}; ${message}). Give the server's CA with sslrootcert=<file> and sslmode=verify-full, or use sslmode=require to encrypt without checking who answers`;

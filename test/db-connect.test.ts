@@ -271,8 +271,12 @@ describe("describeConnectionError", () => {
   });
 
   test("a server without TLS: sslmode=disable, only for a trusted network", () => {
-    expect(describeConnectionError(OTHER, new Error("The server does not support SSL connections"))).toMatch(
-      /does not offer TLS.*trusted.*sslmode=disable/,
+    const noTls = new Error("The server does not support SSL connections");
+    expect(describeConnectionError(OTHER, noTls)).toMatch(
+      /does not offer TLS.*\(the default for every host that is not local\).*trusted.*sslmode=disable/,
+    );
+    expect(describeConnectionError(`${LOCAL}?sslmode=require`, noTls)).toMatch(
+      /asks for \(sslmode=require\)/,
     );
   });
 
