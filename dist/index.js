@@ -34601,7 +34601,7 @@ function extend(target) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7588);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8086);
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 
@@ -34610,7 +34610,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 7588:
+/***/ 8086:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -39139,14 +39139,325 @@ function loadConfig(path, file, options) {
     return config;
 }
 
-;// CONCATENATED MODULE: ./src/db/connect.ts
+// EXTERNAL MODULE: external "node:net"
+var external_node_net_ = __nccwpck_require__(7030);
+// EXTERNAL MODULE: external "node:tls"
+var external_node_tls_ = __nccwpck_require__(1692);
+;// CONCATENATED MODULE: ./src/db/supabase-root-ca.ts
+/**
+ * Supabase's own root CA, "Supabase Root 2021 CA": the certificate that both the direct host (db.<ref>.supabase.co)
+ * and the Supavisor pooler (aws-0-<region>.pooler.supabase.com) chain to. It is not in any public trust store, which
+ * is why node-pg's verify-full fails against Supabase with SELF_SIGNED_CERT_IN_CHAIN unless it is given.
+ *
+ * It is a public certificate, not a secret: the dashboard offers it as prod-ca-2021.crt (Database Settings → SSL
+ * Configuration → Download certificate). This copy is byte for byte Supabase's own, from the Supabase CLI's
+ * repository (github.com/supabase/cli, apps/cli-go/internal/gen/types/templates/prod-ca-2021.crt, commit
+ * 1d1e7191268e068fe9cb6aba524d1c619a9c727b), which embeds it to verify --db-url connections the same way.
+ * test/db-connect.test.ts pins its SHA-256 fingerprint, subject and validity (until 2031-04-26): a change to this
+ * string fails that test, and replacing it means checking the new certificate's source the same way.
+ *
+ * It is a string rather than a .crt file so that ncc bundles it into dist/index.js.
+ */
+const SUPABASE_ROOT_CA_2021 = `-----BEGIN CERTIFICATE-----
+MIIDxDCCAqygAwIBAgIUbLxMod62P2ktCiAkxnKJwtE9VPYwDQYJKoZIhvcNAQEL
+BQAwazELMAkGA1UEBhMCVVMxEDAOBgNVBAgMB0RlbHdhcmUxEzARBgNVBAcMCk5l
+dyBDYXN0bGUxFTATBgNVBAoMDFN1cGFiYXNlIEluYzEeMBwGA1UEAwwVU3VwYWJh
+c2UgUm9vdCAyMDIxIENBMB4XDTIxMDQyODEwNTY1M1oXDTMxMDQyNjEwNTY1M1ow
+azELMAkGA1UEBhMCVVMxEDAOBgNVBAgMB0RlbHdhcmUxEzARBgNVBAcMCk5ldyBD
+YXN0bGUxFTATBgNVBAoMDFN1cGFiYXNlIEluYzEeMBwGA1UEAwwVU3VwYWJhc2Ug
+Um9vdCAyMDIxIENBMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAqQXW
+QyHOB+qR2GJobCq/CBmQ40G0oDmCC3mzVnn8sv4XNeWtE5XcEL0uVih7Jo4Dkx1Q
+DmGHBH1zDfgs2qXiLb6xpw/CKQPypZW1JssOTMIfQppNQ87K75Ya0p25Y3ePS2t2
+GtvHxNjUV6kjOZjEn2yWEcBdpOVCUYBVFBNMB4YBHkNRDa/+S4uywAoaTWnCJLUi
+cvTlHmMw6xSQQn1UfRQHk50DMCEJ7Cy1RxrZJrkXXRP3LqQL2ijJ6F4yMfh+Gyb4
+O4XajoVj/+R4GwywKYrrS8PrSNtwxr5StlQO8zIQUSMiq26wM8mgELFlS/32Uclt
+NaQ1xBRizkzpZct9DwIDAQABo2AwXjALBgNVHQ8EBAMCAQYwHQYDVR0OBBYEFKjX
+uXY32CztkhImng4yJNUtaUYsMB8GA1UdIwQYMBaAFKjXuXY32CztkhImng4yJNUt
+aUYsMA8GA1UdEwEB/wQFMAMBAf8wDQYJKoZIhvcNAQELBQADggEBAB8spzNn+4VU
+tVxbdMaX+39Z50sc7uATmus16jmmHjhIHz+l/9GlJ5KqAMOx26mPZgfzG7oneL2b
+VW+WgYUkTT3XEPFWnTp2RJwQao8/tYPXWEJDc0WVQHrpmnWOFKU/d3MqBgBm5y+6
+jB81TU/RG2rVerPDWP+1MMcNNy0491CTL5XQZ7JfDJJ9CCmXSdtTl4uUQnSuv/Qx
+Cea13BX2ZgJc7Au30vihLhub52De4P/4gonKsNHYdbWjg7OWKwNv/zitGDVDB9Y2
+CMTyZKG3XEu5Ghl1LEnI3QmEKsqaCLv12BnVjbkSeZsMnevJPs1Ye6TjjJwdik5P
+o/bKiIz+Fq8=
+-----END CERTIFICATE-----
+`;
+
+;// CONCATENATED MODULE: ./src/db/connection-config.ts
+
+
+
 
 /**
- * Connects and turns the usual failures into one message that names the host and the likely cause.
- * The connection string itself is never echoed: it may hold a password.
+ * How a database URL becomes a node-pg config, with TLS chosen the way libpq chooses it.
+ *
+ * node-pg parses ssl parameters out of a connection string itself and lets them overwrite the `ssl` object it is
+ * given (any `sslmode` makes a fresh one), and its own meanings differ from libpq's (its `require` verifies the
+ * server against the public CAs, so it fails against Supabase). So every ssl parameter is taken out of the URL here
+ * and `ssl` is built from it, honouring each sslmode as libpq does:
+ *
+ * - disable: no TLS. allow: no TLS (libpq tries plain first; node-pg cannot fall back, so plain is what it gets).
+ * - prefer: TLS without verification for any host that is not local, no TLS for a local one. libpq tries TLS and
+ *   falls back to plain when the server has none; node-pg cannot fall back, so the likely case is chosen per host.
+ * - require: TLS without verification; with sslrootcert given, as verify-ca (libpq does the same).
+ * - verify-ca: TLS, the chain checked against sslrootcert (for a Supabase host, Supabase's root CA), the name not.
+ * - verify-full: TLS, chain and host name checked, against sslrootcert, else for a Supabase host Supabase's root
+ *   CA plus the public CAs, else Node's default CAs.
+ * - no sslmode: no TLS for a local host (localhost, 127.0.0.0/8, ::1, a Unix socket); verify-full for any other.
+ *
+ * `sslrootcert=system` means Node's default CAs and needs verify-full, as in libpq. PGSSLMODE and PGSSLROOTCERT
+ * apply when the URL has no sslmode or sslrootcert, as for libpq. A Unix socket never uses TLS (libpq neither).
+ */
+const SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];
+/** Every TLS parameter libpq or node-pg reads from a URL: all leave the URL, so node-pg has none to re-parse. */
+const SSL_PARAMETERS = [
+    "sslmode",
+    "ssl",
+    "requiressl",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "sslpassword",
+    "sslcrl",
+    "sslcrldir",
+    "ssl_min_protocol_version",
+    "ssl_max_protocol_version",
+    // Taken out and not needed: node-pg always sends SNI for a host name, and negotiates TLS the way every
+    // server accepts (sslnegotiation=direct only saves a round trip on Postgres 17).
+    "sslsni",
+    "sslnegotiation",
+    "sslcompression",
+    "uselibpqcompat",
+];
+const TLS_VERSIONS = ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"];
+/** The port of Supabase's transaction poolers (Supavisor on the shared pooler, PgBouncer on db.<ref>). */
+const TRANSACTION_POOLER_PORT = 6543;
+/** Turns a postgres:// URL into a node-pg config whose `ssl` follows the URL's sslmode with libpq's meaning. */
+function connectionConfig(connectionString, env = process.env) {
+    // node-pg's own short form for a socket: "/var/run/postgresql dbname".
+    if (connectionString.startsWith("/"))
+        return { connectionString, ssl: false };
+    const url = parseUrl(connectionString);
+    const target = targetOf(url, env);
+    refuseTransactionPooler(target);
+    const params = url.searchParams;
+    const ssl = sslFor(target, params, env);
+    if (!SSL_PARAMETERS.some((name) => params.has(name)))
+        return { connectionString, ssl };
+    for (const name of SSL_PARAMETERS)
+        params.delete(name);
+    return { connectionString: url.toString().replace(`@${NO_HOST}/`, "@/"), ssl };
+}
+// Stands in for the empty host of "postgres://user@/db?host=/socket", which WHATWG URLs refuse (node-pg does the same).
+const NO_HOST = "no-host.invalid";
+/** The URL as a URL, or an error that does not repeat it (it may hold a password). */
+function parseUrl(connectionString) {
+    for (const candidate of [connectionString, connectionString.replace("@/", `@${NO_HOST}/`)]) {
+        try {
+            return new URL(candidate);
+        }
+        catch { }
+    }
+    throw new Error("supaqueue: the database URL is not a valid postgres:// connection string");
+}
+/** The host and port node-pg will connect to (a `host` parameter wins, then PGHOST, then localhost). */
+function targetOf(url, env = process.env) {
+    const host = url.searchParams.get("host") ||
+        (url.hostname === NO_HOST ? "" : decodeURIComponent(url.hostname).replace(/^\[(.+)\]$/, "$1")) ||
+        env.PGHOST ||
+        "localhost";
+    const port = Number(url.searchParams.get("port") || url.port || env.PGPORT || 5432);
+    return { host, port, kind: hostKind(host) };
+}
+function hostKind(host) {
+    const name = host.toLowerCase();
+    if (name.startsWith("/"))
+        return "socket";
+    if (name === "localhost" || name.endsWith(".localhost") || name === "::1")
+        return "local";
+    if ((0,external_node_net_.isIP)(name) === 4 && name.startsWith("127."))
+        return "local";
+    if (name.endsWith(".supabase.co") || name.endsWith(".supabase.com"))
+        return "supabase";
+    return "other";
+}
+/** The project ref of a direct host (db.<ref>.supabase.co), which is IPv6-only unless the project bought IPv4. */
+function directHostRef(host) {
+    return /^db\.([a-z0-9]+)\.supabase\.co$/i.exec(host)?.[1] ?? null;
+}
+/**
+ * Where the dashboard shows the Session pooler string, in its own words (Supabase's docs: "Get your project's
+ * Session pooler connection string from your project dashboard by clicking Connect"). README.md, action.yml and
+ * the deploy workflow say the same words; test/db-connect.test.ts checks that they do.
+ */
+const SESSION_POOLER_PLACE = "the project dashboard's Connect button → Session pooler";
+/** The Session pooler string's place and shape; `ref` fills in the pooler's user name. */
+function sessionPoolerLocation(ref = "<ref>") {
+    return `${SESSION_POOLER_PLACE} (user postgres.${ref}, host aws-0-<region>.pooler.supabase.com: copy it, the number and region vary; port 5432)`;
+}
+/**
+ * Port 6543 of a Supabase host is a transaction pooler: each transaction runs on whichever server connection is
+ * free, so what a session holds does not carry over. The installer holds a session advisory lock across its
+ * migrations, and node-pg's named prepared statements need their session too, so it is refused before connecting.
+ */
+function refuseTransactionPooler({ host, port, kind }) {
+    if (kind !== "supabase" || port !== TRANSACTION_POOLER_PORT)
+        return;
+    throw new Error(`supaqueue: ${host}:${port} is Supabase's transaction pooler, which Supaqueue cannot use: it hands each ` +
+        "transaction to whichever server connection is free, so the session advisory lock the installer holds while " +
+        `it migrates (and prepared statements) would not hold. Use the Session pooler string instead: ${sessionPoolerLocation(directHostRef(host) ?? undefined)}.`);
+}
+function sslFor(target, params, env) {
+    if (target.kind === "socket")
+        return false;
+    const rootCert = params.get("sslrootcert") ?? env.PGSSLROOTCERT ?? null;
+    const mode = sslModeOf(params, env, rootCert);
+    const base = baseSsl(mode, target, rootCert);
+    return base ? { ...base, ...clientOptions(params) } : false;
+}
+/** The sslmode asked for: the URL's, else node-pg's `ssl=`, else PGSSLMODE; null when none (the default). */
+function sslModeOf(params, env, rootCert) {
+    const fromUrl = params.get("sslmode") ?? legacySslMode(params);
+    const given = fromUrl ?? (env.PGSSLMODE || null);
+    if (given !== null && !SSL_MODES.includes(given)) {
+        const where = fromUrl === null ? "PGSSLMODE" : "the database URL";
+        throw new Error(`supaqueue: sslmode=${given} in ${where} is not a libpq sslmode; use one of ${SSL_MODES.join(", ")}`);
+    }
+    const mode = given;
+    // libpq: sslrootcert=system makes verify-full the default, and refuses any weaker mode.
+    if (rootCert === "system" && mode === null)
+        return "verify-full";
+    if (rootCert === "system" && mode !== "verify-full") {
+        throw new Error(`supaqueue: sslrootcert=system trusts every public CA, so it needs sslmode=verify-full (not ${mode}), as in libpq`);
+    }
+    return mode;
+}
+/** node-pg's `ssl=` and libpq's old `requiressl=`, read as the sslmode they stand for. */
+function legacySslMode(params) {
+    const ssl = params.get("ssl");
+    if (ssl !== null) {
+        if (ssl === "true" || ssl === "1")
+            return "verify-full";
+        if (ssl === "false" || ssl === "0")
+            return "disable";
+        if (ssl === "no-verify")
+            return "require";
+        throw new Error("supaqueue: ssl= in the database URL takes true, false or no-verify; prefer sslmode=");
+    }
+    const requiressl = params.get("requiressl");
+    if (requiressl !== null)
+        return requiressl === "1" ? "require" : "prefer";
+    return null;
+}
+function baseSsl(mode, target, rootCert) {
+    const local = target.kind === "local";
+    switch (mode ?? (local ? "disable" : "verify-full")) {
+        case "disable":
+        case "allow":
+            return null;
+        case "prefer":
+            return local ? null : { rejectUnauthorized: false };
+        case "require":
+            return rootCert === null ? { rejectUnauthorized: false } : verifyCa(target, rootCert);
+        case "verify-ca":
+            return verifyCa(target, rootCert);
+        default:
+            return verifyFull(target, rootCert);
+    }
+}
+/** The chain against a private CA, any name: so the CA must be given (or be Supabase's, for a Supabase host). */
+function verifyCa(target, rootCert) {
+    const ca = rootCert === null ? (target.kind === "supabase" ? [SUPABASE_ROOT_CA_2021] : null) : readCa(rootCert);
+    if (ca === null) {
+        throw new Error("supaqueue: sslmode=verify-ca needs sslrootcert=<file of the server's CA>: checked against the public CAs " +
+            "without its name, a certificate anyone can get would pass. Use sslmode=verify-full for a public certificate.");
+    }
+    return { rejectUnauthorized: true, ca, checkServerIdentity: () => undefined };
+}
+/**
+ * The chain and the host name. For a Supabase host without sslrootcert: Supabase's root CA, which every Supabase
+ * database endpoint chains to today, plus the public CAs, so that a move to a public certificate keeps working
+ * (only Supabase can get one for its own domains). The pooler's certificate names its own host: projects that
+ * verify the pooler with `openssl s_client -verify_hostname` and verify-full against this root report success, so
+ * the name is checked there too; if it ever fails, the error message offers sslmode=verify-ca.
+ */
+function verifyFull(target, rootCert) {
+    const ca = rootCert !== null && rootCert !== "system"
+        ? readCa(rootCert)
+        : rootCert === null && target.kind === "supabase"
+            ? [SUPABASE_ROOT_CA_2021, ...external_node_tls_.rootCertificates]
+            : undefined;
+    // Checked against the host of the URL: node-pg sends no SNI for an IP address, and Node would then compare
+    // the certificate with "localhost".
+    const host = target.host;
+    return {
+        rejectUnauthorized: true,
+        ...(ca ? { ca } : {}),
+        checkServerIdentity: (_, cert) => (0,external_node_tls_.checkServerIdentity)(host, cert),
+    };
+}
+function readCa(path) {
+    return readSslFile("sslrootcert", path);
+}
+/** The client certificate, key, revocation list and protocol bounds, as libpq reads them. */
+function clientOptions(params) {
+    const options = {};
+    const file = (name) => {
+        const path = params.get(name);
+        return path === null ? undefined : readSslFile(name, path);
+    };
+    const cert = file("sslcert");
+    const key = file("sslkey");
+    const crl = file("sslcrl");
+    if (cert !== undefined)
+        options.cert = cert;
+    if (key !== undefined)
+        options.key = key;
+    if (crl !== undefined)
+        options.crl = crl;
+    const passphrase = params.get("sslpassword");
+    if (passphrase !== null)
+        options.passphrase = passphrase;
+    if (params.has("sslcrldir")) {
+        throw new Error("supaqueue: sslcrldir is not supported here; give the revocation list as one file with sslcrl=");
+    }
+    const min = tlsVersion(params, "ssl_min_protocol_version");
+    const max = tlsVersion(params, "ssl_max_protocol_version");
+    if (min)
+        options.minVersion = min;
+    if (max)
+        options.maxVersion = max;
+    return options;
+}
+function tlsVersion(params, name) {
+    const value = params.get(name);
+    if (value === null || value === "")
+        return undefined;
+    const version = TLS_VERSIONS.find((v) => v.toLowerCase() === value.toLowerCase());
+    if (!version)
+        throw new Error(`supaqueue: ${name}=${value} is not one of ${TLS_VERSIONS.join(", ")}`);
+    return version;
+}
+function readSslFile(parameter, path) {
+    try {
+        return (0,external_node_fs_namespaceObject.readFileSync)(path, "utf8");
+    }
+    catch (error) {
+        const reason = error.code ?? error.message;
+        throw new Error(`supaqueue: cannot read the ${parameter} file ${path} (${reason})`);
+    }
+}
+
+;// CONCATENATED MODULE: ./src/db/connect.ts
+
+
+
+/**
+ * Connects (TLS chosen by connectionConfig) and turns the usual failures into one message that names the host and
+ * the likely cause. The connection string itself is never echoed: it may hold a password.
  */
 async function connect(connectionString) {
-    const client = new esm.Client({ connectionString, application_name: "supaqueue" });
+    const client = new esm.Client({ ...connectionConfig(connectionString), application_name: "supaqueue" });
     try {
         await client.connect();
     }
@@ -39157,28 +39468,75 @@ async function connect(connectionString) {
     return client;
 }
 function describeConnectionError(connectionString, error) {
-    let where = "the database";
+    let url;
     try {
-        const url = new URL(connectionString);
-        where = `${url.hostname}:${url.port || "5432"} as ${decodeURIComponent(url.username) || "the default user"}`;
+        url = parseUrl(connectionString);
     }
-    catch {
-        return "supaqueue: the database URL is not a valid postgres:// connection string";
+    catch (invalid) {
+        return invalid.message;
     }
-    const code = error.code;
+    const target = targetOf(url);
+    const where = `${target.host}:${target.port} as ${decodeURIComponent(url.username) || "the default user"}`;
+    return `supaqueue: cannot connect to ${where}: ${cause(target, url.searchParams, error)}`;
+}
+/** Error codes Node gives when the server's certificate does not chain to a CA the connection trusts. */
+const UNTRUSTED_CERTIFICATE = new Set([
+    "SELF_SIGNED_CERT_IN_CHAIN",
+    "DEPTH_ZERO_SELF_SIGNED_CERT",
+    "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+    "UNABLE_TO_GET_ISSUER_CERT",
+    "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+    "CERT_UNTRUSTED",
+    "CERT_SIGNATURE_FAILURE",
+]);
+function cause(target, params, error) {
+    const code = error.code ?? "";
     const message = error instanceof Error ? error.message : String(error);
-    const cause = code === "28P01" || code === "28000"
-        ? "the password or user is wrong (check the database password in the connection string)"
-        : code === "3D000"
-            ? "the database does not exist"
-            : code === "ECONNREFUSED"
-                ? "nothing is listening there (is the host and port right, and is the database running?)"
-                : code === "ENOTFOUND" || code === "EAI_AGAIN"
-                    ? "the host name does not resolve"
-                    : code === "ETIMEDOUT"
-                        ? "the connection timed out (a firewall, or the wrong host)"
-                        : message;
-    return `supaqueue: cannot connect to ${where}: ${cause}`;
+    const ref = directHostRef(target.host);
+    if (code === "28P01")
+        return "the password or user is wrong (check the database password in the connection string)";
+    if (/no encryption/.test(message) || /SSL connection is required/i.test(message)) {
+        return "the server accepts only encrypted connections, and this one was not: remove sslmode=disable (or allow) from the URL, or leave sslmode out (TLS is the default for every host that is not local)";
+    }
+    if (code === "28000")
+        return "the server refuses this user from here (its pg_hba.conf), or the user is wrong";
+    if (code === "3D000")
+        return "the database does not exist";
+    if (code === "ECONNREFUSED")
+        return "nothing is listening there (is the host and port right, and is the database running?)";
+    if (ref && ["ENETUNREACH", "EHOSTUNREACH", "EADDRNOTAVAIL", "ENOTFOUND", "EAI_AGAIN"].includes(code)) {
+        return `${target.host} is the project's direct connection, which Supabase serves over IPv6 only, and this machine cannot reach it over IPv6 (GitHub's hosted runners are IPv4-only). Use the Session pooler string instead: ${sessionPoolerLocation(ref)}`;
+    }
+    if (code === "ENETUNREACH" || code === "EHOSTUNREACH")
+        return "there is no network route to that address";
+    if (code === "ENOTFOUND" || code === "EAI_AGAIN")
+        return "the host name does not resolve";
+    if (code === "ETIMEDOUT")
+        return "the connection timed out (a firewall, or the wrong host)";
+    if (message === "The server does not support SSL connections") {
+        const asked = params.get("sslmode") ?? process.env.PGSSLMODE;
+        const why = asked ? `sslmode=${asked}` : "the default for every host that is not local";
+        return `the server does not offer TLS, and TLS is what this connection asks for (${why}). If the network to it is trusted (a private or Docker network), use sslmode=disable in the URL; otherwise turn TLS on at the server`;
+    }
+    if (UNTRUSTED_CERTIFICATE.has(code)) {
+        return `the server's TLS certificate is not signed by a CA this connection trusts (${trusted(target, params)}; ${message}). Give the server's CA with sslrootcert=<file> and sslmode=verify-full, or use sslmode=require to encrypt without checking who answers`;
+    }
+    if (code === "ERR_TLS_CERT_ALTNAME_INVALID") {
+        return `the server's TLS certificate is not issued for ${target.host} (${message}). Connect with the host name the certificate names, or use sslmode=verify-ca to check the chain but not the name`;
+    }
+    if (code === "CERT_HAS_EXPIRED" || code === "CERT_NOT_YET_VALID") {
+        return `the server's TLS certificate is outside its validity dates (${message}); check this machine's clock and the server's certificate`;
+    }
+    return message;
+}
+/** Which CAs the failed verification used, in words. */
+function trusted(target, params) {
+    const rootCert = params.get("sslrootcert") ?? process.env.PGSSLROOTCERT;
+    if (rootCert && rootCert !== "system")
+        return `checked against the CA in ${rootCert}`;
+    if (!rootCert && target.kind === "supabase")
+        return "checked against Supabase's root CA and the public CAs";
+    return "checked against Node's default CAs";
 }
 
 ;// CONCATENATED MODULE: ./src/install/model.ts

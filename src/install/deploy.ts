@@ -8,7 +8,7 @@ import type { Logger } from "./logger.ts";
 import { type DeployOptions, type DeployResult, type Plan, planChangesQueues } from "./model.ts";
 import { computePlan } from "./plan.ts";
 import { planLines } from "./present.ts";
-import { type ProbeOptions, type ProbeResult, runProbe } from "./probe.ts";
+import { type ProbeResult, runProbe } from "./probe.ts";
 import { functionsUrlForProject, installSchema } from "./schema.ts";
 import { trimFunctionsUrl } from "./settings.ts";
 import { FUNCTION_NAME, stageWorkdir } from "./stage.ts";

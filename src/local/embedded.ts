@@ -3,6 +3,7 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { basename, join } from "node:path";
 import pg from "pg";
+import { connectionConfig } from "../db/connect.ts";
 import { type OsUser, postgresUser, runnableBinaries, temporaryFolder } from "./postgres-binaries.ts";
 
 /** A Postgres server this process can use as a superuser: found on the machine, or started embedded. */
@@ -14,7 +15,7 @@ export interface PostgresServer {
 }
 
 async function reachable(url: string, timeoutMs = 2000): Promise<boolean> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: timeoutMs });
+  const client = new pg.Client({ ...connectionConfig(url), connectionTimeoutMillis: timeoutMs });
   client.on("error", () => {});
   try {
     await client.connect();

@@ -3,7 +3,7 @@ import pg from "pg";
 import type { Completion } from "../../functions/execute_current_job/call.ts";
 import { createHandler, type Handler } from "../../functions/execute_current_job/handler.ts";
 import type { QueueFile } from "../config/types.ts";
-import { connect, describeConnectionError } from "../db/connect.ts";
+import { connect, connectionConfig, describeConnectionError } from "../db/connect.ts";
 import { reconcileQueues } from "../install/apply.ts";
 import type { Plan } from "../install/model.ts";
 import { installSchema } from "../install/schema.ts";
@@ -147,7 +147,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     functions.fallback = options.fallback;
     const functionsUrl = trimFunctionsUrl(options.functionsUrl ?? functions.functionsUrl);
 
-    const pool = new pg.Pool({ connectionString: dbUrl, max: 4, application_name: "supaqueue dev" });
+    const pool = new pg.Pool({ ...connectionConfig(dbUrl), max: 4, application_name: "supaqueue dev" });
     pool.on("error", () => {});
     cleanups.push(() => pool.end());
 
@@ -239,7 +239,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
 
 /** Runs supaqueue.tick() every `everyMs`, as pg_cron does on Supabase: leases, delayed jobs, backoffs, retention. */
 function startTicker(dbUrl: string, everyMs: number, log: (line: string) => void): { stop(): Promise<void> } {
-  const client = new pg.Client({ connectionString: dbUrl, application_name: "supaqueue dev (tick)" });
+  const client = new pg.Client({ ...connectionConfig(dbUrl), application_name: "supaqueue dev (tick)" });
   client.on("error", () => {});
   const connected = client.connect().catch((error) => {
     log(describeConnectionError(dbUrl, error));

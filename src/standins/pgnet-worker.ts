@@ -1,5 +1,6 @@
 import pg from "pg";
 import { describeError } from "../../functions/execute_current_job/body.ts";
+import { connectionConfig } from "../db/connect.ts";
 import { transaction } from "../db/transaction.ts";
 
 /**
@@ -130,7 +131,11 @@ export async function startPgNetWorker(
   const wakePollMs = options.wakePollMs ?? 5;
   const ttlMs = options.ttlMs ?? SIX_HOURS_MS;
   const doFetch = options.fetch ?? fetch;
-  const pool = new pg.Pool({ connectionString, max: 2, application_name: "pg_net stand-in" });
+  const pool = new pg.Pool({
+    ...connectionConfig(connectionString),
+    max: 2,
+    application_name: "pg_net stand-in",
+  });
   pool.on("error", () => {});
 
   let stopped = false;

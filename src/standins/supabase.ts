@@ -1,6 +1,7 @@
 import { copyFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
+import { connectionConfig } from "../db/connect.ts";
 import { projectRoot } from "../paths.ts";
 
 /**
@@ -17,7 +18,7 @@ const EXTENSION_FILES = join(projectRoot(), "src", "standins", "extensions");
 
 /** Runs `fn` with a client connected to `url`, always closing it. */
 export async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
+  const client = new pg.Client(connectionConfig(url));
   await client.connect();
   try {
     return await fn(client);
