@@ -1,19 +1,16 @@
 #!/usr/bin/env node
-// The `supaqueue` command. The CLI is TypeScript (src/cli.ts), run through tsx's loader so that a fresh clone
-// needs only `npm ci`: no build step, and no bundle to keep in sync with src/.
-let register;
+// The `supaqueue` command: the CLI as built JavaScript (lib/, compiled from src/ by `npm run build:cli`, which npm
+// runs as `prepare` on npm ci / npm install in a clone and before npm pack). No TypeScript loader at run time.
 try {
-  ({ register } = await import("tsx/esm/api"));
-} catch {
-  process.stderr.write("supaqueue: tsx is not installed; run `npm ci` in the Supaqueue folder first.\n");
-  process.exit(1);
-}
-register();
-try {
-  await import("../src/cli.ts");
+  await import("../lib/src/cli.js");
 } catch (error) {
-  // The CLI could not even load (a file missing from the clone, a broken install): one line, as for any failure.
+  const notBuilt =
+    error?.code === "ERR_MODULE_NOT_FOUND" && String(error?.message).includes("lib/src/cli.js");
+  // The CLI could not even load (not built yet, a file missing, a broken install): one line, as for any failure.
   const debug = process.env.SUPAQUEUE_DEBUG ? `${error?.stack}\n` : "";
-  process.stderr.write(`${debug}supaqueue: cannot load the CLI: ${error?.message ?? error}\n`);
+  const why = notBuilt
+    ? "the CLI is not built: run `npm ci` (or `npm run build:cli`) in the Supaqueue folder first"
+    : `cannot load the CLI: ${error?.message ?? error}`;
+  process.stderr.write(`${debug}supaqueue: ${why}\n`);
   process.exit(1);
 }

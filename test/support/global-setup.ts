@@ -1,6 +1,9 @@
+import { execFileSync } from "node:child_process";
+import { createRequire } from "node:module";
 import type { TestProject } from "vitest/node";
 import { installSchema } from "../../src/install/schema.ts";
 import { findOrStartPostgres } from "../../src/local/embedded.ts";
+import { projectRoot } from "../../src/paths.ts";
 import {
   createProjectDatabase,
   databaseUrl,
@@ -26,6 +29,15 @@ export const TEST_FUNCTIONS_URL = "http://127.0.0.1:9/functions/v1";
  * Each test file clones the template (fast) or creates an empty database (to test installation itself).
  */
 export default async function setup(project: TestProject) {
+  // Tests run the CLI as users do (node bin/supaqueue.js, npm start): from lib/, built from today's src/ here.
+  execFileSync(
+    process.execPath,
+    [createRequire(import.meta.url).resolve("typescript/bin/tsc"), "-p", "tsconfig.build.json"],
+    {
+      cwd: projectRoot(),
+      stdio: "inherit",
+    },
+  );
   const server = await findOrStartPostgres(process.env.DATABASE_URL);
   const template = `sq_template_${process.pid}`;
   await withClient(server.adminUrl, prepareStandinServer);
