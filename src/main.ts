@@ -2,7 +2,7 @@ import * as core from "@actions/core";
 import { ConfigError } from "./config/types.ts";
 import { readInputs } from "./inputs.ts";
 import { deploy } from "./install/deploy.ts";
-import type { Logger } from "./install/logger.ts";
+import { type Logger, logProblems } from "./install/logger.ts";
 import { failureMarkdown, summaryJson, summaryMarkdown } from "./install/present.ts";
 
 /** The install modules' logger, on top of @actions/core: groups, masks and file annotations. */
@@ -32,8 +32,7 @@ export async function run(): Promise<void> {
     core.info(result.changed ? "Done." : "Done: no changes.");
   } catch (error) {
     const problems = error instanceof ConfigError ? error.problems : [];
-    for (const problem of problems)
-      actionLogger.error(`${problem.field}: ${problem.message}`, problem.position);
+    logProblems(actionLogger, problems);
     const message =
       error instanceof ConfigError
         ? `supaqueue: ${problems.length} problem(s) in the queue file; nothing was changed (each is annotated above).`

@@ -1,5 +1,6 @@
 import { ConfigError } from "../config/types.ts";
 import { deploy } from "../install/deploy.ts";
+import { logProblems } from "../install/logger.ts";
 import type { DeployOptions } from "../install/model.ts";
 import { checkDeploySettings, type DeploySetting, SettingError } from "../install/settings.ts";
 import { type CommandSpec, DB_URL_FLAG, type Parsed, stringFlag, UsageError } from "./args.ts";
@@ -122,8 +123,7 @@ export async function runDeploy(
     return 0;
   } catch (error) {
     if (error instanceof ConfigError) {
-      for (const problem of error.problems)
-        log.error(`${problem.field}: ${problem.message}`, problem.position);
+      logProblems(log, error.problems);
       log.error(`${error.problems.length} problem(s) in ${options.configFile}; nothing was changed.`);
       return 1;
     }

@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
 import { loadConfig } from "../config/load.ts";
 import { ConfigError, type QueueFile } from "../config/types.ts";
+import { logProblems } from "../install/logger.ts";
 import { httpUrlProblem } from "../install/settings.ts";
 import { demoConfig, enqueueDemoJobs, readReport, reportTable, waitForDemo } from "../local/demo.ts";
 import { demoTarget } from "../local/demo-target.ts";
@@ -187,8 +188,7 @@ export async function runDev(
     return 0;
   } catch (error) {
     if (error instanceof ConfigError) {
-      for (const problem of error.problems)
-        log.error(`${problem.field}: ${problem.message}`, problem.position);
+      logProblems(log, error.problems);
       return 1;
     }
     throw error;

@@ -1,7 +1,7 @@
 import type pg from "pg";
+import { formatTable, ms } from "../table.ts";
 import { type CommandSpec, DB_URL_FLAG, type Parsed, requireDbUrl, UsageError } from "./args.ts";
 import { withDatabase } from "./database.ts";
-import { formatTable, ms } from "./table.ts";
 
 export const STATUS: CommandSpec = {
   name: "status",

@@ -1,4 +1,4 @@
-import type { Position } from "../config/types.ts";
+import type { ConfigProblem, Position } from "../config/types.ts";
 
 /**
  * What install code needs from its host: the action maps it to @actions/core, a CLI to the terminal.
@@ -15,15 +15,7 @@ export interface Logger {
   secret(value: string): void;
 }
 
-/** A logger for scripts and tests: plain lines on stdout and stderr, groups as headings, nothing masked. */
-export const consoleLogger: Logger = {
-  info: (message) => console.log(message),
-  warning: (message) => console.warn(`warning: ${message}`),
-  error: (message, position) =>
-    console.error(position ? `${position.file}:${position.line}:${position.column}: ${message}` : message),
-  async group(title, fn) {
-    console.log(`== ${title}`);
-    return fn();
-  },
-  secret: () => {},
-};
+/** Logs each problem of supaqueue.yml at its place in the file (an annotation in the action). */
+export function logProblems(log: Logger, problems: ConfigProblem[]): void {
+  for (const problem of problems) log.error(`${problem.field}: ${problem.message}`, problem.position);
+}

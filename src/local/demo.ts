@@ -1,7 +1,7 @@
 import type pg from "pg";
-import { formatTable, ms } from "../cli/table.ts";
 import { ConfigError, type QueueFile } from "../config/types.ts";
 import { validateConfigText } from "../config/validate.ts";
+import { formatTable, ms } from "../table.ts";
 import { type Diagnosis, diagnoseStall, stallLine } from "./stall.ts";
 
 export const DEMO_FILE = "demo.supaqueue.yml (built in)";
