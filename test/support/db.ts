@@ -7,6 +7,7 @@ import {
   databaseUrl,
   dropDatabase,
   INSTALLER_ROLE,
+  withClient,
 } from "../../src/standins/supabase.ts";
 
 export const TEST_SECRET = "test-secret";
@@ -73,4 +74,12 @@ export async function emptyDatabase(): Promise<TestDatabase> {
   const name = uniqueName("empty");
   await createProjectDatabase(inject("adminUrl"), name);
   return open(name);
+}
+
+/** Whether the test server has a database of this name (to check that a command dropped the one it made). */
+export async function databaseExists(name: string): Promise<boolean> {
+  return withClient(inject("adminUrl"), async (admin) => {
+    const { rowCount } = await admin.query("select 1 from pg_database where datname = $1", [name]);
+    return rowCount === 1;
+  });
 }

@@ -1,6 +1,11 @@
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 
+/** A Supabase CLI profile (SUPABASE_PROFILE=<file>) that sends its Management API calls to `apiUrl`. */
+export function profileYaml(apiUrl: string): string {
+  return `name: supaqueue-test\napi_url: ${apiUrl}\ndashboard_url: ${apiUrl}\nproject_host: supabase.co\n`;
+}
+
 /** One function as deployed through the fake: its metadata and every file the CLI uploaded. */
 export interface DeployedFunction {
   slug: string;
@@ -65,7 +70,7 @@ export class FakeManagementApi {
 
   /** The profile file content that points the Supabase CLI here (SUPABASE_PROFILE=<file>). */
   profileYaml(): string {
-    return `name: supaqueue-test\napi_url: ${this.url}\ndashboard_url: ${this.url}\nproject_host: supabase.co\n`;
+    return profileYaml(this.url);
   }
 
   private async handle(req: IncomingMessage): Promise<{ status: number; body?: unknown }> {
