@@ -46,14 +46,14 @@ import { callDirectly, startTarget, type Target } from "./target.ts";
  * a process of its own, as a real target runs elsewhere).
  */
 
-export interface ChainShape {
+interface ChainShape {
   key: string;
   label: string;
   queues: number;
   workersPerQueue: number;
 }
 
-export const CHAIN_SHAPES: ChainShape[] = [
+const CHAIN_SHAPES: ChainShape[] = [
   { key: "w1", label: "1 worker", queues: 1, workersPerQueue: 1 },
   { key: "w16", label: "16 workers", queues: 1, workersPerQueue: 16 },
   { key: "w100", label: "100 workers", queues: 1, workersPerQueue: 100 },
@@ -61,10 +61,10 @@ export const CHAIN_SHAPES: ChainShape[] = [
 ];
 
 /** How long the target takes to answer: at once, and like a typical API call. */
-export const CHAIN_DELAYS_MS = [0, 50];
+const CHAIN_DELAYS_MS = [0, 50];
 
 /** The key of a shape and delay in the job counts and the results, e.g. "w100@50". */
-export const chainKey = (shape: ChainShape, delayMs: number) => `${shape.key}@${delayMs}`;
+const chainKey = (shape: ChainShape, delayMs: number) => `${shape.key}@${delayMs}`;
 
 const SERVICE_ROLE_KEY = "bench-service-role-key";
 /** Connections of the PostgREST stand-in (Supabase's smallest projects give PostgREST a pool of about 10). */
@@ -72,7 +72,7 @@ const POSTGREST_POOL = 10;
 /** How often pg_cron runs tick() on Supabase. */
 const TICK_MS = 1000;
 
-export interface ChainRun {
+interface ChainRun {
   jobs: number;
   seconds: number;
   jobsPerSecond: number;
@@ -112,7 +112,7 @@ export interface ChainRun {
   longestResponseChars: number;
 }
 
-export interface DirectRun {
+interface DirectRun {
   seconds: number;
   jobsPerSecond: number;
   /** CPU seconds of this Node process (the client). */
@@ -572,7 +572,7 @@ export async function measureChain(
 }
 
 /** One way of loading the function for its memory figure. */
-export interface MemoryVariant {
+interface MemoryVariant {
   label: string;
   payloadChars?: number;
   responseBytes?: number;

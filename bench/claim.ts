@@ -101,7 +101,7 @@ begin
   return times;
 end $$;`;
 
-export async function build(db: BenchDatabase, state: ClaimState): Promise<void> {
+async function build(db: BenchDatabase, state: ClaimState): Promise<void> {
   await withClient(db.url, async (c) => {
     await c.query("insert into supaqueue.queue (name, url) values ('target', 'https://target.example/hook')");
     if (state.queues > 1) {

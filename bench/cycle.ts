@@ -51,7 +51,7 @@ export const CYCLE_SHAPES: CycleShape[] = [
 export type ReportMode = "continued" | "woken";
 export const REPORT_MODES: ReportMode[] = ["continued", "woken"];
 
-export const COMPLETERS = 8;
+const COMPLETERS = 8;
 /** Requests taken at once, as pg_net's pg_net.batch_size (200). */
 const TAKE_BATCH = 200;
 /** The edge function's largest report (DEFAULT_MAX_BATCH in reporter.ts). */
@@ -59,7 +59,7 @@ const REPORT_BATCH = 100;
 /** What a fresh function instance passes: its 150 s wall clock less the 10 s margin (handler.ts, Lifetime). */
 export const CLAIM_WITHIN_MS = 140_000;
 
-export interface CycleRun {
+interface CycleRun {
   jobsPerSecond: number;
   seconds: number;
   /** pg_net requests (wakeups) taken during the run. */
@@ -111,7 +111,7 @@ interface Wakeup {
 type Work = { wakeup: Wakeup } | { outcome: number };
 
 /** Runs one cycle measurement on a fresh database and returns jobs per second and what it took. */
-export async function runCycle(
+async function runCycle(
   bench: BenchServer,
   shape: CycleShape,
   jobs: number,

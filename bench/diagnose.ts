@@ -20,7 +20,7 @@ import {
  * for when other connections hold them).
  */
 
-export interface DiagnosisVariant {
+interface DiagnosisVariant {
   label: string;
   /** Jobs finished per second at 1 connection with synchronous_commit=off: the server's work per job. */
   tpsCpu: number;
@@ -28,7 +28,7 @@ export interface DiagnosisVariant {
   tps8: number;
 }
 
-export interface WaitSample {
+interface WaitSample {
   variant: string;
   /** Share of sampled backends of this database in each wait state ("running" when none). */
   shares: { wait: string; share: number }[];
@@ -82,7 +82,7 @@ interface Variant {
   script: string;
 }
 
-export const VARIANTS: Variant[] = [
+const VARIANTS: Variant[] = [
   {
     label: "one outcome per report, next call woken (complete_current_jobs)",
     script: reportScript(1, false),

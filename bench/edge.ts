@@ -24,7 +24,7 @@ import { callDirect, startTarget } from "./target.ts";
  * Calls are made one at a time. Peak memory is the Deno process's VmHWM (peak resident set) after all calls.
  */
 
-export interface EdgeRun {
+interface EdgeRun {
   endToEndMedianMs: number;
   endToEndP99Ms: number;
   acceptMedianMs: number;

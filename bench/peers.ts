@@ -19,7 +19,7 @@ import { type BenchServer, emptyDatabase, log, median, sleep } from "./support.t
  *   through pg-boss's own fetch(name) (batch size 1) and complete(name, id) in 8 loops instead.
  */
 
-export const PEER_CONCURRENCY = 8;
+const PEER_CONCURRENCY = 8;
 
 export interface PeersResult {
   jobs: number;

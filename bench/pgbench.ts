@@ -7,7 +7,7 @@ import { promisify } from "node:util";
 const run = promisify(execFile);
 
 /** pgbench from the server's own packages (Debian's postgresql-client); PGBENCH overrides it. */
-export const PGBENCH = process.env.PGBENCH ?? "/usr/bin/pgbench";
+const PGBENCH = process.env.PGBENCH ?? "/usr/bin/pgbench";
 
 export interface PgbenchRun {
   /** The custom script's text (pgbench syntax). */

@@ -7,7 +7,7 @@ import pg from "pg";
  * profile ranks statements; it does not give their exact cost.
  */
 
-export interface StatementCost {
+interface StatementCost {
   /** The first line of the statement's text, whitespace collapsed. */
   statement: string;
   calls: number;

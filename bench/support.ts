@@ -17,7 +17,7 @@ import {
  */
 
 /** The functions URL the template is configured with. Nothing listens there: the bench plays pg_net itself. */
-export const BENCH_FUNCTIONS_URL = "http://127.0.0.1:9/functions/v1";
+const BENCH_FUNCTIONS_URL = "http://127.0.0.1:9/functions/v1";
 export const BENCH_SECRET = "bench-secret";
 
 export interface BenchServer {
@@ -104,7 +104,7 @@ export async function withInstalledDatabase<T>(
   }
 }
 
-export { withClient, databaseUrl };
+export { withClient };
 
 /** A small pool (the server allows 100 connections in all). Errors of idle clients are ignored. */
 export function smallPool(url: string, max: number): pg.Pool {
@@ -130,7 +130,7 @@ export function quantile(values: number[], q: number): number {
 }
 
 /** Runs `once` `times` times (the repeats of one figure) and returns every result. */
-export async function repeat<T>(times: number, once: (index: number) => Promise<T>): Promise<T[]> {
+async function repeat<T>(times: number, once: (index: number) => Promise<T>): Promise<T[]> {
   const results: T[] = [];
   for (let i = 0; i < times; i++) results.push(await once(i));
   return results;

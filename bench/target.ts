@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url";
  * gap between two calls of a worker is where Supaqueue's own time goes.
  */
 
-export interface TargetStats {
+interface TargetStats {
   /** Requests answered. */
   answered: number;
   /** Sum over answered requests of the time from arrival to the end of the answer, in ms. */

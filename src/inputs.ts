@@ -2,7 +2,7 @@ import type { DeployOptions } from "./install/model.ts";
 import { checkDeploySettings, type DeploySetting, SettingError } from "./install/settings.ts";
 
 /** An input that is missing or malformed; the message names the input and what it should be. */
-export class InputError extends Error {
+class InputError extends Error {
   constructor(input: string, problem: string) {
     super(`supaqueue: input "${input}" ${problem}`);
     this.name = "InputError";

@@ -38,7 +38,7 @@ export class UsageError extends Error {
   }
 }
 
-export const HELP_FLAG: FlagSpec = { type: "boolean", short: "h", description: "Show this help and exit." };
+const HELP_FLAG: FlagSpec = { type: "boolean", short: "h", description: "Show this help and exit." };
 
 export interface Parsed {
   values: Record<string, string | boolean | string[] | undefined>;

@@ -19,7 +19,7 @@ export const STATUS: CommandSpec = {
   },
 };
 
-export interface QueueStatus {
+interface QueueStatus {
   queue: string;
   paused: boolean;
   pending: number;
@@ -34,7 +34,7 @@ export interface QueueStatus {
   p95_ms: number | null;
 }
 
-export interface RecentFailure {
+interface RecentFailure {
   queue: string;
   job_id: string;
   attempts: number;
@@ -44,7 +44,7 @@ export interface RecentFailure {
 }
 
 /** Per-queue counters from supaqueue.queue_stats, and the latest failed jobs with the error of their last attempt. */
-export async function readStatus(
+async function readStatus(
   client: pg.ClientBase,
   failures = 5,
 ): Promise<{ queues: QueueStatus[]; failures: RecentFailure[] }> {
@@ -96,7 +96,7 @@ export async function runStatus(parsed: Parsed, env: Record<string, string | und
   });
 }
 
-export function statusText(status: { queues: QueueStatus[]; failures: RecentFailure[] }): string {
+function statusText(status: { queues: QueueStatus[]; failures: RecentFailure[] }): string {
   if (status.queues.length === 0) return "No queues yet: add them to supaqueue.yml and run supaqueue deploy.";
   const out = [
     formatTable(

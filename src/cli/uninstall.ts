@@ -35,7 +35,7 @@ export const UNINSTALL: CommandSpec = {
   ],
 };
 
-export interface UninstallResult {
+interface UninstallResult {
   /** Calls in flight that stopped the uninstall (nothing was changed), or 0. */
   refusedInFlight: number;
   removedSchema: boolean;
@@ -47,7 +47,7 @@ export interface UninstallResult {
  * Removes everything Supaqueue put in the database, in one transaction. The queue and current-job tables are
  * locked first, so no call can start between the in-flight check and the drop.
  */
-export async function uninstallDatabase(client: pg.ClientBase, force: boolean): Promise<UninstallResult> {
+async function uninstallDatabase(client: pg.ClientBase, force: boolean): Promise<UninstallResult> {
   return transaction(client, async (): Promise<UninstallResult> => {
     const schema = await client.query<{ ok: boolean }>(
       "select to_regclass('supaqueue.current_job') is not null as ok",

@@ -19,7 +19,7 @@ export function findCharacter(text: string, isBad: (codePoint: number) => boolea
   return null;
 }
 
-export function describeCharacter(char: string): string {
+function describeCharacter(char: string): string {
   const codePoint = char.codePointAt(0) as number;
   const code = `U+${codePoint.toString(16).toUpperCase().padStart(4, "0")}`;
   switch (codePoint) {

@@ -4,7 +4,7 @@ import { type At, checkKeys, NAME, NAME_RULE, type Report, scalar, show } from "
 import { atMost, count, LIMITS } from "./limits.ts";
 import type { ScheduleSpec } from "./types.ts";
 
-export const SCHEDULE_KEYS = ["cron", "queue", "payload"];
+const SCHEDULE_KEYS = ["cron", "queue", "payload"];
 
 /**
  * Checks the `schedules:` section: schedule name → { cron, queue, payload }. Whether the queue exists is known
@@ -126,7 +126,7 @@ function validateSchedule(pair: Pair, at: At, report: Report, maxPayloadBytes: n
  * The size of a JSON value as the database measures a payload: octet_length of its jsonb text, which writes
  * `{"a": 1, "b": [1, 2]}` (a space after each colon and comma).
  */
-export function jsonbTextBytes(value: unknown): number {
+function jsonbTextBytes(value: unknown): number {
   if (Array.isArray(value)) {
     return 2 + value.reduce((sum: number, item) => sum + jsonbTextBytes(item), 0) + separators(value.length);
   }

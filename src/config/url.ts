@@ -88,7 +88,7 @@ function isSpaceOrControl(codePoint: number): boolean {
   return codePoint <= 0x20 || codePoint === 0x7f || /\s/u.test(String.fromCodePoint(codePoint));
 }
 
-export function isHttpUrl(value: string): boolean {
+function isHttpUrl(value: string): boolean {
   if (!/^https?:\/\/[^/?#\s]+[^\s]*$/.test(value)) return false;
   try {
     const url = new URL(value);

@@ -17,7 +17,7 @@ import type {
 } from "./types.ts";
 import { validateUrl } from "./url.ts";
 
-export const QUEUE_NAME = NAME;
+const QUEUE_NAME = NAME;
 const FUNCTION_NAME = /^[A-Za-z0-9_-]{1,128}$/;
 
 const TOP_LEVEL_KEYS = ["queues", "schedules"];

@@ -18,7 +18,7 @@ export type Resolution =
   | { value: string; parts: Part[]; variables: string[]; missing?: undefined };
 
 /** The variables a value names, each once, in order. */
-export function variablesIn(text: string): string[] {
+function variablesIn(text: string): string[] {
   return [...new Set([...text.matchAll(VARIABLE)].map((m) => m[1] as string))];
 }
 

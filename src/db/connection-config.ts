@@ -29,8 +29,8 @@ import { SUPABASE_ROOT_CA_2021 } from "./supabase-root-ca.ts";
  * apply when the URL has no sslmode or sslrootcert, as for libpq. A Unix socket never uses TLS (libpq neither).
  */
 
-export const SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] as const;
-export type SslMode = (typeof SSL_MODES)[number];
+const SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] as const;
+type SslMode = (typeof SSL_MODES)[number];
 
 /** Every TLS parameter libpq or node-pg reads from a URL: all leave the URL, so node-pg has none to re-parse. */
 const SSL_PARAMETERS = [
@@ -56,9 +56,9 @@ const SSL_PARAMETERS = [
 const TLS_VERSIONS = ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"] as const;
 
 /** The port of Supabase's transaction poolers (Supavisor on the shared pooler, PgBouncer on db.<ref>). */
-export const TRANSACTION_POOLER_PORT = 6543;
+const TRANSACTION_POOLER_PORT = 6543;
 
-export type HostKind = "socket" | "local" | "supabase" | "other";
+type HostKind = "socket" | "local" | "supabase" | "other";
 
 /** Where a connection goes, as far as TLS and Supabase's rules care. */
 export interface Target {
@@ -108,7 +108,7 @@ export function targetOf(url: URL, env: NodeJS.ProcessEnv = process.env): Target
   return { host, port, kind: hostKind(host) };
 }
 
-export function hostKind(host: string): HostKind {
+function hostKind(host: string): HostKind {
   const name = host.toLowerCase();
   if (name.startsWith("/")) return "socket";
   if (name === "localhost" || name.endsWith(".localhost") || name === "::1") return "local";

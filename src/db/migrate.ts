@@ -36,7 +36,7 @@ export interface RecordedMigration {
  * replaced by today's 0001 in one transaction that keeps every queue, job, worker, call in flight, attempt, schedule
  * and Vault secret (sql/prerelease/).
  */
-export const PRERELEASE = ["0001_supaqueue", "0002_batched_completion", "0003_time_ordered_job_ids"] as const;
+const PRERELEASE = ["0001_supaqueue", "0002_batched_completion", "0003_time_ordered_job_ids"] as const;
 
 /** Hex SHA-256 of a migration's text. */
 export function checksumOf(sql: string): string {
@@ -213,7 +213,7 @@ async function replacePrerelease(client: pg.ClientBase, migrations: Migration[])
 }
 
 /** A database whose recorded migrations this version cannot continue; nothing was changed. */
-export class MigrationHistoryError extends Error {
+class MigrationHistoryError extends Error {
   constructor(message: string) {
     super(message);
     this.name = "MigrationHistoryError";
@@ -221,7 +221,7 @@ export class MigrationHistoryError extends Error {
 }
 
 /** A migration that failed; the database is as it was before that migration. */
-export class MigrationError extends Error {
+class MigrationError extends Error {
   constructor(
     readonly migration: Migration,
     readonly cause: unknown,

@@ -103,14 +103,14 @@ async function updateQueue(client: pg.ClientBase, name: string, row: QueueRow): 
 }
 
 /** Removes the schedules the plan removes (run before queues go). */
-export async function removeSchedules(client: pg.ClientBase, plan: Plan): Promise<void> {
+async function removeSchedules(client: pg.ClientBase, plan: Plan): Promise<void> {
   for (const schedule of plan.schedules) {
     if (schedule.action === "remove") await client.query("select supaqueue.unschedule($1)", [schedule.name]);
   }
 }
 
 /** Creates and changes the schedules the plan asks for (run once their queues exist). */
-export async function writeSchedules(client: pg.ClientBase, plan: Plan): Promise<void> {
+async function writeSchedules(client: pg.ClientBase, plan: Plan): Promise<void> {
   for (const s of plan.schedules) {
     if (s.action !== "create" && s.action !== "update") continue;
     await client.query("select supaqueue.schedule($1, $2, $3, $4::jsonb, $5)", [
@@ -124,7 +124,7 @@ export async function writeSchedules(client: pg.ClientBase, plan: Plan): Promise
 }
 
 /** Makes the queue's first key with supaqueue.rotate_signing_key; the key stays in the database, unread. */
-export async function createSigningKey(client: pg.ClientBase, queue: string): Promise<void> {
+async function createSigningKey(client: pg.ClientBase, queue: string): Promise<void> {
   await client.query("select supaqueue.rotate_signing_key($1) is not null", [queue]);
 }
 
@@ -132,7 +132,7 @@ export async function createSigningKey(client: pg.ClientBase, queue: string): Pr
  * Stops signing a queue's calls: clears its signing columns and deletes its current and previous keys from Vault.
  * Deleting is deliberate: a key nobody uses should not linger, and signing again later makes a fresh key.
  */
-export async function clearSigningKey(client: pg.ClientBase, queue: string): Promise<void> {
+async function clearSigningKey(client: pg.ClientBase, queue: string): Promise<void> {
   await client.query(
     `update supaqueue.queue set signing_key_secret = null, previous_signing_key_secret = null,
             previous_signing_key_until = null

@@ -23,7 +23,7 @@ import {
 import { checkTick, describeTick, enablePgCron } from "./tick.ts";
 
 /** Everything was installed, but a probe did not come back: the loop is broken at `link`. */
-export class ProbeError extends Error {
+class ProbeError extends Error {
   constructor(
     readonly link: string,
     detail: string,

@@ -94,7 +94,7 @@ export interface SigningChange {
   vaultSecret: string;
 }
 
-export interface QueueChange {
+interface QueueChange {
   name: string;
   action: "create" | "update" | "unchanged";
   /** What differs, for people: "method: POST → PUT", "header X-Api-Key: secret value changed". Never a value of a secret. */
@@ -105,14 +105,14 @@ export interface QueueChange {
   row: QueueRow;
 }
 
-export interface QueueRemoval {
+interface QueueRemoval {
   name: string;
   unfinishedJobs: number;
   /** remove: empty, goes now; pause: has unfinished jobs, paused until empty; keep-paused: already paused, still has jobs. */
   action: "remove" | "pause" | "keep-paused";
 }
 
-export interface SecretChange {
+interface SecretChange {
   /** Vault name of the secret. */
   name: string;
   queue: string;

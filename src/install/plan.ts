@@ -15,7 +15,7 @@ import {
 // The diff: what a run would do to bring the database (as state.ts read it) in line with the file. Changes nothing.
 
 /** The supaqueue.queue row a queue of the file asks for. */
-export function desiredRow(spec: QueueSpec): QueueRow {
+function desiredRow(spec: QueueSpec): QueueRow {
   const settings = Object.fromEntries(
     COLUMN_SETTINGS.map((s) => [s.column, spec[s.field]]),
   ) as SettingColumns;
@@ -235,7 +235,7 @@ function describeRowChanges(existing: QueueRow, row: QueueRow): string[] {
 }
 
 /** What `signed:` asks of a queue: a first key when it has none, or no key when the file says unsigned. */
-export function signingChange(
+function signingChange(
   spec: QueueSpec,
   existing: { signing_key_secret: string | null } | undefined,
 ): SigningChange | null {
@@ -253,7 +253,7 @@ export function signingChange(
  * no longer in it. Schedules not made from the file are never touched; a file schedule with the name of one is a
  * conflict, and so is a schedule whose queue will not exist, or any schedule without pg_cron.
  */
-export function computeSchedules(config: QueueFile, state: InstalledState, plan: Plan): void {
+function computeSchedules(config: QueueFile, state: InstalledState, plan: Plan): void {
   const fileQueues = new Set(config.queues.map((q) => q.name));
   for (const spec of config.schedules) {
     const field = `schedules.${spec.name}`;

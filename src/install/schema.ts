@@ -4,7 +4,7 @@ import { type MigrateResult, migrate } from "../db/migrate.ts";
 import { transaction } from "../db/transaction.ts";
 import { scheduleTick, type TickMode, type TickState } from "./tick.ts";
 
-export const VAULT_SECRET_NAME = "supaqueue_secret";
+const VAULT_SECRET_NAME = "supaqueue_secret";
 
 export interface SchemaSettings {
   /** The functions base URL, e.g. https://<ref>.supabase.co/functions/v1. */
@@ -31,7 +31,7 @@ export function functionsUrlForProject(projectRef: string): string {
 }
 
 /** A new shared secret: 32 random bytes, URL-safe. */
-export function generateSecret(): string {
+function generateSecret(): string {
   return randomBytes(32).toString("base64url");
 }
 

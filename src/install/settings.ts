@@ -63,7 +63,7 @@ export function trimFunctionsUrl(url: string): string {
 }
 
 /** https://<project-ref>.supabase.co/functions/v1 */
-export const FUNCTIONS_URL_EXAMPLE = "https://<project-ref>.supabase.co/functions/v1";
+const FUNCTIONS_URL_EXAMPLE = "https://<project-ref>.supabase.co/functions/v1";
 
 /**
  * Checks the settings before anything is touched and returns what deploy() needs. Secrets are handed to `mask` as

@@ -43,7 +43,7 @@ export async function readInstalledState(client: pg.ClientBase): Promise<Install
 }
 
 /** pg_cron's version, or null when the extension is not installed. */
-export async function readCron(client: pg.ClientBase): Promise<string | null> {
+async function readCron(client: pg.ClientBase): Promise<string | null> {
   const { rows } = await client.query<{ version: string }>(
     "select extversion as version from pg_catalog.pg_extension where extname = 'pg_cron'",
   );
@@ -51,7 +51,7 @@ export async function readCron(client: pg.ClientBase): Promise<string | null> {
 }
 
 /** supaqueue.schedule by name, each with whether its pg_cron job exists (when cron.job is readable). */
-export async function readSchedules(
+async function readSchedules(
   client: pg.ClientBase,
   cronInstalled: boolean,
 ): Promise<Map<string, ExistingSchedule>> {

@@ -5,7 +5,7 @@ import type { Logger } from "./logger.ts";
 import { FUNCTION_NAME, type StagedWorkdir } from "./stage.ts";
 
 /** The CLI fetched through npx when none is on PATH: a release known to work with --use-api deploys. */
-export const PINNED_CLI = "supabase@2.117.0";
+const PINNED_CLI = "supabase@2.117.0";
 
 export interface SupabaseCli {
   command: string;
@@ -16,7 +16,7 @@ export interface SupabaseCli {
 }
 
 /** The project's access token was refused, by the CLI (wrong format) or by the Management API (401/403). */
-export class AccessTokenRejected extends Error {
+class AccessTokenRejected extends Error {
   constructor(detail: string) {
     super(
       `supaqueue: Supabase rejected the access token (${detail}). Create a personal access token at ` +

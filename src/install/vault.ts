@@ -7,7 +7,7 @@ import type pg from "pg";
  * joined with ':', which neither a queue name nor an HTTP header name can contain, so no two (queue, header) pairs
  * share a name (supaqueue._header_secret_name in sql/0001_supaqueue.sql is the same rule).
  */
-export const HEADER_SECRET_PREFIX = "supaqueue:header:";
+const HEADER_SECRET_PREFIX = "supaqueue:header:";
 
 /** The Vault name of a queue's secret header, e.g. supaqueue:header:send-email:x-api-key. */
 export function headerSecretName(queue: string, header: string): string {
@@ -15,7 +15,7 @@ export function headerSecretName(queue: string, header: string): string {
 }
 
 /** A queue's URL held in Vault (it holds ${VAR}): supaqueue:url:<queue> (supaqueue._url_secret_name). */
-export const URL_SECRET_PREFIX = "supaqueue:url:";
+const URL_SECRET_PREFIX = "supaqueue:url:";
 export function urlSecretName(queue: string): string {
   return `${URL_SECRET_PREFIX}${queue}`;
 }

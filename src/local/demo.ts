@@ -4,13 +4,13 @@ import { validateConfigText } from "../config/validate.ts";
 import { formatTable, ms } from "../table.ts";
 import { type Diagnosis, diagnoseStall, stallLine } from "./stall.ts";
 
-export const DEMO_FILE = "demo.supaqueue.yml (built in)";
+const DEMO_FILE = "demo.supaqueue.yml (built in)";
 
 /**
  * The demo's queue file. Its queues call endpoints of the local stack itself (see demo-target.ts), through both
  * kinds of target: edge functions of the "project" (`function:`) and plain URLs (`url:`).
  */
-export function demoConfigText(origin: string): string {
+function demoConfigText(origin: string): string {
   return `queues:
   fast:                       # many quick calls, 5 at a time
     function: demo-fast
@@ -33,7 +33,7 @@ export function demoConfigText(origin: string): string {
 }
 
 /** How many jobs the demo enqueues, per queue. */
-export const DEMO_JOBS: Record<string, number> = { fast: 200, slow: 40, flaky: 90, "rate-limited": 60 };
+const DEMO_JOBS: Record<string, number> = { fast: 200, slow: 40, flaky: 90, "rate-limited": 60 };
 const RATE_LIMITED_PER_SECOND = 20;
 
 export function demoConfig(origin: string): QueueFile {
@@ -65,7 +65,7 @@ export async function enqueueDemoJobs(pool: pg.Pool): Promise<number> {
   return jobs.length;
 }
 
-export interface QueueProgress {
+interface QueueProgress {
   queue: string;
   total: number;
   done: number;
@@ -74,7 +74,7 @@ export interface QueueProgress {
   retries: number;
 }
 
-export async function readProgress(pool: pg.Pool): Promise<QueueProgress[]> {
+async function readProgress(pool: pg.Pool): Promise<QueueProgress[]> {
   const { rows } = await pool.query<QueueProgress>(`
     select q.name as queue, count(j.id)::int as total,
            count(j.id) filter (where j.status in ('successful', 'failed', 'cancelled'))::int as done,
@@ -86,7 +86,7 @@ export async function readProgress(pool: pg.Pool): Promise<QueueProgress[]> {
   return rows;
 }
 
-export function progressLine(progress: QueueProgress[], elapsedMs: number): string {
+function progressLine(progress: QueueProgress[], elapsedMs: number): string {
   const done = progress.reduce((n, q) => n + q.done, 0);
   const total = progress.reduce((n, q) => n + q.total, 0);
   const inFlight = progress.reduce((n, q) => n + q.in_flight, 0);

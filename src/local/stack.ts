@@ -24,7 +24,7 @@ import { type FunctionsServer, startFunctionsServer, type WebHandler } from "./f
 import { serviceRoleDatabase } from "./service-role-database.ts";
 
 /** The key sent as `Authorization: Bearer` to function targets in local mode (there is no real project key). */
-export const LOCAL_SERVICE_ROLE_KEY = "local-service-role-key";
+const LOCAL_SERVICE_ROLE_KEY = "local-service-role-key";
 
 export interface LocalStackOptions {
   /** A Postgres to use; without it an embedded one is started (and deleted on stop). */

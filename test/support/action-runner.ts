@@ -6,7 +6,7 @@ import { parse } from "yaml";
 import { projectRoot } from "../../src/paths.ts";
 import type { FakeManagementApi } from "./management-api.ts";
 
-export interface Annotation {
+interface Annotation {
   level: string;
   file?: string;
   line?: number;
@@ -122,7 +122,7 @@ function passThrough(names: string[]): Record<string, string> {
 }
 
 /** Reads `name<<DELIMITER\nvalue\nDELIMITER` blocks, the format @actions/core writes to GITHUB_OUTPUT. */
-export function parseOutputs(text: string): Record<string, string> {
+function parseOutputs(text: string): Record<string, string> {
   const outputs: Record<string, string> = {};
   const lines = text.split("\n");
   for (let i = 0; i < lines.length; i++) {
@@ -143,7 +143,7 @@ const unescapeData = (s: string) => s.replace(/%0D/g, "\r").replace(/%0A/g, "\n"
 const unescapeProperty = (s: string) => unescapeData(s).replace(/%3A/g, ":").replace(/%2C/g, ",");
 
 /** `::error file=f,line=3,col=5::message` workflow commands, decoded. */
-export function parseAnnotations(stdout: string): Annotation[] {
+function parseAnnotations(stdout: string): Annotation[] {
   const annotations: Annotation[] = [];
   for (const line of stdout.split("\n")) {
     const match = /^::(error|warning|notice)(?: ([^:]*))?::(.*)$/.exec(line);

@@ -33,7 +33,7 @@ export interface ServeOptions {
 
 const root = projectRoot();
 export const DENO_BIN = join(root, "node_modules", ".bin", "deno");
-export const DENO_DIR = join(root, ".tmp", "deno");
+const DENO_DIR = join(root, ".tmp", "deno");
 
 /** The environment Deno needs on these machines: where to cache, and the CA settings for npm downloads. */
 export function denoEnv(extra: Record<string, string> = {}): Record<string, string> {

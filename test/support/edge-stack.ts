@@ -14,7 +14,7 @@ import { startTargets, type Targets } from "./targets.ts";
 
 export const SERVICE_ROLE_KEY = "test-service-role-key";
 
-export interface QueueOptions {
+interface QueueOptions {
   /** The queue's name; by default `e2e-<n>`. */
   name?: string;
   url?: string;
@@ -34,14 +34,14 @@ export interface QueueOptions {
   workers?: number;
 }
 
-export interface JobRow {
+interface JobRow {
   status: string;
   attempts: number;
   last_status_code: number | null;
   last_error: string | null;
 }
 
-export interface AttemptRow {
+interface AttemptRow {
   attempt: number;
   succeeded: boolean;
   status_code: number | null;

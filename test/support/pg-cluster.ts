@@ -4,7 +4,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-export const PG_BIN = "/usr/lib/postgresql/15/bin";
+const PG_BIN = "/usr/lib/postgresql/15/bin";
 
 /** Whether this machine has the Postgres 15 server binaries a test can start its own cluster with. */
 export const hasPgBinaries = existsSync(join(PG_BIN, "initdb")) && existsSync(join(PG_BIN, "pg_ctl"));
@@ -29,7 +29,7 @@ export async function freePort(): Promise<number> {
 }
 
 /** Runs a Postgres binary, as the OS user postgres when this process is root (Postgres refuses to run as root). */
-export function asPostgres(cmd: string, args: string[]): Buffer {
+function asPostgres(cmd: string, args: string[]): Buffer {
   return process.getuid?.() === 0
     ? execFileSync("runuser", ["-u", "postgres", "--", join(PG_BIN, cmd), ...args], { stdio: "pipe" })
     : execFileSync(join(PG_BIN, cmd), args, { stdio: "pipe" });
