@@ -4,7 +4,7 @@
  * pg_net POSTs a wakeup naming current jobs (wakeup.ts). The handler checks its MAC and freshness over the raw body,
  * claims the calls through the database (each call is handed out once, while its lease is live), answers pg_net
  * with a short code and no secret (`{"claimed": n}`, or an error such as `claim_rpc_404`: net._http_response keeps
- * that answer for diagnosis), then makes the calls in the background (call.ts) and reports their outcomes in batches
+ * that answer for diagnosis), then makes the calls in the background (execute.ts) and reports their outcomes in batches
  * (reporter.ts). A report may bring back the next calls of the queues it freed, which this instance then makes too,
  * for as long as its lifetime allows (see Lifetime): a busy queue needs no pg_net round trip per call.
  *
@@ -13,18 +13,11 @@
  */
 
 import { json, readBytes } from "./body.ts";
-import {
-  type Completion,
-  currentJobIdOf,
-  DEFAULT_MAX_RESPONSE_CHARS,
-  executeCall,
-  failedOutcome,
-  type ProjectKey,
-  parseCall,
-  RATE_LIMITED,
-  releasedOutcome,
-} from "./call.ts";
+import { type Completion, currentJobIdOf, parseCall } from "./call.ts";
+import { DEFAULT_MAX_RESPONSE_CHARS, executeCall } from "./execute.ts";
+import { failedOutcome, RATE_LIMITED, releasedOutcome } from "./outcome.ts";
 import { createBatchReporter } from "./reporter.ts";
+import type { ProjectKey } from "./request.ts";
 import { type Database, RpcError } from "./rpc.ts";
 import { checkWakeup, MAX_WAKEUP_BYTES, WAKEUP_HEADER } from "./wakeup.ts";
 
@@ -61,7 +54,7 @@ export interface HandlerDeps {
   db: Database;
   /** Calls targets. */
   fetch: typeof fetch;
-  /** The project's key, sent only to the project's own functions (see call.ts, KeyPolicy). */
+  /** The project's key, sent only to the project's own functions (see request.ts, KeyPolicy). */
   projectKey?: ProjectKey;
   /** Origins of the project's functions gateway: SUPABASE_URL's, and a custom domain's when set. */
   functionsOrigins?: string[];

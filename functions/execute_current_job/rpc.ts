@@ -10,7 +10,8 @@
  */
 
 import { describeError, readBounded } from "./body.ts";
-import { type Completion, keyHeaders, type ProjectKey } from "./call.ts";
+import type { Completion } from "./call.ts";
+import { keyHeaders, type ProjectKey } from "./request.ts";
 
 export const CLAIM_RPC = "supaqueue_claim_current_jobs";
 export const REPORT_RPC = "supaqueue_complete_and_claim";
