@@ -22,7 +22,7 @@ import type { ProjectKey } from "./request.ts";
 import { type Database, RpcError } from "./rpc.ts";
 import { checkWakeup, MAX_WAKEUP_BYTES, WAKEUP_HEADER } from "./wakeup.ts";
 
-export interface Logger {
+interface Logger {
   info(message: string): void;
   warn(message: string): void;
   error(message: string): void;

@@ -27,7 +27,7 @@ export interface Lifetime {
 }
 
 /** One instance's budget, from its birth (startBudget) on. */
-export interface InstanceBudget {
+interface InstanceBudget {
   /** What is left of this worker's wall clock for a call, less the margin for its report (Infinity: no wall clock). */
   timeLeft(): number;
   /** How long a handed-back call may still take in this instance; 0 once it should take no more. */
