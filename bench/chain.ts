@@ -32,7 +32,7 @@ import { callDirectly, startTarget, type Target } from "./target.ts";
  *   - the PostgREST stand-in (test/support/postgrest.ts) answering the function's two RPCs from the database, as
  *     service_role;
  *   - the real execute_current_job in real Deno (test/support/deno.ts), a fresh process per run: a fresh edge
- *     worker, whose lifetime budgets (handler.ts Lifetime: 5,000 calls, 1.5 s of CPU, 140 s) start at zero;
+ *     worker, whose lifetime budgets (lifetime.ts: 5,000 calls, 1.5 s of CPU, 140 s) start at zero;
  *   - a target (bench/target.ts) answering after 0 or 50 ms;
  *   - tick() every second, as pg_cron runs it.
  * N jobs are enqueued up front in one bulk insert into queues whose workers are idle; the clock starts before that

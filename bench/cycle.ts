@@ -56,7 +56,7 @@ const COMPLETERS = 8;
 const TAKE_BATCH = 200;
 /** The edge function's largest report (DEFAULT_MAX_BATCH in reporter.ts). */
 const REPORT_BATCH = 100;
-/** What a fresh function instance passes: its 150 s wall clock less the 10 s margin (handler.ts, Lifetime). */
+/** What a fresh function instance passes: its 150 s wall clock less the 10 s margin (lifetime.ts). */
 export const CLAIM_WITHIN_MS = 140_000;
 
 interface CycleRun {

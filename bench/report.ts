@@ -513,7 +513,7 @@ function renderChain(c: ChainResult, load: number | undefined): string {
       "process during the direct run (its client; the target has a process of its own in both). Requests and " +
       "invocations: pg_net's requests, and those that " +
       "reached /functions/v1/execute_current_job. Reports without continuation: sent with claim_within_ms = 0, " +
-      "once the instance had reached a limit of its lifetime (handler.ts: 5,000 calls, 1.5 s of CPU). DB ms: time " +
+      "once the instance had reached a limit of its lifetime (lifetime.ts: 5,000 calls, 1.5 s of CPU). DB ms: time " +
       "inside supaqueue.complete_and_claim per report (track_functions). At low rates (1 worker, 50 ms) the CPU " +
       "per job is mostly the stand-ins' idle polling (pg_net's every 5 ms, the harness's) spread over few jobs.",
     "",

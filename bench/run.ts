@@ -48,7 +48,7 @@ const SIZES = {
   /**
    * Jobs per chain run, keyed "<shape>@<target delay ms>" (bench/chain.ts): a few seconds of calls each at this
    * machine's rates, and fewer than 5,000, the calls one function instance makes before it hands the next ones back
-   * to pg_net (handler.ts, Lifetime), so that a report sent without continuation means another limit was reached.
+   * to pg_net (lifetime.ts), so that a report sent without continuation means another limit was reached.
    */
   chainJobs: {
     "w1@0": 1_000,

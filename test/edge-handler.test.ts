@@ -1,15 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { checkSupaqueueSignature } from "../functions/_shared/verify_signature.ts";
 import { chunkReader, READ_BUFFER_BYTES, readBounded } from "../functions/execute_current_job/body.ts";
-import {
-  buildRequest,
-  type Completion,
-  type CurrentJobCall,
-  classify,
-  parseCall,
-  parseRetryAfter,
-} from "../functions/execute_current_job/call.ts";
+import { type Completion, type CurrentJobCall, parseCall } from "../functions/execute_current_job/call.ts";
 import { createHandler, type HandlerDeps } from "../functions/execute_current_job/handler.ts";
+import { classify, parseRetryAfter } from "../functions/execute_current_job/outcome.ts";
+import { buildRequest } from "../functions/execute_current_job/request.ts";
 import { type Database, RpcError } from "../functions/execute_current_job/rpc.ts";
 import { wakeupHeader } from "../functions/execute_current_job/wakeup.ts";
 import { startTargets, type Targets } from "./support/targets.ts";

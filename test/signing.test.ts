@@ -11,8 +11,9 @@ import {
   type VerifyOptions,
   verifySupaqueueSignature,
 } from "../functions/_shared/verify_signature.ts";
-import { buildRequest, type CurrentJobCall, parseCall } from "../functions/execute_current_job/call.ts";
+import { type CurrentJobCall, parseCall } from "../functions/execute_current_job/call.ts";
 import { createHandler } from "../functions/execute_current_job/handler.ts";
+import { buildRequest } from "../functions/execute_current_job/request.ts";
 import { wakeupHeader } from "../functions/execute_current_job/wakeup.ts";
 import { projectRoot } from "../src/paths.ts";
 import { DENO_BIN, denoEnv } from "./support/deno.ts";

@@ -1,5 +1,5 @@
 /**
- * Reading HTTP bodies in bounded memory, and describing errors. Shared by the calls to targets (call.ts) and the
+ * Reading HTTP bodies in bounded memory, and describing errors. Shared by the calls to targets (execute.ts) and the
  * calls to the database (rpc.ts). Uses no Deno globals, so it runs under Node in tests and in local mode.
  */
 

@@ -4,54 +4,28 @@
  * pg_net POSTs a wakeup naming current jobs (wakeup.ts). The handler checks its MAC and freshness over the raw body,
  * claims the calls through the database (each call is handed out once, while its lease is live), answers pg_net
  * with a short code and no secret (`{"claimed": n}`, or an error such as `claim_rpc_404`: net._http_response keeps
- * that answer for diagnosis), then makes the calls in the background (call.ts) and reports their outcomes in batches
+ * that answer for diagnosis), then makes the calls in the background (execute.ts) and reports their outcomes in batches
  * (reporter.ts). A report may bring back the next calls of the queues it freed, which this instance then makes too,
- * for as long as its lifetime allows (see Lifetime): a busy queue needs no pg_net round trip per call.
+ * for as long as its lifetime allows (lifetime.ts): a busy queue needs no pg_net round trip per call.
  *
  * It reads no environment and uses no Deno globals, so the same module runs in Deno (index.ts wires it), under Node
  * in tests and in local mode.
  */
 
 import { json, readBytes } from "./body.ts";
-import {
-  type Completion,
-  currentJobIdOf,
-  DEFAULT_MAX_RESPONSE_CHARS,
-  executeCall,
-  failedOutcome,
-  type ProjectKey,
-  parseCall,
-  RATE_LIMITED,
-  releasedOutcome,
-} from "./call.ts";
+import { type Completion, currentJobIdOf, parseCall } from "./call.ts";
+import { DEFAULT_MAX_RESPONSE_CHARS, executeCall } from "./execute.ts";
+import { type Lifetime, startBudget } from "./lifetime.ts";
+import { failedOutcome, RATE_LIMITED, releasedOutcome } from "./outcome.ts";
 import { createBatchReporter } from "./reporter.ts";
+import type { ProjectKey } from "./request.ts";
 import { type Database, RpcError } from "./rpc.ts";
 import { checkWakeup, MAX_WAKEUP_BYTES, WAKEUP_HEADER } from "./wakeup.ts";
 
-export interface Logger {
+interface Logger {
   info(message: string): void;
   warn(message: string): void;
   error(message: string): void;
-}
-
-/**
- * How long one instance goes on taking calls handed back by reports. The edge runtime retires a worker at its wall
- * clock (150 s free, 400 s paid) and after a CPU budget, cutting off what is still running; calls to the project's
- * own functions also share a rate budget per request chain. So an instance takes a next call only when that call's
- * timeout still fits before `wallClockMs` less `marginMs`, and stops after `maxCalls` calls or `maxCpuMs` of CPU;
- * from then on the database wakes a fresh invocation for the next calls.
- */
-export interface Lifetime {
-  /** The worker's wall clock. Default 150,000 ms (Supabase's free plan). */
-  wallClockMs?: number;
-  /** Kept free at the end of the wall clock for the last reports. Default 10,000 ms. */
-  marginMs?: number;
-  /** Calls one instance makes at most, counting the first ones. Default 5,000. */
-  maxCalls?: number;
-  /** CPU time after which no call is taken on (needs cpuMs). Default 1,500 ms (the runtime allows 2 s). */
-  maxCpuMs?: number;
-  /** CPU time used so far, in ms, when the runtime can tell. */
-  cpuMs?: () => number;
 }
 
 export interface HandlerDeps {
@@ -61,7 +35,7 @@ export interface HandlerDeps {
   db: Database;
   /** Calls targets. */
   fetch: typeof fetch;
-  /** The project's key, sent only to the project's own functions (see call.ts, KeyPolicy). */
+  /** The project's key, sent only to the project's own functions (see request.ts, KeyPolicy). */
   projectKey?: ProjectKey;
   /** Origins of the project's functions gateway: SUPABASE_URL's, and a custom domain's when set. */
   functionsOrigins?: string[];
@@ -95,64 +69,20 @@ export interface Handler {
   readonly started: number;
 }
 
-const DEFAULT_WALL_CLOCK_MS = 150_000;
-const DEFAULT_MARGIN_MS = 10_000;
-const DEFAULT_MAX_CALLS = 5_000;
-const DEFAULT_MAX_CPU_MS = 1_500;
-/**
- * A worker still alive this long after its wall clock was meant to end is not retired by its runtime at that wall
- * clock (plain Deno, a self-hosted runtime without that limit): the wall clock is then ignored rather than releasing
- * every call for ever.
- */
-const OUTLIVED_WALL_CLOCK_MS = 30_000;
-
 /** Builds the request handler. */
 export function createHandler(deps: HandlerDeps): Handler {
   if (!deps.secret) throw new Error("execute_current_job: the shared secret must not be empty");
   const now = deps.now ?? (() => Date.now());
   const logger = deps.logger ?? console;
-  const life = deps.lifetime ?? {};
-  const born = now();
+  const budget = startBudget(deps.lifetime ?? {}, now, logger);
   const pending = new Set<Promise<void>>();
   const stopping = new AbortController();
   // One controller per call being made: shutdown aborts each (one listener per signal, however many calls run).
   const running = new Set<AbortController>();
-  let started = 0;
-  let retired = false;
-  let outlivedLogged = false;
-
-  /** What is left of this worker's wall clock for a call, less the margin for its report (Infinity: no wall clock). */
-  function timeLeft(): number {
-    const wallClock = life.wallClockMs ?? DEFAULT_WALL_CLOCK_MS;
-    const age = now() - born;
-    if (age > wallClock + OUTLIVED_WALL_CLOCK_MS) {
-      if (!outlivedLogged) {
-        outlivedLogged = true;
-        logger.warn(
-          `execute_current_job: this worker outlived its ${wallClock} ms wall clock: the runtime does not retire it there, so the wall clock is ignored (set SUPAQUEUE_WALL_CLOCK_MS to the runtime's)`,
-        );
-      }
-      return Number.POSITIVE_INFINITY;
-    }
-    return wallClock - (life.marginMs ?? DEFAULT_MARGIN_MS) - age;
-  }
-
-  /** How long a handed-back call may still take in this instance; 0 once it should take no more. */
-  function claimWithinMs(): number {
-    const cpu = life.cpuMs?.();
-    if (
-      retired ||
-      started >= (life.maxCalls ?? DEFAULT_MAX_CALLS) ||
-      (cpu !== undefined && cpu >= (life.maxCpuMs ?? DEFAULT_MAX_CPU_MS))
-    ) {
-      return 0;
-    }
-    return Math.max(0, Math.min(timeLeft(), 2_147_483_647));
-  }
 
   const reporter = createBatchReporter({
     send: (outcomes, within) => deps.db.completeAndClaim(outcomes, within),
-    claimWithinMs,
+    claimWithinMs: budget.claimWithinMs,
     onCalls: (calls) => startAll(calls),
     ...deps.reports,
   });
@@ -179,11 +109,11 @@ export function createHandler(deps: HandlerDeps): Handler {
         `the edge worker was shutting down (${stopping.signal.reason}): the call was not started`,
       );
       where = `queue "${call.queue.name}", job ${call.job.id}, attempt ${call.attempt}`;
-    } else if (call.queue.timeoutMs > timeLeft()) {
+    } else if (call.queue.timeoutMs > budget.timeLeft()) {
       // Started now, it could outlive this worker and be cut off: another worker makes it instead.
       completion = releasedOutcome(
         call.currentJobId,
-        `only ${Math.max(0, Math.round(timeLeft()))} ms of this edge worker's wall clock were left for a call of up to ${call.queue.timeoutMs} ms: the call was not started`,
+        `only ${Math.max(0, Math.round(budget.timeLeft()))} ms of this edge worker's wall clock were left for a call of up to ${call.queue.timeoutMs} ms: the call was not started`,
       );
       where = `queue "${call.queue.name}", job ${call.job.id}, attempt ${call.attempt}`;
     } else {
@@ -203,7 +133,7 @@ export function createHandler(deps: HandlerDeps): Handler {
       }
       if (completion.error?.startsWith(RATE_LIMITED)) {
         // This request chain has used its budget for calls to the project's functions: fresh invocations go on.
-        retired = true;
+        budget.retire();
       }
       where = `queue "${call.queue.name}", job ${call.job.id}, attempt ${call.attempt}`;
     }
@@ -221,7 +151,7 @@ export function createHandler(deps: HandlerDeps): Handler {
 
   function startAll(calls: unknown[]): void {
     for (const details of calls) {
-      started++;
+      budget.countStart();
       const task = run(details).catch((error) => {
         logger.error(`execute_current_job: unexpected failure: ${(error as Error)?.message ?? error}`);
       });
@@ -290,15 +220,11 @@ export function createHandler(deps: HandlerDeps): Handler {
         while (pending.size > 0) await Promise.allSettled([...pending]);
       },
     },
-    retire: {
-      value: () => {
-        retired = true;
-      },
-    },
+    retire: { value: () => budget.retire() },
     shutdown: {
       value: (reason: string) => {
         if (stopping.signal.aborted) return;
-        retired = true;
+        budget.retire();
         logger.warn(
           `execute_current_job: the edge worker is shutting down (${reason}); ${pending.size} call(s) in flight are released`,
         );
@@ -307,6 +233,6 @@ export function createHandler(deps: HandlerDeps): Handler {
       },
     },
     inFlight: { get: () => pending.size },
-    started: { get: () => started },
+    started: { get: () => budget.started },
   }) as Handler;
 }

@@ -5,8 +5,8 @@
  */
 import process from "node:process";
 import { json } from "./body.ts";
-import type { ProjectKey } from "./call.ts";
 import { createHandler } from "./handler.ts";
+import type { ProjectKey } from "./request.ts";
 import { postgrestDatabase } from "./rpc.ts";
 
 interface EdgeRuntimeApi {

@@ -17,7 +17,7 @@ import type { ReportAnswer } from "./rpc.ts";
 /** Sends one batch. Rejects when the report could not be made (its calls' leases recover them). */
 export type SendReport = (outcomes: Completion[], claimWithinMs: number) => Promise<ReportAnswer>;
 
-export interface BatchReporterOptions {
+interface BatchReporterOptions {
   send: SendReport;
   /** How long a next call may take, asked when a report leaves (default: none are taken). */
   claimWithinMs?: () => number;
@@ -41,7 +41,7 @@ interface Waiting {
   reject(error: unknown): void;
 }
 
-export interface BatchReporter {
+interface BatchReporter {
   /**
    * Queues an outcome for the next report. Resolves to true once it is recorded, to false when its call was no
    * longer in flight (late or repeated: harmless); rejects when its batch could not be reported.
@@ -53,9 +53,9 @@ export interface BatchReporter {
   readonly sending: number;
 }
 
-export const DEFAULT_MAX_BATCH = 100;
-export const DEFAULT_MAX_BATCH_CHARS = 1_000_000;
-export const DEFAULT_MAX_REPORTS_IN_FLIGHT = 2;
+const DEFAULT_MAX_BATCH = 100;
+const DEFAULT_MAX_BATCH_CHARS = 1_000_000;
+const DEFAULT_MAX_REPORTS_IN_FLIGHT = 2;
 
 export function createBatchReporter(options: BatchReporterOptions): BatchReporter {
   const maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH;

@@ -9,8 +9,9 @@
  * apikey only) and are bounded in time: one that has not answered by then fails, and the leases recover its calls.
  */
 
-import { describeError, readBounded } from "./body.ts";
-import { type Completion, keyHeaders, type ProjectKey } from "./call.ts";
+import { type BoundedText, describeError, readBounded } from "./body.ts";
+import type { Completion } from "./call.ts";
+import { keyHeaders, type ProjectKey } from "./request.ts";
 
 export const CLAIM_RPC = "supaqueue_claim_current_jobs";
 export const REPORT_RPC = "supaqueue_complete_and_claim";
@@ -48,7 +49,7 @@ export interface Database {
   completeAndClaim(outcomes: Completion[], claimWithinMs: number): Promise<ReportAnswer>;
 }
 
-export interface PostgrestOptions {
+interface PostgrestOptions {
   fetch: typeof fetch;
   /** The project's URL (SUPABASE_URL). */
   supabaseUrl: string;
@@ -71,7 +72,7 @@ export function postgrestDatabase(options: PostgrestOptions): Database {
       timeoutMs,
     );
     let response: Response;
-    let read: Awaited<ReturnType<typeof readBounded>>;
+    let read: BoundedText;
     try {
       response = await options.fetch(`${base}${name}`, {
         method: "POST",

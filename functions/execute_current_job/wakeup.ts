@@ -19,28 +19,26 @@
 import { hmac, toHex } from "../_shared/verify_signature.ts";
 
 export const WAKEUP_HEADER = "Supaqueue-Wakeup";
-export const HOP_VERSION = 2;
+const HOP_VERSION = 2;
 /** The most ids one wakeup may name (the database sends at most 100). */
-export const MAX_WAKEUP_IDS = 1000;
+const MAX_WAKEUP_IDS = 1000;
 /** The largest wakeup body read; larger ones are refused unread. */
 export const MAX_WAKEUP_BYTES = 64 * 1024;
 /** A window longer than this is refused even with a valid MAC: a freshness bound that means something. */
-export const MAX_WINDOW_MS = 15 * 60 * 1000;
+const MAX_WINDOW_MS = 15 * 60 * 1000;
 /** How far in the future a wakeup's timestamp may be (the database's clock ahead of the function's). */
-export const MAX_FUTURE_MS = 60 * 1000;
+const MAX_FUTURE_MS = 60 * 1000;
 
 /** Why a wakeup was refused: the short code the function answers pg_net with (net._http_response shows it). */
-export type WakeupRefusal =
+type WakeupRefusal =
   | "wakeup_unauthenticated"
   | "wakeup_malformed"
   | "wakeup_hop_version_unsupported"
   | "wakeup_bad_mac"
   | "wakeup_stale";
 
-/** A valid wakeup: the calls it names, and the probe it carries when it is one (supaqueue.probe()). */
-export type WakeupCheck =
-  | { ok: true; ids: number[]; probe: string | null }
-  | { ok: false; refusal: WakeupRefusal };
+/** What checkWakeup finds: a valid wakeup's calls and the probe it carries (supaqueue.probe()), or why it was refused. */
+type WakeupCheck = { ok: true; ids: number[]; probe: string | null } | { ok: false; refusal: WakeupRefusal };
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
