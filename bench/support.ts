@@ -129,13 +129,6 @@ export function quantile(values: number[], q: number): number {
   return a + (b - a) * (pos - lo);
 }
 
-/** Runs `once` `times` times (the repeats of one figure) and returns every result. */
-async function repeat<T>(times: number, once: (index: number) => Promise<T>): Promise<T[]> {
-  const results: T[] = [];
-  for (let i = 0; i < times; i++) results.push(await once(i));
-  return results;
-}
-
 export function log(message: string): void {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
 }

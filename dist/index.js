@@ -34601,7 +34601,7 @@ function extend(target) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8086);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(636);
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 
@@ -34610,7 +34610,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 8086:
+/***/ 636:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -41170,7 +41170,15 @@ async function planAgainst(client, options, config, log) {
     return { config: file, plan, schemaVersion: version, functionsUrl: state.functionsUrl };
 }
 
+;// CONCATENATED MODULE: ./src/install/logger.ts
+/** Logs each problem of supaqueue.yml at its place in the file (an annotation in the action). */
+function logProblems(log, problems) {
+    for (const problem of problems)
+        log.error(`${problem.field}: ${problem.message}`, problem.position);
+}
+
 ;// CONCATENATED MODULE: ./src/main.ts
+
 
 
 
@@ -41196,8 +41204,7 @@ async function run() {
     }
     catch (error) {
         const problems = error instanceof ConfigError ? error.problems : [];
-        for (const problem of problems)
-            actionLogger.error(`${problem.field}: ${problem.message}`, problem.position);
+        logProblems(actionLogger, problems);
         const message = error instanceof ConfigError
             ? `supaqueue: ${problems.length} problem(s) in the queue file; nothing was changed (each is annotated above).`
             : error instanceof Error
