@@ -39577,7 +39577,8 @@ var external_node_url_ = __nccwpck_require__(3136);
 
 /**
  * The folder that holds Supaqueue's `sql/` and `functions/`. Found by walking up from this module, so it works from
- * `src/` under tsx/vitest, from the bundled `dist/index.js` of the action, and from an installed package.
+ * `src/` under vitest, from the built CLI in `lib/src/`, from the bundled `dist/index.js` of the action, and from an
+ * installed package.
  */
 function projectRoot(from = (0,external_node_path_namespaceObject.dirname)((0,external_node_url_.fileURLToPath)(import.meta.url))) {
     let dir = (0,external_node_path_namespaceObject.resolve)(from);

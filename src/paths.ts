@@ -4,7 +4,8 @@ import { fileURLToPath } from "node:url";
 
 /**
  * The folder that holds Supaqueue's `sql/` and `functions/`. Found by walking up from this module, so it works from
- * `src/` under tsx/vitest, from the bundled `dist/index.js` of the action, and from an installed package.
+ * `src/` under vitest, from the built CLI in `lib/src/`, from the bundled `dist/index.js` of the action, and from an
+ * installed package.
  */
 export function projectRoot(from: string = dirname(fileURLToPath(import.meta.url))): string {
   let dir = resolve(from);

@@ -1,5 +1,8 @@
 import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, test } from "vitest";
+import { FUNCTION_NAME } from "../src/install/stage.ts";
 import { projectRoot } from "../src/paths.ts";
 
 /**
@@ -28,4 +31,10 @@ describe("the house", () => {
   test("no repeated block in src/ and functions/", () => {
     expect(run("node_modules/jscpd/bin/jscpd", ["--silent"])).not.toMatch(/Clone found/);
   }, 60_000);
+
+  test("the schema wakes the function the installer deploys (its one name in SQL)", () => {
+    const sql = readFileSync(join(projectRoot(), "sql", "0001_supaqueue.sql"), "utf8");
+    const wakeups = [...sql.matchAll(/functions_url \|\| '\/([A-Za-z0-9_-]+)'/g)].map((m) => m[1]);
+    expect(wakeups).toEqual([FUNCTION_NAME]);
+  });
 });
