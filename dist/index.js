@@ -39005,6 +39005,7 @@ function duplicateKeys(root) {
     }
     return found;
 }
+/** The queue's problems go through `report`; the spec is returned only when the queue has none. */
 function validateQueue(pair, at, report, options, problemsSoFar) {
     const keyNode = pair.key;
     const name = (0,dist/* isScalar */.jn)(keyNode) ? String(keyNode.value) : "";
@@ -39019,14 +39020,32 @@ function validateQueue(pair, at, report, options, problemsSoFar) {
         return null;
     }
     checkKeys(node, `${field}.`, QUEUE_KEYS, report);
-    const get = (key) => node.get(key, true);
-    const sub = (key) => `${field}.${key}`;
-    // Where to call: exactly one of function and url.
-    const fn = get("function");
-    const url = get("url");
-    let functionName = null;
-    let urlValue = null;
-    let urlSecret = null;
+    const queue = { name, keyNode, node, field, report, options };
+    const target = readTarget(queue);
+    const { settings, headers, nodes } = readSettings(queue, problemsSoFar);
+    if (problemsSoFar() > before || !headers)
+        return null;
+    return {
+        name,
+        ...target,
+        ...headers,
+        ...settings,
+        deadLetterPosition: at(nodes.get("dead_letter_queue") ?? keyNode),
+        position: at(keyNode),
+        timeoutPosition: at(nodes.get("timeout") ?? keyNode),
+    };
+}
+const get = (queue, key) => queue.node.get(key, true);
+/** Where to call: exactly one of function and url. */
+function readTarget(queue) {
+    const { keyNode, field, report, options } = queue;
+    const fn = get(queue, "function");
+    const url = get(queue, "url");
+    const target = {
+        functionName: null,
+        url: null,
+        urlSecret: null,
+    };
     if ((fn === undefined) === (url === undefined)) {
         report(fn ?? url ?? keyNode, field, fn
             ? 'has both "function" and "url"; set exactly one of them'
@@ -39035,25 +39054,33 @@ function validateQueue(pair, at, report, options, problemsSoFar) {
     if (fn !== undefined) {
         const value = scalar(fn);
         if (typeof value !== "string" || !validate_FUNCTION_NAME.test(value)) {
-            report(fn, sub("function"), `invalid edge function name ${show(value)}; allowed: letters, digits, "-" and "_"`);
+            report(fn, `${field}.function`, `invalid edge function name ${show(value)}; allowed: letters, digits, "-" and "_"`);
         }
         else
-            functionName = value;
+            target.functionName = value;
     }
     if (url !== undefined) {
-        const checked = validateUrl(url, sub("url"), report, options.env);
-        urlValue = checked?.url ?? null;
-        urlSecret = checked?.urlSecret ?? null;
+        const checked = validateUrl(url, `${field}.url`, report, options.env);
+        target.url = checked?.url ?? null;
+        target.urlSecret = checked?.urlSecret ?? null;
     }
-    // Every other setting, from its entry in settings.ts. A group (backoff) is a mapping of its own keys.
-    const nodes = new Map();
+    return target;
+}
+/**
+ * Every setting of settings.ts, in its order, and the headers where they stand among the keys (after method), so
+ * problems come in the keys' order. A group (backoff) is a mapping of its own keys. Returns the nodes read, to point
+ * at them from later checks.
+ */
+function readSettings(queue, problemsSoFar) {
+    const { field, report, options } = queue;
+    const sub = (key) => `${field}.${key}`;
     const groups = new Map();
     const settingNode = (key) => {
         const [group, inner] = key.split(".");
         if (inner === undefined)
-            return get(key);
+            return get(queue, key);
         if (!groups.has(group)) {
-            const groupNode = get(group);
+            const groupNode = get(queue, group);
             if (groupNode !== undefined && !(0,dist/* isMap */.jh)(groupNode)) {
                 const example = groupKeys(group)
                     .map((k) => `"${k}"`)
@@ -39066,10 +39093,11 @@ function validateQueue(pair, at, report, options, problemsSoFar) {
         }
         return groups.get(group)?.get(inner, true);
     };
-    const context = { queue: name, options, report };
+    const context = { queue: queue.name, options, report };
     const values = {};
+    const nodes = new Map();
     const valid = new Set();
-    let read;
+    let headers;
     for (const setting of SETTINGS) {
         const settingValue = settingNode(setting.key);
         nodes.set(setting.key, settingValue);
@@ -39078,31 +39106,17 @@ function validateQueue(pair, at, report, options, problemsSoFar) {
             settingValue === undefined ? setting.default : setting.read(settingValue, sub(setting.key), context);
         if (problemsSoFar() === problems)
             valid.add(setting.key);
-        // Headers are read where they stand among the keys (after method), so problems come in the keys' order.
         if (setting.key === HEADERS_AFTER)
-            read = validateHeaders(get("headers"), sub("headers"), report, options);
+            headers = validateHeaders(get(queue, "headers"), sub("headers"), report, options);
     }
     const settings = values;
+    // The one rule between two settings.
     if (valid.has("backoff.base") &&
         valid.has("backoff.max") &&
         settings.backoffMaxMs < settings.backoffBaseMs) {
-        report(nodes.get("backoff.max") ?? get("backoff"), sub("backoff.max"), `${formatDuration(settings.backoffMaxMs)} is shorter than backoff.base (${formatDuration(settings.backoffBaseMs)}); allowed: at least the base`);
+        report(nodes.get("backoff.max") ?? get(queue, "backoff"), sub("backoff.max"), `${formatDuration(settings.backoffMaxMs)} is shorter than backoff.base (${formatDuration(settings.backoffBaseMs)}); allowed: at least the base`);
     }
-    if (problemsSoFar() > before || !read)
-        return null;
-    const { headers, secretHeaders } = read;
-    return {
-        name,
-        url: urlValue,
-        urlSecret,
-        functionName,
-        headers,
-        secretHeaders,
-        ...settings,
-        deadLetterPosition: at(nodes.get("dead_letter_queue") ?? keyNode),
-        position: at(keyNode),
-        timeoutPosition: at(nodes.get("timeout") ?? keyNode),
-    };
+    return { settings, headers, nodes };
 }
 
 ;// CONCATENATED MODULE: ./src/config/load.ts

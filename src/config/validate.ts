@@ -6,15 +6,7 @@ import { validateHeaders } from "./headers.ts";
 import { atMost, count, LIMITS } from "./limits.ts";
 import { validateSchedules } from "./schedules.ts";
 import { groupKeys, HEADERS_AFTER, QUEUE_KEYS, SETTINGS, type SettingContext } from "./settings.ts";
-import type {
-  ConfigProblem,
-  Position,
-  QueueFile,
-  QueueSpec,
-  SecretHeader,
-  UrlSecret,
-  ValidateOptions,
-} from "./types.ts";
+import type { ConfigProblem, Position, QueueFile, QueueSpec, ValidateOptions } from "./types.ts";
 import { validateUrl } from "./url.ts";
 
 const QUEUE_NAME = NAME;
@@ -148,6 +140,7 @@ function duplicateKeys(root: unknown): { key: Node; section: string }[] {
   return found;
 }
 
+/** The queue's problems go through `report`; the spec is returned only when the queue has none. */
 function validateQueue(
   pair: Pair,
   at: At,
@@ -172,15 +165,44 @@ function validateQueue(
     return null;
   }
   checkKeys(node, `${field}.`, QUEUE_KEYS, report);
-  const get = (key: string) => node.get(key, true) as Node | undefined;
-  const sub = (key: string) => `${field}.${key}`;
+  const queue: QueueMap = { name, keyNode, node, field, report, options };
+  const target = readTarget(queue);
+  const { settings, headers, nodes } = readSettings(queue, problemsSoFar);
+  if (problemsSoFar() > before || !headers) return null;
+  return {
+    name,
+    ...target,
+    ...headers,
+    ...settings,
+    deadLetterPosition: at(nodes.get("dead_letter_queue") ?? keyNode),
+    position: at(keyNode),
+    timeoutPosition: at(nodes.get("timeout") ?? keyNode),
+  };
+}
 
-  // Where to call: exactly one of function and url.
-  const fn = get("function");
-  const url = get("url");
-  let functionName: string | null = null;
-  let urlValue: string | null = null;
-  let urlSecret: UrlSecret | null = null;
+/** One queue's mapping in the file, and what reading it needs. */
+interface QueueMap {
+  name: string;
+  keyNode: Node;
+  node: YAMLMap;
+  /** queues.<name> */
+  field: string;
+  report: Report;
+  options: ValidateOptions;
+}
+
+const get = (queue: QueueMap, key: string) => queue.node.get(key, true) as Node | undefined;
+
+/** Where to call: exactly one of function and url. */
+function readTarget(queue: QueueMap): Pick<QueueSpec, "functionName" | "url" | "urlSecret"> {
+  const { keyNode, field, report, options } = queue;
+  const fn = get(queue, "function");
+  const url = get(queue, "url");
+  const target: Pick<QueueSpec, "functionName" | "url" | "urlSecret"> = {
+    functionName: null,
+    url: null,
+    urlSecret: null,
+  };
   if ((fn === undefined) === (url === undefined)) {
     report(
       fn ?? url ?? keyNode,
@@ -195,24 +217,42 @@ function validateQueue(
     if (typeof value !== "string" || !FUNCTION_NAME.test(value)) {
       report(
         fn,
-        sub("function"),
+        `${field}.function`,
         `invalid edge function name ${show(value)}; allowed: letters, digits, "-" and "_"`,
       );
-    } else functionName = value;
+    } else target.functionName = value;
   }
   if (url !== undefined) {
-    const checked = validateUrl(url, sub("url"), report, options.env);
-    urlValue = checked?.url ?? null;
-    urlSecret = checked?.urlSecret ?? null;
+    const checked = validateUrl(url, `${field}.url`, report, options.env);
+    target.url = checked?.url ?? null;
+    target.urlSecret = checked?.urlSecret ?? null;
   }
-  // Every other setting, from its entry in settings.ts. A group (backoff) is a mapping of its own keys.
-  const nodes = new Map<string, Node | undefined>();
+  return target;
+}
+
+type Settings = Pick<QueueSpec, (typeof SETTINGS)[number]["field"]>;
+
+/**
+ * Every setting of settings.ts, in its order, and the headers where they stand among the keys (after method), so
+ * problems come in the keys' order. A group (backoff) is a mapping of its own keys. Returns the nodes read, to point
+ * at them from later checks.
+ */
+function readSettings(
+  queue: QueueMap,
+  problemsSoFar: () => number,
+): {
+  settings: Settings;
+  headers: Pick<QueueSpec, "headers" | "secretHeaders"> | undefined;
+  nodes: Map<string, Node | undefined>;
+} {
+  const { field, report, options } = queue;
+  const sub = (key: string) => `${field}.${key}`;
   const groups = new Map<string, YAMLMap | null>();
   const settingNode = (key: string): Node | undefined => {
     const [group, inner] = key.split(".") as [string, string | undefined];
-    if (inner === undefined) return get(key);
+    if (inner === undefined) return get(queue, key);
     if (!groups.has(group)) {
-      const groupNode = get(group);
+      const groupNode = get(queue, group);
       if (groupNode !== undefined && !isMap(groupNode)) {
         const example = groupKeys(group)
           .map((k) => `"${k}"`)
@@ -223,10 +263,11 @@ function validateQueue(
     }
     return groups.get(group)?.get(inner, true) as Node | undefined;
   };
-  const context: SettingContext = { queue: name, options, report };
+  const context: SettingContext = { queue: queue.name, options, report };
   const values: Record<string, unknown> = {};
+  const nodes = new Map<string, Node | undefined>();
   const valid = new Set<string>();
-  let read: { headers: Record<string, string>; secretHeaders: SecretHeader[] } | undefined;
+  let headers: Pick<QueueSpec, "headers" | "secretHeaders"> | undefined;
   for (const setting of SETTINGS) {
     const settingValue = settingNode(setting.key);
     nodes.set(setting.key, settingValue);
@@ -234,35 +275,21 @@ function validateQueue(
     values[setting.field] =
       settingValue === undefined ? setting.default : setting.read(settingValue, sub(setting.key), context);
     if (problemsSoFar() === problems) valid.add(setting.key);
-    // Headers are read where they stand among the keys (after method), so problems come in the keys' order.
     if (setting.key === HEADERS_AFTER)
-      read = validateHeaders(get("headers"), sub("headers"), report, options);
+      headers = validateHeaders(get(queue, "headers"), sub("headers"), report, options);
   }
-  const settings = values as Pick<QueueSpec, (typeof SETTINGS)[number]["field"]>;
+  const settings = values as Settings;
+  // The one rule between two settings.
   if (
     valid.has("backoff.base") &&
     valid.has("backoff.max") &&
     settings.backoffMaxMs < settings.backoffBaseMs
   ) {
     report(
-      nodes.get("backoff.max") ?? get("backoff"),
+      nodes.get("backoff.max") ?? get(queue, "backoff"),
       sub("backoff.max"),
       `${formatDuration(settings.backoffMaxMs)} is shorter than backoff.base (${formatDuration(settings.backoffBaseMs)}); allowed: at least the base`,
     );
   }
-
-  if (problemsSoFar() > before || !read) return null;
-  const { headers, secretHeaders } = read;
-  return {
-    name,
-    url: urlValue,
-    urlSecret,
-    functionName,
-    headers,
-    secretHeaders,
-    ...settings,
-    deadLetterPosition: at(nodes.get("dead_letter_queue") ?? keyNode),
-    position: at(keyNode),
-    timeoutPosition: at(nodes.get("timeout") ?? keyNode),
-  };
+  return { settings, headers, nodes };
 }
