@@ -38666,6 +38666,18 @@ function utf8Bytes(value) {
 function setting(entry) {
     return entry;
 }
+/** A true/false setting, false unless the file says otherwise. */
+function flag(key, field, column) {
+    return setting({
+        key,
+        field,
+        column,
+        label: key,
+        default: false,
+        read: (node, at, { report }) => fields_boolean(node, at, false, report),
+        format: String,
+    });
+}
 const codes = (value) => `[${value.join(", ")}]`;
 const SETTINGS = [
     setting({
@@ -38765,6 +38777,22 @@ const SETTINGS = [
         read: (node, field, { report }) => rate(node, field, report),
         format: formatRate,
     }),
+    flag("slow_down", "slowDown", "slow_down"),
+    setting({
+        key: "honor_retry_after",
+        field: "honorRetryAfter",
+        column: "honor_retry_after",
+        label: "honor_retry_after",
+        default: "job",
+        read(node, field, { report }) {
+            const value = scalar(node);
+            if (value === "job" || value === "queue")
+                return value;
+            report(node, field, `${show(value)} is not allowed; allowed values: job (a Retry-After delays only its job), queue (it also holds the queue's new calls until then)`);
+            return "job";
+        },
+        format: String,
+    }),
     setting({
         key: "dead_letter_queue",
         field: "deadLetterQueue",
@@ -38783,24 +38811,8 @@ const SETTINGS = [
         },
         format: String,
     }),
-    setting({
-        key: "signed",
-        field: "signed",
-        column: null,
-        label: "signed",
-        default: false,
-        read: (node, field, { report }) => fields_boolean(node, field, false, report),
-        format: String,
-    }),
-    setting({
-        key: "paused",
-        field: "paused",
-        column: "paused",
-        label: "paused",
-        default: false,
-        read: (node, field, { report }) => fields_boolean(node, field, false, report),
-        format: String,
-    }),
+    flag("signed", "signed", null),
+    flag("paused", "paused", "paused"),
 ];
 /** The settings kept in a column, with it. */
 const COLUMN_SETTINGS = SETTINGS.filter((s) => s.column !== null);

@@ -6,9 +6,10 @@
 -- release tag (v1.0.0) this file is the whole schema and reads top to bottom; from then on migrations are
 -- append-only: a change is a new file.
 --
--- Lock order, everywhere: queue (FOR NO KEY UPDATE, only when reconfiguring) -> current_job -> job -> worker
--- -> rate_bucket. Dispatch never waits for a worker or job lock (it claims with SKIP LOCKED and only the rows it will
--- use); the one lock it waits for, a rate-limited queue's bucket, is held by a dispatch that waits for nothing else.
+-- Lock order, everywhere: queue (FOR NO KEY UPDATE, only when reconfiguring) -> current_job -> job -> throttle
+-- (in queue-id order, only when a target says slow down) -> worker -> rate_bucket. Dispatch never waits for a worker
+-- or job lock (it claims with SKIP LOCKED and only the rows it will use, and reads a throttle without locking it);
+-- the one lock it waits for, a rate-limited queue's bucket, is held by a dispatch that waits for nothing else.
 -- Claims lock current jobs only, with SKIP LOCKED. So two completions, a completion and an enqueue, a claim and
 -- anything else, or a tick and anything else cannot deadlock.
 --
@@ -101,6 +102,13 @@ create table supaqueue.queue (
   retry_codes integer[],
   -- At most this many calls per second (a token bucket holding one second of calls), on top of the workers.
   rate_limit_per_second double precision,
+  -- Back-pressure from the target. slow_down: a 429 or 503 halves the calls per second the queue may start (at most
+  -- once a second), which then grow back by a step every second up to the rate limit (supaqueue.throttle).
+  -- honor_retry_after: 'job' delays only the job that got a Retry-After; 'queue' also holds the queue's new calls
+  -- until then.
+  slow_down boolean not null default false,
+  honor_retry_after text not null default 'job'
+    constraint queue_honor_retry_after_is_known check (honor_retry_after in ('job', 'queue')),
   -- A job that fails for good is also enqueued into this queue (payload, last status and error, attempts).
   dead_letter_queue text,
   -- Vault secret names of the HMAC-SHA256 signing key, and of the previous key while it is still honoured.
@@ -193,6 +201,24 @@ create table supaqueue.rate_bucket (
   queue_id bigint primary key references supaqueue.queue (id) on delete cascade,
   tokens double precision not null,
   refilled_at timestamptz not null
+);
+
+-- Queues their target told to slow down (a 429 or 503 with slow_down, or a Retry-After with honor_retry_after =
+-- 'queue'): the calls per second they may start, as of changed_at, and until when they start none. A row lives only
+-- while a queue is held back: tick() deletes it once the rate has grown back and the pause is over, so a queue that
+-- was never told to slow down costs one index probe per dispatch, and only when it opted in.
+create table supaqueue.throttle (
+  queue_id bigint primary key references supaqueue.queue (id) on delete cascade,
+  -- Calls per second allowed as of changed_at (null: no lowered rate, only a pause); grows by `step` a second.
+  rate double precision,
+  -- What the rate grows back to: the queue's rate limit, or (without one) the calls it had in flight per second
+  -- when it was first told to slow down.
+  ceiling double precision,
+  step double precision,
+  changed_at timestamptz not null,
+  -- The last halving: further 429s within a second of it are the same episode and halve nothing more.
+  decreased_at timestamptz,
+  paused_until timestamptz
 );
 
 -- Recurring calls: each row is a pg_cron job named 'supaqueue:<name>' that enqueues `payload` into `queue_name`.
@@ -411,6 +437,13 @@ language sql security definer set search_path = '' as $$
   returning tokens
 $$;
 
+-- The calls per second a throttled queue may start at `at`: its lowered rate grown back by `step` a second since it
+-- was lowered, up to its ceiling; null when the throttle lowers no rate.
+create function supaqueue._throttled_rate(t supaqueue.throttle, at timestamptz) returns double precision
+language sql immutable set search_path = '' as $$
+  select least(t.ceiling, t.rate + t.step * greatest(0, extract(epoch from (at - t.changed_at))))
+$$;
+
 -- Claims up to `wanted` free workers of a queue and gives each the next due job, in due order.
 -- With `own_workers` (workers this transaction already holds, from completions) it gives those workers the next
 -- due jobs, in the order given, and unlocks the ones left without a job. Only rows that will be used are locked,
@@ -436,14 +469,24 @@ declare
   job_ids uuid[];
   started integer;
   lease interval;
+  t supaqueue.throttle;
+  rate double precision;
 begin
   if own_workers is not null then
     wanted := cardinality(own_workers);
   end if;
   select * into q from supaqueue.queue where id = _dispatch.queue_id;
-  if q.id is not null and not q.paused and q.rate_limit_per_second is not null and wanted > 0 then
+  rate := q.rate_limit_per_second;
+  if q.id is not null and (q.slow_down or q.honor_retry_after = 'queue') then
+    select * into t from supaqueue.throttle where throttle.queue_id = q.id;
+    if t.paused_until > at then
+      wanted := 0;
+    end if;
+    rate := coalesce(supaqueue._throttled_rate(t, at), rate);
+  end if;
+  if q.id is not null and not q.paused and rate is not null and wanted > 0 then
     -- Taken first and held to commit: whoever holds a bucket never waits for anything else (no deadlock).
-    wanted := least(wanted, floor(supaqueue._refill_bucket(q.id, q.rate_limit_per_second, at))::integer);
+    wanted := least(wanted, floor(supaqueue._refill_bucket(q.id, rate, at))::integer);
   end if;
 
   -- The claims for one call and for several differ only in their LIMIT: a constant one keeps its plan cached.
@@ -515,7 +558,7 @@ begin
     join claimed c on c.id = p.job_id;
   end if;
 
-  if q.rate_limit_per_second is not null then
+  if rate is not null then
     update supaqueue.rate_bucket b set tokens = b.tokens - started where b.queue_id = q.id;
   end if;
   return started;
@@ -974,6 +1017,38 @@ end $$;
 --
 -- Its statements join by primary keys whatever the batch size, so one cached plan serves every call: planning them
 -- for each call's arrays took about 220 µs of a 770 µs one-outcome completion (bench/ANALYSIS.md).
+-- A target told a queue to slow down: with slow_down, a 429 or 503 halves the calls per second it may start (once
+-- a second at most: the calls in flight when it first answered so are one episode), from its rate limit or, without
+-- one, from the calls it had in flight (an estimate of its pace per second); the rate then grows back by a thirtieth
+-- of that ceiling every second (tick() drops the throttle when it is back). With honor_retry_after = 'queue', a
+-- Retry-After holds the queue's new calls until then. Never below one call every ten seconds.
+create function supaqueue._slow_down(q supaqueue.queue, halve boolean, retry_after_ms integer, at timestamptz)
+returns void
+language plpgsql security definer set search_path = '' as $$
+declare
+  t supaqueue.throttle;
+  top double precision;
+begin
+  insert into supaqueue.throttle (queue_id, changed_at) values (q.id, at) on conflict (queue_id) do nothing;
+  select * into t from supaqueue.throttle where queue_id = q.id for update;
+  if halve and q.slow_down and (t.decreased_at is null or t.decreased_at <= at - interval '1 second') then
+    top := coalesce(t.ceiling, q.rate_limit_per_second,
+                        greatest(1, (select count(*) from supaqueue.worker w where w.queue_id = q.id and w.locked)));
+    update supaqueue.throttle set
+      rate = greatest(0.1, coalesce(supaqueue._throttled_rate(t, at), top) / 2),
+      ceiling = top,
+      step = greatest(0.1, top / 30),
+      changed_at = at,
+      decreased_at = at
+    where queue_id = q.id;
+  end if;
+  if retry_after_ms > 0 and q.honor_retry_after = 'queue' then
+    update supaqueue.throttle
+    set paused_until = greatest(paused_until, at + make_interval(secs => retry_after_ms / 1000.0))
+    where queue_id = q.id;
+  end if;
+end $$;
+
 create function supaqueue._complete(outcomes supaqueue.outcome[], at timestamptz)
 returns bigint[]
 language plpgsql security definer set search_path = '' set plan_cache_mode = force_generic_plan as $$
@@ -1043,6 +1118,20 @@ begin
   select array_agg(m.id), array_agg(m.status_code), array_agg(m.error)
   into dead_ids, dead_codes, dead_errors
   from moved m where m.status = 'failed' and m.dead_letter_queue is not null;
+
+  -- Back-pressure from the targets (only queues that opted in; queue-id order, see the lock order).
+  for r in
+    select q as queue, bool_or(o.status_code in (429, 503)) as halve, max(o.retry_after_ms) as retry_after_ms
+    from unnest(finished) c
+    join unnest(outcomes) o on o.current_job_id = c.id
+    join supaqueue.job j on j.id = c.job_id
+    join supaqueue.queue q on q.id = j.queue_id
+    where (q.slow_down or q.honor_retry_after = 'queue') and not coalesce(o.released, false)
+      and (o.status_code in (429, 503) or o.retry_after_ms > 0)
+    group by q.id order by q.id
+  loop
+    perform supaqueue._slow_down(r.queue, r.halve, r.retry_after_ms, at);
+  end loop;
 
   for i in 1 .. coalesce(cardinality(dead_ids), 0) loop
     select * into dead_job from supaqueue.job where id = dead_ids[i];
@@ -1155,6 +1244,11 @@ begin
         order by c.id limit 10000 for update skip locked) c;
   rewoken := coalesce(cardinality(unclaimed), 0);
   perform supaqueue._wake(unclaimed, at);
+
+  -- A throttle whose rate has grown back and whose pause is over goes: the queue is its own again.
+  delete from supaqueue.throttle t
+  where (t.rate is null or supaqueue._throttled_rate(t, at) >= t.ceiling)
+    and (t.paused_until is null or t.paused_until <= at);
 
   started := supaqueue._dispatch_free_workers(
     array(select q.id from supaqueue.queue q where not q.paused), at);
@@ -1518,7 +1612,12 @@ select
   (select count(*) from supaqueue.worker w where w.queue_id = q.id and not w.retiring) as workers,
   (select count(*) from supaqueue.worker w where w.queue_id = q.id and w.locked) as busy_workers,
   d.p50_ms,
-  d.p95_ms
+  d.p95_ms,
+  q.rate_limit_per_second,
+  -- While the target has said slow down: the calls per second the queue may start now, and until when it starts
+  -- none (Retry-After with honor_retry_after = 'queue'); null otherwise.
+  (select supaqueue._throttled_rate(t, now()) from supaqueue.throttle t where t.queue_id = q.id) as slowed_to_per_second,
+  (select t.paused_until from supaqueue.throttle t where t.queue_id = q.id and t.paused_until > now()) as held_until
 from supaqueue.queue q
 left join supaqueue.job j on j.queue_id = q.id
 left join lateral (
@@ -1527,7 +1626,7 @@ left join lateral (
   from supaqueue.attempt a join supaqueue.job aj on aj.id = a.job_id
   where aj.queue_id = q.id and a.finished_at > now() - interval '1 hour' and a.duration_ms is not null
 ) d on true
-group by q.id, q.name, q.paused, d.p50_ms, d.p95_ms;
+group by q.id, q.name, q.paused, d.p50_ms, d.p95_ms, q.rate_limit_per_second;
 
 -------------------------------------------------------------------------------------------------------------------
 -- The entry points of execute_current_job (POST /rest/v1/rpc/<name> with the service-role key)
@@ -1571,6 +1670,7 @@ alter table supaqueue.current_job enable row level security;
 alter table supaqueue.attempt enable row level security;
 alter table supaqueue.migration enable row level security;
 alter table supaqueue.rate_bucket enable row level security;
+alter table supaqueue.throttle enable row level security;
 alter table supaqueue.schedule enable row level security;
 alter table supaqueue.wakeup enable row level security;
 alter table supaqueue.probe enable row level security;
@@ -1613,15 +1713,17 @@ begin
 
   if exists (select from pg_catalog.pg_roles where rolname = 'service_role') then
     foreach t in array array['config', 'queue', 'job', 'worker', 'current_job', 'attempt', 'migration',
-                             'rate_bucket', 'schedule', 'wakeup', 'probe', 'ticker'] loop
+                             'rate_bucket', 'throttle', 'schedule', 'wakeup', 'probe', 'ticker'] loop
       execute format('create policy service_role_only on supaqueue.%I as permissive for all to service_role '
                      'using (true) with check (true)', t);
     end loop;
     grant usage on schema supaqueue to service_role;
     grant select, insert, update, delete on supaqueue.queue, supaqueue.job, supaqueue.worker to service_role;
     grant select on supaqueue.current_job, supaqueue.attempt, supaqueue.config, supaqueue.migration,
-      supaqueue.rate_bucket, supaqueue.schedule, supaqueue.queue_stats, supaqueue.wakeup, supaqueue.probe,
-      supaqueue.ticker to service_role;
+      supaqueue.rate_bucket, supaqueue.throttle, supaqueue.schedule, supaqueue.queue_stats, supaqueue.wakeup,
+      supaqueue.probe, supaqueue.ticker to service_role;
+    -- queue_stats runs as its reader and shows a throttled queue's rate through it (a pure function).
+    grant execute on function supaqueue._throttled_rate(supaqueue.throttle, timestamptz) to service_role;
     grant execute on function
       supaqueue.enqueue(text, jsonb, timestamptz, text, jsonb),
       supaqueue.cancel(uuid),

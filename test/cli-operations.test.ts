@@ -75,7 +75,7 @@ describe("status, enqueue and uninstall against an installed database", () => {
     expect(status.failures[0].job_id).not.toBe(jobId);
 
     const text = await cli(["status", "--db-url", db.url]);
-    expect(text.stdout).toMatch(/^emails\s+0\s+1\s+1\s+0\s+1\s+1\/1\s+12\s+12$/m);
+    expect(text.stdout).toMatch(/^emails\s+0\s+1\s+1\s+0\s+1\s+1\/1\s+12\s+12\s+-$/m);
     expect(text.stdout).toContain("HTTP 500: upstream exploded");
   });
 

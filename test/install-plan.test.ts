@@ -43,6 +43,8 @@ function installed(
           success_codes: null,
           retry_codes: null,
           rate_limit_per_second: null,
+          slow_down: false,
+          honor_retry_after: "job",
           dead_letter_queue: null,
           paused: false,
           managed_by: "supaqueue.yml",

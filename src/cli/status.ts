@@ -32,6 +32,11 @@ interface QueueStatus {
   busy_workers: number;
   p50_ms: number | null;
   p95_ms: number | null;
+  rate_limit_per_second: number | null;
+  /** While the target has said slow down: the calls per second the queue may start now. */
+  slowed_to_per_second: number | null;
+  /** Until when a Retry-After holds the queue's new calls. */
+  held_until: string | null;
 }
 
 interface RecentFailure {
@@ -50,7 +55,8 @@ async function readStatus(
 ): Promise<{ queues: QueueStatus[]; failures: RecentFailure[] }> {
   const stats = await client.query<QueueStatus>(`
     select queue, paused, pending::int, scheduled::int, in_flight::int, successful::int, failed::int, cancelled::int,
-           workers::int, busy_workers::int, p50_ms::float8, p95_ms::float8
+           workers::int, busy_workers::int, p50_ms::float8, p95_ms::float8, rate_limit_per_second::float8,
+           slowed_to_per_second::float8, held_until::text
     from supaqueue.queue_stats order by queue`);
   const recent = await client.query<RecentFailure>(
     `select q.name as queue, j.id::text as job_id, j.attempts,
@@ -110,6 +116,7 @@ function statusText(status: { queues: QueueStatus[]; failures: RecentFailure[] }
         "workers busy/total",
         "p50 ms",
         "p95 ms",
+        "calls/s",
       ],
       status.queues.map((q) => [
         q.paused ? `${q.queue} (paused)` : q.queue,
@@ -121,9 +128,10 @@ function statusText(status: { queues: QueueStatus[]; failures: RecentFailure[] }
         `${q.busy_workers}/${q.workers}`,
         ms(q.p50_ms),
         ms(q.p95_ms),
+        rateText(q),
       ]),
     ),
-    "(p50/p95: call time over the last hour)",
+    "(p50/p95: call time over the last hour; calls/s: the rate limit, or what the target's 429/503 lowered it to)",
   ];
   if (status.failures.length > 0) {
     out.push("", "Latest failures:");
@@ -140,6 +148,18 @@ function statusText(status: { queues: QueueStatus[]; failures: RecentFailure[] }
     );
   }
   return out.join("\n");
+}
+
+/** "10", "slowed to 2.5 of 10", "held until …", or null without a limit. */
+function rateText(q: QueueStatus): string | null {
+  const limit = q.rate_limit_per_second === null ? "" : ` of ${round(q.rate_limit_per_second)}`;
+  if (q.held_until !== null) return `held until ${q.held_until}`;
+  if (q.slowed_to_per_second !== null) return `slowed to ${round(q.slowed_to_per_second)}${limit}`;
+  return q.rate_limit_per_second === null ? null : round(q.rate_limit_per_second);
+}
+
+function round(n: number): string {
+  return String(Math.round(n * 10) / 10);
 }
 
 function oneLine(text: string, max = 200): string {

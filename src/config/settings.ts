@@ -8,6 +8,7 @@ import {
   HTTP_METHODS,
   type HttpMethod,
   type QueueSpec,
+  type RetryAfterScope,
   type ValidateOptions,
 } from "./types.ts";
 
@@ -46,6 +47,23 @@ export interface Setting<
 /** Keeps each entry's field and column as literal types, so the row type below can be derived from the list. */
 function setting<F extends keyof QueueSpec, C extends string | null>(entry: Setting<F, C>): Setting<F, C> {
   return entry;
+}
+
+/** A true/false setting, false unless the file says otherwise. */
+function flag<F extends "slowDown" | "signed" | "paused", C extends string | null>(
+  key: string,
+  field: F,
+  column: C,
+): Setting<F, C> {
+  return setting({
+    key,
+    field,
+    column,
+    label: key,
+    default: false,
+    read: (node, at, { report }) => boolean(node, at, false, report),
+    format: String,
+  });
 }
 
 const codes = (value: number[]) => `[${value.join(", ")}]`;
@@ -148,6 +166,25 @@ export const SETTINGS = [
     read: (node, field, { report }) => rate(node, field, report),
     format: formatRate,
   }),
+  flag("slow_down", "slowDown", "slow_down"),
+  setting({
+    key: "honor_retry_after",
+    field: "honorRetryAfter",
+    column: "honor_retry_after",
+    label: "honor_retry_after",
+    default: "job" as RetryAfterScope,
+    read(node, field, { report }) {
+      const value = scalar(node);
+      if (value === "job" || value === "queue") return value;
+      report(
+        node,
+        field,
+        `${show(value)} is not allowed; allowed values: job (a Retry-After delays only its job), queue (it also holds the queue's new calls until then)`,
+      );
+      return "job";
+    },
+    format: String,
+  }),
   setting({
     key: "dead_letter_queue",
     field: "deadLetterQueue",
@@ -169,24 +206,8 @@ export const SETTINGS = [
     },
     format: String,
   }),
-  setting({
-    key: "signed",
-    field: "signed",
-    column: null,
-    label: "signed",
-    default: false,
-    read: (node, field, { report }) => boolean(node, field, false, report),
-    format: String,
-  }),
-  setting({
-    key: "paused",
-    field: "paused",
-    column: "paused",
-    label: "paused",
-    default: false,
-    read: (node, field, { report }) => boolean(node, field, false, report),
-    format: String,
-  }),
+  flag("signed", "signed", null),
+  flag("paused", "paused", "paused"),
 ] as const;
 
 type Settings = (typeof SETTINGS)[number];

@@ -13,6 +13,9 @@ export interface ConfigProblem {
   message: string;
 }
 
+/** What a Retry-After holds back: its own job, or the whole queue. */
+export type RetryAfterScope = "job" | "queue";
+
 export const HTTP_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"] as const;
 export type HttpMethod = (typeof HTTP_METHODS)[number];
 
@@ -54,6 +57,10 @@ export interface QueueSpec {
   retryCodes: number[] | null;
   /** At most this many calls per second, from `rate_limit: 10/s` (null: no limit beyond the workers). */
   rateLimitPerSecond: number | null;
+  /** A 429 or 503 halves the calls per second the queue may start, which then grow back (supaqueue.throttle). */
+  slowDown: boolean;
+  /** Whether a Retry-After delays only its job, or also holds the queue's new calls until then. */
+  honorRetryAfter: RetryAfterScope;
   /** Whether calls carry Supaqueue-Signature: the installer makes the queue's first key in Vault. */
   signed: boolean;
   /** Another queue that receives this queue's jobs that fail for good (null: none). */
