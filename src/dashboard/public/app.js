@@ -169,7 +169,12 @@ async function drawQueues() {
       "tr",
       { "data-queue": q.name },
       h("td", {}, h("a", { href: `#/queue/${enc(q.name)}` }, q.name)),
-      h("td", { "data-field": "state" }, badge(q.paused ? "paused" : "running"), q.managed_by ? " yml" : ""),
+      h(
+        "td",
+        { "data-field": "state" },
+        badge(q.paused ? "paused" : "running"),
+        q.managed_by ? h("span", { class: "muted", title: `managed by ${q.managed_by}` }, " yml") : null,
+      ),
       h("td", { class: "num", "data-field": "workers" }, `${q.busy}/${q.workers}`),
       h("td", { class: "num", "data-field": "due" }, capped(q.due, data.backlog_cap)),
       h("td", { class: "num", "data-field": "scheduled" }, capped(q.scheduled, data.backlog_cap)),
@@ -515,6 +520,7 @@ async function draw() {
 
 window.addEventListener("hashchange", () => {
   revealHeaders = false;
+  document.getElementById("notice").hidden = true;
   draw();
 });
 
