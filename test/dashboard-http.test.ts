@@ -1,6 +1,8 @@
+import { spawn } from "node:child_process";
 import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { type Dashboard, startDashboard } from "../src/dashboard/server.ts";
+import { BIN, cli, cliEnv, ROOT } from "./support/cli.ts";
 import { installedDatabase, type TestDatabase } from "./support/db.ts";
 
 /**
@@ -239,4 +241,40 @@ describe("a queue of 1,000,000 jobs", () => {
     const errors = await get("/api/queues/big/errors");
     expect(errors.ms).toBeLessThan(1000);
   }, 60_000);
+});
+
+describe("supaqueue dashboard", () => {
+  test("prints its URL with the token, serves until Ctrl-C, then stops", async () => {
+    const child = spawn("node", [BIN, "dashboard", "--db-url", db.url, "--read-only"], {
+      cwd: ROOT,
+      env: cliEnv(),
+    });
+    let stdout = "";
+    child.stdout?.on("data", (chunk) => {
+      stdout += chunk;
+    });
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    try {
+      await expect.poll(() => stdout, { timeout: 30_000 }).toMatch(/dashboard \(read-only\): http/);
+      const url = new URL(/(http:\/\/127\.0\.0\.1:\d+\/\?token=[0-9a-f]{64})$/m.exec(stdout)?.[1] as string);
+      const meta = await fetch(`${url.origin}/api/meta`, {
+        headers: { Authorization: `Bearer ${url.searchParams.get("token")}` },
+      });
+      expect(await meta.json()).toEqual({ readOnly: true });
+      expect(stdout).not.toContain("Opened");
+      child.kill("SIGINT");
+      expect(await exited).toBe(0);
+    } finally {
+      child.kill("SIGKILL");
+    }
+  });
+
+  test("refuses a --host that listens everywhere, and names what is missing", async () => {
+    const everywhere = await cli(["dashboard", "--db-url", db.url, "--host", "0.0.0.0"]);
+    expect(everywhere.code).toBe(2);
+    expect(everywhere.stderr).toContain("give the address or name clients will use");
+    const none = await cli(["dashboard"]);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain("no database given");
+  });
 });
