@@ -17,14 +17,14 @@ async function one<T>(client: pg.ClientBase, sql: string, target: string): Promi
 }
 
 /** The words a paused or resumed queue of supaqueue.yml adds: a deploy sets `paused` from the file again. */
-async function managedNote(client: pg.ClientBase, queue: string): Promise<string> {
+async function managedNote(client: pg.ClientBase, queue: string, paused: boolean): Promise<string> {
   const managedBy = await one<string | null>(
     client,
     "select q.managed_by as v from supaqueue.queue q where q.name = $1",
     queue,
   );
   return managedBy
-    ? ` This queue comes from supaqueue.yml (${managedBy}): the next deploy follows the file (set paused: true there to keep it paused).`
+    ? ` This queue is managed by ${managedBy}: the next deploy follows the file (${paused ? "set paused: true there to keep it paused" : "it pauses the queue again if the file says paused: true"}).`
     : "";
 }
 
@@ -35,14 +35,14 @@ export const QUEUE_ACTIONS: Record<string, Action> = {
     if (!(await one<boolean>(client, "select supaqueue.pause($1) as v", queue))) return NO_QUEUE(queue);
     return {
       ok: true,
-      message: `Paused ${queue}: calls in flight finish; its jobs wait until it is resumed.${await managedNote(client, queue)}`,
+      message: `Paused ${queue}: calls in flight finish; its jobs wait until it is resumed.${await managedNote(client, queue, true)}`,
     };
   },
   async resume(client, queue) {
     if (!(await one<boolean>(client, "select supaqueue.resume($1) as v", queue))) return NO_QUEUE(queue);
     return {
       ok: true,
-      message: `Resumed ${queue}: its waiting jobs are being sent.${await managedNote(client, queue)}`,
+      message: `Resumed ${queue}: its waiting jobs are being sent.${await managedNote(client, queue, false)}`,
     };
   },
   async "retry-failed"(client, queue) {

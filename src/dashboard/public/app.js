@@ -111,7 +111,7 @@ function notice(text, bad = false) {
 
 const MANAGED_NOTE = (q) =>
   q.managed_by
-    ? `This queue comes from supaqueue.yml (${q.managed_by}): the next deploy follows the file, so set paused: true there to keep it paused.`
+    ? `This queue is managed by ${q.managed_by}: the next deploy follows the file (its paused: setting), whatever you choose here.`
     : null;
 
 function pauseButton(q) {
