@@ -159,6 +159,34 @@ describe("who the dashboard answers", () => {
     expect(unknown.status).toBe(409);
   });
 
+  test("cancel and retry a job, and retry a queue's failed jobs, through supaqueue.cancel, retry and retry_failed", async () => {
+    const post = (path: string) =>
+      send(dashboard, `/api/${path}`, {
+        method: "POST",
+        headers: { ...bearer(dashboard), Origin: dashboard.origin },
+      });
+    const status = async (id: string) =>
+      (await db.pool.query("select status::text from supaqueue.job where id = $1", [id])).rows[0].status;
+    // The queue has no workers: the job waits.
+    const { rows } = await db.pool.query("select supaqueue.enqueue('hooks', '{\"n\": 1}') as id");
+    const id = rows[0].id as string;
+    expect((await post(`jobs/${id}/retry`)).status).toBe(409);
+    expect((await post(`jobs/${id}/cancel`)).status).toBe(200);
+    expect(await status(id)).toBe("cancelled");
+    expect((await post(`jobs/${id}/cancel`)).status).toBe(409);
+    expect((await post(`jobs/${id}/retry`)).status).toBe(200);
+    expect(await status(id)).toBe("pending");
+    await db.pool.query("update supaqueue.job set status = 'failed', finished_at = now() where id = $1", [
+      id,
+    ]);
+    const retried = await post("queues/hooks/retry-failed");
+    expect(JSON.parse(retried.body).message).toBe("Sent 1 failed job of hooks round again.");
+    expect(await status(id)).toBe("pending");
+    await db.pool.query("update supaqueue.job set status = 'cancelled', finished_at = now() where id = $1", [
+      id,
+    ]);
+  });
+
   test("--read-only reads but refuses every action", async () => {
     expect((await send(readOnly, "/api/overview", { headers: bearer(readOnly) })).status).toBe(200);
     expect(JSON.parse((await send(readOnly, "/api/meta", { headers: bearer(readOnly) })).body)).toEqual({
