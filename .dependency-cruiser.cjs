@@ -5,6 +5,7 @@
 //   src/install           read → plan → apply → present, the deploy (uses config and db)
 //   src/standins          pg_net, Vault and the project's roles where the real ones cannot run (uses db, functions)
 //   src/local             the local stack and the demo (uses install, standins, config, db, functions)
+//   src/dashboard         the web dashboard: its server, reads and actions (uses db, paths)
 //   src/cli               the commands (uses everything below)
 //   src/cli.ts, src/main.ts, src/index.ts, src/inputs.ts: the two front ends (CLI, action) and their entry points
 // An import may go down or sideways within a floor, never up, and never round in a circle.
@@ -23,25 +24,32 @@ module.exports = {
       name: "config-and-db-are-the-base",
       severity: "error",
       from: { path: floor("config|db|paths|table") },
-      to: { path: floor("install|standins|local|cli|cli|main|index|inputs") },
+      to: { path: floor("install|standins|local|dashboard|cli|main|index|inputs") },
     },
     {
       name: "install-below-the-front-ends",
       severity: "error",
       from: { path: floor("install") },
-      to: { path: floor("standins|local|cli|main|index|inputs") },
+      to: { path: floor("standins|local|dashboard|cli|main|index|inputs") },
     },
     {
       name: "standins-below-local",
       severity: "error",
       from: { path: floor("standins") },
-      to: { path: floor("install|local|cli|main|index|inputs") },
+      to: { path: floor("install|local|dashboard|cli|main|index|inputs") },
     },
     {
       name: "local-below-the-cli",
       severity: "error",
       from: { path: floor("local") },
-      to: { path: floor("cli|main|index|inputs") },
+      to: { path: floor("dashboard|cli|main|index|inputs") },
+    },
+    {
+      name: "dashboard-below-the-cli",
+      comment: "The dashboard reads the database through db/; the commands start it, it never calls them.",
+      severity: "error",
+      from: { path: floor("dashboard") },
+      to: { path: floor("install|standins|local|cli|main|index|inputs") },
     },
     {
       name: "cli-apart-from-the-action",

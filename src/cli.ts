@@ -1,10 +1,11 @@
 /**
  * The `supaqueue` command: the action's install code for a laptop or another CI (deploy, plan), day-to-day
- * operations (status, doctor, enqueue, pause, resume, purge, cancel, retry, rotate-key, uninstall), and a local stack
+ * operations (status, dashboard, doctor, enqueue, pause, resume, purge, cancel, retry, rotate-key, uninstall), and a local stack
  * (dev). Exit codes: 0 done, 1 failed, 2 bad usage.
  */
 
 import { type CommandSpec, helpText, type Parsed, parseCommand, UsageError } from "./cli/args.ts";
+import { DASHBOARD, runDashboard } from "./cli/dashboard.ts";
 import { DEPLOY, PLAN, runDeploy } from "./cli/deploy.ts";
 import { DEV, runDev } from "./cli/dev.ts";
 import { DOCTOR, runDoctorCommand } from "./cli/doctor.ts";
@@ -25,6 +26,7 @@ const COMMANDS: [CommandSpec, Run][] = [
   [DEPLOY, (parsed, env, log) => runDeploy(DEPLOY, parsed, env, log)],
   [PLAN, (parsed, env, log) => runDeploy(PLAN, parsed, env, log)],
   [STATUS, (parsed, env) => runStatus(parsed, env)],
+  [DASHBOARD, (parsed, env) => runDashboard(parsed, env)],
   [DOCTOR, (parsed, env) => runDoctorCommand(parsed, env)],
   [ENQUEUE, (parsed, env) => runEnqueue(parsed, env)],
   ...[PAUSE, RESUME, PURGE].map((operation): [CommandSpec, Run] => [

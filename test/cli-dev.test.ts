@@ -85,8 +85,21 @@ describe("dev with a queue file", () => {
         workers: 2,
       });
 
+      // The dashboard is served alongside, its URL printed with its token; it shows the job that finished.
+      const dashboardUrl = new URL(/^Dashboard: (\S+)$/m.exec(stdout)?.[1] as string);
+      expect(dashboardUrl.origin).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      const token = dashboardUrl.searchParams.get("token") as string;
+      expect(token).toMatch(/^[0-9a-f]{64}$/);
+      const overview = await fetch(`${dashboardUrl.origin}/api/overview`, {
+        headers: { Authorization: `Bearer ${token}` },
+      }).then((r) => r.json());
+      expect(overview.queues).toHaveLength(1);
+      expect(overview.queues[0]).toMatchObject({ name: "hooks", workers: 2, due: 0 });
+      expect(overview.queues[0].minutes.reduce((n: number, m: number[]) => n + (m[1] ?? 0), 0)).toBe(1);
+
       child.kill("SIGINT");
       expect(await exited).toBe(0);
+      await expect(fetch(`${dashboardUrl.origin}/api/meta`)).rejects.toThrow();
       expect(stdout).toContain(`Removed database ${database}.`);
       expect(await databaseExists(database)).toBe(false);
     } finally {

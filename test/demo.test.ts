@@ -80,6 +80,8 @@ describe("npm start (dev --demo)", () => {
     expect(Number(table("slow")?.[3])).toBeGreaterThanOrEqual(4);
     expect(table("total")?.[1]).toBe("390");
     expect(run.stdout).toMatch(/^\[\s*\d+s\] \d+\/390 done/m);
+    // The dashboard is served while the demo runs, its URL (with its token) printed before the progress.
+    expect(run.stdout).toMatch(/^Dashboard: http:\/\/127\.0\.0\.1:\d+\/\?token=[0-9a-f]{64}$/m);
 
     const database = /Created database (supaqueue_dev_[0-9a-f]+)/.exec(run.stdout)?.[1];
     expect(database).toBeDefined();

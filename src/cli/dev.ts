@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
 import { loadConfig } from "../config/load.ts";
 import { ConfigError, type QueueFile } from "../config/types.ts";
+import type { Dashboard } from "../dashboard/server.ts";
 import { logProblems } from "../install/logger.ts";
 import { httpUrlProblem } from "../install/settings.ts";
 import { demoConfig, enqueueDemoJobs, readReport, reportTable, waitForDemo } from "../local/demo.ts";
@@ -10,6 +11,7 @@ import { forwardTo } from "../local/functions-server.ts";
 import { type LocalStack, startLocalStack } from "../local/stack.ts";
 import { stallLine } from "../local/stall.ts";
 import { type CommandSpec, type Parsed, stringFlag, UsageError } from "./args.ts";
+import { dashboardFromFlags, openInBrowser } from "./dashboard.ts";
 import type { TerminalLogger } from "./logger.ts";
 
 export const DEV: CommandSpec = {
@@ -61,6 +63,17 @@ export const DEV: CommandSpec = {
       type: "string",
       value: "SECONDS",
       description: "With --demo: give up (exit 1) after this long (default 120).",
+    },
+    "dashboard-port": {
+      type: "string",
+      value: "PORT",
+      description: "Port of the dashboard on 127.0.0.1 (default: any free port).",
+    },
+    "no-dashboard": { type: "boolean", description: "Do not serve the dashboard." },
+    keep: {
+      type: "boolean",
+      description:
+        "With --demo: keep running (and serving the dashboard) once every demo job has finished, until Ctrl-C.",
     },
     stall: {
       type: "string",
@@ -116,6 +129,7 @@ export async function runDev(
   const print = (line: string) => log.info(line);
 
   let stack: LocalStack | undefined;
+  let dashboard: Dashboard | undefined;
   let interrupted = false;
   let finish: (() => void) | undefined;
   const interruptedPromise = new Promise<void>((resolve) => {
@@ -143,6 +157,11 @@ export async function runDev(
       log: print,
     });
     if (interrupted) return 0;
+    if (!v["no-dashboard"]) {
+      dashboard = await dashboardFromFlags(parsed, "dev", stack.dbUrl);
+      print(`Dashboard: ${dashboard.url}`);
+      if (openInBrowser(dashboard.url, env)) print("Opened the dashboard in $BROWSER.");
+    }
 
     if (demo) {
       const jobs = await enqueueDemoJobs(stack.pool);
@@ -180,6 +199,10 @@ export async function runDev(
       print(
         `All ${total} demo jobs finished in ${((Date.now() - started) / 1000).toFixed(1)} s: ${total - failed} successful, ${failed} failed (failed on purpose: 422 answers, or 503 on every attempt).`,
       );
+      if (v.keep) {
+        print("Still running (--keep): Ctrl-C stops everything.");
+        await interruptedPromise;
+      }
       return 0;
     }
 
@@ -195,6 +218,7 @@ export async function runDev(
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
+    await dashboard?.stop();
     await stack?.stop();
   }
 }

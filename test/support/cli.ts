@@ -13,7 +13,7 @@ export interface Run {
   stderr: string;
 }
 
-// A clean environment: no database URL, token or debug switch from the machine leaks into what a test means to
+// A clean environment: no database URL, token, browser or debug switch from the machine leaks into what a test means to
 // leave out.
 export function cliEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env = { ...process.env };
@@ -24,6 +24,8 @@ export function cliEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
     "SUPABASE_PROJECT_REF",
     "SUPAQUEUE_SECRET",
     "SUPAQUEUE_DEBUG",
+    // The dashboard opens its URL in $BROWSER: a test never starts a browser that way.
+    "BROWSER",
   ]) {
     delete env[name];
   }
