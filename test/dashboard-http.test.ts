@@ -187,6 +187,23 @@ describe("who the dashboard answers", () => {
     ]);
   });
 
+  test("a queue its target told to slow down shows the lowered rate and the Retry-After's hold", async () => {
+    await db.pool.query(
+      "insert into supaqueue.queue (name, url, rate_limit_per_second, slow_down) values ('slowed', 'https://example.com/s', 8, true)",
+    );
+    await db.pool.query(
+      `insert into supaqueue.throttle (queue_id, rate, ceiling, step, changed_at, paused_until)
+       select id, 2, 8, 0, now(), now() + interval '1 hour' from supaqueue.queue where name = 'slowed'`,
+    );
+    const overview = JSON.parse(
+      (await send(dashboard, "/api/overview", { headers: bearer(dashboard) })).body,
+    );
+    const slowed = overview.queues.find((q: { name: string }) => q.name === "slowed");
+    expect(slowed).toMatchObject({ rate_limit: 8, slowed_to: 2 });
+    expect(new Date(slowed.held_until).getTime()).toBeGreaterThan(Date.now() + 3_000_000);
+    await db.pool.query("delete from supaqueue.queue where name = 'slowed'");
+  });
+
   test("--read-only reads but refuses every action", async () => {
     expect((await send(readOnly, "/api/overview", { headers: bearer(readOnly) })).status).toBe(200);
     expect(JSON.parse((await send(readOnly, "/api/meta", { headers: bearer(readOnly) })).body)).toEqual({

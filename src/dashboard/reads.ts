@@ -26,6 +26,10 @@ interface QueueRow {
   managed_by: string | null;
   target: string;
   rate_limit: number | null;
+  /** While the target has said slow down (slow_down): the calls per second the queue may start now. */
+  slowed_to: number | null;
+  /** Until when a Retry-After holds the queue (honor_retry_after: queue). */
+  held_until: string | null;
   dead_letter_queue: string | null;
   workers: number;
   busy: number;
@@ -52,6 +56,10 @@ export async function readOverview(client: pg.ClientBase): Promise<Overview> {
     `select q.id::text as id, q.name, q.paused, q.managed_by,
             coalesce(q.url, 'function:' || q.function_name) as target,
             q.rate_limit_per_second as rate_limit, q.dead_letter_queue, w.workers, w.busy,
+            (select supaqueue._throttled_rate(t, now())::float8 from supaqueue.throttle t
+               where t.queue_id = q.id) as slowed_to,
+            (select t.paused_until from supaqueue.throttle t
+               where t.queue_id = q.id and t.paused_until > now()) as held_until,
             (select count(*)::int from (select from supaqueue.job j
                where j.queue_id = q.id and j.status = 'pending' and j.run_at <= now() limit $1) d) as due,
             (select count(*)::int from (select from supaqueue.job j

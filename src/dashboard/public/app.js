@@ -187,7 +187,7 @@ async function drawQueues() {
       ),
       h("td", { class: "num", "data-field": "failure-rate" }, rate),
       h("td", { class: "num" }, `${fmtMs(q.p50_ms)} / ${fmtMs(q.p95_ms)}`),
-      h("td", { class: "num" }, q.rate_limit ? `${q.rate_limit}/s` : "–"),
+      h("td", { class: "num" }, rateText(q)),
       h(
         "td",
         {},
@@ -527,3 +527,12 @@ window.addEventListener("hashchange", () => {
 meta = await api("meta").catch(() => meta);
 document.getElementById("mode").textContent = meta.readOnly ? "read-only" : "";
 draw();
+
+/** The rate limit, or what the target's 429/503 lowered it to, or the Retry-After holding the queue. */
+function rateText(q) {
+  if (q.held_until) return `held until ${new Date(q.held_until).toLocaleTimeString()}`;
+  const limit = q.rate_limit ? `${q.rate_limit}/s` : "–";
+  if (q.slowed_to !== null && q.slowed_to !== undefined)
+    return `slowed to ${Math.round(q.slowed_to * 10) / 10}/s${q.rate_limit ? ` of ${limit}` : ""}`;
+  return limit;
+}
