@@ -1,8 +1,8 @@
 import type { SupabaseClient } from "@supabase/supabase-js";
-import { SupaqueueError } from "./errors.ts";
-import { type JobRow, type QueueStatsRow, toJob, toQueueStats } from "./rows.ts";
-import type { EnqueueOptions, Job, Payload, PayloadMap, QueueStats, WaitOptions } from "./types.ts";
-import { pollUntilFinished, REAL_TIMING, type Timing } from "./wait.ts";
+import { SupaqueueError } from "./errors.js";
+import { type JobRow, type QueueStatsRow, toJob, toQueueStats } from "./rows.js";
+import type { EnqueueOptions, Job, Payload, PayloadMap, QueueStats, WaitOptions } from "./types.js";
+import { pollUntilFinished, REAL_TIMING, type Timing } from "./wait.js";
 
 /** What the client needs of a SupabaseClient: its `rpc`, which answers `{ data, error }`. */
 interface RpcAnswer {

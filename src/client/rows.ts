@@ -1,4 +1,4 @@
-import type { Attempt, Job, JobStatus, Payload, QueueStats } from "./types.ts";
+import type { Attempt, Job, JobStatus, Payload, QueueStats } from "./types.js";
 
 // The database answers in its own names (snake_case JSON, see supaqueue.get_job and supaqueue.queue_stats); the
 // client hands out camelCase objects.

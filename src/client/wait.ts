@@ -1,5 +1,5 @@
-import { WaitTimeoutError } from "./errors.ts";
-import { FINISHED, type Job, type WaitOptions } from "./types.ts";
+import { WaitTimeoutError } from "./errors.js";
+import { FINISHED, type Job, type WaitOptions } from "./types.js";
 
 /** The clock and the pause between two looks, replaceable in tests. */
 export interface Timing {
