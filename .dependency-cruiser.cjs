@@ -1,10 +1,11 @@
 // The import rules of src/ and functions/, checked by `npm run lint` (depcruise). Floors, from the bottom up:
 //   functions/            the edge function (Deno): imports nothing of src/
+//   src/client            the client for app code on supabase-js: imports only its own files, so it loads in Deno
+//                         and bundlers without pg or the installer; any floor may use it (config checks payload
+//                         schemas with its checker, the CLI validates payloads with it)
 //   src/config, src/db,   reading supaqueue.yml; connections, transactions, migrations; where the project is
 //   src/paths.ts, src/table.ts (terminal tables)
 //   src/install           read → plan → apply → present, the deploy (uses config and db)
-//   src/client            the client for app code on supabase-js (beside install): imports only its own files, so it
-//                         loads in Deno and bundlers without pg or the installer
 //   src/standins          pg_net, Vault and the project's roles where the real ones cannot run (uses db, functions)
 //   src/local             the local stack and the demo (uses install, standins, config, db, functions)
 //   src/cli               the commands (uses everything below)
@@ -25,7 +26,7 @@ module.exports = {
       name: "config-and-db-are-the-base",
       severity: "error",
       from: { path: floor("config|db|paths|table") },
-      to: { path: floor("client|install|standins|local|cli|cli|main|index|inputs") },
+      to: { path: floor("install|standins|local|cli|cli|main|index|inputs") },
     },
     {
       name: "client-stands-alone",
@@ -38,7 +39,7 @@ module.exports = {
       name: "install-below-the-front-ends",
       severity: "error",
       from: { path: floor("install") },
-      to: { path: floor("client|standins|local|cli|main|index|inputs") },
+      to: { path: floor("standins|local|cli|main|index|inputs") },
     },
     {
       name: "standins-below-local",

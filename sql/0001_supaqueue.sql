@@ -103,6 +103,9 @@ create table supaqueue.queue (
   rate_limit_per_second double precision,
   -- A job that fails for good is also enqueued into this queue (payload, last status and error, attempts).
   dead_letter_queue text,
+  -- The JSON Schema its payloads follow (supaqueue.yml's `payload:`), or null. Checked by the client and by
+  -- `supaqueue enqueue` before a job is sent to the database (supaqueue.payload_schema), not by the database itself.
+  payload_schema jsonb,
   -- Vault secret names of the HMAC-SHA256 signing key, and of the previous key while it is still honoured.
   -- A queue with a signing key never sends a call unsigned: a key missing from Vault fails the call.
   signing_key_secret text,
@@ -294,6 +297,10 @@ begin
   if new.function_name is not null and new.function_name !~ '^[A-Za-z0-9_-]{1,128}$' then
     raise exception 'supaqueue: queue "%" has an invalid function_name "%"', new.name, new.function_name
       using hint = 'Use the edge function''s name: letters, digits, "-" and "_".';
+  end if;
+  if new.payload_schema is not null and jsonb_typeof(new.payload_schema) <> 'object' then
+    raise exception 'supaqueue: queue "%" has a payload_schema that is not a JSON object', new.name
+      using hint = 'Set it to a JSON Schema (an object such as {"type": "object", "required": ["to"]}), or null.';
   end if;
   new.method := upper(new.method);
   if new.method not in ('GET', 'POST', 'PUT', 'PATCH', 'DELETE') then
@@ -1391,6 +1398,13 @@ language sql stable security definer set search_path = '' as $$
   where j.id = get_job.job_id
 $$;
 
+-- The JSON Schema a queue's payloads follow (supaqueue.yml's `payload:`), null when it has none. Raises for an
+-- unknown queue, like enqueue.
+create function supaqueue.payload_schema(queue_name text) returns jsonb
+language sql stable security definer set search_path = '' as $$
+  select (supaqueue._queue_for_job(queue_name)).payload_schema
+$$;
+
 -- Cancels a job that has not finished. A call already in flight completes, but its outcome no longer changes the
 -- job. Returns false when the job was already finished (or does not exist).
 create function supaqueue.cancel(job_id uuid) returns boolean
@@ -1708,6 +1722,13 @@ language sql volatile security invoker set search_path = '' as $$
   select coalesce(supaqueue.resume(queue_name), false)
 $$;
 
+-- The client's, to check payloads before it enqueues: see supaqueue.payload_schema.
+create function public.supaqueue_payload_schema(queue_name text)
+returns jsonb
+language sql stable security invoker set search_path = '' as $$
+  select supaqueue.payload_schema(queue_name)
+$$;
+
 -- The client's: the rows of supaqueue.queue_stats (one queue's, or every queue's) as a JSON array, by queue name.
 create function public.supaqueue_queue_stats(queue_name text default null)
 returns jsonb
@@ -1783,6 +1804,7 @@ begin
       supaqueue.enqueue(text, jsonb, timestamptz, text, jsonb),
       supaqueue.enqueue_many(text, jsonb),
       supaqueue.get_job(uuid),
+      supaqueue.payload_schema(text),
       supaqueue.cancel(uuid),
       supaqueue.retry(uuid),
       supaqueue.set_workers(text, integer),
@@ -1811,7 +1833,8 @@ begin
       public.supaqueue_retry(uuid),
       public.supaqueue_pause(text),
       public.supaqueue_resume(text),
-      public.supaqueue_queue_stats(text)
+      public.supaqueue_queue_stats(text),
+      public.supaqueue_payload_schema(text)
     to service_role;
   end if;
 end $$;

@@ -1,7 +1,7 @@
 /**
  * The `supaqueue` command: the action's install code for a laptop or another CI (deploy, plan), day-to-day
- * operations (status, doctor, enqueue, pause, resume, purge, cancel, retry, rotate-key, uninstall), and a local stack
- * (dev). Exit codes: 0 done, 1 failed, 2 bad usage.
+ * operations (status, doctor, enqueue, pause, resume, purge, cancel, retry, rotate-key, uninstall), payload types (gen
+ * types) and a local stack (dev). Exit codes: 0 done, 1 failed, 2 bad usage.
  */
 
 import { type CommandSpec, helpText, type Parsed, parseCommand, UsageError } from "./cli/args.ts";
@@ -9,6 +9,7 @@ import { DEPLOY, PLAN, runDeploy } from "./cli/deploy.ts";
 import { DEV, runDev } from "./cli/dev.ts";
 import { DOCTOR, runDoctorCommand } from "./cli/doctor.ts";
 import { ENQUEUE, runEnqueue } from "./cli/enqueue.ts";
+import { GEN, runGen } from "./cli/gen-types.ts";
 import { CANCEL, RETRY, runCancel, runRetry } from "./cli/job-ops.ts";
 import { terminalLogger } from "./cli/logger.ts";
 import { PAUSE, PURGE, RESUME, runQueueOperation } from "./cli/queue-ops.ts";
@@ -34,6 +35,7 @@ const COMMANDS: [CommandSpec, Run][] = [
   [CANCEL, (parsed, env) => runCancel(parsed, env)],
   [RETRY, (parsed, env) => runRetry(parsed, env)],
   [ROTATE_KEY, (parsed, env) => runRotateKey(parsed, env)],
+  [GEN, async (parsed, env) => runGen(parsed, env)],
   [UNINSTALL, runUninstall],
 ];
 

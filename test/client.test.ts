@@ -1,5 +1,11 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { createSupaqueue, type Supaqueue, SupaqueueError, WaitTimeoutError } from "../src/client/index.ts";
+import {
+  createSupaqueue,
+  PayloadError,
+  type Supaqueue,
+  SupaqueueError,
+  WaitTimeoutError,
+} from "../src/client/index.ts";
 import { complete, createQueue, takeCalls } from "./support/calls.ts";
 import { installedDatabase, type TestDatabase } from "./support/db.ts";
 import { SERVICE_ROLE_KEY } from "./support/edge-stack.ts";
@@ -106,7 +112,7 @@ describe("the client", () => {
       code: "P0001",
       hint: expect.stringContaining("supaqueue.yml"),
       status: 400,
-      fn: "supaqueue_enqueue",
+      fn: "supaqueue_payload_schema",
     });
     const bad = await untyped.get("not-a-uuid").catch((e) => e);
     expect(bad).toMatchObject({ code: "22P02", name: "SupaqueueError" });
@@ -155,6 +161,44 @@ describe("the client", () => {
 
   // supabase-js sends a new secret key (sb_secret_…) as `Authorization: Bearer` too, which the stand-in refuses as
   // the edge runtime's verify_jwt does; Supabase's REST gateway takes it. So this file uses the legacy service_role key.
+  test("payloads are checked against the queue's JSON Schema before they are sent, naming the field", async () => {
+    await createQueue(db.pool, "typed", 0, {
+      payload_schema: JSON.stringify({
+        type: "object",
+        required: ["to"],
+        additionalProperties: false,
+        properties: {
+          to: { type: "string", pattern: "@" },
+          tags: { type: "array", items: { enum: ["a", "b"] } },
+        },
+      }),
+    });
+    const typed = createSupaqueue<{ typed: { to: string; tags?: string[] } }>(
+      createClient(postgrest.url, SERVICE_ROLE_KEY),
+    );
+    expect(await typed.enqueue("typed", { to: "ada@example.com", tags: ["a"] })).toMatch(/^[0-9a-f-]{36}$/);
+    const sent = postgrest.calls.length;
+    const error = await typed.enqueue("typed", { to: "ada@example.com", tags: ["c"] }).catch((e) => e);
+    expect(error).toBeInstanceOf(PayloadError);
+    expect(error).toMatchObject({ queue: "typed", path: "/tags/0", index: null });
+    expect(error.message).toBe(
+      'the payload for queue "typed" is invalid at /tags/0: must be one of "a", "b", not "c"',
+    );
+    await expect(typed.enqueue("typed", {} as { to: string })).rejects.toThrow(
+      'the payload for queue "typed" is invalid at /to: is required, and missing',
+    );
+    const many = await typed
+      .enqueueMany("typed", [{ payload: { to: "a@x" } }, { payload: { to: "b@x", cc: 1 } as { to: string } }])
+      .catch((e) => e);
+    expect(many.message).toBe(
+      'the payload of job 2 for queue "typed" is invalid at /cc: is not allowed (allowed: to, tags)',
+    );
+    expect(postgrest.calls.length).toBe(sent);
+    // Without the check the database takes it: the schema is the client's contract, not a constraint.
+    const unchecked = createSupaqueue(createClient(postgrest.url, SERVICE_ROLE_KEY), { validate: false });
+    expect(await unchecked.enqueue("typed", { to: 1 })).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
   test("a client with a key that maps to anon is refused with Postgres's permission error", async () => {
     const anon = await startPostgrest({ pool: db.pool, serviceRoleKey: SERVICE_ROLE_KEY, role: "anon" });
     try {

@@ -44,6 +44,7 @@ function installed(
           retry_codes: null,
           rate_limit_per_second: null,
           dead_letter_queue: null,
+          payload_schema: null,
           paused: false,
           managed_by: "supaqueue.yml",
           signing_key_secret: null,

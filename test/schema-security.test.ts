@@ -58,6 +58,7 @@ describe.each(["anon", "authenticated"])("%s gets nothing", (role) => {
       "public.supaqueue_pause('guarded')",
       "public.supaqueue_resume('guarded')",
       "public.supaqueue_queue_stats()",
+      "public.supaqueue_payload_schema('guarded')",
     ]) {
       await expect(db.as(role, `select ${call}`)).rejects.toThrow(/permission denied/);
     }
@@ -171,6 +172,7 @@ describe("what Supabase's database linter checks", () => {
         "public.supaqueue_pause(text)",
         "public.supaqueue_resume(text)",
         "public.supaqueue_queue_stats(text)",
+        "public.supaqueue_payload_schema(text)",
         "supaqueue.backoff_delay(integer,integer,integer)",
         "supaqueue.cancel(uuid)",
         "supaqueue.cancel_jobs(text,jsonb)",
@@ -180,6 +182,7 @@ describe("what Supabase's database linter checks", () => {
         "supaqueue.enqueue(text,jsonb,timestamp with time zone,text,jsonb)",
         "supaqueue.enqueue_many(text,jsonb)",
         "supaqueue.get_job(uuid)",
+        "supaqueue.payload_schema(text)",
         "supaqueue.pause(text)",
         "supaqueue.probe()",
         "supaqueue.purge(text)",

@@ -1,5 +1,6 @@
 import type { SupabaseClient } from "@supabase/supabase-js";
-import { SupaqueueError } from "./errors.js";
+import { PayloadError, SupaqueueError } from "./errors.js";
+import { type JsonSchema, payloadProblem } from "./payload.js";
 import { type JobRow, type QueueStatsRow, toJob, toQueueStats } from "./rows.js";
 import type { EnqueueOptions, Job, Payload, PayloadMap, QueueStats, WaitOptions } from "./types.js";
 import { pollUntilFinished, REAL_TIMING, type Timing } from "./wait.js";
@@ -18,6 +19,11 @@ export interface JobInput<P> extends EnqueueOptions {
 }
 
 export interface ClientOptions {
+  /**
+   * Check each payload against its queue's JSON Schema (supaqueue.yml's `payload:`) before enqueueing (default true).
+   * A queue's schema is read once per client, at its first enqueue: make a new client after a deploy changes it.
+   */
+  validate?: boolean;
   /** The clock and sleep `wait` uses (tests). */
   timing?: Timing;
 }
@@ -99,6 +105,7 @@ export function createSupaqueue<Q extends PayloadMap = PayloadMap>(
 ): Supaqueue<Q> {
   const rpc = supabase.rpc.bind(supabase) as unknown as Rpc;
   const timing = options.timing ?? REAL_TIMING;
+  const schemas = new Map<string, Promise<JsonSchema | null>>();
 
   async function call<T>(name: string, args: Record<string, unknown>): Promise<T> {
     const fn = `supaqueue_${name}`;
@@ -115,6 +122,24 @@ export function createSupaqueue<Q extends PayloadMap = PayloadMap>(
     return data as T;
   }
 
+  /** Throws a PayloadError naming the field when a payload breaks its queue's schema (`index`: its place in a batch). */
+  async function check(queue: string, payloads: unknown[]): Promise<void> {
+    if (options.validate === false) return;
+    let schema = schemas.get(queue);
+    if (schema === undefined) {
+      schema = call<JsonSchema | null>("payload_schema", { queue_name: queue });
+      schemas.set(queue, schema);
+      schema.catch(() => schemas.delete(queue));
+    }
+    const known = await schema;
+    if (known === null) return;
+    for (const [index, payload] of payloads.entries()) {
+      const problem = payloadProblem(known, payload);
+      if (problem)
+        throw new PayloadError(queue, problem.path, problem.problem, payloads.length > 1 ? index : null);
+    }
+  }
+
   async function get<P>(jobId: string): Promise<Job<P> | null> {
     const row = await call<JobRow | null>("get_job", { job_id: jobId });
     return row === null ? null : toJob<P>(row);
@@ -127,13 +152,21 @@ export function createSupaqueue<Q extends PayloadMap = PayloadMap>(
   }
 
   return {
-    enqueue: async (queue, payload, options = {}) =>
-      call<string>("enqueue", { queue_name: queue, ...jobArguments(payload, options, "supaqueue_enqueue") }),
-    enqueueMany: async (queue, jobs) =>
-      call<string[]>("enqueue_many", {
-        queue_name: queue,
-        jobs: jobs.map(({ payload, ...options }) => jobArguments(payload, options, "supaqueue_enqueue_many")),
-      }),
+    async enqueue(queue, payload, options = {}) {
+      const args = jobArguments(payload, options, "supaqueue_enqueue");
+      await check(queue, [payload]);
+      return call<string>("enqueue", { queue_name: queue, ...args });
+    },
+    async enqueueMany(queue, jobs) {
+      const args = jobs.map(({ payload, ...options }) =>
+        jobArguments(payload, options, "supaqueue_enqueue_many"),
+      );
+      await check(
+        queue,
+        jobs.map((job) => job.payload),
+      );
+      return call<string[]>("enqueue_many", { queue_name: queue, jobs: args });
+    },
     get,
     wait: <P>(jobId: string, options: WaitOptions = {}) =>
       pollUntilFinished<P>(

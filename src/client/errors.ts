@@ -31,16 +31,21 @@ export class SupaqueueError extends Error {
   }
 }
 
-/** A payload that does not match its queue's JSON Schema (`payload:` in supaqueue.yml), caught before it is sent. */
+/**
+ * A payload that does not match its queue's JSON Schema (`payload:` in supaqueue.yml), caught before it is sent:
+ * `path` names the field as a JSON Pointer ("" for the payload itself, "/to" for its field `to`), `index` the job's
+ * place in an enqueueMany batch (from 0; null for one job).
+ */
 export class PayloadError extends Error {
   override readonly name: string = "PayloadError";
   constructor(
     readonly queue: string,
-    /** Where in the payload, as a JSON Pointer ("" for the payload itself, "/to" for its field `to`). */
     readonly path: string,
     readonly problem: string,
+    readonly index: number | null = null,
   ) {
-    super(`supaqueue: the payload for queue "${queue}" ${path === "" ? "" : `at ${path} `}${problem}`);
+    const which = index === null ? "the payload" : `the payload of job ${index + 1}`;
+    super(`${which} for queue "${queue}" is invalid at ${path === "" ? "its top" : path}: ${problem}`);
   }
 }
 

@@ -15,8 +15,8 @@ select is(array(select p.proname::text from pg_proc p
                 where p.pronamespace = 'public'::regnamespace and p.proname like 'supaqueue\_%' order by 1),
   array['supaqueue_cancel', 'supaqueue_claim_current_jobs', 'supaqueue_complete_and_claim',
     'supaqueue_complete_current_jobs', 'supaqueue_enqueue', 'supaqueue_enqueue_many', 'supaqueue_get_job',
-    'supaqueue_pause', 'supaqueue_queue_stats', 'supaqueue_resume', 'supaqueue_retry'],
-  'the entry points in public: the edge function''s three and the client''s eight, no other');
+    'supaqueue_pause', 'supaqueue_payload_schema', 'supaqueue_queue_stats', 'supaqueue_resume', 'supaqueue_retry'],
+  'the entry points in public: the edge function''s three and the client''s nine, no other');
 select ok(not exists (
     select from unnest(array['enqueue', 'enqueue_many', 'get_job', 'cancel', 'cancel_jobs', 'retry', 'retry_failed',
       'pause', 'resume', 'purge', 'set_workers', 'remove_queue', 'tick', 'probe', 'configure']) f
