@@ -46,11 +46,12 @@ beforeAll(async () => {
 }, 300_000);
 
 describe("the npm package", () => {
-  test("ships the built CLI, the schema, the function and the client, and no tests or sources of the CLI", () => {
+  test("ships the built CLI and client, the schema, the function and the pgTAP files, and none of our tests", () => {
     const pkg = join(app, "node_modules", "supaqueue");
     expect(readdirSync(pkg).sort()).toEqual(
-      ["README.md", "bin", "functions", "lib", "package.json", "schema", "sql"].sort(),
+      ["README.md", "bin", "functions", "lib", "package.json", "schema", "sql", "supabase"].sort(),
     );
+    expect(readdirSync(join(pkg, "supabase", "tests"))).toHaveLength(3);
     expect(readdirSync(join(pkg, "lib", "src", "client"))).toEqual(
       expect.arrayContaining(["index.js", "index.d.ts"]),
     );
