@@ -1266,22 +1266,45 @@ begin
   return q;
 end $$;
 
--- Checks a job's payload and headers against its queue and says what to fix. The size bounds are checked by the
--- insert trigger, for every way in.
-create function supaqueue._check_job(q supaqueue.queue, payload jsonb, headers jsonb) returns void
-language plpgsql immutable set search_path = '' as $$
+-- Checks jobs against their queue and says what to fix: `jobs` is a JSON array of objects with the keys of
+-- enqueue_many() (enqueue() checks its one job as such an array). One query finds the first job at fault, so a batch
+-- of any size costs one statement; the message names the job's position when there is more than one. The size bounds
+-- are checked by the insert trigger, for every way in.
+create function supaqueue._check_jobs(q supaqueue.queue, jobs jsonb) returns void
+language plpgsql stable set search_path = '' as $$
+declare
+  bad record;
+  message text;
 begin
-  if payload is null or jsonb_typeof(payload) not in ('object', 'array') then
-    raise exception 'supaqueue: the payload for queue "%" must be a JSON object or array, not %', q.name,
-      coalesce(jsonb_typeof(payload), 'null');
+  select f.ord, f.problem, f.payload_type into bad from (
+    select e.ord, jsonb_typeof(coalesce(e.value -> 'payload', '{}')) as payload_type,
+      case
+        when jsonb_typeof(e.value) <> 'object' then 'job'
+        when exists (select from jsonb_object_keys(e.value) k
+                     where k not in ('payload', 'run_at', 'delay_ms', 'dedup_key', 'headers')) then 'keys'
+        when e.value ? 'run_at' and e.value ? 'delay_ms' then 'when'
+        when jsonb_typeof(coalesce(e.value -> 'payload', '{}')) not in ('object', 'array') then 'payload'
+        when q.method in ('GET', 'DELETE') and jsonb_typeof(coalesce(e.value -> 'payload', '{}')) <> 'object' then 'method'
+        when jsonb_typeof(coalesce(e.value -> 'headers', '{}')) not in ('object', 'null')
+          or exists (select from jsonb_each(case jsonb_typeof(e.value -> 'headers') when 'object' then e.value -> 'headers' end) h
+                     where jsonb_typeof(h.value) <> 'string') then 'headers'
+      end as problem
+    from jsonb_array_elements(jobs) with ordinality e(value, ord)
+  ) f where f.problem is not null order by f.ord limit 1;
+  if not found then
+    return;
   end if;
-  if q.method in ('GET', 'DELETE') and jsonb_typeof(payload) <> 'object' then
-    raise exception 'supaqueue: queue "%" sends % requests, whose payload becomes the query string: it must be a JSON object', q.name, q.method;
+  message := case bad.problem
+    when 'job' then 'a job must be a JSON object, not ' || jsonb_typeof(jobs -> (bad.ord::int - 1))
+    when 'keys' then 'unknown key in a job; the keys are payload, run_at, delay_ms, dedup_key, headers'
+    when 'when' then 'a job has run_at or delay_ms, not both'
+    when 'payload' then format('the payload for queue "%s" must be a JSON object or array, not %s', q.name, bad.payload_type)
+    when 'method' then format('queue "%s" sends %s requests, whose payload becomes the query string: it must be a JSON object', q.name, q.method)
+    else 'job headers must be a JSON object of strings' end;
+  if jsonb_array_length(jobs) > 1 then
+    message := format('job %s of %s: %s', bad.ord, jsonb_array_length(jobs), message);
   end if;
-  if headers is not null and (jsonb_typeof(headers) <> 'object'
-     or exists (select from jsonb_each(headers) h where jsonb_typeof(h.value) <> 'string')) then
-    raise exception 'supaqueue: job headers must be a JSON object of strings';
-  end if;
+  raise exception 'supaqueue: %', message;
 end $$;
 
 -- Adds a job to the named queue and returns its id. `run_at` delays it; a `dedup_key` that an unfinished job of
@@ -1301,7 +1324,7 @@ declare
   q supaqueue.queue := supaqueue._queue_for_job(queue_name);
   job_id uuid;
 begin
-  perform supaqueue._check_job(q, payload, headers);
+  perform supaqueue._check_jobs(q, jsonb_build_array(jsonb_build_object('payload', payload, 'headers', headers)));
 
   insert into supaqueue.job (queue_id, payload, run_at, dedup_key, headers)
   values (q.id, payload, coalesce(enqueue.run_at, now()), enqueue.dedup_key, coalesce(enqueue.headers, '{}'))
@@ -1316,67 +1339,43 @@ begin
   return job_id;
 end $$;
 
--- When a job of enqueue_many() is due: its `run_at`, else now plus its `delay_ms`, else now.
-create function supaqueue._job_run_at(job jsonb) returns timestamptz
-language sql stable set search_path = '' as $$
-  select coalesce((job ->> 'run_at')::timestamptz, now() + coalesce((job ->> 'delay_ms')::numeric, 0) * interval '1 ms')
-$$;
-
 -- Adds many jobs to one queue in one call and returns their ids in the order given. `jobs` is a JSON array of
--- objects with the keys `payload` (default {}), `run_at` (a timestamp) or `delay_ms`, `dedup_key` and `headers`,
--- each meaning what it means for enqueue(). Every job is checked first: one bad job adds none, and the message names
--- its position. Jobs without a dedup key are added in one insert (one dispatch for all of them); those with one go
--- through enqueue(), which returns the unfinished job holding the key.
+-- objects with the keys `payload` (default {}), `run_at` (a timestamp) or `delay_ms` (from now), `dedup_key` and
+-- `headers`, each meaning what it means for enqueue(). Every job is checked first: one bad job adds none, and the
+-- message names its position. Jobs without a dedup key are added in one insert (one dispatch for all of them);
+-- those with one go through enqueue(), which returns the unfinished job holding the key.
 create function supaqueue.enqueue_many(queue_name text, jobs jsonb) returns uuid[]
 language plpgsql security definer set search_path = '' as $$
 declare
   q supaqueue.queue := supaqueue._queue_for_job(queue_name);
-  job record;
-  at_job bigint := 0;
-  bulk_ids uuid[];
   ids uuid[];
 begin
   if jobs is null or jsonb_typeof(jobs) <> 'array' then
     raise exception 'supaqueue: jobs must be a JSON array of objects, not %', coalesce(jsonb_typeof(jobs), 'null')
       using hint = 'Each job: {"payload": {...}, "run_at" or "delay_ms", "dedup_key", "headers"}, all optional.';
   end if;
-  begin
-    for job in select e.value as j, e.ord from jsonb_array_elements(jobs) with ordinality e(value, ord) loop
-      at_job := job.ord;
-      if jsonb_typeof(job.j) <> 'object' then
-        raise exception 'supaqueue: a job must be a JSON object, not %', jsonb_typeof(job.j);
-      end if;
-      if exists (select from jsonb_object_keys(job.j) k
-                 where k not in ('payload', 'run_at', 'delay_ms', 'dedup_key', 'headers')) then
-        raise exception 'supaqueue: unknown key in a job; the keys are payload, run_at, delay_ms, dedup_key, headers';
-      end if;
-      if job.j ? 'run_at' and job.j ? 'delay_ms' then
-        raise exception 'supaqueue: a job has run_at or delay_ms, not both';
-      end if;
-      perform (job.j ->> 'run_at')::timestamptz, (job.j ->> 'delay_ms')::numeric;
-      perform supaqueue._check_job(q, coalesce(job.j -> 'payload', '{}'), job.j -> 'headers');
-    end loop;
-  exception when others then
-    raise exception 'supaqueue: job % of %: %', at_job, jsonb_array_length(jobs), regexp_replace(sqlerrm, '^supaqueue: ', '')
-      using errcode = sqlstate;
-  end;
+  perform supaqueue._check_jobs(q, jobs);
 
-  -- Ids come back in seq order, which the insert hands out in the order its rows arrive.
-  with bulk as (
+  -- The due time is an expression, not a function: a function pins its search_path and is then called once per row.
+  -- Ids of the bulk insert are matched to positions by seq, which it hands out in the order its rows arrive.
+  with input as (
+    select e.ord, coalesce(e.value -> 'payload', '{}') as payload,
+           coalesce((e.value ->> 'run_at')::timestamptz,
+                    now() + coalesce((e.value ->> 'delay_ms')::numeric, 0) * interval '1 ms') as run_at,
+           e.value ->> 'dedup_key' as dedup_key, coalesce(nullif(e.value -> 'headers', 'null'), '{}') as headers
+    from jsonb_array_elements(jobs) with ordinality e(value, ord)
+  ), bulk as (
     insert into supaqueue.job (queue_id, payload, run_at, headers)
-    select q.id, coalesce(e.value -> 'payload', '{}'), supaqueue._job_run_at(e.value), coalesce(e.value -> 'headers', '{}')
-    from jsonb_array_elements(jobs) with ordinality e(value, ord) where e.value ->> 'dedup_key' is null order by e.ord
+    select q.id, i.payload, i.run_at, i.headers from input i where i.dedup_key is null order by i.ord
     returning id, seq
+  ), placed as (
+    select array_agg(b.id order by b.seq) as ids from bulk b
   )
-  select array_agg(b.id order by b.seq) into bulk_ids from bulk b;
-
-  select array_agg(case when i.j ->> 'dedup_key' is null then bulk_ids[i.n]
-                        else supaqueue.enqueue(queue_name, coalesce(i.j -> 'payload', '{}'), supaqueue._job_run_at(i.j),
-                                               i.j ->> 'dedup_key', i.j -> 'headers') end order by i.ord)
+  select array_agg(case when i.dedup_key is null then (select p.ids from placed p)[i.n]
+                        else supaqueue.enqueue(queue_name, i.payload, i.run_at, i.dedup_key, i.headers) end
+                   order by i.ord)
   into ids
-  from (select e.value as j, e.ord,
-               count(*) filter (where e.value ->> 'dedup_key' is null) over (order by e.ord) as n
-        from jsonb_array_elements(jobs) with ordinality e(value, ord)) i;
+  from (select input.*, count(*) filter (where input.dedup_key is null) over (order by input.ord) as n from input) i;
   return coalesce(ids, '{}');
 end $$;
 

@@ -103,6 +103,36 @@ describe("the client", () => {
     expect((await db.pool.query("select count(*)::int as n from supaqueue.job")).rows[0].n).toBe(before);
   });
 
+  test("supaqueue.enqueue_many checks every job in one query and names the first at fault", async () => {
+    const many = (jobs: unknown) =>
+      db.pool.query("select supaqueue.enqueue_many('mail', $1::jsonb) as ids", [JSON.stringify(jobs)]);
+    const refusals: [unknown, string][] = [
+      [{}, "supaqueue: jobs must be a JSON array of objects, not object"],
+      [[{}, 3], "supaqueue: job 2 of 2: a job must be a JSON object, not number"],
+      [[{ payload: {}, when: 1 }], "supaqueue: unknown key in a job; the keys are payload, run_at, delay_ms"],
+      [
+        [{}, {}, { run_at: "2030-01-01T00:00:00Z", delay_ms: 5 }],
+        "supaqueue: job 3 of 3: a job has run_at or delay_ms, not both",
+      ],
+      [
+        [{ payload: "text" }],
+        'supaqueue: the payload for queue "mail" must be a JSON object or array, not string',
+      ],
+      [
+        [{ headers: { "X-N": 1 } }, {}],
+        "supaqueue: job 1 of 2: job headers must be a JSON object of strings",
+      ],
+    ];
+    for (const [jobs, message] of refusals) await expect(many(jobs)).rejects.toThrow(message);
+    const { rows } = await many([{ headers: null }, { payload: [1], run_at: "2030-01-01T00:00:00Z" }]);
+    expect(rows[0].ids).toHaveLength(2);
+    const { rows: later } = await db.pool.query("select run_at from supaqueue.job where id = $1", [
+      rows[0].ids[1],
+    ]);
+    expect(later[0].run_at.toISOString()).toBe("2030-01-01T00:00:00.000Z");
+    expect((await many([])).rows[0].ids).toEqual([]);
+  });
+
   test("errors keep Postgres's message, code and hint", async () => {
     const untyped = createSupaqueue(createClient(postgrest.url, SERVICE_ROLE_KEY));
     const error = await untyped.enqueue("nope", {}).catch((e) => e);
