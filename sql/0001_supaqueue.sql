@@ -1266,45 +1266,62 @@ begin
   return q;
 end $$;
 
--- Checks jobs against their queue and says what to fix: `jobs` is a JSON array of objects with the keys of
--- enqueue_many() (enqueue() checks its one job as such an array). One query finds the first job at fault, so a batch
--- of any size costs one statement; the message names the job's position when there is more than one. The size bounds
--- are checked by the insert trigger, for every way in.
+-- Checks a job's payload and headers against its queue and says what to fix. The size bounds are checked by the
+-- insert trigger, for every way in.
+create function supaqueue._check_job(q supaqueue.queue, payload jsonb, headers jsonb) returns void
+language plpgsql immutable set search_path = '' as $$
+begin
+  if payload is null or jsonb_typeof(payload) not in ('object', 'array') then
+    raise exception 'supaqueue: the payload for queue "%" must be a JSON object or array, not %', q.name,
+      coalesce(jsonb_typeof(payload), 'null');
+  end if;
+  if q.method in ('GET', 'DELETE') and jsonb_typeof(payload) <> 'object' then
+    raise exception 'supaqueue: queue "%" sends % requests, whose payload becomes the query string: it must be a JSON object', q.name, q.method;
+  end if;
+  if headers is not null and (jsonb_typeof(headers) <> 'object'
+     or exists (select from jsonb_each(headers) h where jsonb_typeof(h.value) <> 'string')) then
+    raise exception 'supaqueue: job headers must be a JSON object of strings';
+  end if;
+end $$;
+
+-- Checks the jobs of enqueue_many() (a JSON array) against their queue, in one query whatever their number, and
+-- raises for the first job at fault, naming its position when there is more than one. The query asks what
+-- _check_job() checks, as a set; _check_job() then says what is wrong, so each message has one source.
 create function supaqueue._check_jobs(q supaqueue.queue, jobs jsonb) returns void
 language plpgsql stable set search_path = '' as $$
 declare
   bad record;
-  message text;
 begin
-  select f.ord, f.problem, f.payload_type into bad from (
-    select e.ord, jsonb_typeof(coalesce(e.value -> 'payload', '{}')) as payload_type,
-      case
-        when jsonb_typeof(e.value) <> 'object' then 'job'
-        when exists (select from jsonb_object_keys(e.value) k
-                     where k not in ('payload', 'run_at', 'delay_ms', 'dedup_key', 'headers')) then 'keys'
-        when e.value ? 'run_at' and e.value ? 'delay_ms' then 'when'
-        when jsonb_typeof(coalesce(e.value -> 'payload', '{}')) not in ('object', 'array') then 'payload'
-        when q.method in ('GET', 'DELETE') and jsonb_typeof(coalesce(e.value -> 'payload', '{}')) <> 'object' then 'method'
-        when jsonb_typeof(coalesce(e.value -> 'headers', '{}')) not in ('object', 'null')
-          or exists (select from jsonb_each(case jsonb_typeof(e.value -> 'headers') when 'object' then e.value -> 'headers' end) h
-                     where jsonb_typeof(h.value) <> 'string') then 'headers'
-      end as problem
-    from jsonb_array_elements(jobs) with ordinality e(value, ord)
-  ) f where f.problem is not null order by f.ord limit 1;
+  select e.ord, e.value as job into bad
+  from jsonb_array_elements(jobs) with ordinality e(value, ord)
+  where jsonb_typeof(e.value) <> 'object'
+     or exists (select from jsonb_object_keys(e.value) k where k not in ('payload', 'run_at', 'delay_ms', 'dedup_key', 'headers'))
+     or (e.value ? 'run_at' and e.value ? 'delay_ms')
+     or jsonb_typeof(coalesce(e.value -> 'payload', '{}')) not in ('object', 'array')
+     or (q.method in ('GET', 'DELETE') and jsonb_typeof(coalesce(e.value -> 'payload', '{}')) <> 'object')
+     or jsonb_typeof(coalesce(e.value -> 'headers', '{}')) not in ('object', 'null')
+     or exists (select from jsonb_each(case jsonb_typeof(e.value -> 'headers') when 'object' then e.value -> 'headers' end) h
+                where jsonb_typeof(h.value) <> 'string')
+  order by e.ord limit 1;
   if not found then
     return;
   end if;
-  message := case bad.problem
-    when 'job' then 'a job must be a JSON object, not ' || jsonb_typeof(jobs -> (bad.ord::int - 1))
-    when 'keys' then 'unknown key in a job; the keys are payload, run_at, delay_ms, dedup_key, headers'
-    when 'when' then 'a job has run_at or delay_ms, not both'
-    when 'payload' then format('the payload for queue "%s" must be a JSON object or array, not %s', q.name, bad.payload_type)
-    when 'method' then format('queue "%s" sends %s requests, whose payload becomes the query string: it must be a JSON object', q.name, q.method)
-    else 'job headers must be a JSON object of strings' end;
-  if jsonb_array_length(jobs) > 1 then
-    message := format('job %s of %s: %s', bad.ord, jsonb_array_length(jobs), message);
-  end if;
-  raise exception 'supaqueue: %', message;
+  begin
+    if jsonb_typeof(bad.job) <> 'object' then
+      raise exception 'supaqueue: a job must be a JSON object, not %', jsonb_typeof(bad.job);
+    elsif exists (select from jsonb_object_keys(bad.job) k where k not in ('payload', 'run_at', 'delay_ms', 'dedup_key', 'headers')) then
+      raise exception 'supaqueue: unknown key in a job; the keys are payload, run_at, delay_ms, dedup_key, headers';
+    elsif bad.job ? 'run_at' and bad.job ? 'delay_ms' then
+      raise exception 'supaqueue: a job has run_at or delay_ms, not both';
+    end if;
+    perform supaqueue._check_job(q, coalesce(bad.job -> 'payload', '{}'), nullif(bad.job -> 'headers', 'null'));
+  exception when others then
+    if jsonb_array_length(jobs) = 1 then
+      raise;
+    end if;
+    raise exception 'supaqueue: job % of %: %', bad.ord, jsonb_array_length(jobs), regexp_replace(sqlerrm, '^supaqueue: ', '')
+      using errcode = sqlstate;
+  end;
 end $$;
 
 -- Adds a job to the named queue and returns its id. `run_at` delays it; a `dedup_key` that an unfinished job of
@@ -1324,7 +1341,7 @@ declare
   q supaqueue.queue := supaqueue._queue_for_job(queue_name);
   job_id uuid;
 begin
-  perform supaqueue._check_jobs(q, jsonb_build_array(jsonb_build_object('payload', payload, 'headers', headers)));
+  perform supaqueue._check_job(q, payload, headers);
 
   insert into supaqueue.job (queue_id, payload, run_at, dedup_key, headers)
   values (q.id, payload, coalesce(enqueue.run_at, now()), enqueue.dedup_key, coalesce(enqueue.headers, '{}'))
