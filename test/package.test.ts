@@ -102,6 +102,9 @@ export const job: Promise<Job | null> = q.get(await id);
 q.enqueue("nope", { to: "a" });
 // @ts-expect-error: the payload's field has the wrong type
 q.enqueue("send-email", { to: 1 });
+// A client typed by \`supabase gen types\` is taken as it is.
+type Database = { public: { Tables: {}; Views: {}; Functions: { hello: { Args: { name: string }; Returns: string } }; Enums: {}; CompositeTypes: {} } };
+export const typed = createSupaqueue(createClient<Database>("http://x", "k")).enqueue("any", [1]);
 `,
     );
     writeFileSync(
