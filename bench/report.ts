@@ -1,6 +1,7 @@
 import type { BulkResult } from "./bulk.ts";
 import { type ChainResult, summarize } from "./chain.ts";
 import { CLAIM_STATES, type ClaimResult } from "./claim.ts";
+import type { ClientResult } from "./client.ts";
 import { CLAIM_WITHIN_MS, CYCLE_SHAPES, type CycleResult, REPORT_MODES, type ReportMode } from "./cycle.ts";
 import type { DiagnosisResult } from "./diagnose.ts";
 import type { EdgeResult } from "./edge.ts";
@@ -20,6 +21,7 @@ export interface BenchResults {
   limit?: LimitResult;
   cycle?: CycleResult;
   bulk?: BulkResult;
+  client?: ClientResult;
   claim?: ClaimResult;
   edge?: EdgeResult;
   peers?: PeersResult;
@@ -85,6 +87,24 @@ export function targets(r: BenchResults): TargetRow[] {
         met: sq / copy >= 0.5,
       });
     }
+  }
+  if (r.client) {
+    const { median: m, roundTripMedian: t } = r.client;
+    rows.push({
+      target: `client enqueueMany of ${int(r.client.jobs)} jobs through the PostgREST stand-in ≥ 0.50 × the same enqueue_many over a direct connection`,
+      value: `${int(m.client)} jobs/s = ${ratio(m.client, m.direct)} × ${int(m.direct)}`,
+      met: (m.client ?? 0) / (m.direct ?? Number.POSITIVE_INFINITY) >= 0.5,
+    });
+    rows.push({
+      target: `client enqueueMany of ${int(r.client.jobs)} jobs ≥ 0.50 × a plain insert ... select of as many jobs over a direct connection`,
+      value: `${int(m.client)} jobs/s = ${ratio(m.client, m.insert)} × ${int(m.insert)}`,
+      met: (m.client ?? 0) / (m.insert ?? Number.POSITIVE_INFINITY) >= 0.5,
+    });
+    rows.push({
+      target: "one client enqueue adds ≤ 2 ms (median) over the raw RPC",
+      value: `${fixed(t.client)} − ${fixed(t.rpc)} = ${fixed((t.client ?? 0) - (t.rpc ?? 0))} ms`,
+      met: (t.client ?? 0) - (t.rpc ?? 0) <= 2,
+    });
   }
   if (r.claim) {
     for (const state of CLAIM_STATES.filter((s) => s.key !== "small")) {
@@ -285,6 +305,27 @@ export function renderResults(r: BenchResults): string {
       );
     }
     out.push("");
+  }
+
+  if (r.client) {
+    const c = r.client;
+    out.push("## 3b. The client (src/client on supabase-js)", "");
+    out.push(
+      `enqueueMany of ${int(c.jobs)} jobs (payloads checked against the queue's schema first) through the PostgREST ` +
+        "stand-in, which runs each RPC as service_role in its own transaction, against the same " +
+        "supaqueue.enqueue_many over a direct connection and a plain `insert ... select` of as many jobs; then one enqueue at a time, the client against the raw " +
+        `supabase.rpc("supaqueue_enqueue") through the same stand-in, ${int(c.roundTrips)} of each, alternating. ` +
+        "The stand-in is a Node server, not PostgREST: it reads the function's signature on every call.",
+      "",
+      "| | median | repeats |",
+      "|---|---|---|",
+      `| enqueueMany through the stand-in, jobs/s | ${int(c.median.client)} | ${spread(c.runs.client)} |`,
+      `| enqueue_many over a direct connection, jobs/s | ${int(c.median.direct)} | ${spread(c.runs.direct)} |`,
+      `| insert into supaqueue.job ... select over a direct connection, jobs/s | ${int(c.median.insert)} | ${spread(c.runs.insert)} |`,
+      `| one client enqueue, ms | ${fixed(c.roundTripMedian.client)} | ${(c.roundTrip.client ?? []).map((v) => fixed(v)).join(" / ")} |`,
+      `| one raw rpc("supaqueue_enqueue"), ms | ${fixed(c.roundTripMedian.rpc)} | ${(c.roundTrip.rpc ?? []).map((v) => fixed(v)).join(" / ")} |`,
+      "",
+    );
   }
 
   if (r.claim) {

@@ -5,6 +5,7 @@ import { projectRoot } from "../src/paths.ts";
 import { measureBulk } from "./bulk.ts";
 import { measureChain, measureChainMemory } from "./chain.ts";
 import { measureClaim } from "./claim.ts";
+import { measureClient } from "./client.ts";
 import { measureCycle, REPORT_MODES } from "./cycle.ts";
 import { measureDiagnosis } from "./diagnose.ts";
 import { measureEdge } from "./edge.ts";
@@ -18,7 +19,7 @@ import { log, openServer } from "./support.ts";
  * `npm run bench`: measures Supaqueue against the physical limit and its peers on the Postgres at DATABASE_URL
  * (default 127.0.0.1:5432, or an embedded one) and writes bench/RESULTS.md. Every measurement makes its own
  * databases and drops them. Environment:
- *   BENCH_SECTIONS  comma-separated subset of limit,cycle,bulk,claim,edge,peers,diagnosis,chain (default: all)
+ *   BENCH_SECTIONS  comma-separated subset of limit,cycle,bulk,client,claim,edge,peers,diagnosis,chain (default: all)
  *   BENCH_REPEATS   repeats per figure (default 3); the median is reported
  *   BENCH_OUT       where to write the results (default bench/RESULTS.md)
  *   BENCH_CYCLE_TIMEOUT_S  how long one cycle run may take before it stops and says where it stuck (default 300)
@@ -29,7 +30,7 @@ import { log, openServer } from "./support.ts";
  * machine.
  */
 
-const ALL = ["limit", "cycle", "bulk", "claim", "edge", "peers", "diagnosis", "chain"] as const;
+const ALL = ["limit", "cycle", "bulk", "client", "claim", "edge", "peers", "diagnosis", "chain"] as const;
 type Section = (typeof ALL)[number];
 
 const sections = new Set<Section>(
@@ -42,6 +43,8 @@ const SIZES = {
   limitSeconds: 6,
   cycleJobs: 5_000,
   bulkJobs: 100_000,
+  clientJobs: 10_000,
+  clientRoundTrips: 300,
   claimIterations: 300,
   edgeCalls: 10_000,
   peerJobs: 5_000,
@@ -93,6 +96,10 @@ async function main(): Promise<void> {
     if (sections.has("bulk")) {
       results.bulk = await measureBulk(bench, repeats, SIZES.bulkJobs);
       done("bulk");
+    }
+    if (sections.has("client")) {
+      results.client = await measureClient(bench, repeats, SIZES.clientJobs, SIZES.clientRoundTrips);
+      done("client");
     }
     if (sections.has("claim")) {
       results.claim = await measureClaim(bench, repeats, SIZES.claimIterations);

@@ -34601,7 +34601,7 @@ function extend(target) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(636);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1598);
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 
@@ -34610,7 +34610,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 636:
+/***/ 1598:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -38656,7 +38656,194 @@ function utf8Bytes(value) {
     return Buffer.byteLength(JSON.stringify(value) ?? "null", "utf8");
 }
 
+;// CONCATENATED MODULE: ./src/client/payload.ts
+// Payload schemas: the part of JSON Schema a queue's `payload:` in supaqueue.yml may use, checked the same way by the
+// client, `supaqueue enqueue` and the deploy (which refuses a schema using anything else, so nothing is silently left
+// unchecked). No dependency: the client runs in edge functions as it is.
+const TYPES = ["object", "array", "string", "number", "integer", "boolean", "null"];
+/** The keywords checked, and those that only describe (`format` is an annotation, as JSON Schema 2019+ has it). */
+const CHECKED = [
+    "type",
+    "enum",
+    "const",
+    "properties",
+    "required",
+    "additionalProperties",
+    "items",
+    "minItems",
+    "maxItems",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "anyOf",
+];
+const ANNOTATIONS = ["$schema", "$id", "$comment", "title", "description", "default", "examples", "format"];
+const SCHEMA_KEYWORDS = [...CHECKED, ...ANNOTATIONS];
+const isObject = (value) => typeof value === "object" && value !== null && !Array.isArray(value);
+function typeOf(value) {
+    if (value === null)
+        return "null";
+    if (Array.isArray(value))
+        return "array";
+    if (typeof value === "number")
+        return Number.isInteger(value) ? "integer" : "number";
+    return typeof value;
+}
+/** JSON equality: objects equal whatever the order of their keys. */
+function sameJson(a, b) {
+    if (Array.isArray(a) && Array.isArray(b))
+        return a.length === b.length && a.every((v, i) => sameJson(v, b[i]));
+    if (isObject(a) && isObject(b)) {
+        const keys = Object.keys(a);
+        return keys.length === Object.keys(b).length && keys.every((k) => k in b && sameJson(a[k], b[k]));
+    }
+    return a === b;
+}
+const pointer = (path, key) => `${path}/${String(key).replaceAll("~", "~0").replaceAll("/", "~1")}`;
+function matchesType(value, type) {
+    const actual = typeOf(value);
+    return actual === type || (type === "number" && actual === "integer");
+}
+const shown = (value) => (typeof value === "string" ? JSON.stringify(value) : typeOf(value));
+/** The first place where `value` breaks `schema`, or null when it matches. */
+function payloadProblem(schema, value, path = "") {
+    const at = (problem) => ({ path, problem });
+    if (schema.type !== undefined) {
+        const types = (Array.isArray(schema.type) ? schema.type : [schema.type]);
+        if (!types.some((t) => matchesType(value, t)))
+            return at(`must be ${types.join(" or ")}, not ${typeOf(value)}`);
+    }
+    if (Array.isArray(schema.enum) && !schema.enum.some((e) => sameJson(e, value)))
+        return at(`must be one of ${schema.enum.map((e) => JSON.stringify(e)).join(", ")}, not ${JSON.stringify(value)}`);
+    if ("const" in schema && !sameJson(schema.const, value))
+        return at(`must be ${JSON.stringify(schema.const)}, not ${JSON.stringify(value)}`);
+    if (Array.isArray(schema.anyOf)) {
+        const ok = schema.anyOf.some((s) => payloadProblem(s, value, path) === null);
+        if (!ok)
+            return at(`matches none of the ${schema.anyOf.length} schemas of anyOf`);
+    }
+    if (typeof value === "string") {
+        const length = [...value].length;
+        if (typeof schema.minLength === "number" && length < schema.minLength)
+            return at(`must be at least ${schema.minLength} characters long, not ${length}`);
+        if (typeof schema.maxLength === "number" && length > schema.maxLength)
+            return at(`must be at most ${schema.maxLength} characters long, not ${length}`);
+        if (typeof schema.pattern === "string" && !new RegExp(schema.pattern, "u").test(value))
+            return at(`must match the pattern ${schema.pattern}, not ${shown(value)}`);
+    }
+    if (typeof value === "number") {
+        if (typeof schema.minimum === "number" && value < schema.minimum)
+            return at(`must be at least ${schema.minimum}, not ${value}`);
+        if (typeof schema.maximum === "number" && value > schema.maximum)
+            return at(`must be at most ${schema.maximum}, not ${value}`);
+        if (typeof schema.exclusiveMinimum === "number" && value <= schema.exclusiveMinimum)
+            return at(`must be more than ${schema.exclusiveMinimum}, not ${value}`);
+        if (typeof schema.exclusiveMaximum === "number" && value >= schema.exclusiveMaximum)
+            return at(`must be less than ${schema.exclusiveMaximum}, not ${value}`);
+    }
+    if (Array.isArray(value)) {
+        if (typeof schema.minItems === "number" && value.length < schema.minItems)
+            return at(`must have at least ${schema.minItems} items, not ${value.length}`);
+        if (typeof schema.maxItems === "number" && value.length > schema.maxItems)
+            return at(`must have at most ${schema.maxItems} items, not ${value.length}`);
+        if (isObject(schema.items)) {
+            for (const [i, item] of value.entries()) {
+                const problem = payloadProblem(schema.items, item, pointer(path, i));
+                if (problem)
+                    return problem;
+            }
+        }
+    }
+    if (isObject(value)) {
+        for (const name of Array.isArray(schema.required) ? schema.required : []) {
+            if (!(name in value))
+                return { path: pointer(path, name), problem: "is required, and missing" };
+        }
+        const properties = isObject(schema.properties) ? schema.properties : {};
+        for (const [name, field] of Object.entries(value)) {
+            const own = properties[name];
+            if (isObject(own)) {
+                const problem = payloadProblem(own, field, pointer(path, name));
+                if (problem)
+                    return problem;
+            }
+            else if (schema.additionalProperties === false) {
+                return {
+                    path: pointer(path, name),
+                    problem: `is not allowed (allowed: ${Object.keys(properties).join(", ") || "no field"})`,
+                };
+            }
+            else if (isObject(schema.additionalProperties)) {
+                const problem = payloadProblem(schema.additionalProperties, field, pointer(path, name));
+                if (problem)
+                    return problem;
+            }
+        }
+    }
+    return null;
+}
+/** What is wrong with a schema itself (a keyword not supported, a value of the wrong shape), each with its place. */
+function schemaProblems(schema, path = "") {
+    if (!isObject(schema))
+        return [{ path, problem: `a schema must be a mapping, not ${typeOf(schema)}` }];
+    const problems = [];
+    const add = (key, problem) => problems.push({ path: pointer(path, key), problem });
+    for (const [key, value] of Object.entries(schema)) {
+        if (!SCHEMA_KEYWORDS.includes(key)) {
+            add(key, `is not supported; payload schemas may use ${SCHEMA_KEYWORDS.join(", ")}`);
+        }
+        else if (key === "type") {
+            const types = Array.isArray(value) ? value : [value];
+            if (types.length === 0 || !types.every((t) => TYPES.includes(t)))
+                add(key, `must be one of ${TYPES.join(", ")}, or a list of them`);
+        }
+        else if (key === "properties") {
+            if (!isObject(value))
+                add(key, "must be a mapping of field names to schemas");
+            else
+                for (const [name, s] of Object.entries(value))
+                    problems.push(...schemaProblems(s, pointer(pointer(path, key), name)));
+        }
+        else if (key === "items" || (key === "additionalProperties" && typeof value !== "boolean")) {
+            problems.push(...schemaProblems(value, pointer(path, key)));
+        }
+        else if (key === "anyOf") {
+            if (!Array.isArray(value) || value.length === 0)
+                add(key, "must be a list of schemas");
+            else
+                for (const [i, s] of value.entries())
+                    problems.push(...schemaProblems(s, pointer(pointer(path, key), i)));
+        }
+        else if (key === "required") {
+            if (!Array.isArray(value) || !value.every((v) => typeof v === "string"))
+                add(key, "must be a list of field names");
+        }
+        else if (key === "enum") {
+            if (!Array.isArray(value) || value.length === 0)
+                add(key, "must be a list of values");
+        }
+        else if (key === "pattern") {
+            try {
+                new RegExp(String(value), "u");
+            }
+            catch {
+                add(key, `is not a valid regular expression: ${JSON.stringify(value)}`);
+            }
+        }
+        else if (/^(min|max|exclusiveM)/.test(key) && typeof value !== "number") {
+            add(key, "must be a number");
+        }
+    }
+    return problems;
+}
+
 ;// CONCATENATED MODULE: ./src/config/settings.ts
+
+
 
 
 
@@ -38679,6 +38866,36 @@ function flag(key, field, column) {
     });
 }
 const codes = (value) => `[${value.join(", ")}]`;
+/**
+ * A queue's `payload:`, a JSON Schema of what the client and `supaqueue enqueue` accept: each problem (a keyword the
+ * checker does not support, a value of the wrong shape, a top-level type that is no JSON object or array) reported
+ * at its own line.
+ */
+function payloadSchema(node, field, report) {
+    const schema = node.toJSON();
+    const problems = schemaProblems(schema);
+    const types = typeof schema === "object" && schema !== null ? schema.type : undefined;
+    if (types !== undefined && [types].flat().some((t) => t !== "object" && t !== "array"))
+        problems.push({ path: "/type", problem: "must be object or array: a payload is a JSON object or array" });
+    for (const { path, problem } of problems) {
+        const keys = path === ""
+            ? []
+            : path
+                .slice(1)
+                .split("/")
+                .map((k) => k.replaceAll("~1", "/").replaceAll("~0", "~"));
+        const at = (0,dist/* isCollection */.P3)(node)
+            ? node.getIn(keys.map((k) => (/^\d+$/.test(k) ? Number(k) : k)), true)
+            : node;
+        report(at ?? node, [field, ...keys].join("."), problem);
+    }
+    return problems.length === 0 ? schema : null;
+}
+/** A schema in the plan's change lines: its JSON, cut short. */
+function showSchema(schema) {
+    const json = JSON.stringify(schema);
+    return json.length > 60 ? `${json.slice(0, 57)}...` : json;
+}
 const SETTINGS = [
     setting({
         key: "method",
@@ -38810,6 +39027,15 @@ const SETTINGS = [
             return null;
         },
         format: String,
+    }),
+    setting({
+        key: "payload",
+        field: "payloadSchema",
+        column: "payload_schema",
+        label: "payload",
+        default: null,
+        read: (node, field, { report }) => payloadSchema(node, field, report),
+        format: showSchema,
     }),
     flag("signed", "signed", null),
     flag("paused", "paused", "paused"),
@@ -39581,7 +39807,11 @@ const QUEUE_COLUMNS = [
     ...COLUMN_SETTINGS.map((s) => s.column),
 ];
 /** The columns of QUEUE_COLUMNS that are jsonb. */
-const JSON_COLUMNS = new Set(["headers", "secret_headers"]);
+const JSON_COLUMNS = new Set([
+    "headers",
+    "secret_headers",
+    "payload_schema",
+]);
 /** Whether applying the plan would change the database (migrations aside). */
 function planChangesQueues(plan) {
     return (plan.queues.some((q) => q.action !== "unchanged") ||
@@ -39693,6 +39923,44 @@ const MIGRATION_TABLE = `
     name text not null,
     checksum text,
     applied_at timestamptz not null default now())`;
+const SCRIPT_TAG = "$supaqueue_migration$";
+const SQL_TAG = "$supaqueue_sql$";
+/**
+ * A shipped migration as a file of Supabase's own migrations (supabase/migrations/, applied by `supabase db push`,
+ * `supabase start` and `db reset`): one DO block that applies it and records it in supaqueue.migration with its
+ * checksum, as migrate() does, so an installer finds it applied and does not apply it twice. On a database where it is
+ * recorded already (installed by the action or the CLI) the block does nothing; where a different build of it is
+ * recorded it fails, saying so, before any change.
+ */
+function migrationScript(migration) {
+    for (const tag of [SCRIPT_TAG, SQL_TAG])
+        if (migration.sql.includes(tag))
+            throw new Error(`${migration.name} contains ${tag}, which quotes it here`);
+    const literal = (text) => `'${text.replaceAll("'", "''")}'`;
+    return `-- Supaqueue migration ${migration.name} (sha256 ${migration.checksum}), written by \`supaqueue migrations\`:
+-- do not edit. It is recorded in supaqueue.migration, so \`supaqueue deploy\` and the GitHub Action find it applied.
+do ${SCRIPT_TAG}
+declare
+  recorded text;
+begin
+  set local client_min_messages = warning;
+  create schema if not exists supaqueue;
+  execute ${literal(MIGRATION_TABLE)};
+  select m.checksum into recorded from supaqueue.migration m where m.version = ${migration.version};
+  if found and recorded is not distinct from ${literal(migration.checksum)} then
+    return;
+  elsif found then
+    raise exception 'supaqueue: the database records migration ${migration.name} with another checksum (%)', recorded
+      using hint = 'Write the migrations with the Supaqueue version that installed it; a shipped migration is never edited.';
+  end if;
+  insert into supaqueue.migration (version, name, checksum)
+  values (${migration.version}, ${literal(migration.name)}, ${literal(migration.checksum)});
+  execute ${SQL_TAG}
+${migration.sql}
+${SQL_TAG};
+end ${SCRIPT_TAG};
+`;
+}
 /**
  * Applies the migrations not yet recorded in `supaqueue.migration`, each in its own transaction with its checksum
  * recorded first, under a session advisory lock so that two installers started at once serialize: the second finds
@@ -40286,7 +40554,7 @@ async function reconcile(client, config) {
     return plan;
 }
 function rowValues(row) {
-    return QUEUE_COLUMNS.map((column) => JSON_COLUMNS.has(column) ? JSON.stringify(row[column]) : row[column]);
+    return QUEUE_COLUMNS.map((column) => JSON_COLUMNS.has(column) && row[column] !== null ? JSON.stringify(row[column]) : row[column]);
 }
 async function insertQueue(client, name, row) {
     const placeholders = QUEUE_COLUMNS.map((_, i) => `$${i + 3}`).join(", ");
@@ -44123,7 +44391,7 @@ __webpack_unused_export__ = errors.YAMLParseError;
 __webpack_unused_export__ = errors.YAMLWarning;
 __webpack_unused_export__ = Alias.Alias;
 __webpack_unused_export__ = identity.isAlias;
-__webpack_unused_export__ = identity.isCollection;
+exports.P3 = identity.isCollection;
 __webpack_unused_export__ = identity.isDocument;
 exports.jh = identity.isMap;
 __webpack_unused_export__ = identity.isNode;

@@ -111,6 +111,9 @@ create table supaqueue.queue (
     constraint queue_honor_retry_after_is_known check (honor_retry_after in ('job', 'queue')),
   -- A job that fails for good is also enqueued into this queue (payload, last status and error, attempts).
   dead_letter_queue text,
+  -- The JSON Schema its payloads follow (supaqueue.yml's `payload:`), or null. Checked by the client and by
+  -- `supaqueue enqueue` before a job is sent to the database (supaqueue.payload_schema), not by the database itself.
+  payload_schema jsonb,
   -- Vault secret names of the HMAC-SHA256 signing key, and of the previous key while it is still honoured.
   -- A queue with a signing key never sends a call unsigned: a key missing from Vault fails the call.
   signing_key_secret text,
@@ -320,6 +323,10 @@ begin
   if new.function_name is not null and new.function_name !~ '^[A-Za-z0-9_-]{1,128}$' then
     raise exception 'supaqueue: queue "%" has an invalid function_name "%"', new.name, new.function_name
       using hint = 'Use the edge function''s name: letters, digits, "-" and "_".';
+  end if;
+  if new.payload_schema is not null and jsonb_typeof(new.payload_schema) <> 'object' then
+    raise exception 'supaqueue: queue "%" has a payload_schema that is not a JSON object', new.name
+      using hint = 'Set it to a JSON Schema (an object such as {"type": "object", "required": ["to"]}), or null.';
   end if;
   new.method := upper(new.method);
   if new.method not in ('GET', 'POST', 'PUT', 'PATCH', 'DELETE') then
@@ -1340,6 +1347,77 @@ begin
   return result;
 end $$;
 
+-- The queue a job is added to, or an error naming the queue and how to create it.
+create function supaqueue._queue_for_job(queue_name text) returns supaqueue.queue
+language plpgsql stable set search_path = '' as $$
+declare q supaqueue.queue;
+begin
+  select * into q from supaqueue.queue where name = queue_name;
+  if q.id is null then
+    raise exception 'supaqueue: queue "%" does not exist', queue_name
+      using hint = 'Create it in supaqueue.yml or insert it into supaqueue.queue; see select name from supaqueue.queue.';
+  end if;
+  return q;
+end $$;
+
+-- Checks a job's payload and headers against its queue and says what to fix. The size bounds are checked by the
+-- insert trigger, for every way in.
+create function supaqueue._check_job(q supaqueue.queue, payload jsonb, headers jsonb) returns void
+language plpgsql immutable set search_path = '' as $$
+begin
+  if payload is null or jsonb_typeof(payload) not in ('object', 'array') then
+    raise exception 'supaqueue: the payload for queue "%" must be a JSON object or array, not %', q.name,
+      coalesce(jsonb_typeof(payload), 'null');
+  end if;
+  if q.method in ('GET', 'DELETE') and jsonb_typeof(payload) <> 'object' then
+    raise exception 'supaqueue: queue "%" sends % requests, whose payload becomes the query string: it must be a JSON object', q.name, q.method;
+  end if;
+  if headers is not null and (jsonb_typeof(headers) <> 'object'
+     or exists (select from jsonb_each(headers) h where jsonb_typeof(h.value) <> 'string')) then
+    raise exception 'supaqueue: job headers must be a JSON object of strings';
+  end if;
+end $$;
+
+-- Checks the jobs of enqueue_many() (a JSON array) against their queue, in one query whatever their number, and
+-- raises for the first job at fault, naming its position when there is more than one. The query asks what
+-- _check_job() checks, as a set; _check_job() then says what is wrong, so each message has one source.
+create function supaqueue._check_jobs(q supaqueue.queue, jobs jsonb) returns void
+language plpgsql stable set search_path = '' as $$
+declare
+  bad record;
+begin
+  select e.ord, e.value as job into bad
+  from jsonb_array_elements(jobs) with ordinality e(value, ord)
+  where jsonb_typeof(e.value) <> 'object'
+     or exists (select from jsonb_object_keys(e.value) k where k not in ('payload', 'run_at', 'delay_ms', 'dedup_key', 'headers'))
+     or (e.value ? 'run_at' and e.value ? 'delay_ms')
+     or jsonb_typeof(coalesce(e.value -> 'payload', '{}')) not in ('object', 'array')
+     or (q.method in ('GET', 'DELETE') and jsonb_typeof(coalesce(e.value -> 'payload', '{}')) <> 'object')
+     or jsonb_typeof(coalesce(e.value -> 'headers', '{}')) not in ('object', 'null')
+     or exists (select from jsonb_each(case jsonb_typeof(e.value -> 'headers') when 'object' then e.value -> 'headers' end) h
+                where jsonb_typeof(h.value) <> 'string')
+  order by e.ord limit 1;
+  if not found then
+    return;
+  end if;
+  begin
+    if jsonb_typeof(bad.job) <> 'object' then
+      raise exception 'supaqueue: a job must be a JSON object, not %', jsonb_typeof(bad.job);
+    elsif exists (select from jsonb_object_keys(bad.job) k where k not in ('payload', 'run_at', 'delay_ms', 'dedup_key', 'headers')) then
+      raise exception 'supaqueue: unknown key in a job; the keys are payload, run_at, delay_ms, dedup_key, headers';
+    elsif bad.job ? 'run_at' and bad.job ? 'delay_ms' then
+      raise exception 'supaqueue: a job has run_at or delay_ms, not both';
+    end if;
+    perform supaqueue._check_job(q, coalesce(bad.job -> 'payload', '{}'), nullif(bad.job -> 'headers', 'null'));
+  exception when others then
+    if jsonb_array_length(jobs) = 1 then
+      raise;
+    end if;
+    raise exception 'supaqueue: job % of %: %', bad.ord, jsonb_array_length(jobs), regexp_replace(sqlerrm, '^supaqueue: ', '')
+      using errcode = sqlstate;
+  end;
+end $$;
+
 -- Adds a job to the named queue and returns its id. `run_at` delays it; a `dedup_key` that an unfinished job of
 -- the queue already has returns that job's id instead of adding another; `headers` are added to the queue's.
 -- A paused queue accepts jobs: they wait, pending, until it is resumed. Payloads and headers larger than
@@ -1354,25 +1432,10 @@ returns uuid
 language plpgsql security definer set search_path = '' as $$
 #variable_conflict use_column
 declare
-  q supaqueue.queue;
+  q supaqueue.queue := supaqueue._queue_for_job(queue_name);
   job_id uuid;
 begin
-  select * into q from supaqueue.queue where name = queue_name;
-  if q.id is null then
-    raise exception 'supaqueue: queue "%" does not exist', queue_name
-      using hint = 'Create it in supaqueue.yml or insert it into supaqueue.queue; see select name from supaqueue.queue.';
-  end if;
-  if payload is null or jsonb_typeof(payload) not in ('object', 'array') then
-    raise exception 'supaqueue: the payload for queue "%" must be a JSON object or array, not %', queue_name,
-      coalesce(jsonb_typeof(payload), 'null');
-  end if;
-  if q.method in ('GET', 'DELETE') and jsonb_typeof(payload) <> 'object' then
-    raise exception 'supaqueue: queue "%" sends % requests, whose payload becomes the query string: it must be a JSON object', queue_name, q.method;
-  end if;
-  if headers is not null and (jsonb_typeof(headers) <> 'object'
-     or exists (select from jsonb_each(headers) h where jsonb_typeof(h.value) <> 'string')) then
-    raise exception 'supaqueue: job headers must be a JSON object of strings';
-  end if;
+  perform supaqueue._check_job(q, payload, headers);
 
   insert into supaqueue.job (queue_id, payload, run_at, dedup_key, headers)
   values (q.id, payload, coalesce(enqueue.run_at, now()), enqueue.dedup_key, coalesce(enqueue.headers, '{}'))
@@ -1386,6 +1449,71 @@ begin
   end if;
   return job_id;
 end $$;
+
+-- Adds many jobs to one queue in one call and returns their ids in the order given. `jobs` is a JSON array of
+-- objects with the keys `payload` (default {}), `run_at` (a timestamp) or `delay_ms` (from now), `dedup_key` and
+-- `headers`, each meaning what it means for enqueue(). Every job is checked first: one bad job adds none, and the
+-- message names its position. Jobs without a dedup key are added in one insert (one dispatch for all of them);
+-- those with one go through enqueue(), which returns the unfinished job holding the key.
+create function supaqueue.enqueue_many(queue_name text, jobs jsonb) returns uuid[]
+language plpgsql security definer set search_path = '' as $$
+declare
+  q supaqueue.queue := supaqueue._queue_for_job(queue_name);
+  ids uuid[];
+begin
+  if jobs is null or jsonb_typeof(jobs) <> 'array' then
+    raise exception 'supaqueue: jobs must be a JSON array of objects, not %', coalesce(jsonb_typeof(jobs), 'null')
+      using hint = 'Each job: {"payload": {...}, "run_at" or "delay_ms", "dedup_key", "headers"}, all optional.';
+  end if;
+  perform supaqueue._check_jobs(q, jobs);
+
+  -- The due time is an expression, not a function: a function pins its search_path and is then called once per row.
+  -- Ids of the bulk insert are matched to positions by seq, which it hands out in the order its rows arrive.
+  with input as (
+    select e.ord, coalesce(e.value -> 'payload', '{}') as payload,
+           coalesce((e.value ->> 'run_at')::timestamptz,
+                    now() + coalesce((e.value ->> 'delay_ms')::numeric, 0) * interval '1 ms') as run_at,
+           e.value ->> 'dedup_key' as dedup_key, coalesce(nullif(e.value -> 'headers', 'null'), '{}') as headers
+    from jsonb_array_elements(jobs) with ordinality e(value, ord)
+  ), bulk as (
+    insert into supaqueue.job (queue_id, payload, run_at, headers)
+    select q.id, i.payload, i.run_at, i.headers from input i where i.dedup_key is null order by i.ord
+    returning id, seq
+  ), placed as (
+    select array_agg(b.id order by b.seq) as ids from bulk b
+  )
+  select array_agg(case when i.dedup_key is null then (select p.ids from placed p)[i.n]
+                        else supaqueue.enqueue(queue_name, i.payload, i.run_at, i.dedup_key, i.headers) end
+                   order by i.ord)
+  into ids
+  from (select input.*, count(*) filter (where input.dedup_key is null) over (order by input.ord) as n from input) i;
+  return coalesce(ids, '{}');
+end $$;
+
+-- A job with its attempts, as JSON: what `supaqueue.job` holds, its queue's name, and
+-- `attempts_history`, every attempt in order. Null when there is no such job (or it was deleted after retention).
+create function supaqueue.get_job(job_id uuid) returns jsonb
+language sql stable security definer set search_path = '' as $$
+  select jsonb_build_object(
+    'id', j.id, 'queue', q.name, 'status', j.status, 'payload', j.payload, 'headers', j.headers,
+    'attempts', j.attempts, 'run_at', j.run_at, 'dedup_key', j.dedup_key, 'last_status_code', j.last_status_code,
+    'last_error', j.last_error, 'created_at', j.created_at, 'finished_at', j.finished_at,
+    'attempts_history', coalesce((
+      select jsonb_agg(jsonb_build_object(
+        'attempt', a.attempt, 'succeeded', a.succeeded, 'status_code', a.status_code, 'error', a.error,
+        'duration_ms', a.duration_ms, 'response_body', a.response_body, 'started_at', a.started_at,
+        'finished_at', a.finished_at) order by a.id)
+      from supaqueue.attempt a where a.job_id = j.id), '[]'))
+  from supaqueue.job j join supaqueue.queue q on q.id = j.queue_id
+  where j.id = get_job.job_id
+$$;
+
+-- The JSON Schema a queue's payloads follow (supaqueue.yml's `payload:`), null when it has none. Raises for an
+-- unknown queue, like enqueue.
+create function supaqueue.payload_schema(queue_name text) returns jsonb
+language sql stable security definer set search_path = '' as $$
+  select (supaqueue._queue_for_job(queue_name)).payload_schema
+$$;
 
 -- Cancels a job that has not finished. A call already in flight completes, but its outcome no longer changes the
 -- job. Returns false when the job was already finished (or does not exist).
@@ -1629,12 +1757,12 @@ left join lateral (
 group by q.id, q.name, q.paused, d.p50_ms, d.p95_ms, q.rate_limit_per_second;
 
 -------------------------------------------------------------------------------------------------------------------
--- The entry points of execute_current_job (POST /rest/v1/rpc/<name> with the service-role key)
+-- The entry points in public (POST /rest/v1/rpc/<name> with the service-role key): execute_current_job's and the client's
 -------------------------------------------------------------------------------------------------------------------
 
--- PostgREST exposes `public` by default, so these thin wrappers let the function call Supaqueue with no change to the
--- project's API settings. They run with the caller's rights: only service_role (and postgres) may execute them or
--- what they call.
+-- PostgREST exposes `public` by default, so these thin wrappers let the function and server code (src/client, on
+-- supabase-js) call Supaqueue with no change to the project's API settings. They run with the caller's rights: only
+-- service_role (and postgres) may execute them or what they call.
 
 -- A wakeup's calls: see supaqueue.claim_current_jobs.
 create function public.supaqueue_claim_current_jobs(ids bigint[], probe uuid default null)
@@ -1656,6 +1784,72 @@ create function public.supaqueue_complete_current_jobs(outcomes jsonb)
 returns bigint[]
 language sql volatile security invoker set search_path = '' as $$
   select supaqueue.complete_current_jobs(outcomes)
+$$;
+
+-- The client's: see supaqueue.enqueue. `delay_ms` delays the job from the database's clock (not the caller's);
+-- `run_at`, when given, wins.
+create function public.supaqueue_enqueue(queue_name text, payload jsonb default '{}', run_at timestamptz default null,
+  delay_ms numeric default null, dedup_key text default null, headers jsonb default null)
+returns uuid
+language sql volatile security invoker set search_path = '' as $$
+  select supaqueue.enqueue(queue_name, payload, coalesce(run_at, now() + delay_ms * interval '1 ms'), dedup_key, headers)
+$$;
+
+-- The client's, many jobs in one round trip: see supaqueue.enqueue_many.
+create function public.supaqueue_enqueue_many(queue_name text, jobs jsonb)
+returns uuid[]
+language sql volatile security invoker set search_path = '' as $$
+  select supaqueue.enqueue_many(queue_name, jobs)
+$$;
+
+-- The client's: see supaqueue.get_job.
+create function public.supaqueue_get_job(job_id uuid)
+returns jsonb
+language sql stable security invoker set search_path = '' as $$
+  select supaqueue.get_job(job_id)
+$$;
+
+-- The client's: see supaqueue.cancel.
+create function public.supaqueue_cancel(job_id uuid)
+returns boolean
+language sql volatile security invoker set search_path = '' as $$
+  select supaqueue.cancel(job_id)
+$$;
+
+-- The client's: see supaqueue.retry.
+create function public.supaqueue_retry(job_id uuid)
+returns boolean
+language sql volatile security invoker set search_path = '' as $$
+  select supaqueue.retry(job_id)
+$$;
+
+-- The client's: see supaqueue.pause; false for an unknown queue.
+create function public.supaqueue_pause(queue_name text)
+returns boolean
+language sql volatile security invoker set search_path = '' as $$
+  select coalesce(supaqueue.pause(queue_name), false)
+$$;
+
+-- The client's: see supaqueue.resume; false for an unknown queue.
+create function public.supaqueue_resume(queue_name text)
+returns boolean
+language sql volatile security invoker set search_path = '' as $$
+  select coalesce(supaqueue.resume(queue_name), false)
+$$;
+
+-- The client's, to check payloads before it enqueues: see supaqueue.payload_schema.
+create function public.supaqueue_payload_schema(queue_name text)
+returns jsonb
+language sql stable security invoker set search_path = '' as $$
+  select supaqueue.payload_schema(queue_name)
+$$;
+
+-- The client's: the rows of supaqueue.queue_stats (one queue's, or every queue's) as a JSON array, by queue name.
+create function public.supaqueue_queue_stats(queue_name text default null)
+returns jsonb
+language sql stable security invoker set search_path = '' as $$
+  select coalesce(jsonb_agg(to_jsonb(s) order by s.queue), '[]')
+  from supaqueue.queue_stats s where queue_name is null or s.queue = queue_name
 $$;
 
 -------------------------------------------------------------------------------------------------------------------
@@ -1726,6 +1920,9 @@ begin
     grant execute on function supaqueue._throttled_rate(supaqueue.throttle, timestamptz) to service_role;
     grant execute on function
       supaqueue.enqueue(text, jsonb, timestamptz, text, jsonb),
+      supaqueue.enqueue_many(text, jsonb),
+      supaqueue.get_job(uuid),
+      supaqueue.payload_schema(text),
       supaqueue.cancel(uuid),
       supaqueue.retry(uuid),
       supaqueue.set_workers(text, integer),
@@ -1746,7 +1943,16 @@ begin
       supaqueue.complete_and_claim(jsonb, integer),
       public.supaqueue_claim_current_jobs(bigint[], uuid),
       public.supaqueue_complete_and_claim(jsonb, integer),
-      public.supaqueue_complete_current_jobs(jsonb)
+      public.supaqueue_complete_current_jobs(jsonb),
+      public.supaqueue_enqueue(text, jsonb, timestamptz, numeric, text, jsonb),
+      public.supaqueue_enqueue_many(text, jsonb),
+      public.supaqueue_get_job(uuid),
+      public.supaqueue_cancel(uuid),
+      public.supaqueue_retry(uuid),
+      public.supaqueue_pause(text),
+      public.supaqueue_resume(text),
+      public.supaqueue_queue_stats(text),
+      public.supaqueue_payload_schema(text)
     to service_role;
   end if;
 end $$;

@@ -1,7 +1,7 @@
 /**
  * The `supaqueue` command: the action's install code for a laptop or another CI (deploy, plan), day-to-day
- * operations (status, dashboard, doctor, enqueue, pause, resume, purge, cancel, retry, rotate-key, uninstall), and a local stack
- * (dev). Exit codes: 0 done, 1 failed, 2 bad usage.
+ * operations (status, dashboard, doctor, enqueue, pause, resume, purge, cancel, retry, rotate-key, uninstall), payload types (gen
+ * types), the schema as Supabase migrations (migrations) and a local stack (dev). Exit codes: 0 done, 1 failed, 2 bad usage.
  */
 
 import { type CommandSpec, helpText, type Parsed, parseCommand, UsageError } from "./cli/args.ts";
@@ -10,8 +10,10 @@ import { DEPLOY, PLAN, runDeploy } from "./cli/deploy.ts";
 import { DEV, runDev } from "./cli/dev.ts";
 import { DOCTOR, runDoctorCommand } from "./cli/doctor.ts";
 import { ENQUEUE, runEnqueue } from "./cli/enqueue.ts";
+import { GEN, runGen } from "./cli/gen-types.ts";
 import { CANCEL, RETRY, runCancel, runRetry } from "./cli/job-ops.ts";
 import { terminalLogger } from "./cli/logger.ts";
+import { MIGRATIONS, runMigrations } from "./cli/migrations.ts";
 import { PAUSE, PURGE, RESUME, runQueueOperation } from "./cli/queue-ops.ts";
 import { ROTATE_KEY, runRotateKey } from "./cli/rotate-key.ts";
 import { runStatus, STATUS } from "./cli/status.ts";
@@ -36,6 +38,8 @@ const COMMANDS: [CommandSpec, Run][] = [
   [CANCEL, (parsed, env) => runCancel(parsed, env)],
   [RETRY, (parsed, env) => runRetry(parsed, env)],
   [ROTATE_KEY, (parsed, env) => runRotateKey(parsed, env)],
+  [GEN, async (parsed, env) => runGen(parsed, env)],
+  [MIGRATIONS, async (parsed) => runMigrations(parsed)],
   [UNINSTALL, runUninstall],
 ];
 

@@ -46,6 +46,7 @@ function installed(
           slow_down: false,
           honor_retry_after: "job",
           dead_letter_queue: null,
+          payload_schema: null,
           paused: false,
           managed_by: "supaqueue.yml",
           signing_key_secret: null,

@@ -1,3 +1,5 @@
+import { PayloadError } from "../client/errors.ts";
+import { type JsonSchema, payloadProblem } from "../client/payload.ts";
 import { type CommandSpec, DB_URL_FLAG, type Parsed, requireDbUrl, UsageError } from "./args.ts";
 import { operate } from "./database.ts";
 import { parseMoment } from "./when.ts";
@@ -30,6 +32,7 @@ export const ENQUEUE: CommandSpec = {
   },
   notes: [
     "The payload is a JSON object or array (default {}): the body of a POST/PUT/PATCH, the query string of a GET/DELETE.",
+    "A queue with a `payload:` schema in supaqueue.yml checks it first, and names the field that breaks it.",
     `Example: supaqueue enqueue send-email '{"to":"ada@example.com"}' --dedup-key welcome-42`,
   ],
 };
@@ -52,6 +55,14 @@ export async function runEnqueue(parsed: Parsed, env: Record<string, string | un
   const headers = parseHeaders((parsed.values.header as string[] | undefined) ?? []);
   const url = requireDbUrl("enqueue", parsed.values, env);
   return operate(url, async (client) => {
+    // The queue's payload schema (supaqueue.yml's `payload:`), checked here as the client checks it.
+    const schema = await client.query<{ schema: JsonSchema | null }>(
+      "select supaqueue.payload_schema($1) as schema",
+      [queue],
+    );
+    const known = schema.rows[0]?.schema ?? null;
+    const problem = known && payloadProblem(known, payload);
+    if (problem) throw new PayloadError(queue, problem.path, problem.problem);
     const { rows } = await client.query<{ id: string }>(
       "select supaqueue.enqueue($1, $2::jsonb, $3::timestamptz, $4, $5::jsonb)::text as id",
       [

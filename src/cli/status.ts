@@ -1,4 +1,5 @@
 import type pg from "pg";
+import type { QueueStatsRow } from "../client/rows.ts";
 import { formatTable, ms } from "../table.ts";
 import { type CommandSpec, DB_URL_FLAG, type Parsed, requireDbUrl, UsageError } from "./args.ts";
 import { withDatabase } from "./database.ts";
@@ -19,25 +20,8 @@ export const STATUS: CommandSpec = {
   },
 };
 
-interface QueueStatus {
-  queue: string;
-  paused: boolean;
-  pending: number;
-  scheduled: number;
-  in_flight: number;
-  successful: number;
-  failed: number;
-  cancelled: number;
-  workers: number;
-  busy_workers: number;
-  p50_ms: number | null;
-  p95_ms: number | null;
-  rate_limit_per_second: number | null;
-  /** While the target has said slow down: the calls per second the queue may start now. */
-  slowed_to_per_second: number | null;
-  /** Until when a Retry-After holds the queue's new calls. */
-  held_until: string | null;
-}
+/** A row of supaqueue.queue_stats, in the database's names (the client's shape of it). */
+type QueueStatus = QueueStatsRow;
 
 interface RecentFailure {
   queue: string;

@@ -1,4 +1,5 @@
-import type { Node } from "yaml";
+import { isCollection, type Node } from "yaml";
+import { type JsonSchema, schemaProblems } from "../client/payload.ts";
 import { formatDuration } from "./duration.ts";
 import { boolean, duration, integer, NAME, type Report, rate, scalar, show, statusCodes } from "./fields.ts";
 import { LIMITS } from "./limits.ts";
@@ -67,6 +68,42 @@ function flag<F extends "slowDown" | "signed" | "paused", C extends string | nul
 }
 
 const codes = (value: number[]) => `[${value.join(", ")}]`;
+
+/**
+ * A queue's `payload:`, a JSON Schema of what the client and `supaqueue enqueue` accept: each problem (a keyword the
+ * checker does not support, a value of the wrong shape, a top-level type that is no JSON object or array) reported
+ * at its own line.
+ */
+function payloadSchema(node: Node, field: string, report: SettingContext["report"]): JsonSchema | null {
+  const schema = node.toJSON() as unknown;
+  const problems = schemaProblems(schema);
+  const types = typeof schema === "object" && schema !== null ? (schema as JsonSchema).type : undefined;
+  if (types !== undefined && [types].flat().some((t) => t !== "object" && t !== "array"))
+    problems.push({ path: "/type", problem: "must be object or array: a payload is a JSON object or array" });
+  for (const { path, problem } of problems) {
+    const keys =
+      path === ""
+        ? []
+        : path
+            .slice(1)
+            .split("/")
+            .map((k) => k.replaceAll("~1", "/").replaceAll("~0", "~"));
+    const at = isCollection(node)
+      ? (node.getIn(
+          keys.map((k) => (/^\d+$/.test(k) ? Number(k) : k)),
+          true,
+        ) as Node)
+      : node;
+    report(at ?? node, [field, ...keys].join("."), problem);
+  }
+  return problems.length === 0 ? (schema as JsonSchema) : null;
+}
+
+/** A schema in the plan's change lines: its JSON, cut short. */
+function showSchema(schema: JsonSchema): string {
+  const json = JSON.stringify(schema);
+  return json.length > 60 ? `${json.slice(0, 57)}...` : json;
+}
 
 export const SETTINGS = [
   setting({
@@ -205,6 +242,15 @@ export const SETTINGS = [
       return null;
     },
     format: String,
+  }),
+  setting({
+    key: "payload",
+    field: "payloadSchema",
+    column: "payload_schema",
+    label: "payload",
+    default: null,
+    read: (node, field, { report }) => payloadSchema(node, field, report),
+    format: showSchema,
   }),
   flag("signed", "signed", null),
   flag("paused", "paused", "paused"),

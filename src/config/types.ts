@@ -1,3 +1,4 @@
+import type { JsonSchema } from "../client/payload.ts";
 /** Where a problem is in supaqueue.yml: 1-based line and column, as GitHub annotations want them. */
 export interface Position {
   file: string;
@@ -65,6 +66,8 @@ export interface QueueSpec {
   signed: boolean;
   /** Another queue that receives this queue's jobs that fail for good (null: none). */
   deadLetterQueue: string | null;
+  /** The JSON Schema of its payloads (`payload:`), which the client and `supaqueue enqueue` check (null: any). */
+  payloadSchema: JsonSchema | null;
   /** Where dead_letter_queue is in the file (or the queue's name), to point at it from later checks. */
   deadLetterPosition: Position;
   paused: boolean;

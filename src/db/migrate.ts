@@ -123,6 +123,46 @@ const MIGRATION_TABLE = `
     checksum text,
     applied_at timestamptz not null default now())`;
 
+const SCRIPT_TAG = "$supaqueue_migration$";
+const SQL_TAG = "$supaqueue_sql$";
+
+/**
+ * A shipped migration as a file of Supabase's own migrations (supabase/migrations/, applied by `supabase db push`,
+ * `supabase start` and `db reset`): one DO block that applies it and records it in supaqueue.migration with its
+ * checksum, as migrate() does, so an installer finds it applied and does not apply it twice. On a database where it is
+ * recorded already (installed by the action or the CLI) the block does nothing; where a different build of it is
+ * recorded it fails, saying so, before any change.
+ */
+export function migrationScript(migration: Migration): string {
+  for (const tag of [SCRIPT_TAG, SQL_TAG])
+    if (migration.sql.includes(tag))
+      throw new Error(`${migration.name} contains ${tag}, which quotes it here`);
+  const literal = (text: string) => `'${text.replaceAll("'", "''")}'`;
+  return `-- Supaqueue migration ${migration.name} (sha256 ${migration.checksum}), written by \`supaqueue migrations\`:
+-- do not edit. It is recorded in supaqueue.migration, so \`supaqueue deploy\` and the GitHub Action find it applied.
+do ${SCRIPT_TAG}
+declare
+  recorded text;
+begin
+  set local client_min_messages = warning;
+  create schema if not exists supaqueue;
+  execute ${literal(MIGRATION_TABLE)};
+  select m.checksum into recorded from supaqueue.migration m where m.version = ${migration.version};
+  if found and recorded is not distinct from ${literal(migration.checksum)} then
+    return;
+  elsif found then
+    raise exception 'supaqueue: the database records migration ${migration.name} with another checksum (%)', recorded
+      using hint = 'Write the migrations with the Supaqueue version that installed it; a shipped migration is never edited.';
+  end if;
+  insert into supaqueue.migration (version, name, checksum)
+  values (${migration.version}, ${literal(migration.name)}, ${literal(migration.checksum)});
+  execute ${SQL_TAG}
+${migration.sql}
+${SQL_TAG};
+end ${SCRIPT_TAG};
+`;
+}
+
 /**
  * Applies the migrations not yet recorded in `supaqueue.migration`, each in its own transaction with its checksum
  * recorded first, under a session advisory lock so that two installers started at once serialize: the second finds

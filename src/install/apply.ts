@@ -81,7 +81,7 @@ async function reconcile(client: pg.ClientBase, config: QueueFile): Promise<Plan
 
 function rowValues(row: QueueRow): unknown[] {
   return QUEUE_COLUMNS.map((column) =>
-    JSON_COLUMNS.has(column) ? JSON.stringify(row[column]) : row[column],
+    JSON_COLUMNS.has(column) && row[column] !== null ? JSON.stringify(row[column]) : row[column],
   );
 }
 

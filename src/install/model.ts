@@ -38,7 +38,11 @@ export const QUEUE_COLUMNS = [
 ] as (keyof QueueRow)[];
 
 /** The columns of QUEUE_COLUMNS that are jsonb. */
-export const JSON_COLUMNS: ReadonlySet<keyof QueueRow> = new Set(["headers", "secret_headers"]);
+export const JSON_COLUMNS: ReadonlySet<keyof QueueRow> = new Set([
+  "headers",
+  "secret_headers",
+  "payload_schema",
+]);
 
 export interface ExistingQueue extends QueueRow {
   name: string;

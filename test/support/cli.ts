@@ -32,7 +32,8 @@ export function cliEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return { ...env, NO_COLOR: "1", ...extra };
 }
 
-function run(
+/** `command <args>` in `cwd`, in the clean environment plus `extraEnv`. */
+export function run(
   command: string,
   args: string[],
   cwd: string,
