@@ -46,11 +46,14 @@ beforeAll(async () => {
 }, 300_000);
 
 describe("the npm package", () => {
-  test("ships the built CLI and client, the schema, the function and the pgTAP files, and none of our tests", () => {
+  test("ships the built CLI and client, the schema, the function, the dashboard's page and the pgTAP files, and none of our tests", () => {
     const pkg = join(app, "node_modules", "supaqueue");
     expect(readdirSync(pkg).sort()).toEqual(
-      ["README.md", "bin", "functions", "lib", "package.json", "schema", "sql", "supabase"].sort(),
+      ["README.md", "bin", "functions", "lib", "package.json", "schema", "sql", "src", "supabase"].sort(),
     );
+    // Of src/, only the dashboard's page (plain files the server reads, not compiled into lib/).
+    expect(readdirSync(join(pkg, "src"))).toEqual(["dashboard"]);
+    expect(readdirSync(join(pkg, "src", "dashboard"))).toEqual(["public"]);
     expect(readdirSync(join(pkg, "supabase", "tests"))).toHaveLength(3);
     expect(readdirSync(join(pkg, "lib", "src", "client"))).toEqual(
       expect.arrayContaining(["index.js", "index.d.ts"]),
