@@ -7,7 +7,8 @@
 -- append-only: a change is a new file.
 --
 -- Lock order, everywhere: queue (FOR NO KEY UPDATE, only when reconfiguring) -> current_job -> job -> throttle
--- (in queue-id order, only when a target says slow down) -> worker -> rate_bucket. Dispatch never waits for a worker
+-- (in queue-id order, only when a target says slow down) -> job_key (keys in order; dispatch: SKIP LOCKED) -> worker
+-- -> rate_bucket. Dispatch never waits for a worker
 -- or job lock (it claims with SKIP LOCKED and only the rows it will use, and reads a throttle without locking it);
 -- the one lock it waits for, a rate-limited queue's bucket, is held by a dispatch that waits for nothing else.
 -- Claims lock current jobs only, with SKIP LOCKED. So two completions, a completion and an enqueue, a claim and
@@ -107,6 +108,14 @@ create table supaqueue.queue (
   -- honor_retry_after: 'job' delays only the job that got a Retry-After; 'queue' also holds the queue's new calls
   -- until then.
   slow_down boolean not null default false,
+  -- Flow control per key (a job's `key`, e.g. a tenant): per_key_concurrency caps a key's calls in flight; ordered
+  -- runs a key's jobs one at a time in enqueue order (a job retried with backoff holds the ones after it); with
+  -- hold_key_on_failure an ordered key whose job failed for good stops until that job is retried or the key released
+  -- (supaqueue.release_key). key_field: enqueue() takes the key from this payload field when given none.
+  per_key_concurrency integer,
+  ordered boolean not null default false,
+  hold_key_on_failure boolean not null default false,
+  key_field text,
   honor_retry_after text not null default 'job'
     constraint queue_honor_retry_after_is_known check (honor_retry_after in ('job', 'queue')),
   -- A job that fails for good is also enqueued into this queue (payload, last status and error, attempts).
@@ -152,6 +161,8 @@ create table supaqueue.job (
   attempts integer not null default 0 constraint attempts_is_not_negative check (attempts >= 0),
   run_at timestamptz not null default now(),
   dedup_key text,
+  -- The flow-control key (see queue.per_key_concurrency and ordered); null: no key.
+  key text constraint job_key_is_short check (octet_length(key) between 1 and 256),
   last_status_code integer,
   last_error text,
   created_at timestamptz not null default now(),
@@ -159,6 +170,8 @@ create table supaqueue.job (
 );
 -- Dispatch reads only this index: its size is the number of pending jobs, never the finished ones.
 create index job_pending_due_idx on supaqueue.job (queue_id, run_at, seq) where status = 'pending';
+-- A keyed queue's pending jobs per key, in enqueue order: an ordered key's head is found here.
+create index job_pending_key_idx on supaqueue.job (queue_id, key, seq) where status = 'pending' and key is not null;
 -- One unfinished job per (queue, dedup_key).
 create unique index job_dedup_key_idx on supaqueue.job (queue_id, dedup_key)
   where dedup_key is not null and status in ('pending', 'in_progress');
@@ -204,6 +217,17 @@ create table supaqueue.rate_bucket (
   queue_id bigint primary key references supaqueue.queue (id) on delete cascade,
   tokens double precision not null,
   refilled_at timestamptz not null
+);
+
+-- The keys of keyed queues (per_key_concurrency or ordered) with their calls in flight. Dispatch locks a key's row
+-- with SKIP LOCKED (after the job, before the worker) and never waits for it; completion frees it, keys in order.
+-- held_by: the job that failed for good on an ordered key that holds on failure. tick() deletes idle rows.
+create table supaqueue.job_key (
+  queue_id bigint not null references supaqueue.queue (id) on delete cascade,
+  key text not null,
+  in_flight integer not null default 0 constraint job_key_in_flight_is_not_negative check (in_flight >= 0),
+  held_by uuid,
+  primary key (queue_id, key)
 );
 
 -- Queues their target told to slow down (a 429 or 503 with slow_down, or a Retry-After with honor_retry_after =
@@ -363,6 +387,18 @@ begin
   if new.rate_limit_per_second is not null and not (new.rate_limit_per_second > 0) then
     raise exception 'supaqueue: queue "%" has rate_limit_per_second %, it must be more than 0 (or null for no limit)', new.name, new.rate_limit_per_second;
   end if;
+  if new.per_key_concurrency is not null and not (new.per_key_concurrency between 1 and 1000) then
+    raise exception 'supaqueue: queue "%" has per_key_concurrency %, it must be from 1 to 1000 (or null for none)',
+      new.name, new.per_key_concurrency;
+  end if;
+  if new.ordered and coalesce(new.per_key_concurrency, 1) <> 1 then
+    raise exception 'supaqueue: queue "%" is ordered with per_key_concurrency %', new.name, new.per_key_concurrency
+      using hint = 'An ordered key runs one job at a time: leave per_key_concurrency out (or 1).';
+  end if;
+  if new.hold_key_on_failure and not new.ordered then
+    raise exception 'supaqueue: queue "%" holds keys on failure but is not ordered', new.name
+      using hint = 'hold_key_on_failure keeps the order of an ordered key after a job fails for good: set ordered too.';
+  end if;
   if new.dead_letter_queue is not null then
     if new.dead_letter_queue = new.name
        or not exists (select from supaqueue.queue d where d.name = new.dead_letter_queue) then
@@ -451,6 +487,64 @@ language sql immutable set search_path = '' as $$
   select least(t.ceiling, t.rate + t.step * greatest(0, extract(epoch from (at - t.changed_at))))
 $$;
 
+-- The next due jobs of a keyed queue (per_key_concurrency or ordered), in due order, skipping the jobs of keys that
+-- are full, held, or (ordered) not at their head, and counting them as in flight on their key. Each job is locked
+-- with SKIP LOCKED, then its key's row with SKIP LOCKED (a key another transaction holds is skipped, never waited
+-- for: that transaction frees or fills it and dispatches after). A key found blocked is remembered, so its later jobs
+-- are passed over without a look. What it costs grows with the due jobs of blocked keys ahead of the first runnable
+-- ones (a hot key's backlog at the head is walked past at every dispatch).
+create function supaqueue._claim_keyed_jobs(q supaqueue.queue, wanted integer, at timestamptz) returns uuid[]
+language plpgsql security definer set search_path = '' as $$
+declare
+  cap integer := case when q.ordered then 1 else q.per_key_concurrency end;
+  c record;
+  k supaqueue.job_key;
+  ids uuid[] := '{}';
+  taken jsonb := '{}';
+  blocked text[] := '{}';
+  n integer;
+begin
+  for c in
+    select j.id, j.key, j.seq from supaqueue.job j
+    where j.queue_id = q.id and j.status = 'pending' and j.run_at <= at
+    order by j.run_at, j.seq
+  loop
+    exit when cardinality(ids) >= wanted;
+    continue when c.key is not null and c.key = any (blocked);
+    perform from supaqueue.job j where j.id = c.id and j.status = 'pending' for update skip locked;
+    continue when not found;
+    if c.key is null then
+      ids := ids || c.id;
+      continue;
+    end if;
+    select * into k from supaqueue.job_key jk where jk.queue_id = q.id and jk.key = c.key for update skip locked;
+    if not found and not exists (select from supaqueue.job_key jk where jk.queue_id = q.id and jk.key = c.key) then
+      -- Made by enqueue, unless a raw insert or tick's cleanup raced it: made here then (rare, may wait briefly).
+      insert into supaqueue.job_key (queue_id, key) values (q.id, c.key) on conflict do nothing;
+      select * into k from supaqueue.job_key jk where jk.queue_id = q.id and jk.key = c.key for update skip locked;
+    end if;
+    n := coalesce((taken ->> c.key)::integer, 0);
+    if k.queue_id is null or k.held_by is not null or k.in_flight + n >= cap then
+      blocked := blocked || c.key;
+      k := null;
+      continue;
+    end if;
+    -- Not its key's head (an earlier job waits, e.g. retried later, or due later): the head may still come in this
+    -- scan (due earlier than this job), so the key is not marked blocked.
+    if q.ordered and exists (select from supaqueue.job e
+                             where e.queue_id = q.id and e.key = c.key and e.status = 'pending' and e.seq < c.seq) then
+      k := null;
+      continue;
+    end if;
+    ids := ids || c.id;
+    taken := taken || jsonb_build_object(c.key, n + 1);
+    k := null;
+  end loop;
+  update supaqueue.job_key jk set in_flight = jk.in_flight + t.value::integer
+  from jsonb_each_text(taken) t where jk.queue_id = q.id and jk.key = t.key;
+  return ids;
+end $$;
+
 -- Claims up to `wanted` free workers of a queue and gives each the next due job, in due order.
 -- With `own_workers` (workers this transaction already holds, from completions) it gives those workers the next
 -- due jobs, in the order given, and unlocks the ones left without a job. Only rows that will be used are locked,
@@ -499,6 +593,8 @@ begin
   -- The claims for one call and for several differ only in their LIMIT: a constant one keeps its plan cached.
   if q.id is null or q.paused or wanted < 1 then
     job_ids := '{}';
+  elsif q.per_key_concurrency is not null or q.ordered then
+    job_ids := supaqueue._claim_keyed_jobs(q, wanted, at);
   elsif wanted = 1 then
     select array[j.id] into job_ids from supaqueue.job j
     where j.queue_id = q.id and j.status = 'pending' and j.run_at <= at
@@ -530,6 +626,13 @@ begin
 
   if own_workers is not null and started < cardinality(own_workers) then
     update supaqueue.worker set locked = false where id = any (own_workers[started + 1:]);
+  end if;
+  if started < cardinality(job_ids) and (q.per_key_concurrency is not null or q.ordered) then
+    -- Jobs claimed on their key but left without a worker give their place back.
+    update supaqueue.job_key jk set in_flight = jk.in_flight - x.n
+    from (select j.key, count(*)::integer as n from supaqueue.job j
+          where j.id = any (job_ids[started + 1:]) and j.key is not null group by j.key) x
+    where jk.queue_id = q.id and jk.key = x.key;
   end if;
   if started = 0 then
     return 0;
@@ -598,6 +701,12 @@ begin
       too_big.queue, too_big.header_bytes, cfg.max_job_headers_bytes
       using hint = 'Put fewer or shorter headers on the job, or raise the bound: select supaqueue.configure(max_job_headers_bytes => ...).';
   end if;
+
+  -- Keyed jobs get their key's row here, in key order, so that dispatch finds it and never has to create one (two
+  -- dispatches creating the same key would wait for each other).
+  insert into supaqueue.job_key (queue_id, key)
+  select distinct n.queue_id, n.key from new_jobs n where n.key is not null order by 1, 2
+  on conflict do nothing;
 
   for r in
     select n.queue_id, count(*)::integer as due from new_jobs n
@@ -1140,6 +1249,22 @@ begin
     perform supaqueue._slow_down(r.queue, r.halve, r.retry_after_ms, at);
   end loop;
 
+  -- The calls of keyed jobs free their key (rows locked in key order, see the lock order); an ordered key that holds
+  -- on failure keeps the job that failed for good.
+  perform from supaqueue.job_key jk
+  where (jk.queue_id, jk.key) in (select j.queue_id, j.key from unnest(finished) c
+                                  join supaqueue.job j on j.id = c.job_id where j.key is not null)
+  order by jk.queue_id, jk.key for update;
+  update supaqueue.job_key jk set in_flight = greatest(jk.in_flight - x.n, 0), held_by = coalesce(x.failed, jk.held_by)
+  from (select j.queue_id, j.key, count(*)::integer as n,
+               (array_agg(j.id) filter (where j.status = 'failed' and q.hold_key_on_failure))[1] as failed
+        from unnest(finished) c
+        join supaqueue.job j on j.id = c.job_id
+        join supaqueue.queue q on q.id = j.queue_id
+        where j.key is not null
+        group by j.queue_id, j.key) x
+  where jk.queue_id = x.queue_id and jk.key = x.key;
+
   for i in 1 .. coalesce(cardinality(dead_ids), 0) loop
     select * into dead_job from supaqueue.job where id = dead_ids[i];
     select * into dead_queue from supaqueue.queue where id = dead_job.queue_id;
@@ -1251,6 +1376,13 @@ begin
         order by c.id limit 10000 for update skip locked) c;
   rewoken := coalesce(cardinality(unclaimed), 0);
   perform supaqueue._wake(unclaimed, at);
+
+  -- Keys with nothing in flight, nothing held and no pending job go (enqueue makes a key's row again).
+  delete from supaqueue.job_key jk where jk.ctid in (
+    select i.ctid from supaqueue.job_key i
+    where i.in_flight = 0 and i.held_by is null
+      and not exists (select from supaqueue.job j where j.queue_id = i.queue_id and j.key = i.key and j.status = 'pending')
+    limit 10000 for update skip locked);
 
   -- A throttle whose rate has grown back and whose pause is over goes: the queue is its own again.
   delete from supaqueue.throttle t
@@ -1389,7 +1521,7 @@ begin
   select e.ord, e.value as job into bad
   from jsonb_array_elements(jobs) with ordinality e(value, ord)
   where jsonb_typeof(e.value) <> 'object'
-     or exists (select from jsonb_object_keys(e.value) k where k not in ('payload', 'run_at', 'delay_ms', 'dedup_key', 'headers'))
+     or exists (select from jsonb_object_keys(e.value) k where k not in ('payload', 'run_at', 'delay_ms', 'dedup_key', 'headers', 'key'))
      or (e.value ? 'run_at' and e.value ? 'delay_ms')
      or jsonb_typeof(coalesce(e.value -> 'payload', '{}')) not in ('object', 'array')
      or (q.method in ('GET', 'DELETE') and jsonb_typeof(coalesce(e.value -> 'payload', '{}')) <> 'object')
@@ -1403,8 +1535,8 @@ begin
   begin
     if jsonb_typeof(bad.job) <> 'object' then
       raise exception 'supaqueue: a job must be a JSON object, not %', jsonb_typeof(bad.job);
-    elsif exists (select from jsonb_object_keys(bad.job) k where k not in ('payload', 'run_at', 'delay_ms', 'dedup_key', 'headers')) then
-      raise exception 'supaqueue: unknown key in a job; the keys are payload, run_at, delay_ms, dedup_key, headers';
+    elsif exists (select from jsonb_object_keys(bad.job) k where k not in ('payload', 'run_at', 'delay_ms', 'dedup_key', 'headers', 'key')) then
+      raise exception 'supaqueue: unknown key in a job; the keys are payload, run_at, delay_ms, dedup_key, headers, key';
     elsif bad.job ? 'run_at' and bad.job ? 'delay_ms' then
       raise exception 'supaqueue: a job has run_at or delay_ms, not both';
     end if;
@@ -1427,7 +1559,8 @@ create function supaqueue.enqueue(
   payload jsonb default '{}',
   run_at timestamptz default null,
   dedup_key text default null,
-  headers jsonb default null)
+  headers jsonb default null,
+  key text default null)
 returns uuid
 language plpgsql security definer set search_path = '' as $$
 #variable_conflict use_column
@@ -1437,8 +1570,9 @@ declare
 begin
   perform supaqueue._check_job(q, payload, headers);
 
-  insert into supaqueue.job (queue_id, payload, run_at, dedup_key, headers)
-  values (q.id, payload, coalesce(enqueue.run_at, now()), enqueue.dedup_key, coalesce(enqueue.headers, '{}'))
+  insert into supaqueue.job (queue_id, payload, run_at, dedup_key, headers, key)
+  values (q.id, payload, coalesce(enqueue.run_at, now()), enqueue.dedup_key, coalesce(enqueue.headers, '{}'),
+          coalesce(enqueue.key, payload ->> q.key_field))
   on conflict (queue_id, dedup_key) where dedup_key is not null and status in ('pending', 'in_progress')
   do nothing
   returning id into job_id;
@@ -1463,7 +1597,7 @@ declare
 begin
   if jobs is null or jsonb_typeof(jobs) <> 'array' then
     raise exception 'supaqueue: jobs must be a JSON array of objects, not %', coalesce(jsonb_typeof(jobs), 'null')
-      using hint = 'Each job: {"payload": {...}, "run_at" or "delay_ms", "dedup_key", "headers"}, all optional.';
+      using hint = 'Each job: {"payload": {...}, "run_at" or "delay_ms", "dedup_key", "headers", "key"}, all optional.';
   end if;
   perform supaqueue._check_jobs(q, jobs);
 
@@ -1473,17 +1607,18 @@ begin
     select e.ord, coalesce(e.value -> 'payload', '{}') as payload,
            coalesce((e.value ->> 'run_at')::timestamptz,
                     now() + coalesce((e.value ->> 'delay_ms')::numeric, 0) * interval '1 ms') as run_at,
-           e.value ->> 'dedup_key' as dedup_key, coalesce(nullif(e.value -> 'headers', 'null'), '{}') as headers
+           e.value ->> 'dedup_key' as dedup_key, coalesce(nullif(e.value -> 'headers', 'null'), '{}') as headers,
+           coalesce(e.value ->> 'key', e.value -> 'payload' ->> q.key_field) as key
     from jsonb_array_elements(jobs) with ordinality e(value, ord)
   ), bulk as (
-    insert into supaqueue.job (queue_id, payload, run_at, headers)
-    select q.id, i.payload, i.run_at, i.headers from input i where i.dedup_key is null order by i.ord
+    insert into supaqueue.job (queue_id, payload, run_at, headers, key)
+    select q.id, i.payload, i.run_at, i.headers, i.key from input i where i.dedup_key is null order by i.ord
     returning id, seq
   ), placed as (
     select array_agg(b.id order by b.seq) as ids from bulk b
   )
   select array_agg(case when i.dedup_key is null then (select p.ids from placed p)[i.n]
-                        else supaqueue.enqueue(queue_name, i.payload, i.run_at, i.dedup_key, i.headers) end
+                        else supaqueue.enqueue(queue_name, i.payload, i.run_at, i.dedup_key, i.headers, i.key) end
                    order by i.ord)
   into ids
   from (select input.*, count(*) filter (where input.dedup_key is null) over (order by input.ord) as n from input) i;
@@ -1535,7 +1670,28 @@ begin
   if not found then
     return false;
   end if;
+  -- A key held for this job (ordered, hold_key_on_failure) goes on with it.
+  update supaqueue.job_key jk set held_by = null where jk.held_by = retry.job_id;
   perform supaqueue._dispatch_free_workers(array(select j.queue_id from supaqueue.job j where j.id = retry.job_id));
+  return true;
+end $$;
+
+-- Lets a held key go on without retrying the job it waits for (an ordered queue with hold_key_on_failure): its next
+-- job runs. Returns false when the key was not held.
+create function supaqueue.release_key(queue_name text, key text) returns boolean
+language plpgsql security definer set search_path = '' as $$
+declare
+  qid bigint := (select q.id from supaqueue.queue q where q.name = queue_name);
+begin
+  if qid is null then
+    raise exception 'supaqueue: queue "%" does not exist', queue_name;
+  end if;
+  update supaqueue.job_key jk set held_by = null
+  where jk.queue_id = qid and jk.key = release_key.key and jk.held_by is not null;
+  if not found then
+    return false;
+  end if;
+  perform supaqueue._dispatch_free_workers(array[qid]);
   return true;
 end $$;
 
@@ -1644,9 +1800,15 @@ begin
   if qid is null then
     raise exception 'supaqueue: queue "%" does not exist', queue_name;
   end if;
-  update supaqueue.job j set status = 'pending', attempts = 0, run_at = now(), finished_at = null
-  where j.queue_id = qid and j.status = 'failed' and (since is null or j.finished_at >= since);
-  get diagnostics retried = row_count;
+  with retried_jobs as (
+    update supaqueue.job j set status = 'pending', attempts = 0, run_at = now(), finished_at = null
+    where j.queue_id = qid and j.status = 'failed' and (since is null or j.finished_at >= since)
+    returning j.id
+  ), released as (
+    update supaqueue.job_key jk set held_by = null
+    where jk.queue_id = qid and jk.held_by in (select r.id from retried_jobs r)
+  )
+  select count(*) into retried from retried_jobs;
   perform supaqueue._dispatch_free_workers(array[qid]);
   return retried;
 end $$;
@@ -1789,10 +1951,11 @@ $$;
 -- The client's: see supaqueue.enqueue. `delay_ms` delays the job from the database's clock (not the caller's);
 -- `run_at`, when given, wins.
 create function public.supaqueue_enqueue(queue_name text, payload jsonb default '{}', run_at timestamptz default null,
-  delay_ms numeric default null, dedup_key text default null, headers jsonb default null)
+  delay_ms numeric default null, dedup_key text default null, headers jsonb default null, key text default null)
 returns uuid
 language sql volatile security invoker set search_path = '' as $$
-  select supaqueue.enqueue(queue_name, payload, coalesce(run_at, now() + delay_ms * interval '1 ms'), dedup_key, headers)
+  select supaqueue.enqueue(queue_name, payload, coalesce(run_at, now() + delay_ms * interval '1 ms'), dedup_key, headers,
+                           key)
 $$;
 
 -- The client's, many jobs in one round trip: see supaqueue.enqueue_many.
@@ -1865,6 +2028,7 @@ alter table supaqueue.attempt enable row level security;
 alter table supaqueue.migration enable row level security;
 alter table supaqueue.rate_bucket enable row level security;
 alter table supaqueue.throttle enable row level security;
+alter table supaqueue.job_key enable row level security;
 alter table supaqueue.schedule enable row level security;
 alter table supaqueue.wakeup enable row level security;
 alter table supaqueue.probe enable row level security;
@@ -1907,24 +2071,25 @@ begin
 
   if exists (select from pg_catalog.pg_roles where rolname = 'service_role') then
     foreach t in array array['config', 'queue', 'job', 'worker', 'current_job', 'attempt', 'migration',
-                             'rate_bucket', 'throttle', 'schedule', 'wakeup', 'probe', 'ticker'] loop
+                             'rate_bucket', 'throttle', 'job_key', 'schedule', 'wakeup', 'probe', 'ticker'] loop
       execute format('create policy service_role_only on supaqueue.%I as permissive for all to service_role '
                      'using (true) with check (true)', t);
     end loop;
     grant usage on schema supaqueue to service_role;
     grant select, insert, update, delete on supaqueue.queue, supaqueue.job, supaqueue.worker to service_role;
     grant select on supaqueue.current_job, supaqueue.attempt, supaqueue.config, supaqueue.migration,
-      supaqueue.rate_bucket, supaqueue.throttle, supaqueue.schedule, supaqueue.queue_stats, supaqueue.wakeup,
+      supaqueue.rate_bucket, supaqueue.throttle, supaqueue.job_key, supaqueue.schedule, supaqueue.queue_stats, supaqueue.wakeup,
       supaqueue.probe, supaqueue.ticker to service_role;
     -- queue_stats runs as its reader and shows a throttled queue's rate through it (a pure function).
     grant execute on function supaqueue._throttled_rate(supaqueue.throttle, timestamptz) to service_role;
     grant execute on function
-      supaqueue.enqueue(text, jsonb, timestamptz, text, jsonb),
+      supaqueue.enqueue(text, jsonb, timestamptz, text, jsonb, text),
       supaqueue.enqueue_many(text, jsonb),
       supaqueue.get_job(uuid),
       supaqueue.payload_schema(text),
       supaqueue.cancel(uuid),
       supaqueue.retry(uuid),
+      supaqueue.release_key(text, text),
       supaqueue.set_workers(text, integer),
       supaqueue.remove_queue(text),
       supaqueue.pause(text),
@@ -1944,7 +2109,7 @@ begin
       public.supaqueue_claim_current_jobs(bigint[], uuid),
       public.supaqueue_complete_and_claim(jsonb, integer),
       public.supaqueue_complete_current_jobs(jsonb),
-      public.supaqueue_enqueue(text, jsonb, timestamptz, numeric, text, jsonb),
+      public.supaqueue_enqueue(text, jsonb, timestamptz, numeric, text, jsonb, text),
       public.supaqueue_enqueue_many(text, jsonb),
       public.supaqueue_get_job(uuid),
       public.supaqueue_cancel(uuid),

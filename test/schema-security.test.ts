@@ -20,6 +20,7 @@ const TABLES = [
   "migration",
   "rate_bucket",
   "throttle",
+  "job_key",
   "schedule",
   "wakeup",
   "probe",
@@ -96,8 +97,9 @@ describe("service_role, what server code uses, has what it needs", () => {
 });
 
 describe("what Supabase's database linter checks", () => {
-  // The Performance Advisor's unindexed_foreign_keys check, with the two deliberate exceptions: job.queue_id and
-  // worker.queue_id are covered by the partial dispatch indexes, and a full index would be written on every claim.
+  // The Performance Advisor's unindexed_foreign_keys check, with the deliberate exceptions: job.queue_id and
+  // worker.queue_id are covered by the partial dispatch indexes, and a full index would be written on every claim;
+  // job_key.queue_id leads job_key's primary key (queue_id, key), which serves the cascade.
   test("every other foreign key has an index on exactly its columns (unindexed_foreign_keys)", async () => {
     const { rows } = await db.pool.query(`
       select ct.conrelid::regclass::text as tbl, ct.conname
@@ -107,6 +109,7 @@ describe("what Supabase's database linter checks", () => {
                         and string_to_array(i.indkey::text, ' ')::smallint[] = ct.conkey)`);
     expect(rows.map((r) => `${r.tbl}.${r.conname}`).sort()).toEqual([
       "supaqueue.job.job_queue_id_fkey",
+      "supaqueue.job_key.job_key_queue_id_fkey",
       "supaqueue.worker.worker_queue_id_fkey",
     ]);
   });
@@ -165,7 +168,7 @@ describe("what Supabase's database linter checks", () => {
         "public.supaqueue_claim_current_jobs(bigint[],uuid)",
         "public.supaqueue_complete_and_claim(jsonb,integer)",
         "public.supaqueue_complete_current_jobs(jsonb)",
-        "public.supaqueue_enqueue(text,jsonb,timestamp with time zone,numeric,text,jsonb)",
+        "public.supaqueue_enqueue(text,jsonb,timestamp with time zone,numeric,text,jsonb,text)",
         "public.supaqueue_enqueue_many(text,jsonb)",
         "public.supaqueue_get_job(uuid)",
         "public.supaqueue_cancel(uuid)",
@@ -180,7 +183,7 @@ describe("what Supabase's database linter checks", () => {
         "supaqueue.claim_current_jobs(bigint[],uuid)",
         "supaqueue.complete_and_claim(jsonb,integer)",
         "supaqueue.complete_current_jobs(jsonb)",
-        "supaqueue.enqueue(text,jsonb,timestamp with time zone,text,jsonb)",
+        "supaqueue.enqueue(text,jsonb,timestamp with time zone,text,jsonb,text)",
         "supaqueue.enqueue_many(text,jsonb)",
         "supaqueue.get_job(uuid)",
         "supaqueue.payload_schema(text)",
@@ -189,6 +192,7 @@ describe("what Supabase's database linter checks", () => {
         "supaqueue.purge(text)",
         "supaqueue.remove_queue(text)",
         "supaqueue.resume(text)",
+        "supaqueue.release_key(text,text)",
         "supaqueue.retry(uuid)",
         "supaqueue.retry_failed(text,timestamp with time zone)",
         "supaqueue.rotate_signing_key(text,text,interval)",

@@ -23,6 +23,12 @@ export const ENQUEUE: CommandSpec = {
       description:
         "While a job of the queue with this key is unfinished, return its id instead of adding another.",
     },
+    key: {
+      type: "string",
+      value: "KEY",
+      description:
+        "The job's flow-control key (a tenant, a user): a queue with per_key_concurrency or ordered runs each key's jobs apart.",
+    },
     header: {
       type: "string",
       value: "NAME=VALUE",
@@ -64,13 +70,14 @@ export async function runEnqueue(parsed: Parsed, env: Record<string, string | un
     const problem = known && payloadProblem(known, payload);
     if (problem) throw new PayloadError(queue, problem.path, problem.problem);
     const { rows } = await client.query<{ id: string }>(
-      "select supaqueue.enqueue($1, $2::jsonb, $3::timestamptz, $4, $5::jsonb)::text as id",
+      "select supaqueue.enqueue($1, $2::jsonb, $3::timestamptz, $4, $5::jsonb, $6)::text as id",
       [
         queue,
         JSON.stringify(payload),
         runAt,
         (parsed.values["dedup-key"] as string | undefined) ?? null,
         headers,
+        (parsed.values.key as string | undefined) ?? null,
       ],
     );
     process.stdout.write(`${rows[0]?.id}\n`);

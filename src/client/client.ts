@@ -94,6 +94,7 @@ function jobArguments(payload: unknown, options: EnqueueOptions, fn: string): Re
     ...runAtOf(options, fn),
     ...(options.dedupKey !== undefined ? { dedup_key: options.dedupKey } : {}),
     ...(options.headers !== undefined ? { headers: options.headers } : {}),
+    ...(options.key !== undefined ? { key: options.key } : {}),
   };
 }
 

@@ -20,6 +20,8 @@ export interface EnqueueOptions {
   dedupKey?: string;
   /** Headers added to the queue's own for this job's call. */
   headers?: Record<string, string>;
+  /** The flow-control key (a tenant, a user): see per_key_concurrency and ordered in supaqueue.yml. */
+  key?: string;
 }
 
 /** One attempt of a job: a call and its outcome. */

@@ -16,6 +16,11 @@ export const LIMITS = {
     label: "1,000",
     why: "a queue's calls in flight are bounded by what one project's edge functions can run at once, and each worker is a row the deploy writes",
   },
+  perKeyConcurrency: {
+    max: 1000,
+    label: "1,000",
+    why: "a key's calls in flight are also bounded by the queue's workers (at most 1,000)",
+  },
   maxAttempts: {
     max: 1000,
     label: "1,000",

@@ -51,11 +51,10 @@ function setting<F extends keyof QueueSpec, C extends string | null>(entry: Sett
 }
 
 /** A true/false setting, false unless the file says otherwise. */
-function flag<F extends "slowDown" | "signed" | "paused", C extends string | null>(
-  key: string,
-  field: F,
-  column: C,
-): Setting<F, C> {
+function flag<
+  F extends "slowDown" | "ordered" | "holdKeyOnFailure" | "signed" | "paused",
+  C extends string | null,
+>(key: string, field: F, column: C): Setting<F, C> {
   return setting({
     key,
     field,
@@ -204,6 +203,35 @@ export const SETTINGS = [
     format: formatRate,
   }),
   flag("slow_down", "slowDown", "slow_down"),
+  setting({
+    key: "per_key_concurrency",
+    field: "perKeyConcurrency",
+    column: "per_key_concurrency",
+    label: "per_key_concurrency",
+    default: null,
+    read: (node, field, { report }) => integer(node, field, 1, LIMITS.perKeyConcurrency, 1, report),
+    format: String,
+  }),
+  flag("ordered", "ordered", "ordered"),
+  flag("hold_key_on_failure", "holdKeyOnFailure", "hold_key_on_failure"),
+  setting({
+    key: "key_field",
+    field: "keyField",
+    column: "key_field",
+    label: "key_field",
+    default: null,
+    read(node, field, { report }) {
+      const value = scalar(node);
+      if (typeof value === "string" && /^[A-Za-z0-9_.-]{1,63}$/.test(value)) return value;
+      report(
+        node,
+        field,
+        `${show(value)} is not a payload field name; allowed: 1 to 63 letters, digits, "_", "-" and "."`,
+      );
+      return null;
+    },
+    format: String,
+  }),
   setting({
     key: "honor_retry_after",
     field: "honorRetryAfter",

@@ -62,6 +62,14 @@ export interface QueueSpec {
   slowDown: boolean;
   /** Whether a Retry-After delays only its job, or also holds the queue's new calls until then. */
   honorRetryAfter: RetryAfterScope;
+  /** At most this many calls in flight per job key (null: no cap per key). */
+  perKeyConcurrency: number | null;
+  /** A key's jobs run one at a time, in enqueue order. */
+  ordered: boolean;
+  /** An ordered key whose job fails for good stops until that job is retried or the key released. */
+  holdKeyOnFailure: boolean;
+  /** The payload field enqueue() takes a job's key from when it is given none. */
+  keyField: string | null;
   /** Whether calls carry Supaqueue-Signature: the installer makes the queue's first key in Vault. */
   signed: boolean;
   /** Another queue that receives this queue's jobs that fail for good (null: none). */

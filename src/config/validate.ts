@@ -279,7 +279,21 @@ function readSettings(
       headers = validateHeaders(get(queue, "headers"), sub("headers"), report, options);
   }
   const settings = values as Settings;
-  // The one rule between two settings.
+  // The rules between settings.
+  if (valid.has("ordered") && settings.ordered && (settings.perKeyConcurrency ?? 1) !== 1) {
+    report(
+      nodes.get("per_key_concurrency"),
+      sub("per_key_concurrency"),
+      `${settings.perKeyConcurrency} with ordered: true; allowed: 1 or left out (an ordered key runs one job at a time)`,
+    );
+  }
+  if (settings.holdKeyOnFailure && !settings.ordered) {
+    report(
+      nodes.get("hold_key_on_failure"),
+      sub("hold_key_on_failure"),
+      "needs ordered: true (it keeps an ordered key's order after a job fails for good)",
+    );
+  }
   if (
     valid.has("backoff.base") &&
     valid.has("backoff.max") &&
