@@ -24,6 +24,7 @@ const TABLES = [
   "wakeup",
   "probe",
   "ticker",
+  "alert_episode",
 ];
 
 describe.each(["anon", "authenticated"])("%s gets nothing", (role) => {
