@@ -34601,7 +34601,7 @@ function extend(target) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1598);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(175);
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 
@@ -34610,7 +34610,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 1598:
+/***/ 175:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -38070,6 +38070,11 @@ const LIMITS = {
         label: "1,000",
         why: "a queue's calls in flight are bounded by what one project's edge functions can run at once, and each worker is a row the deploy writes",
     },
+    perKeyConcurrency: {
+        max: 1000,
+        label: "1,000",
+        why: "a key's calls in flight are also bounded by the queue's workers (at most 1,000)",
+    },
     maxAttempts: {
         max: 1000,
         label: "1,000",
@@ -38099,6 +38104,16 @@ const LIMITS = {
         max: 1000,
         label: "1,000",
         why: "each is a pg_cron job, and each run adds a row to cron.job_run_details (1,000 schedules every minute add 1.4 million rows a day)",
+    },
+    alertOldestDueMs: {
+        max: 576 * HOUR_MS,
+        label: "576h (24 days)",
+        why: "the database keeps it in milliseconds in a 32-bit integer, which ends at 24.8 days",
+    },
+    alertDeadLetters: {
+        max: 10_000,
+        label: "10,000",
+        why: "alerts count them among the 10,000 latest jobs that finished in the last 5 minutes, so a higher threshold could never be reached",
     },
     payloadBytes: {
         max: 1_048_576,
@@ -38292,6 +38307,191 @@ function show(value) {
     return JSON.stringify(value);
 }
 
+;// CONCATENATED MODULE: ./src/client/payload.ts
+// Payload schemas: the part of JSON Schema a queue's `payload:` in supaqueue.yml may use, checked the same way by the
+// client, `supaqueue enqueue` and the deploy (which refuses a schema using anything else, so nothing is silently left
+// unchecked). No dependency: the client runs in edge functions as it is.
+const TYPES = ["object", "array", "string", "number", "integer", "boolean", "null"];
+/** The keywords checked, and those that only describe (`format` is an annotation, as JSON Schema 2019+ has it). */
+const CHECKED = [
+    "type",
+    "enum",
+    "const",
+    "properties",
+    "required",
+    "additionalProperties",
+    "items",
+    "minItems",
+    "maxItems",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "anyOf",
+];
+const ANNOTATIONS = ["$schema", "$id", "$comment", "title", "description", "default", "examples", "format"];
+const SCHEMA_KEYWORDS = [...CHECKED, ...ANNOTATIONS];
+const isObject = (value) => typeof value === "object" && value !== null && !Array.isArray(value);
+function typeOf(value) {
+    if (value === null)
+        return "null";
+    if (Array.isArray(value))
+        return "array";
+    if (typeof value === "number")
+        return Number.isInteger(value) ? "integer" : "number";
+    return typeof value;
+}
+/** JSON equality: objects equal whatever the order of their keys. */
+function sameJson(a, b) {
+    if (Array.isArray(a) && Array.isArray(b))
+        return a.length === b.length && a.every((v, i) => sameJson(v, b[i]));
+    if (isObject(a) && isObject(b)) {
+        const keys = Object.keys(a);
+        return keys.length === Object.keys(b).length && keys.every((k) => k in b && sameJson(a[k], b[k]));
+    }
+    return a === b;
+}
+const pointer = (path, key) => `${path}/${String(key).replaceAll("~", "~0").replaceAll("/", "~1")}`;
+function matchesType(value, type) {
+    const actual = typeOf(value);
+    return actual === type || (type === "number" && actual === "integer");
+}
+const shown = (value) => (typeof value === "string" ? JSON.stringify(value) : typeOf(value));
+/** The first place where `value` breaks `schema`, or null when it matches. */
+function payloadProblem(schema, value, path = "") {
+    const at = (problem) => ({ path, problem });
+    if (schema.type !== undefined) {
+        const types = (Array.isArray(schema.type) ? schema.type : [schema.type]);
+        if (!types.some((t) => matchesType(value, t)))
+            return at(`must be ${types.join(" or ")}, not ${typeOf(value)}`);
+    }
+    if (Array.isArray(schema.enum) && !schema.enum.some((e) => sameJson(e, value)))
+        return at(`must be one of ${schema.enum.map((e) => JSON.stringify(e)).join(", ")}, not ${JSON.stringify(value)}`);
+    if ("const" in schema && !sameJson(schema.const, value))
+        return at(`must be ${JSON.stringify(schema.const)}, not ${JSON.stringify(value)}`);
+    if (Array.isArray(schema.anyOf)) {
+        const ok = schema.anyOf.some((s) => payloadProblem(s, value, path) === null);
+        if (!ok)
+            return at(`matches none of the ${schema.anyOf.length} schemas of anyOf`);
+    }
+    if (typeof value === "string") {
+        const length = [...value].length;
+        if (typeof schema.minLength === "number" && length < schema.minLength)
+            return at(`must be at least ${schema.minLength} characters long, not ${length}`);
+        if (typeof schema.maxLength === "number" && length > schema.maxLength)
+            return at(`must be at most ${schema.maxLength} characters long, not ${length}`);
+        if (typeof schema.pattern === "string" && !new RegExp(schema.pattern, "u").test(value))
+            return at(`must match the pattern ${schema.pattern}, not ${shown(value)}`);
+    }
+    if (typeof value === "number") {
+        if (typeof schema.minimum === "number" && value < schema.minimum)
+            return at(`must be at least ${schema.minimum}, not ${value}`);
+        if (typeof schema.maximum === "number" && value > schema.maximum)
+            return at(`must be at most ${schema.maximum}, not ${value}`);
+        if (typeof schema.exclusiveMinimum === "number" && value <= schema.exclusiveMinimum)
+            return at(`must be more than ${schema.exclusiveMinimum}, not ${value}`);
+        if (typeof schema.exclusiveMaximum === "number" && value >= schema.exclusiveMaximum)
+            return at(`must be less than ${schema.exclusiveMaximum}, not ${value}`);
+    }
+    if (Array.isArray(value)) {
+        if (typeof schema.minItems === "number" && value.length < schema.minItems)
+            return at(`must have at least ${schema.minItems} items, not ${value.length}`);
+        if (typeof schema.maxItems === "number" && value.length > schema.maxItems)
+            return at(`must have at most ${schema.maxItems} items, not ${value.length}`);
+        if (isObject(schema.items)) {
+            for (const [i, item] of value.entries()) {
+                const problem = payloadProblem(schema.items, item, pointer(path, i));
+                if (problem)
+                    return problem;
+            }
+        }
+    }
+    if (isObject(value)) {
+        for (const name of Array.isArray(schema.required) ? schema.required : []) {
+            if (!(name in value))
+                return { path: pointer(path, name), problem: "is required, and missing" };
+        }
+        const properties = isObject(schema.properties) ? schema.properties : {};
+        for (const [name, field] of Object.entries(value)) {
+            const own = properties[name];
+            if (isObject(own)) {
+                const problem = payloadProblem(own, field, pointer(path, name));
+                if (problem)
+                    return problem;
+            }
+            else if (schema.additionalProperties === false) {
+                return {
+                    path: pointer(path, name),
+                    problem: `is not allowed (allowed: ${Object.keys(properties).join(", ") || "no field"})`,
+                };
+            }
+            else if (isObject(schema.additionalProperties)) {
+                const problem = payloadProblem(schema.additionalProperties, field, pointer(path, name));
+                if (problem)
+                    return problem;
+            }
+        }
+    }
+    return null;
+}
+/** What is wrong with a schema itself (a keyword not supported, a value of the wrong shape), each with its place. */
+function schemaProblems(schema, path = "") {
+    if (!isObject(schema))
+        return [{ path, problem: `a schema must be a mapping, not ${typeOf(schema)}` }];
+    const problems = [];
+    const add = (key, problem) => problems.push({ path: pointer(path, key), problem });
+    for (const [key, value] of Object.entries(schema)) {
+        if (!SCHEMA_KEYWORDS.includes(key)) {
+            add(key, `is not supported; payload schemas may use ${SCHEMA_KEYWORDS.join(", ")}`);
+        }
+        else if (key === "type") {
+            const types = Array.isArray(value) ? value : [value];
+            if (types.length === 0 || !types.every((t) => TYPES.includes(t)))
+                add(key, `must be one of ${TYPES.join(", ")}, or a list of them`);
+        }
+        else if (key === "properties") {
+            if (!isObject(value))
+                add(key, "must be a mapping of field names to schemas");
+            else
+                for (const [name, s] of Object.entries(value))
+                    problems.push(...schemaProblems(s, pointer(pointer(path, key), name)));
+        }
+        else if (key === "items" || (key === "additionalProperties" && typeof value !== "boolean")) {
+            problems.push(...schemaProblems(value, pointer(path, key)));
+        }
+        else if (key === "anyOf") {
+            if (!Array.isArray(value) || value.length === 0)
+                add(key, "must be a list of schemas");
+            else
+                for (const [i, s] of value.entries())
+                    problems.push(...schemaProblems(s, pointer(pointer(path, key), i)));
+        }
+        else if (key === "required") {
+            if (!Array.isArray(value) || !value.every((v) => typeof v === "string"))
+                add(key, "must be a list of field names");
+        }
+        else if (key === "enum") {
+            if (!Array.isArray(value) || value.length === 0)
+                add(key, "must be a list of values");
+        }
+        else if (key === "pattern") {
+            try {
+                new RegExp(String(value), "u");
+            }
+            catch {
+                add(key, `is not a valid regular expression: ${JSON.stringify(value)}`);
+            }
+        }
+        else if (/^(min|max|exclusiveM)/.test(key) && typeof value !== "number") {
+            add(key, "must be a number");
+        }
+    }
+    return problems;
+}
+
 ;// CONCATENATED MODULE: ./src/config/characters.ts
 // Naming a character in a message: a control character or a space cannot be shown, so it is named instead.
 /** The first character of `text` for which `isBad` holds, or null. */
@@ -38369,6 +38569,446 @@ function variableList(variables) {
 }
 function listOf(items) {
     return items.length <= 1 ? (items[0] ?? "") : `${items.slice(0, -1).join(", ")} and ${items.at(-1)}`;
+}
+
+;// CONCATENATED MODULE: ./src/config/url.ts
+
+
+
+// A queue's `url`. It may hold ${VAR} (a token in the query, or the whole URL of a webhook whose path is its
+// secret): the URL as written is safe to store and print, the filled-in one is a secret for Vault. Either way the
+// URL that is called must be an absolute http(s) URL without a user name or password, which fetch refuses.
+const URL_FORMS = "an absolute http:// or https:// URL, which may hold ${VAR} (e.g. ?token=${HOOK_TOKEN}), or ${VAR} for the whole URL";
+const CREDENTIALS = 'send them in a header instead, e.g. "Authorization: Basic ${BASIC_AUTH}", or keep a token in the environment and write it in the URL as ${VAR}, e.g. "?token=${HOOK_TOKEN}"';
+// As written: http(s) with a host and no user name or password, or starting with a variable. Whitespace never.
+// schema/supaqueue.schema.json has the same pattern.
+const WRITTEN = /^(https?:\/\/[^/?#\s@]+([/?#]\S*)?|\$\{[A-Za-z_][A-Za-z0-9_]*\}\S*)$/;
+const HAS_CREDENTIALS = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*@/;
+/** The URL as written and, when it holds ${VAR}, the filled-in URL; null when it is unusable (reported). */
+function validateUrl(node, field, report, env) {
+    const value = scalar(node);
+    if (typeof value === "string" && HAS_CREDENTIALS.test(value)) {
+        // Not echoed: the password is in it.
+        report(node, field, `a URL may not carry a user name or password (fetch refuses such a URL, so every call would fail, and the URL as written is stored and printed); ${CREDENTIALS}`);
+        return null;
+    }
+    if (typeof value !== "string" || !WRITTEN.test(value)) {
+        report(node, field, `invalid URL ${show(value)}; allowed: ${URL_FORMS}`);
+        return null;
+    }
+    const resolved = resolveVariables(value, env);
+    if (resolved.missing) {
+        report(node, field, missingVariablesMessage(resolved.missing));
+        return null;
+    }
+    if (resolved.variables.length === 0) {
+        if (isHttpUrl(value))
+            return { url: value, urlSecret: null };
+        report(node, field, `invalid URL ${show(value)}; allowed: ${URL_FORMS}`);
+        return null;
+    }
+    // From here on the filled-in URL is a secret: messages name the variables, never what they hold.
+    for (const part of resolved.parts) {
+        const bad = part.variable ? findCharacter(part.text, isSpaceOrControl) : null;
+        if (bad) {
+            const atEnd = bad.index === part.text.length - 1 ? " (at its end: was it saved with a trailing newline?)" : "";
+            report(node, field, `the value of \${${part.variable}} contains ${bad.what}${atEnd}; a URL cannot hold spaces or control characters: fix the variable's value`);
+            return null;
+        }
+    }
+    const once = `once ${variableList(resolved.variables)} ${resolved.variables.length === 1 ? "is" : "are"} filled in`;
+    if (HAS_CREDENTIALS.test(resolved.value)) {
+        report(node, field, `${once}, the URL carries a user name or password, which fetch refuses (every call would fail); ${CREDENTIALS}`);
+        return null;
+    }
+    if (!isHttpUrl(resolved.value)) {
+        report(node, field, `${once}, the URL is not an absolute http:// or https:// URL; check the variable${resolved.variables.length === 1 ? "'s value" : "s' values"} in the environment (its value is not shown)`);
+        return null;
+    }
+    return { url: value, urlSecret: { value: resolved.value, variables: resolved.variables } };
+}
+function isSpaceOrControl(codePoint) {
+    return codePoint <= 0x20 || codePoint === 0x7f || /\s/u.test(String.fromCodePoint(codePoint));
+}
+function isHttpUrl(value) {
+    if (!/^https?:\/\/[^/?#\s]+[^\s]*$/.test(value))
+        return false;
+    try {
+        const url = new URL(value);
+        return (url.protocol === "http:" || url.protocol === "https:") && !url.username && !url.password;
+    }
+    catch {
+        return false;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/config/settings.ts
+
+
+
+
+
+
+
+
+/** Keeps each entry's field and column as literal types, so the row type below can be derived from the list. */
+function setting(entry) {
+    return entry;
+}
+/** A true/false setting, false unless the file says otherwise. */
+function flag(key, field, column) {
+    return setting({
+        key,
+        field,
+        column,
+        label: key,
+        default: false,
+        read: (node, at, { report }) => fields_boolean(node, at, false, report),
+        format: String,
+    });
+}
+const codes = (value) => `[${value.join(", ")}]`;
+/**
+ * A queue's `payload:`, a JSON Schema of what the client and `supaqueue enqueue` accept: each problem (a keyword the
+ * checker does not support, a value of the wrong shape, a top-level type that is no JSON object or array) reported
+ * at its own line.
+ */
+function payloadSchema(node, field, report) {
+    const schema = node.toJSON();
+    const problems = schemaProblems(schema);
+    const types = typeof schema === "object" && schema !== null ? schema.type : undefined;
+    if (types !== undefined && [types].flat().some((t) => t !== "object" && t !== "array"))
+        problems.push({ path: "/type", problem: "must be object or array: a payload is a JSON object or array" });
+    for (const { path, problem } of problems) {
+        const keys = path === ""
+            ? []
+            : path
+                .slice(1)
+                .split("/")
+                .map((k) => k.replaceAll("~1", "/").replaceAll("~0", "~"));
+        const at = (0,dist/* isCollection */.P3)(node)
+            ? node.getIn(keys.map((k) => (/^\d+$/.test(k) ? Number(k) : k)), true)
+            : node;
+        report(at ?? node, [field, ...keys].join("."), problem);
+    }
+    return problems.length === 0 ? schema : null;
+}
+/** A schema in the plan's change lines: its JSON, cut short. */
+function showSchema(schema) {
+    const json = JSON.stringify(schema);
+    return json.length > 60 ? `${json.slice(0, 57)}...` : json;
+}
+const SETTINGS = [
+    setting({
+        key: "method",
+        field: "method",
+        column: "method",
+        label: "method",
+        default: "POST",
+        read(node, field, { report }) {
+            const value = scalar(node);
+            const upper = typeof value === "string" ? value.toUpperCase() : "";
+            if (HTTP_METHODS.includes(upper))
+                return upper;
+            report(node, field, `invalid method ${show(value)}; allowed values: ${HTTP_METHODS.join(", ")}`);
+            return "POST";
+        },
+        format: String,
+    }),
+    setting({
+        key: "workers",
+        field: "workers",
+        column: null,
+        label: "workers",
+        default: 1,
+        read: (node, field, { report }) => integer(node, field, 0, LIMITS.workers, 1, report) ?? 1,
+        format: String,
+    }),
+    setting({
+        key: "max_attempts",
+        field: "maxAttempts",
+        column: "max_attempts",
+        label: "max_attempts",
+        default: 3,
+        read: (node, field, { report }) => integer(node, field, 1, LIMITS.maxAttempts, 3, report) ?? 3,
+        format: String,
+    }),
+    setting({
+        key: "timeout",
+        field: "timeoutMs",
+        column: "timeout_ms",
+        label: "timeout",
+        default: 30_000,
+        read(node, field, { options, report }) {
+            const ms = duration(node, field, 30_000, report);
+            const max = options.maxCallTimeoutMs ?? DEFAULT_MAX_CALL_TIMEOUT_MS;
+            const range = `allowed: from 1ms to ${formatDuration(max)} (supaqueue.config.max_call_timeout_ms, below the edge wall clock)`;
+            if (ms !== null && ms < 1)
+                report(node, field, `${formatDuration(ms)} is too short: a call needs at least 1ms; ${range}`);
+            else if (ms !== null && ms > max)
+                report(node, field, `${formatDuration(ms)} is beyond what an edge function can wait; ${range}`);
+            return ms ?? 30_000;
+        },
+        format: formatDuration,
+    }),
+    setting({
+        key: "backoff.base",
+        field: "backoffBaseMs",
+        column: "backoff_base_ms",
+        label: "backoff.base",
+        default: 10_000,
+        read: (node, field, { report }) => duration(node, field, 10_000, report, LIMITS.backoffMs) ?? 10_000,
+        format: formatDuration,
+    }),
+    setting({
+        key: "backoff.max",
+        field: "backoffMaxMs",
+        column: "backoff_max_ms",
+        label: "backoff.max",
+        default: 3_600_000,
+        read: (node, field, { report }) => duration(node, field, 3_600_000, report, LIMITS.backoffMs) ?? 3_600_000,
+        format: formatDuration,
+    }),
+    setting({
+        key: "success_codes",
+        field: "successCodes",
+        column: "success_codes",
+        label: "success_codes",
+        default: null,
+        read: (node, field, { report }) => statusCodes(node, field, report),
+        format: codes,
+    }),
+    setting({
+        key: "retry_codes",
+        field: "retryCodes",
+        column: "retry_codes",
+        label: "retry_codes",
+        default: null,
+        read: (node, field, { report }) => statusCodes(node, field, report),
+        format: codes,
+    }),
+    setting({
+        key: "rate_limit",
+        field: "rateLimitPerSecond",
+        column: "rate_limit_per_second",
+        label: "rate_limit",
+        default: null,
+        read: (node, field, { report }) => rate(node, field, report),
+        format: formatRate,
+    }),
+    flag("slow_down", "slowDown", "slow_down"),
+    setting({
+        key: "per_key_concurrency",
+        field: "perKeyConcurrency",
+        column: "per_key_concurrency",
+        label: "per_key_concurrency",
+        default: null,
+        read: (node, field, { report }) => integer(node, field, 1, LIMITS.perKeyConcurrency, 1, report),
+        format: String,
+    }),
+    flag("ordered", "ordered", "ordered"),
+    flag("hold_key_on_failure", "holdKeyOnFailure", "hold_key_on_failure"),
+    setting({
+        key: "key_field",
+        field: "keyField",
+        column: "key_field",
+        label: "key_field",
+        default: null,
+        read(node, field, { report }) {
+            const value = scalar(node);
+            if (typeof value === "string" && /^[A-Za-z0-9_.-]{1,63}$/.test(value))
+                return value;
+            report(node, field, `${show(value)} is not a payload field name; allowed: 1 to 63 letters, digits, "_", "-" and "."`);
+            return null;
+        },
+        format: String,
+    }),
+    setting({
+        key: "honor_retry_after",
+        field: "honorRetryAfter",
+        column: "honor_retry_after",
+        label: "honor_retry_after",
+        default: "job",
+        read(node, field, { report }) {
+            const value = scalar(node);
+            if (value === "job" || value === "queue")
+                return value;
+            report(node, field, `${show(value)} is not allowed; allowed values: job (a Retry-After delays only its job), queue (it also holds the queue's new calls until then)`);
+            return "job";
+        },
+        format: String,
+    }),
+    setting({
+        key: "dead_letter_queue",
+        field: "deadLetterQueue",
+        column: "dead_letter_queue",
+        label: "dead_letter_queue",
+        default: null,
+        read(node, field, { queue, report }) {
+            const value = scalar(node);
+            if (typeof value !== "string" || !NAME.test(value))
+                report(node, field, `${show(value)} is not a queue name; allowed: the name of another queue`);
+            else if (value === queue)
+                report(node, field, "a queue cannot be its own dead-letter queue; allowed: the name of another queue");
+            else
+                return value;
+            return null;
+        },
+        format: String,
+    }),
+    // alerts: a mapping like backoff. The webhook is no column of its own: the installer makes the queue
+    // "<queue>-alerts" that calls it (its URL in Vault when it holds ${VAR}, as any queue's), and this queue's
+    // alert_queue names that queue (validate.ts adds it to the file's queues, plan.ts fills the column).
+    setting({
+        key: "alerts.webhook",
+        field: "alertWebhook",
+        column: null,
+        label: "alerts.webhook",
+        default: null,
+        read: (node, field, { options, report }) => validateUrl(node, field, report, options.env),
+        format: (webhook) => webhook.url,
+    }),
+    setting({
+        key: "alerts.failure_rate",
+        field: "alertFailureRate",
+        column: "alert_failure_rate",
+        label: "alerts.failure_rate",
+        default: null,
+        read(node, field, { report }) {
+            const value = scalar(node);
+            const match = typeof value === "string" ? /^\s*(\d+(\.\d+)?)\s*%\s*$/.exec(value) : null;
+            const percent = match ? Number(match[1]) : Number.NaN;
+            if (percent > 0 && percent <= 100)
+                return percent / 100;
+            report(node, field, `${show(value)} is not allowed; allowed: a percentage of the jobs finished in the last 5 minutes that failed for good, more than 0% and at most 100%, e.g. 50%`);
+            return null;
+        },
+        format: (fraction) => `${Math.round(fraction * 1000) / 10}%`,
+    }),
+    setting({
+        key: "alerts.oldest_due",
+        field: "alertOldestDueMs",
+        column: "alert_oldest_due_ms",
+        label: "alerts.oldest_due",
+        default: null,
+        read(node, field, { report }) {
+            const ms = duration(node, field, 0, report, LIMITS.alertOldestDueMs);
+            if (ms === null || ms >= 1000)
+                return ms;
+            report(node, field, `${formatDuration(ms)} is too short: alerts are checked every 5 seconds; allowed: from 1s to ${LIMITS.alertOldestDueMs.label}`);
+            return null;
+        },
+        format: formatDuration,
+    }),
+    setting({
+        key: "alerts.dead_letters",
+        field: "alertDeadLetters",
+        column: "alert_dead_letters",
+        label: "alerts.dead_letters",
+        default: null,
+        read: (node, field, { report }) => integer(node, field, 1, LIMITS.alertDeadLetters, 1, report),
+        format: String,
+    }),
+    setting({
+        key: "payload",
+        field: "payloadSchema",
+        column: "payload_schema",
+        label: "payload",
+        default: null,
+        read: (node, field, { report }) => payloadSchema(node, field, report),
+        format: showSchema,
+    }),
+    flag("signed", "signed", null),
+    flag("paused", "paused", "paused"),
+];
+/** The settings kept in a column, with it. */
+const COLUMN_SETTINGS = SETTINGS.filter((s) => s.column !== null);
+/** The setting after which a queue's headers are read and listed (validate.ts reads them in headers.ts). */
+const HEADERS_AFTER = "method";
+/** The keys of a queue in supaqueue.yml, as messages list them (a group such as backoff once). */
+const QUEUE_KEYS = [
+    "function",
+    "url",
+    ...new Set(SETTINGS.flatMap((s) => (s.key === HEADERS_AFTER ? [s.key, "headers"] : [s.key.split(".")[0]]))),
+];
+/** The keys inside a group ("backoff" → ["base", "max"]). */
+function groupKeys(group) {
+    return SETTINGS.filter((s) => s.key.startsWith(`${group}.`)).map((s) => s.key.slice(group.length + 1));
+}
+
+;// CONCATENATED MODULE: ./src/config/alerts.ts
+
+
+// A queue's alerts travel through a Supaqueue queue of their own, "<queue>-alerts", which the installer manages like
+// any queue of the file: it POSTs each alert (Slack's {"text": ...}) to the webhook, so alerts get retries, the
+// webhook's URL stays in Vault (it is a secret: whoever holds a Slack webhook URL may post to the channel), and the
+// plan names the queue and its secret like any other. The database (supaqueue._check_alerts) enqueues the alerts.
+/** The queue that carries a queue's alerts to its webhook. */
+const ALERT_QUEUE_SUFFIX = "-alerts";
+/**
+ * The alert queue's settings. Slack takes about one message a second per webhook and answers 429 with a
+ * Retry-After beyond that, so the queue calls it one at a time, at most once a second, and honours Retry-After for
+ * the whole queue; five attempts over about a minute and a half ride out a short outage without sending an alert
+ * about an episode long over.
+ */
+const ALERT_QUEUE_SETTINGS = {
+    workers: 1,
+    maxAttempts: 5,
+    timeoutMs: 10_000,
+    backoffBaseMs: 5_000,
+    backoffMaxMs: 60_000,
+    rateLimitPerSecond: 1,
+    honorRetryAfter: "queue",
+};
+// http(s), a host, no user name or password, no query or fragment (the link adds its own #/queue/<name>), and
+// nothing Slack's <url|text> link syntax would cut at.
+const DASHBOARD_URL = /^https?:\/\/[^/?#\s@|<>]+[^\s?#|<>]*$/;
+/** The top-level dashboard_url: where alerts link to the queue's page; null when absent or wrong (reported). */
+function readDashboardUrl(node, report) {
+    if (node === undefined)
+        return null;
+    const value = scalar(node);
+    if (typeof value === "string" && DASHBOARD_URL.test(value))
+        return value.replace(/\/+$/, "");
+    report(node, "dashboard_url", `invalid URL ${show(value)}; allowed: the address your team opens the dashboard at (supaqueue dashboard), an absolute http(s) URL without a query, a fragment or a user name, e.g. https://ops.example.com/supaqueue; alerts link to its page of the queue`);
+    return null;
+}
+/**
+ * The file's queues with an alert queue before each queue that has alerts (so it exists when that queue names it),
+ * and each such queue's link to its dashboard page. A queue of the file with an alert queue's name is a problem.
+ */
+function withAlertQueues(queues, dashboardUrl, problems) {
+    const names = new Set(queues.map((q) => q.name));
+    const defaults = Object.fromEntries(SETTINGS.map((s) => [s.field, s.default]));
+    return queues.flatMap((queue) => {
+        if (!queue.alertWebhook)
+            return [queue];
+        const name = `${queue.name}${ALERT_QUEUE_SUFFIX}`;
+        if (names.has(name)) {
+            problems.push({
+                position: queue.position,
+                field: `queues.${queue.name}.alerts`,
+                message: `its alerts go through a queue named "${name}", which the file also defines; rename that queue`,
+            });
+            return [queue];
+        }
+        const alertQueue = {
+            ...defaults,
+            ...ALERT_QUEUE_SETTINGS,
+            name,
+            url: queue.alertWebhook.url,
+            urlSecret: queue.alertWebhook.urlSecret,
+            functionName: null,
+            headers: {},
+            secretHeaders: [],
+            alertLink: null,
+            position: queue.position,
+            deadLetterPosition: queue.position,
+            timeoutPosition: queue.position,
+        };
+        const alertLink = dashboardUrl ? `${dashboardUrl}/#/queue/${queue.name}` : null;
+        return [alertQueue, { ...queue, alertLink }];
+    });
 }
 
 ;// CONCATENATED MODULE: ./src/config/headers.ts
@@ -38656,476 +39296,6 @@ function utf8Bytes(value) {
     return Buffer.byteLength(JSON.stringify(value) ?? "null", "utf8");
 }
 
-;// CONCATENATED MODULE: ./src/client/payload.ts
-// Payload schemas: the part of JSON Schema a queue's `payload:` in supaqueue.yml may use, checked the same way by the
-// client, `supaqueue enqueue` and the deploy (which refuses a schema using anything else, so nothing is silently left
-// unchecked). No dependency: the client runs in edge functions as it is.
-const TYPES = ["object", "array", "string", "number", "integer", "boolean", "null"];
-/** The keywords checked, and those that only describe (`format` is an annotation, as JSON Schema 2019+ has it). */
-const CHECKED = [
-    "type",
-    "enum",
-    "const",
-    "properties",
-    "required",
-    "additionalProperties",
-    "items",
-    "minItems",
-    "maxItems",
-    "minLength",
-    "maxLength",
-    "pattern",
-    "minimum",
-    "maximum",
-    "exclusiveMinimum",
-    "exclusiveMaximum",
-    "anyOf",
-];
-const ANNOTATIONS = ["$schema", "$id", "$comment", "title", "description", "default", "examples", "format"];
-const SCHEMA_KEYWORDS = [...CHECKED, ...ANNOTATIONS];
-const isObject = (value) => typeof value === "object" && value !== null && !Array.isArray(value);
-function typeOf(value) {
-    if (value === null)
-        return "null";
-    if (Array.isArray(value))
-        return "array";
-    if (typeof value === "number")
-        return Number.isInteger(value) ? "integer" : "number";
-    return typeof value;
-}
-/** JSON equality: objects equal whatever the order of their keys. */
-function sameJson(a, b) {
-    if (Array.isArray(a) && Array.isArray(b))
-        return a.length === b.length && a.every((v, i) => sameJson(v, b[i]));
-    if (isObject(a) && isObject(b)) {
-        const keys = Object.keys(a);
-        return keys.length === Object.keys(b).length && keys.every((k) => k in b && sameJson(a[k], b[k]));
-    }
-    return a === b;
-}
-const pointer = (path, key) => `${path}/${String(key).replaceAll("~", "~0").replaceAll("/", "~1")}`;
-function matchesType(value, type) {
-    const actual = typeOf(value);
-    return actual === type || (type === "number" && actual === "integer");
-}
-const shown = (value) => (typeof value === "string" ? JSON.stringify(value) : typeOf(value));
-/** The first place where `value` breaks `schema`, or null when it matches. */
-function payloadProblem(schema, value, path = "") {
-    const at = (problem) => ({ path, problem });
-    if (schema.type !== undefined) {
-        const types = (Array.isArray(schema.type) ? schema.type : [schema.type]);
-        if (!types.some((t) => matchesType(value, t)))
-            return at(`must be ${types.join(" or ")}, not ${typeOf(value)}`);
-    }
-    if (Array.isArray(schema.enum) && !schema.enum.some((e) => sameJson(e, value)))
-        return at(`must be one of ${schema.enum.map((e) => JSON.stringify(e)).join(", ")}, not ${JSON.stringify(value)}`);
-    if ("const" in schema && !sameJson(schema.const, value))
-        return at(`must be ${JSON.stringify(schema.const)}, not ${JSON.stringify(value)}`);
-    if (Array.isArray(schema.anyOf)) {
-        const ok = schema.anyOf.some((s) => payloadProblem(s, value, path) === null);
-        if (!ok)
-            return at(`matches none of the ${schema.anyOf.length} schemas of anyOf`);
-    }
-    if (typeof value === "string") {
-        const length = [...value].length;
-        if (typeof schema.minLength === "number" && length < schema.minLength)
-            return at(`must be at least ${schema.minLength} characters long, not ${length}`);
-        if (typeof schema.maxLength === "number" && length > schema.maxLength)
-            return at(`must be at most ${schema.maxLength} characters long, not ${length}`);
-        if (typeof schema.pattern === "string" && !new RegExp(schema.pattern, "u").test(value))
-            return at(`must match the pattern ${schema.pattern}, not ${shown(value)}`);
-    }
-    if (typeof value === "number") {
-        if (typeof schema.minimum === "number" && value < schema.minimum)
-            return at(`must be at least ${schema.minimum}, not ${value}`);
-        if (typeof schema.maximum === "number" && value > schema.maximum)
-            return at(`must be at most ${schema.maximum}, not ${value}`);
-        if (typeof schema.exclusiveMinimum === "number" && value <= schema.exclusiveMinimum)
-            return at(`must be more than ${schema.exclusiveMinimum}, not ${value}`);
-        if (typeof schema.exclusiveMaximum === "number" && value >= schema.exclusiveMaximum)
-            return at(`must be less than ${schema.exclusiveMaximum}, not ${value}`);
-    }
-    if (Array.isArray(value)) {
-        if (typeof schema.minItems === "number" && value.length < schema.minItems)
-            return at(`must have at least ${schema.minItems} items, not ${value.length}`);
-        if (typeof schema.maxItems === "number" && value.length > schema.maxItems)
-            return at(`must have at most ${schema.maxItems} items, not ${value.length}`);
-        if (isObject(schema.items)) {
-            for (const [i, item] of value.entries()) {
-                const problem = payloadProblem(schema.items, item, pointer(path, i));
-                if (problem)
-                    return problem;
-            }
-        }
-    }
-    if (isObject(value)) {
-        for (const name of Array.isArray(schema.required) ? schema.required : []) {
-            if (!(name in value))
-                return { path: pointer(path, name), problem: "is required, and missing" };
-        }
-        const properties = isObject(schema.properties) ? schema.properties : {};
-        for (const [name, field] of Object.entries(value)) {
-            const own = properties[name];
-            if (isObject(own)) {
-                const problem = payloadProblem(own, field, pointer(path, name));
-                if (problem)
-                    return problem;
-            }
-            else if (schema.additionalProperties === false) {
-                return {
-                    path: pointer(path, name),
-                    problem: `is not allowed (allowed: ${Object.keys(properties).join(", ") || "no field"})`,
-                };
-            }
-            else if (isObject(schema.additionalProperties)) {
-                const problem = payloadProblem(schema.additionalProperties, field, pointer(path, name));
-                if (problem)
-                    return problem;
-            }
-        }
-    }
-    return null;
-}
-/** What is wrong with a schema itself (a keyword not supported, a value of the wrong shape), each with its place. */
-function schemaProblems(schema, path = "") {
-    if (!isObject(schema))
-        return [{ path, problem: `a schema must be a mapping, not ${typeOf(schema)}` }];
-    const problems = [];
-    const add = (key, problem) => problems.push({ path: pointer(path, key), problem });
-    for (const [key, value] of Object.entries(schema)) {
-        if (!SCHEMA_KEYWORDS.includes(key)) {
-            add(key, `is not supported; payload schemas may use ${SCHEMA_KEYWORDS.join(", ")}`);
-        }
-        else if (key === "type") {
-            const types = Array.isArray(value) ? value : [value];
-            if (types.length === 0 || !types.every((t) => TYPES.includes(t)))
-                add(key, `must be one of ${TYPES.join(", ")}, or a list of them`);
-        }
-        else if (key === "properties") {
-            if (!isObject(value))
-                add(key, "must be a mapping of field names to schemas");
-            else
-                for (const [name, s] of Object.entries(value))
-                    problems.push(...schemaProblems(s, pointer(pointer(path, key), name)));
-        }
-        else if (key === "items" || (key === "additionalProperties" && typeof value !== "boolean")) {
-            problems.push(...schemaProblems(value, pointer(path, key)));
-        }
-        else if (key === "anyOf") {
-            if (!Array.isArray(value) || value.length === 0)
-                add(key, "must be a list of schemas");
-            else
-                for (const [i, s] of value.entries())
-                    problems.push(...schemaProblems(s, pointer(pointer(path, key), i)));
-        }
-        else if (key === "required") {
-            if (!Array.isArray(value) || !value.every((v) => typeof v === "string"))
-                add(key, "must be a list of field names");
-        }
-        else if (key === "enum") {
-            if (!Array.isArray(value) || value.length === 0)
-                add(key, "must be a list of values");
-        }
-        else if (key === "pattern") {
-            try {
-                new RegExp(String(value), "u");
-            }
-            catch {
-                add(key, `is not a valid regular expression: ${JSON.stringify(value)}`);
-            }
-        }
-        else if (/^(min|max|exclusiveM)/.test(key) && typeof value !== "number") {
-            add(key, "must be a number");
-        }
-    }
-    return problems;
-}
-
-;// CONCATENATED MODULE: ./src/config/settings.ts
-
-
-
-
-
-
-
-/** Keeps each entry's field and column as literal types, so the row type below can be derived from the list. */
-function setting(entry) {
-    return entry;
-}
-/** A true/false setting, false unless the file says otherwise. */
-function flag(key, field, column) {
-    return setting({
-        key,
-        field,
-        column,
-        label: key,
-        default: false,
-        read: (node, at, { report }) => fields_boolean(node, at, false, report),
-        format: String,
-    });
-}
-const codes = (value) => `[${value.join(", ")}]`;
-/**
- * A queue's `payload:`, a JSON Schema of what the client and `supaqueue enqueue` accept: each problem (a keyword the
- * checker does not support, a value of the wrong shape, a top-level type that is no JSON object or array) reported
- * at its own line.
- */
-function payloadSchema(node, field, report) {
-    const schema = node.toJSON();
-    const problems = schemaProblems(schema);
-    const types = typeof schema === "object" && schema !== null ? schema.type : undefined;
-    if (types !== undefined && [types].flat().some((t) => t !== "object" && t !== "array"))
-        problems.push({ path: "/type", problem: "must be object or array: a payload is a JSON object or array" });
-    for (const { path, problem } of problems) {
-        const keys = path === ""
-            ? []
-            : path
-                .slice(1)
-                .split("/")
-                .map((k) => k.replaceAll("~1", "/").replaceAll("~0", "~"));
-        const at = (0,dist/* isCollection */.P3)(node)
-            ? node.getIn(keys.map((k) => (/^\d+$/.test(k) ? Number(k) : k)), true)
-            : node;
-        report(at ?? node, [field, ...keys].join("."), problem);
-    }
-    return problems.length === 0 ? schema : null;
-}
-/** A schema in the plan's change lines: its JSON, cut short. */
-function showSchema(schema) {
-    const json = JSON.stringify(schema);
-    return json.length > 60 ? `${json.slice(0, 57)}...` : json;
-}
-const SETTINGS = [
-    setting({
-        key: "method",
-        field: "method",
-        column: "method",
-        label: "method",
-        default: "POST",
-        read(node, field, { report }) {
-            const value = scalar(node);
-            const upper = typeof value === "string" ? value.toUpperCase() : "";
-            if (HTTP_METHODS.includes(upper))
-                return upper;
-            report(node, field, `invalid method ${show(value)}; allowed values: ${HTTP_METHODS.join(", ")}`);
-            return "POST";
-        },
-        format: String,
-    }),
-    setting({
-        key: "workers",
-        field: "workers",
-        column: null,
-        label: "workers",
-        default: 1,
-        read: (node, field, { report }) => integer(node, field, 0, LIMITS.workers, 1, report) ?? 1,
-        format: String,
-    }),
-    setting({
-        key: "max_attempts",
-        field: "maxAttempts",
-        column: "max_attempts",
-        label: "max_attempts",
-        default: 3,
-        read: (node, field, { report }) => integer(node, field, 1, LIMITS.maxAttempts, 3, report) ?? 3,
-        format: String,
-    }),
-    setting({
-        key: "timeout",
-        field: "timeoutMs",
-        column: "timeout_ms",
-        label: "timeout",
-        default: 30_000,
-        read(node, field, { options, report }) {
-            const ms = duration(node, field, 30_000, report);
-            const max = options.maxCallTimeoutMs ?? DEFAULT_MAX_CALL_TIMEOUT_MS;
-            const range = `allowed: from 1ms to ${formatDuration(max)} (supaqueue.config.max_call_timeout_ms, below the edge wall clock)`;
-            if (ms !== null && ms < 1)
-                report(node, field, `${formatDuration(ms)} is too short: a call needs at least 1ms; ${range}`);
-            else if (ms !== null && ms > max)
-                report(node, field, `${formatDuration(ms)} is beyond what an edge function can wait; ${range}`);
-            return ms ?? 30_000;
-        },
-        format: formatDuration,
-    }),
-    setting({
-        key: "backoff.base",
-        field: "backoffBaseMs",
-        column: "backoff_base_ms",
-        label: "backoff.base",
-        default: 10_000,
-        read: (node, field, { report }) => duration(node, field, 10_000, report, LIMITS.backoffMs) ?? 10_000,
-        format: formatDuration,
-    }),
-    setting({
-        key: "backoff.max",
-        field: "backoffMaxMs",
-        column: "backoff_max_ms",
-        label: "backoff.max",
-        default: 3_600_000,
-        read: (node, field, { report }) => duration(node, field, 3_600_000, report, LIMITS.backoffMs) ?? 3_600_000,
-        format: formatDuration,
-    }),
-    setting({
-        key: "success_codes",
-        field: "successCodes",
-        column: "success_codes",
-        label: "success_codes",
-        default: null,
-        read: (node, field, { report }) => statusCodes(node, field, report),
-        format: codes,
-    }),
-    setting({
-        key: "retry_codes",
-        field: "retryCodes",
-        column: "retry_codes",
-        label: "retry_codes",
-        default: null,
-        read: (node, field, { report }) => statusCodes(node, field, report),
-        format: codes,
-    }),
-    setting({
-        key: "rate_limit",
-        field: "rateLimitPerSecond",
-        column: "rate_limit_per_second",
-        label: "rate_limit",
-        default: null,
-        read: (node, field, { report }) => rate(node, field, report),
-        format: formatRate,
-    }),
-    flag("slow_down", "slowDown", "slow_down"),
-    setting({
-        key: "honor_retry_after",
-        field: "honorRetryAfter",
-        column: "honor_retry_after",
-        label: "honor_retry_after",
-        default: "job",
-        read(node, field, { report }) {
-            const value = scalar(node);
-            if (value === "job" || value === "queue")
-                return value;
-            report(node, field, `${show(value)} is not allowed; allowed values: job (a Retry-After delays only its job), queue (it also holds the queue's new calls until then)`);
-            return "job";
-        },
-        format: String,
-    }),
-    setting({
-        key: "dead_letter_queue",
-        field: "deadLetterQueue",
-        column: "dead_letter_queue",
-        label: "dead_letter_queue",
-        default: null,
-        read(node, field, { queue, report }) {
-            const value = scalar(node);
-            if (typeof value !== "string" || !NAME.test(value))
-                report(node, field, `${show(value)} is not a queue name; allowed: the name of another queue`);
-            else if (value === queue)
-                report(node, field, "a queue cannot be its own dead-letter queue; allowed: the name of another queue");
-            else
-                return value;
-            return null;
-        },
-        format: String,
-    }),
-    setting({
-        key: "payload",
-        field: "payloadSchema",
-        column: "payload_schema",
-        label: "payload",
-        default: null,
-        read: (node, field, { report }) => payloadSchema(node, field, report),
-        format: showSchema,
-    }),
-    flag("signed", "signed", null),
-    flag("paused", "paused", "paused"),
-];
-/** The settings kept in a column, with it. */
-const COLUMN_SETTINGS = SETTINGS.filter((s) => s.column !== null);
-/** The setting after which a queue's headers are read and listed (validate.ts reads them in headers.ts). */
-const HEADERS_AFTER = "method";
-/** The keys of a queue in supaqueue.yml, as messages list them (a group such as backoff once). */
-const QUEUE_KEYS = [
-    "function",
-    "url",
-    ...new Set(SETTINGS.flatMap((s) => (s.key === HEADERS_AFTER ? [s.key, "headers"] : [s.key.split(".")[0]]))),
-];
-/** The keys inside a group ("backoff" → ["base", "max"]). */
-function groupKeys(group) {
-    return SETTINGS.filter((s) => s.key.startsWith(`${group}.`)).map((s) => s.key.slice(group.length + 1));
-}
-
-;// CONCATENATED MODULE: ./src/config/url.ts
-
-
-
-// A queue's `url`. It may hold ${VAR} (a token in the query, or the whole URL of a webhook whose path is its
-// secret): the URL as written is safe to store and print, the filled-in one is a secret for Vault. Either way the
-// URL that is called must be an absolute http(s) URL without a user name or password, which fetch refuses.
-const URL_FORMS = "an absolute http:// or https:// URL, which may hold ${VAR} (e.g. ?token=${HOOK_TOKEN}), or ${VAR} for the whole URL";
-const CREDENTIALS = 'send them in a header instead, e.g. "Authorization: Basic ${BASIC_AUTH}", or keep a token in the environment and write it in the URL as ${VAR}, e.g. "?token=${HOOK_TOKEN}"';
-// As written: http(s) with a host and no user name or password, or starting with a variable. Whitespace never.
-// schema/supaqueue.schema.json has the same pattern.
-const WRITTEN = /^(https?:\/\/[^/?#\s@]+([/?#]\S*)?|\$\{[A-Za-z_][A-Za-z0-9_]*\}\S*)$/;
-const HAS_CREDENTIALS = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*@/;
-/** The URL as written and, when it holds ${VAR}, the filled-in URL; null when it is unusable (reported). */
-function validateUrl(node, field, report, env) {
-    const value = scalar(node);
-    if (typeof value === "string" && HAS_CREDENTIALS.test(value)) {
-        // Not echoed: the password is in it.
-        report(node, field, `a URL may not carry a user name or password (fetch refuses such a URL, so every call would fail, and the URL as written is stored and printed); ${CREDENTIALS}`);
-        return null;
-    }
-    if (typeof value !== "string" || !WRITTEN.test(value)) {
-        report(node, field, `invalid URL ${show(value)}; allowed: ${URL_FORMS}`);
-        return null;
-    }
-    const resolved = resolveVariables(value, env);
-    if (resolved.missing) {
-        report(node, field, missingVariablesMessage(resolved.missing));
-        return null;
-    }
-    if (resolved.variables.length === 0) {
-        if (isHttpUrl(value))
-            return { url: value, urlSecret: null };
-        report(node, field, `invalid URL ${show(value)}; allowed: ${URL_FORMS}`);
-        return null;
-    }
-    // From here on the filled-in URL is a secret: messages name the variables, never what they hold.
-    for (const part of resolved.parts) {
-        const bad = part.variable ? findCharacter(part.text, isSpaceOrControl) : null;
-        if (bad) {
-            const atEnd = bad.index === part.text.length - 1 ? " (at its end: was it saved with a trailing newline?)" : "";
-            report(node, field, `the value of \${${part.variable}} contains ${bad.what}${atEnd}; a URL cannot hold spaces or control characters: fix the variable's value`);
-            return null;
-        }
-    }
-    const once = `once ${variableList(resolved.variables)} ${resolved.variables.length === 1 ? "is" : "are"} filled in`;
-    if (HAS_CREDENTIALS.test(resolved.value)) {
-        report(node, field, `${once}, the URL carries a user name or password, which fetch refuses (every call would fail); ${CREDENTIALS}`);
-        return null;
-    }
-    if (!isHttpUrl(resolved.value)) {
-        report(node, field, `${once}, the URL is not an absolute http:// or https:// URL; check the variable${resolved.variables.length === 1 ? "'s value" : "s' values"} in the environment (its value is not shown)`);
-        return null;
-    }
-    return { url: value, urlSecret: { value: resolved.value, variables: resolved.variables } };
-}
-function isSpaceOrControl(codePoint) {
-    return codePoint <= 0x20 || codePoint === 0x7f || /\s/u.test(String.fromCodePoint(codePoint));
-}
-function isHttpUrl(value) {
-    if (!/^https?:\/\/[^/?#\s]+[^\s]*$/.test(value))
-        return false;
-    try {
-        const url = new URL(value);
-        return (url.protocol === "http:" || url.protocol === "https:") && !url.username && !url.password;
-    }
-    catch {
-        return false;
-    }
-}
-
 ;// CONCATENATED MODULE: ./src/config/validate.ts
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: supaqueue.yml writes ${VAR} literally.
 
@@ -39136,9 +39306,15 @@ function isHttpUrl(value) {
 
 
 
+
 const QUEUE_NAME = NAME;
+/** What a group of settings looks like, for the message when it is not a mapping. */
+const GROUP_EXAMPLES = {
+    backoff: "{ base: 10s, max: 1h }",
+    alerts: '{ webhook: "${SLACK_WEBHOOK_URL}", failure_rate: 50%, oldest_due: 10m, dead_letters: 10 }',
+};
 const validate_FUNCTION_NAME = /^[A-Za-z0-9_-]{1,128}$/;
-const TOP_LEVEL_KEYS = ["queues", "schedules"];
+const TOP_LEVEL_KEYS = ["queues", "schedules", "dashboard_url"];
 /**
  * Parses supaqueue.yml, checks it, fills in defaults and resolves `${VAR}` in header values and URLs. Every problem
  * is collected with its line and column (nothing stops at the first one), so one run shows them all. The time it
@@ -39210,7 +39386,11 @@ function validateConfigText(text, file, options) {
         }
     }
     const schedules = validateSchedules(root.get("schedules", true), keyOf(root, "schedules"), at, report, options.maxPayloadBytes ?? LIMITS.payloadBytes.max);
-    return { config: { file, queues, schedules }, problems };
+    const dashboardUrl = readDashboardUrl(root.get("dashboard_url", true), report);
+    return {
+        config: { file, dashboardUrl, queues: withAlertQueues(queues, dashboardUrl, problems), schedules },
+        problems,
+    };
 }
 /** The key node of a top-level section, to point at the section as a whole. */
 function keyOf(root, key) {
@@ -39268,6 +39448,7 @@ function validateQueue(pair, at, report, options, problemsSoFar) {
         ...target,
         ...headers,
         ...settings,
+        alertLink: null,
         deadLetterPosition: at(nodes.get("dead_letter_queue") ?? keyNode),
         position: at(keyNode),
         timeoutPosition: at(nodes.get("timeout") ?? keyNode),
@@ -39323,7 +39504,7 @@ function readSettings(queue, problemsSoFar) {
                 const example = groupKeys(group)
                     .map((k) => `"${k}"`)
                     .join(" and/or ");
-                report(groupNode, sub(group), `must be a mapping with ${example}, e.g. "{ base: 10s, max: 1h }"`);
+                report(groupNode, sub(group), `must be a mapping with ${example}, e.g. "${GROUP_EXAMPLES[group]}"`);
             }
             else if (groupNode !== undefined)
                 checkKeys(groupNode, `${sub(group)}.`, groupKeys(group), report);
@@ -39348,13 +39529,35 @@ function readSettings(queue, problemsSoFar) {
             headers = validateHeaders(get(queue, "headers"), sub("headers"), report, options);
     }
     const settings = values;
-    // The one rule between two settings.
+    // The rules between settings.
+    if (valid.has("ordered") && settings.ordered && (settings.perKeyConcurrency ?? 1) !== 1) {
+        report(nodes.get("per_key_concurrency"), sub("per_key_concurrency"), `${settings.perKeyConcurrency} with ordered: true; allowed: 1 or left out (an ordered key runs one job at a time)`);
+    }
+    if (settings.holdKeyOnFailure && !settings.ordered) {
+        report(nodes.get("hold_key_on_failure"), sub("hold_key_on_failure"), "needs ordered: true (it keeps an ordered key's order after a job fails for good)");
+    }
     if (valid.has("backoff.base") &&
         valid.has("backoff.max") &&
         settings.backoffMaxMs < settings.backoffBaseMs) {
         report(nodes.get("backoff.max") ?? get(queue, "backoff"), sub("backoff.max"), `${formatDuration(settings.backoffMaxMs)} is shorter than backoff.base (${formatDuration(settings.backoffBaseMs)}); allowed: at least the base`);
     }
+    checkAlerts(queue, settings, nodes, valid);
     return { settings, headers, nodes };
+}
+/** An alerts mapping needs its webhook and something to watch; its queue's name must be free and short enough. */
+function checkAlerts(queue, settings, nodes, valid) {
+    const alerts = get(queue, "alerts");
+    if (!(0,dist/* isMap */.jh)(alerts))
+        return;
+    const field = `${queue.field}.alerts`;
+    const thresholds = ["failure_rate", "oldest_due", "dead_letters"];
+    if (!nodes.get("alerts.webhook"))
+        queue.report(alerts, field, 'needs "webhook": the URL alerts are POSTed to, e.g. "${SLACK_WEBHOOK_URL}"');
+    else if (thresholds.every((k) => nodes.get(`alerts.${k}`) === undefined))
+        queue.report(alerts, field, `needs at least one threshold: ${thresholds.join(", ")}`);
+    const name = `${queue.name}${ALERT_QUEUE_SUFFIX}`;
+    if (valid.has("alerts.webhook") && settings.alertWebhook && !NAME.test(name))
+        queue.report(nodes.get("alerts.webhook"), `${field}.webhook`, `its alerts go through a queue named "${name}", longer than 63 characters; shorten the queue's name to at most ${63 - ALERT_QUEUE_SUFFIX.length} characters`);
 }
 
 ;// CONCATENATED MODULE: ./src/config/load.ts
@@ -39804,6 +40007,8 @@ const QUEUE_COLUMNS = [
     "function_name",
     "headers",
     "secret_headers",
+    "alert_queue",
+    "alert_link",
     ...COLUMN_SETTINGS.map((s) => s.column),
 ];
 /** The columns of QUEUE_COLUMNS that are jsonb. */
@@ -40127,6 +40332,7 @@ async function deleteHeaderSecret(client, name) {
 
 
 
+
 // The diff: what a run would do to bring the database (as state.ts read it) in line with the file. Changes nothing.
 /** The supaqueue.queue row a queue of the file asks for. */
 function desiredRow(spec) {
@@ -40137,6 +40343,8 @@ function desiredRow(spec) {
         function_name: spec.functionName,
         headers: spec.headers,
         secret_headers: Object.fromEntries(spec.secretHeaders.map((h) => [h.header, headerSecretName(spec.name, h.header)])),
+        alert_queue: spec.alertWebhook ? `${spec.name}${ALERT_QUEUE_SUFFIX}` : null,
+        alert_link: spec.alertLink,
         ...settings,
     };
 }
@@ -40282,6 +40490,8 @@ function computePlan(config, state, migrations = loadMigrations()) {
 const LABELS = [
     ["url", "url", String],
     ["function_name", "function", String],
+    ["alert_queue", "alerts", String],
+    ["alert_link", "alerts link", String],
     ...COLUMN_SETTINGS.map((s) => [
         s.column,
         s.label,

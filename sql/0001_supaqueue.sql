@@ -120,6 +120,14 @@ create table supaqueue.queue (
     constraint queue_honor_retry_after_is_known check (honor_retry_after in ('job', 'queue')),
   -- A job that fails for good is also enqueued into this queue (payload, last status and error, attempts).
   dead_letter_queue text,
+  -- Alerts (supaqueue.yml's `alerts:`, see "Alerts" below): the queue that carries them to the webhook (the installer
+  -- makes it as '<queue>-alerts', the webhook's URL in Vault), the thresholds watched (null: not watched) and the
+  -- link to the queue's page of the dashboard that alerts end with (null: none is known).
+  alert_queue text,
+  alert_failure_rate double precision,
+  alert_oldest_due_ms integer,
+  alert_dead_letters integer,
+  alert_link text,
   -- The JSON Schema its payloads follow (supaqueue.yml's `payload:`), or null. Checked by the client and by
   -- `supaqueue enqueue` before a job is sent to the database (supaqueue.payload_schema), not by the database itself.
   payload_schema jsonb,
@@ -1418,6 +1426,7 @@ begin
     end;
   end if;
 
+  perform supaqueue._check_alerts(at);
   update supaqueue.ticker set last_run_at = at,
     last_result = jsonb_build_object('reaped', reaped, 'rewoken', rewoken, 'dispatched', started, 'deleted', deleted);
   return jsonb_build_object('reaped', reaped, 'rewoken', rewoken, 'dispatched', started, 'deleted', deleted);
@@ -1919,6 +1928,169 @@ left join lateral (
 group by q.id, q.name, q.paused, d.p50_ms, d.p95_ms, q.rate_limit_per_second;
 
 -------------------------------------------------------------------------------------------------------------------
+-- Alerts: a queue's failure rate, oldest due job and dead letters against its thresholds, once per episode
+-------------------------------------------------------------------------------------------------------------------
+
+-- An alert goes out as a job of the queue's alert queue (supaqueue.queue.alert_queue, which the installer makes from
+-- supaqueue.yml: POST to the webhook, its URL in Vault), so it has what every call has: retries with backoff, the
+-- URL read from Vault only when the call is claimed, the attempt history. Its payload is Slack's {"text": "..."}.
+--
+-- tick() measures every watched queue once every 5 seconds, with bounded queries on existing indexes only (a new
+-- index on job would be written by every claim and completion):
+--   oldest_due    the age of its oldest due job: one probe of job_pending_due_idx. A paused queue is not measured
+--                 (its backlog waits on purpose).
+--   failure_rate  jobs that failed for good among those that finished (successful or failed) in the last 5 minutes,
+--                 once at least 10 did (fewer say little); read from job_finished_at_idx, newest first, at most the
+--                 10,000 latest finished jobs of every queue together: on a busier database the window is shorter.
+--   dead_letters  jobs that failed for good in the same window: what went to its dead-letter queue when it has one.
+-- An episode opens when a value reaches its threshold (one alert) and closes when the value is back under it (one
+-- "resolved" message); a value that cannot be measured (too few jobs, a paused queue) neither opens nor closes one.
+-- Only open episodes are rows: the table stays as small as the number of alerts firing.
+create table supaqueue.alert_episode (
+  -- No foreign key: the linter would want an index on queue_id alone besides the primary key; _check_alerts deletes
+  -- the episodes of a queue that is gone (identity ids are never reused).
+  queue_id bigint not null,
+  kind text not null constraint alert_episode_kind_is_known check (kind in ('failure_rate', 'oldest_due', 'dead_letters')),
+  opened_at timestamptz not null,
+  -- The value that opened it (a fraction, milliseconds or a count) and the threshold it reached.
+  value double precision not null,
+  threshold double precision not null,
+  -- The job of the alert queue that carries the alert; null when the alert queue was missing.
+  alert_job_id uuid,
+  primary key (queue_id, kind)
+);
+
+-- Checks a queue's alert settings and says what to fix.
+create function supaqueue._validate_alerts() returns trigger
+language plpgsql set search_path = '' as $$
+begin
+  if new.alert_queue is not null and (new.alert_queue = new.name
+     or not exists (select from supaqueue.queue a where a.name = new.alert_queue)) then
+    raise exception 'supaqueue: queue "%" names alert_queue "%", which is not another existing queue', new.name, new.alert_queue
+      using hint = 'Create the alert queue first (the installer makes "<queue>-alerts" from supaqueue.yml''s alerts:).';
+  end if;
+  if new.alert_failure_rate is not null and not (new.alert_failure_rate > 0 and new.alert_failure_rate <= 1) then
+    raise exception 'supaqueue: queue "%" has alert_failure_rate %, it must be more than 0 and at most 1', new.name, new.alert_failure_rate
+      using hint = 'It is a fraction of the jobs finished: 0.5 alerts when half of them failed.';
+  end if;
+  if new.alert_oldest_due_ms is not null and new.alert_oldest_due_ms < 1000 then
+    raise exception 'supaqueue: queue "%" has alert_oldest_due_ms %, it must be at least 1000', new.name, new.alert_oldest_due_ms
+      using hint = 'Alerts are checked every 5 seconds: a shorter age would fire on every busy moment.';
+  end if;
+  if new.alert_dead_letters is not null and new.alert_dead_letters < 1 then
+    raise exception 'supaqueue: queue "%" has alert_dead_letters %, it must be at least 1', new.name, new.alert_dead_letters;
+  end if;
+  return new;
+end $$;
+
+create trigger queue_alerts_are_valid before insert or update on supaqueue.queue
+  for each row execute function supaqueue._validate_alerts();
+
+-- A measured value as people read it: a percentage, a duration or a count.
+create function supaqueue._alert_value(kind text, value double precision) returns text
+language sql immutable set search_path = '' as $$
+  select case kind
+    when 'failure_rate' then round(value * 100)::text || '%'
+    when 'oldest_due' then case when value < 120000 then round(value / 1000)::text || 's'
+                                when value < 7200000 then round(value / 60000)::text || 'm'
+                                else round(value / 3600000)::text || 'h' end
+    else round(value)::text end
+$$;
+
+-- The Slack-compatible payload of an alert ({"text": ...}), or of its episode's end when `resolved`: the queue, what
+-- was measured, its value and the threshold, and a link to the queue's dashboard page when one is known.
+create function supaqueue._alert_message(q supaqueue.queue, kind text, value double precision,
+                                         threshold double precision, resolved boolean) returns jsonb
+language sql immutable set search_path = '' as $$
+  select jsonb_build_object('text', format('%s Supaqueue queue "%s": %s %s %s (threshold %s)%s',
+    case when resolved then 'Resolved:' else 'Alert:' end,
+    q.name,
+    case kind when 'failure_rate' then 'failure rate over the last 5 minutes'
+              when 'oldest_due' then 'oldest due job''s age'
+              else 'dead letters in the last 5 minutes' end,
+    case when resolved then 'is back under its threshold, at' else 'reached' end,
+    supaqueue._alert_value(kind, value),
+    supaqueue._alert_value(kind, threshold),
+    case when q.alert_link is not null then format(' <%s|Open the queue>', q.alert_link) else '' end))
+$$;
+
+-- Once every 5 seconds of `at` (ticks within the same 5 seconds as the last one skip it): measures every watched
+-- queue, opens an episode and enqueues one alert for each threshold newly reached, and closes the episodes whose
+-- value is back under its threshold with a "resolved" message. Two ticks at once cannot alert twice: the episode's
+-- row is inserted (or deleted) first and only the one that did so enqueues. Returns the number of messages enqueued.
+create function supaqueue._check_alerts(at timestamptz) returns integer
+language plpgsql security definer set search_path = '' as $$
+declare
+  last_run timestamptz := (select t.last_run_at from supaqueue.ticker t);
+  m record;
+  job_id uuid;
+  sent integer := 0;
+begin
+  if floor(extract(epoch from last_run) / 5) = floor(extract(epoch from at) / 5) then
+    return 0;
+  end if;
+  -- Episodes of queues that are gone or no longer watch that value end without a message.
+  delete from supaqueue.alert_episode e
+  where not exists (select from supaqueue.queue q where q.id = e.queue_id and q.alert_queue is not null
+                    and case e.kind when 'failure_rate' then q.alert_failure_rate
+                                    when 'oldest_due' then q.alert_oldest_due_ms
+                                    else q.alert_dead_letters end is not null);
+  if not exists (select from supaqueue.queue q where q.alert_queue is not null) then
+    return 0;
+  end if;
+  for m in
+    with recent as (
+      select j.queue_id, j.status from supaqueue.job j
+      where j.finished_at > at - interval '5 minutes' and j.finished_at <= at
+      order by j.finished_at desc limit 10000
+    ),
+    counts as (
+      select r.queue_id, count(*) filter (where r.status in ('successful', 'failed')) as finished,
+             count(*) filter (where r.status = 'failed') as failed
+      from recent r
+      where r.queue_id in (select q.id from supaqueue.queue q where q.alert_queue is not null)
+      group by r.queue_id
+    )
+    select w as q, v.kind, v.value, v.threshold, e.queue_id is not null as open
+    from supaqueue.queue w
+    left join counts c on c.queue_id = w.id
+    cross join lateral (values
+      ('failure_rate', case when c.finished >= 10 then c.failed::double precision / c.finished end,
+       w.alert_failure_rate),
+      ('oldest_due', case when not w.paused then coalesce((
+         select extract(epoch from at - j.run_at) * 1000 from supaqueue.job j
+         where j.queue_id = w.id and j.status = 'pending' and j.run_at <= at
+         order by j.run_at limit 1), 0) end, w.alert_oldest_due_ms::double precision),
+      ('dead_letters', coalesce(c.failed, 0)::double precision, w.alert_dead_letters::double precision)
+    ) v(kind, value, threshold)
+    left join supaqueue.alert_episode e on e.queue_id = w.id and e.kind = v.kind
+    where w.alert_queue is not null and v.threshold is not null and v.value is not null
+      and (v.value >= v.threshold) <> (e.queue_id is not null)
+    order by w.id, v.kind
+  loop
+    if m.open then
+      delete from supaqueue.alert_episode e where e.queue_id = (m.q).id and e.kind = m.kind;
+    else
+      insert into supaqueue.alert_episode (queue_id, kind, opened_at, value, threshold)
+      values ((m.q).id, m.kind, at, m.value, m.threshold) on conflict do nothing;
+    end if;
+    continue when not found;
+    if not exists (select from supaqueue.queue a where a.name = (m.q).alert_queue) then
+      raise warning 'supaqueue: alert queue "%" of queue "%" does not exist; its % alert was not sent',
+        (m.q).alert_queue, (m.q).name, m.kind;
+      continue;
+    end if;
+    job_id := supaqueue.enqueue((m.q).alert_queue,
+                                supaqueue._alert_message(m.q, m.kind, m.value, m.threshold, m.open));
+    if not m.open then
+      update supaqueue.alert_episode e set alert_job_id = job_id where e.queue_id = (m.q).id and e.kind = m.kind;
+    end if;
+    sent := sent + 1;
+  end loop;
+  return sent;
+end $$;
+
+-------------------------------------------------------------------------------------------------------------------
 -- The entry points in public (POST /rest/v1/rpc/<name> with the service-role key): execute_current_job's and the client's
 -------------------------------------------------------------------------------------------------------------------
 
@@ -2033,6 +2205,7 @@ alter table supaqueue.schedule enable row level security;
 alter table supaqueue.wakeup enable row level security;
 alter table supaqueue.probe enable row level security;
 alter table supaqueue.ticker enable row level security;
+alter table supaqueue.alert_episode enable row level security;
 
 -- Every function gets EXECUTE for PUBLIC when it is created, and `alter default privileges in schema ... revoke`
 -- cannot take that back (that default is not per schema); a role-wide default would also close the project's own
@@ -2071,7 +2244,8 @@ begin
 
   if exists (select from pg_catalog.pg_roles where rolname = 'service_role') then
     foreach t in array array['config', 'queue', 'job', 'worker', 'current_job', 'attempt', 'migration',
-                             'rate_bucket', 'throttle', 'job_key', 'schedule', 'wakeup', 'probe', 'ticker'] loop
+                             'rate_bucket', 'throttle', 'job_key', 'schedule', 'wakeup', 'probe', 'ticker',
+                             'alert_episode'] loop
       execute format('create policy service_role_only on supaqueue.%I as permissive for all to service_role '
                      'using (true) with check (true)', t);
     end loop;
@@ -2079,7 +2253,7 @@ begin
     grant select, insert, update, delete on supaqueue.queue, supaqueue.job, supaqueue.worker to service_role;
     grant select on supaqueue.current_job, supaqueue.attempt, supaqueue.config, supaqueue.migration,
       supaqueue.rate_bucket, supaqueue.throttle, supaqueue.job_key, supaqueue.schedule, supaqueue.queue_stats, supaqueue.wakeup,
-      supaqueue.probe, supaqueue.ticker to service_role;
+      supaqueue.probe, supaqueue.ticker, supaqueue.alert_episode to service_role;
     -- queue_stats runs as its reader and shows a throttled queue's rate through it (a pure function).
     grant execute on function supaqueue._throttled_rate(supaqueue.throttle, timestamptz) to service_role;
     grant execute on function

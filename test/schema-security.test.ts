@@ -25,6 +25,7 @@ const TABLES = [
   "wakeup",
   "probe",
   "ticker",
+  "alert_episode",
 ];
 
 describe.each(["anon", "authenticated"])("%s gets nothing", (role) => {

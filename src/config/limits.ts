@@ -51,6 +51,16 @@ export const LIMITS = {
     label: "1,000",
     why: "each is a pg_cron job, and each run adds a row to cron.job_run_details (1,000 schedules every minute add 1.4 million rows a day)",
   },
+  alertOldestDueMs: {
+    max: 576 * HOUR_MS,
+    label: "576h (24 days)",
+    why: "the database keeps it in milliseconds in a 32-bit integer, which ends at 24.8 days",
+  },
+  alertDeadLetters: {
+    max: 10_000,
+    label: "10,000",
+    why: "alerts count them among the 10,000 latest jobs that finished in the last 5 minutes, so a higher threshold could never be reached",
+  },
   payloadBytes: {
     max: 1_048_576,
     label: "1,048,576 (1 MiB)",

@@ -12,6 +12,7 @@ import {
   type RetryAfterScope,
   type ValidateOptions,
 } from "./types.ts";
+import { validateUrl } from "./url.ts";
 
 // The settings of a queue, one entry each: its key in supaqueue.yml, the QueueSpec field it fills, its column of
 // supaqueue.queue, its label in the plan's change lines, its default, how it is read (with its bounds) and how it is
@@ -269,6 +270,65 @@ export const SETTINGS = [
       else return value;
       return null;
     },
+    format: String,
+  }),
+  // alerts: a mapping like backoff. The webhook is no column of its own: the installer makes the queue
+  // "<queue>-alerts" that calls it (its URL in Vault when it holds ${VAR}, as any queue's), and this queue's
+  // alert_queue names that queue (validate.ts adds it to the file's queues, plan.ts fills the column).
+  setting({
+    key: "alerts.webhook",
+    field: "alertWebhook",
+    column: null,
+    label: "alerts.webhook",
+    default: null,
+    read: (node, field, { options, report }) => validateUrl(node, field, report, options.env),
+    format: (webhook) => webhook.url,
+  }),
+  setting({
+    key: "alerts.failure_rate",
+    field: "alertFailureRate",
+    column: "alert_failure_rate",
+    label: "alerts.failure_rate",
+    default: null,
+    read(node, field, { report }) {
+      const value = scalar(node);
+      const match = typeof value === "string" ? /^\s*(\d+(\.\d+)?)\s*%\s*$/.exec(value) : null;
+      const percent = match ? Number(match[1]) : Number.NaN;
+      if (percent > 0 && percent <= 100) return percent / 100;
+      report(
+        node,
+        field,
+        `${show(value)} is not allowed; allowed: a percentage of the jobs finished in the last 5 minutes that failed for good, more than 0% and at most 100%, e.g. 50%`,
+      );
+      return null;
+    },
+    format: (fraction) => `${Math.round(fraction * 1000) / 10}%`,
+  }),
+  setting({
+    key: "alerts.oldest_due",
+    field: "alertOldestDueMs",
+    column: "alert_oldest_due_ms",
+    label: "alerts.oldest_due",
+    default: null,
+    read(node, field, { report }) {
+      const ms = duration(node, field, 0, report, LIMITS.alertOldestDueMs);
+      if (ms === null || ms >= 1000) return ms;
+      report(
+        node,
+        field,
+        `${formatDuration(ms)} is too short: alerts are checked every 5 seconds; allowed: from 1s to ${LIMITS.alertOldestDueMs.label}`,
+      );
+      return null;
+    },
+    format: formatDuration,
+  }),
+  setting({
+    key: "alerts.dead_letters",
+    field: "alertDeadLetters",
+    column: "alert_dead_letters",
+    label: "alerts.dead_letters",
+    default: null,
+    read: (node, field, { report }) => integer(node, field, 1, LIMITS.alertDeadLetters, 1, report),
     format: String,
   }),
   setting({

@@ -37,6 +37,12 @@ export interface UrlSecret {
   variables: string[];
 }
 
+/** A queue's alerts webhook: its URL as written (`${VAR}` kept) and, when it holds `${VAR}`, filled in for Vault. */
+interface AlertWebhook {
+  url: string;
+  urlSecret: UrlSecret | null;
+}
+
 /** One queue of supaqueue.yml with its defaults filled in and durations in milliseconds. */
 export interface QueueSpec {
   name: string;
@@ -76,6 +82,16 @@ export interface QueueSpec {
   deadLetterQueue: string | null;
   /** The JSON Schema of its payloads (`payload:`), which the client and `supaqueue enqueue` check (null: any). */
   payloadSchema: JsonSchema | null;
+  /** alerts.webhook: where its alerts are POSTed, as written and filled in (null: no alerts). */
+  alertWebhook: AlertWebhook | null;
+  /** alerts.failure_rate as a fraction (0.5 for 50%): jobs failed for good among those finished in 5 minutes. */
+  alertFailureRate: number | null;
+  /** alerts.oldest_due: the age of its oldest due job that alerts. */
+  alertOldestDueMs: number | null;
+  /** alerts.dead_letters: jobs failed for good in 5 minutes that alert. */
+  alertDeadLetters: number | null;
+  /** The queue's page of the dashboard (the file's dashboard_url), which its alerts link to; null: none. */
+  alertLink: string | null;
   /** Where dead_letter_queue is in the file (or the queue's name), to point at it from later checks. */
   deadLetterPosition: Position;
   paused: boolean;
@@ -102,6 +118,8 @@ export interface ScheduleSpec {
 
 export interface QueueFile {
   file: string;
+  /** The dashboard's address that alerts link to (top-level dashboard_url), null when the file names none. */
+  dashboardUrl?: string | null;
   queues: QueueSpec[];
   schedules: ScheduleSpec[];
 }

@@ -1,5 +1,6 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: supaqueue.yml writes ${VAR} literally.
 import { isMap, isScalar, isSeq, LineCounter, type Node, type Pair, parseDocument, type YAMLMap } from "yaml";
+import { ALERT_QUEUE_SUFFIX, readDashboardUrl, withAlertQueues } from "./alerts.ts";
 import { formatDuration } from "./duration.ts";
 import { type At, checkKeys, NAME, NAME_RULE, type Report, scalar, show } from "./fields.ts";
 import { validateHeaders } from "./headers.ts";
@@ -10,9 +11,16 @@ import type { ConfigProblem, Position, QueueFile, QueueSpec, ValidateOptions } f
 import { validateUrl } from "./url.ts";
 
 const QUEUE_NAME = NAME;
+
+/** What a group of settings looks like, for the message when it is not a mapping. */
+const GROUP_EXAMPLES: Record<string, string> = {
+  backoff: "{ base: 10s, max: 1h }",
+  alerts: '{ webhook: "${SLACK_WEBHOOK_URL}", failure_rate: 50%, oldest_due: 10m, dead_letters: 10 }',
+};
+
 const FUNCTION_NAME = /^[A-Za-z0-9_-]{1,128}$/;
 
-const TOP_LEVEL_KEYS = ["queues", "schedules"];
+const TOP_LEVEL_KEYS = ["queues", "schedules", "dashboard_url"];
 
 export interface Validated {
   config: QueueFile;
@@ -107,7 +115,11 @@ export function validateConfigText(text: string, file: string, options: Validate
     report,
     options.maxPayloadBytes ?? LIMITS.payloadBytes.max,
   );
-  return { config: { file, queues, schedules }, problems };
+  const dashboardUrl = readDashboardUrl(root.get("dashboard_url", true) as Node | undefined, report);
+  return {
+    config: { file, dashboardUrl, queues: withAlertQueues(queues, dashboardUrl, problems), schedules },
+    problems,
+  };
 }
 
 /** The key node of a top-level section, to point at the section as a whole. */
@@ -174,6 +186,7 @@ function validateQueue(
     ...target,
     ...headers,
     ...settings,
+    alertLink: null,
     deadLetterPosition: at(nodes.get("dead_letter_queue") ?? keyNode),
     position: at(keyNode),
     timeoutPosition: at(nodes.get("timeout") ?? keyNode),
@@ -257,7 +270,7 @@ function readSettings(
         const example = groupKeys(group)
           .map((k) => `"${k}"`)
           .join(" and/or ");
-        report(groupNode, sub(group), `must be a mapping with ${example}, e.g. "{ base: 10s, max: 1h }"`);
+        report(groupNode, sub(group), `must be a mapping with ${example}, e.g. "${GROUP_EXAMPLES[group]}"`);
       } else if (groupNode !== undefined) checkKeys(groupNode, `${sub(group)}.`, groupKeys(group), report);
       groups.set(group, isMap(groupNode) ? groupNode : null);
     }
@@ -305,5 +318,30 @@ function readSettings(
       `${formatDuration(settings.backoffMaxMs)} is shorter than backoff.base (${formatDuration(settings.backoffBaseMs)}); allowed: at least the base`,
     );
   }
+  checkAlerts(queue, settings, nodes, valid);
   return { settings, headers, nodes };
+}
+
+/** An alerts mapping needs its webhook and something to watch; its queue's name must be free and short enough. */
+function checkAlerts(
+  queue: QueueMap,
+  settings: Settings,
+  nodes: Map<string, Node | undefined>,
+  valid: Set<string>,
+): void {
+  const alerts = get(queue, "alerts");
+  if (!isMap(alerts)) return;
+  const field = `${queue.field}.alerts`;
+  const thresholds = ["failure_rate", "oldest_due", "dead_letters"];
+  if (!nodes.get("alerts.webhook"))
+    queue.report(alerts, field, 'needs "webhook": the URL alerts are POSTed to, e.g. "${SLACK_WEBHOOK_URL}"');
+  else if (thresholds.every((k) => nodes.get(`alerts.${k}`) === undefined))
+    queue.report(alerts, field, `needs at least one threshold: ${thresholds.join(", ")}`);
+  const name = `${queue.name}${ALERT_QUEUE_SUFFIX}`;
+  if (valid.has("alerts.webhook") && settings.alertWebhook && !NAME.test(name))
+    queue.report(
+      nodes.get("alerts.webhook"),
+      `${field}.webhook`,
+      `its alerts go through a queue named "${name}", longer than 63 characters; shorten the queue's name to at most ${63 - ALERT_QUEUE_SUFFIX.length} characters`,
+    );
 }

@@ -13,7 +13,10 @@ import type { StoredSecret } from "./vault.ts";
 /** Queues from supaqueue.yml carry this in supaqueue.queue.managed_by; the installer touches no other queue. */
 export const MANAGED_BY = "supaqueue.yml";
 
-/** The columns of supaqueue.queue that say where to call and with which headers (each filled from two keys). */
+/**
+ * The columns of supaqueue.queue that say where to call and with which headers (each filled from two keys), and
+ * where its alerts go (filled from alerts.webhook and the file's dashboard_url).
+ */
 interface TargetColumns {
   /** As written in the file: a URL holding ${VAR} shows them, and url_secret names the Vault secret with it whole. */
   url: string | null;
@@ -22,6 +25,9 @@ interface TargetColumns {
   headers: Record<string, string>;
   /** Header name → the Vault secret holding its value. */
   secret_headers: Record<string, string>;
+  /** The queue "<queue>-alerts" made from alerts.webhook, and the link alerts end with (dashboard_url). */
+  alert_queue: string | null;
+  alert_link: string | null;
 }
 
 /** The columns of supaqueue.queue that supaqueue.yml sets: where to call, and every setting with a column. */
@@ -34,6 +40,8 @@ export const QUEUE_COLUMNS = [
   "function_name",
   "headers",
   "secret_headers",
+  "alert_queue",
+  "alert_link",
   ...COLUMN_SETTINGS.map((s) => s.column),
 ] as (keyof QueueRow)[];
 

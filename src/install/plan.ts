@@ -1,4 +1,5 @@
 import { isDeepStrictEqual } from "node:util";
+import { ALERT_QUEUE_SUFFIX } from "../config/alerts.ts";
 import { isSecondsSchedule } from "../config/cron.ts";
 import { COLUMN_SETTINGS, type SettingColumns } from "../config/settings.ts";
 import type { QueueFile, QueueSpec } from "../config/types.ts";
@@ -27,6 +28,8 @@ function desiredRow(spec: QueueSpec): QueueRow {
     secret_headers: Object.fromEntries(
       spec.secretHeaders.map((h) => [h.header, headerSecretName(spec.name, h.header)]),
     ),
+    alert_queue: spec.alertWebhook ? `${spec.name}${ALERT_QUEUE_SUFFIX}` : null,
+    alert_link: spec.alertLink,
     ...settings,
   };
 }
@@ -184,6 +187,8 @@ export function computePlan(
 const LABELS: [keyof QueueRow, string, (v: never) => string][] = [
   ["url", "url", String],
   ["function_name", "function", String],
+  ["alert_queue", "alerts", String],
+  ["alert_link", "alerts link", String],
   ...COLUMN_SETTINGS.map((s): [keyof QueueRow, string, (v: never) => string] => [
     s.column,
     s.label,

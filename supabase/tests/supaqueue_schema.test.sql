@@ -7,7 +7,7 @@ select plan(7);
 
 select has_schema('supaqueue', 'the supaqueue schema exists');
 select tables_are('supaqueue', array['config', 'queue', 'job', 'worker', 'current_job', 'rate_bucket', 'throttle', 'job_key', 'schedule',
-  'attempt', 'wakeup', 'probe', 'ticker', 'migration'], 'Supaqueue has exactly its tables');
+  'attempt', 'wakeup', 'probe', 'ticker', 'alert_episode', 'migration'], 'Supaqueue has exactly its tables');
 select has_view('supaqueue', 'queue_stats', 'the queue_stats view exists');
 select ok((select count(*) = 1 from supaqueue.config), 'one row of install-time values');
 select ok(exists (select from supaqueue.migration where version = 1), 'the first migration is recorded');
