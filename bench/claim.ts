@@ -18,7 +18,10 @@ import {
  *
  * The small state: queue `target` with 10 free workers and 1 due job. Each growth changes one thing:
  * 1,000 queues (999 more, one free worker each), 10,000 workers (all in `target`), 1,000,000 pending jobs (all due,
- * in `target`: the backlog a dispatch has to find the oldest of).
+ * in `target`: the backlog a dispatch has to find the oldest of). Two keyed states (issue 16): 1,000 keys with one call
+ * in flight each allowed (per_key_concurrency: 1), 100 of them busy, 10,000 pending jobs arrived round-robin (so the
+ * busy keys' next jobs wait behind the other keys' first ones, the steady state of such a queue), and one ordered key
+ * with 10,000 pending jobs.
  */
 
 export interface ClaimState {
@@ -27,6 +30,11 @@ export interface ClaimState {
   queues: number;
   workers: number;
   pending: number;
+  /** The pending jobs spread over this many keys of a per_key_concurrency: 1 queue, `busyKeys` of them in flight. */
+  keys?: number;
+  busyKeys?: number;
+  /** All pending jobs on one key of an ordered queue. */
+  ordered?: boolean;
 }
 
 export const CLAIM_STATES: ClaimState[] = [
@@ -34,6 +42,23 @@ export const CLAIM_STATES: ClaimState[] = [
   { key: "queues", label: "1,000 queues", queues: 1000, workers: 10, pending: 1 },
   { key: "workers", label: "10,000 workers", queues: 1, workers: 10_000, pending: 1 },
   { key: "pending", label: "1,000,000 pending jobs", queues: 1, workers: 10, pending: 1_000_000 },
+  {
+    key: "keys",
+    label: "1,000 keys × 1 in flight, 100 busy",
+    queues: 1,
+    workers: 10,
+    pending: 10_000,
+    keys: 1000,
+    busyKeys: 100,
+  },
+  {
+    key: "ordered",
+    label: "one ordered key, 10,000 pending jobs",
+    queues: 1,
+    workers: 10,
+    pending: 10_000,
+    ordered: true,
+  },
 ];
 
 export interface ClaimResult {
@@ -103,7 +128,10 @@ end $$;`;
 
 async function build(db: BenchDatabase, state: ClaimState): Promise<void> {
   await withClient(db.url, async (c) => {
-    await c.query("insert into supaqueue.queue (name, url) values ('target', 'https://target.example/hook')");
+    await c.query(
+      "insert into supaqueue.queue (name, url, per_key_concurrency, ordered) values ('target', 'https://target.example/hook', $1, $2)",
+      [state.keys ? 1 : null, state.ordered ?? false],
+    );
     if (state.queues > 1) {
       await c.query(
         `insert into supaqueue.queue (name, url)
@@ -121,12 +149,20 @@ async function build(db: BenchDatabase, state: ClaimState): Promise<void> {
        select q.id, true from supaqueue.queue q, generate_series(1, $1::int) where q.name = 'target'`,
       [state.workers],
     );
+    // Keyed: the jobs of the busy keys' first round are the calls in flight, so the pending ones start after them.
+    const busy = state.busyKeys ?? 0;
     await c.query(
-      `insert into supaqueue.job (queue_id, run_at, payload)
-       select q.id, now() - interval '1 minute', jsonb_build_object('n', g)
-       from supaqueue.queue q, generate_series(1, $1::int) g where q.name = 'target'`,
-      [state.pending],
+      `insert into supaqueue.job (queue_id, run_at, payload, key)
+       select q.id, now() - interval '1 minute', jsonb_build_object('n', g),
+              case when $2::int > 0 then 'k' || (g % $2::int) when $4 then 'the-key' end
+       from supaqueue.queue q, generate_series($3::int, $3::int + $1::int - 1) g where q.name = 'target'`,
+      [state.pending, state.keys ?? 0, busy, state.ordered ?? false],
     );
+    if (busy > 0)
+      await c.query(
+        "update supaqueue.job_key set in_flight = 1 where key in (select 'k' || g from generate_series(0, $1::int - 1) g)",
+        [busy],
+      );
     await c.query(
       "update supaqueue.worker set locked = false where queue_id = (select id from supaqueue.queue where name = 'target')",
     );

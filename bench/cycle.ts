@@ -31,6 +31,8 @@ export interface CycleShape {
   label: string;
   queues: number;
   workersPerQueue: number;
+  /** Jobs spread over this many keys, one call in flight per key (per_key_concurrency: 1). */
+  keys?: number;
 }
 
 export const CYCLE_SHAPES: CycleShape[] = [
@@ -38,6 +40,7 @@ export const CYCLE_SHAPES: CycleShape[] = [
   { label: "10 workers, 1 queue", queues: 1, workersPerQueue: 10 },
   { label: "100 workers, 1 queue", queues: 1, workersPerQueue: 100 },
   { label: "100 queues × 10 workers", queues: 100, workersPerQueue: 10 },
+  { label: "1,000 keys × 1 in flight, 100 workers", queues: 1, workersPerQueue: 100, keys: 1000 },
 ];
 
 /**
@@ -85,17 +88,17 @@ const CLAIM_SQL = `select coalesce(jsonb_agg(c -> 'current_job_id'), '[]') as id
 async function prepare(db: BenchDatabase, shape: CycleShape, jobs: number): Promise<void> {
   await withClient(db.url, async (c) => {
     await c.query(
-      `insert into supaqueue.queue (name, url)
-       select 'cycle-' || n, 'https://target.example/hook' from generate_series(1, $1::int) n`,
-      [shape.queues],
+      `insert into supaqueue.queue (name, url, per_key_concurrency)
+       select 'cycle-' || n, 'https://target.example/hook', $2::int from generate_series(1, $1::int) n`,
+      [shape.queues, shape.keys ? 1 : null],
     );
-    // Spread the jobs over the queues; no worker exists yet, so nothing is dispatched.
+    // Spread the jobs over the queues (and keys); no worker exists yet, so nothing is dispatched.
     await c.query(
-      `insert into supaqueue.job (queue_id, payload)
-       select q.id, jsonb_build_object('n', g)
+      `insert into supaqueue.job (queue_id, payload, key)
+       select q.id, jsonb_build_object('n', g), case when $3::int > 0 then 'k' || (g % $3::int) end
        from generate_series(0, $1::int - 1) g
        join supaqueue.queue q on q.name = 'cycle-' || (g % $2::int + 1)`,
-      [jobs, shape.queues],
+      [jobs, shape.queues, shape.keys ?? 0],
     );
   });
   await withClient(db.adminUrl, (c) => c.query("vacuum analyze"));
