@@ -511,45 +511,64 @@ declare
   taken jsonb := '{}';
   blocked text[] := '{}';
   n integer;
+  page integer;
+  last_run_at timestamptz := '-infinity';
+  last_seq bigint := 0;
 begin
-  for c in
-    select j.id, j.key, j.seq from supaqueue.job j
-    where j.queue_id = q.id and j.status = 'pending' and j.run_at <= at
-    order by j.run_at, j.seq
+  <<pages>>
   loop
-    exit when cardinality(ids) >= wanted;
-    continue when c.key is not null and c.key = any (blocked);
-    perform from supaqueue.job j where j.id = c.id and j.status = 'pending' for update skip locked;
-    continue when not found;
-    if c.key is null then
-      ids := ids || c.id;
-      continue;
-    end if;
-    select * into k from supaqueue.job_key jk where jk.queue_id = q.id and jk.key = c.key for update skip locked;
-    if not found and not exists (select from supaqueue.job_key jk where jk.queue_id = q.id and jk.key = c.key) then
-      -- Made by enqueue, unless a raw insert or tick's cleanup raced it: made here then (rare, may wait briefly).
-      insert into supaqueue.job_key (queue_id, key) values (q.id, c.key) on conflict do nothing;
+    -- A page of due jobs at a time, after the last one seen: a constant LIMIT keeps an index scan that stops early
+    -- (a loop over the unbounded query was planned as a sort of every due job of the queue).
+    page := 0;
+    for c in
+      select j.id, j.key, j.seq, j.run_at from supaqueue.job j
+      where j.queue_id = q.id and j.status = 'pending' and j.run_at <= at
+        and (j.run_at, j.seq) > (last_run_at, last_seq)
+      order by j.run_at, j.seq
+      limit 100
+    loop
+      page := page + 1;
+      last_run_at := c.run_at;
+      last_seq := c.seq;
+      exit pages when cardinality(ids) >= wanted;
+      continue when c.key is not null and c.key = any (blocked);
+      perform from supaqueue.job j where j.id = c.id and j.status = 'pending' for update skip locked;
+      continue when not found;
+      if c.key is null then
+        ids := ids || c.id;
+        continue;
+      end if;
       select * into k from supaqueue.job_key jk where jk.queue_id = q.id and jk.key = c.key for update skip locked;
-    end if;
-    n := coalesce((taken ->> c.key)::integer, 0);
-    if k.queue_id is null or k.held_by is not null or k.in_flight + n >= cap then
-      blocked := blocked || c.key;
+      if not found and not exists (select from supaqueue.job_key jk where jk.queue_id = q.id and jk.key = c.key) then
+        -- Made by enqueue, unless a raw insert or tick's cleanup raced it: made here then (rare, may wait briefly).
+        insert into supaqueue.job_key (queue_id, key) values (q.id, c.key) on conflict do nothing;
+        select * into k from supaqueue.job_key jk where jk.queue_id = q.id and jk.key = c.key for update skip locked;
+      end if;
+      n := coalesce((taken ->> c.key)::integer, 0);
+      if k.queue_id is null or k.held_by is not null or k.in_flight + n >= cap then
+        blocked := blocked || c.key;
+        k := null;
+        continue;
+      end if;
+      -- Not its key's head (an earlier job waits, e.g. retried later, or due later): the head may still come in this
+      -- scan (due earlier than this job), so the key is not marked blocked.
+      -- Written as the key's first pending job, so that even the cached generic plan walks job_pending_key_idx.
+      if q.ordered and (select e.seq from supaqueue.job e
+                        where e.queue_id = q.id and e.key = c.key and e.status = 'pending'
+                        order by e.seq limit 1) < c.seq then
+        k := null;
+        continue;
+      end if;
+      ids := ids || c.id;
+      taken := taken || jsonb_build_object(c.key, n + 1);
       k := null;
-      continue;
-    end if;
-    -- Not its key's head (an earlier job waits, e.g. retried later, or due later): the head may still come in this
-    -- scan (due earlier than this job), so the key is not marked blocked.
-    if q.ordered and exists (select from supaqueue.job e
-                             where e.queue_id = q.id and e.key = c.key and e.status = 'pending' and e.seq < c.seq) then
-      k := null;
-      continue;
-    end if;
-    ids := ids || c.id;
-    taken := taken || jsonb_build_object(c.key, n + 1);
-    k := null;
+    end loop;
+    exit pages when page < 100 or cardinality(ids) >= wanted;
   end loop;
-  update supaqueue.job_key jk set in_flight = jk.in_flight + t.value::integer
-  from jsonb_each_text(taken) t where jk.queue_id = q.id and jk.key = t.key;
+  -- One key at a time by its primary key: a join with the keys taken was planned, generically, as a scan of every key.
+  for c in select t.key, t.value::integer as n from jsonb_each_text(taken) t loop
+    update supaqueue.job_key jk set in_flight = jk.in_flight + c.n where jk.queue_id = q.id and jk.key = c.key;
+  end loop;
   return ids;
 end $$;
 
@@ -640,7 +659,7 @@ begin
     update supaqueue.job_key jk set in_flight = jk.in_flight - x.n
     from (select j.key, count(*)::integer as n from supaqueue.job j
           where j.id = any (job_ids[started + 1:]) and j.key is not null group by j.key) x
-    where jk.queue_id = q.id and jk.key = x.key;
+    where jk.queue_id = q.id and jk.key = x.key;  -- rare: a dispatch that found fewer free workers than jobs
   end if;
   if started = 0 then
     return 0;
@@ -1259,19 +1278,19 @@ begin
 
   -- The calls of keyed jobs free their key (rows locked in key order, see the lock order); an ordered key that holds
   -- on failure keeps the job that failed for good.
-  perform from supaqueue.job_key jk
-  where (jk.queue_id, jk.key) in (select j.queue_id, j.key from unnest(finished) c
-                                  join supaqueue.job j on j.id = c.job_id where j.key is not null)
-  order by jk.queue_id, jk.key for update;
-  update supaqueue.job_key jk set in_flight = greatest(jk.in_flight - x.n, 0), held_by = coalesce(x.failed, jk.held_by)
-  from (select j.queue_id, j.key, count(*)::integer as n,
-               (array_agg(j.id) filter (where j.status = 'failed' and q.hold_key_on_failure))[1] as failed
-        from unnest(finished) c
-        join supaqueue.job j on j.id = c.job_id
-        join supaqueue.queue q on q.id = j.queue_id
-        where j.key is not null
-        group by j.queue_id, j.key) x
-  where jk.queue_id = x.queue_id and jk.key = x.key;
+  -- One key at a time by its primary key, in key order (a join was planned, generically, as a scan of every key).
+  for r in
+    select j.queue_id, j.key, count(*)::integer as n,
+           (array_agg(j.id) filter (where j.status = 'failed' and q.hold_key_on_failure))[1] as failed
+    from unnest(finished) c
+    join supaqueue.job j on j.id = c.job_id
+    join supaqueue.queue q on q.id = j.queue_id
+    where j.key is not null
+    group by j.queue_id, j.key order by j.queue_id, j.key
+  loop
+    update supaqueue.job_key jk set in_flight = greatest(jk.in_flight - r.n, 0), held_by = coalesce(r.failed, jk.held_by)
+    where jk.queue_id = r.queue_id and jk.key = r.key;
+  end loop;
 
   for i in 1 .. coalesce(cardinality(dead_ids), 0) loop
     select * into dead_job from supaqueue.job where id = dead_ids[i];
