@@ -200,8 +200,24 @@ describe("who the dashboard answers", () => {
     );
     const slowed = overview.queues.find((q: { name: string }) => q.name === "slowed");
     expect(slowed).toMatchObject({ rate_limit: 8, slowed_to: 2 });
+    expect(slowed.alerts).toEqual([]);
     expect(new Date(slowed.held_until).getTime()).toBeGreaterThan(Date.now() + 3_000_000);
     await db.pool.query("delete from supaqueue.queue where name = 'slowed'");
+  });
+
+  test("a queue with an open alert episode shows what crossed its threshold", async () => {
+    await db.pool.query(
+      `insert into supaqueue.alert_episode (queue_id, kind, opened_at, value, threshold)
+       select id, 'oldest_due', now(), 900000, 600000 from supaqueue.queue where name = 'hooks'`,
+    );
+    const overview = JSON.parse(
+      (await send(dashboard, "/api/overview", { headers: bearer(dashboard) })).body,
+    );
+    const hooks = overview.queues.find((q: { name: string }) => q.name === "hooks");
+    expect(hooks.alerts).toEqual([
+      expect.objectContaining({ kind: "oldest_due", value: 900000, threshold: 600000 }),
+    ]);
+    await db.pool.query("delete from supaqueue.alert_episode");
   });
 
   test("--read-only reads but refuses every action", async () => {

@@ -30,6 +30,8 @@ interface QueueRow {
   slowed_to: number | null;
   /** Until when a Retry-After holds the queue (honor_retry_after: queue). */
   held_until: string | null;
+  /** Its open alert episodes (supaqueue.yml's alerts:): what crossed its threshold, with the value that did. */
+  alerts: { kind: string; value: number; threshold: number; opened_at: string }[];
   dead_letter_queue: string | null;
   workers: number;
   busy: number;
@@ -60,6 +62,9 @@ export async function readOverview(client: pg.ClientBase): Promise<Overview> {
                where t.queue_id = q.id) as slowed_to,
             (select t.paused_until from supaqueue.throttle t
                where t.queue_id = q.id and t.paused_until > now()) as held_until,
+            coalesce((select jsonb_agg(jsonb_build_object('kind', e.kind, 'value', e.value, 'threshold', e.threshold,
+                                                          'opened_at', e.opened_at) order by e.kind)
+                      from supaqueue.alert_episode e where e.queue_id = q.id), '[]') as alerts,
             (select count(*)::int from (select from supaqueue.job j
                where j.queue_id = q.id and j.status = 'pending' and j.run_at <= now() limit $1) d) as due,
             (select count(*)::int from (select from supaqueue.job j

@@ -174,6 +174,17 @@ async function drawQueues() {
         { "data-field": "state" },
         badge(q.paused ? "paused" : "running"),
         q.managed_by ? h("span", { class: "muted", title: `managed by ${q.managed_by}` }, " yml") : null,
+        ...q.alerts.map((a) =>
+          h(
+            "span",
+            {
+              class: "badge failed",
+              "data-field": "alert",
+              title: `since ${new Date(a.opened_at).toLocaleString()}`,
+            },
+            `alert: ${a.kind.replace("_", " ")}`,
+          ),
+        ),
       ),
       h("td", { class: "num", "data-field": "workers" }, `${q.busy}/${q.workers}`),
       h("td", { class: "num", "data-field": "due" }, capped(q.due, data.backlog_cap)),
