@@ -46,7 +46,10 @@ create type supaqueue.outcome as (
   retry_after_ms integer,
   -- The call was given back before it could finish (the function's worker shut down, or too little of its wall clock
   -- was left to start it): the job goes back to pending at once and the attempt does not count.
-  released boolean
+  released boolean,
+  -- The response body for the queue's on_success step, read up to config.max_chain_body_bytes (the function sends it
+  -- only for queues with on_success; response_body keeps its own, smaller bound). Null: use response_body.
+  chain_body text
 );
 
 -------------------------------------------------------------------------------------------------------------------
@@ -75,7 +78,11 @@ create table supaqueue.config (
   -- A call that execute_current_job has not claimed this long after its last wakeup is woken again by tick().
   rewake_after_ms integer not null default 5000 constraint rewake_after_is_positive check (rewake_after_ms > 0),
   -- How far the function's clock may be from the database's; part of a wakeup's freshness window.
-  clock_skew_ms integer not null default 30000 constraint clock_skew_is_not_negative check (clock_skew_ms >= 0)
+  clock_skew_ms integer not null default 30000 constraint clock_skew_is_not_negative check (clock_skew_ms >= 0),
+  -- The largest response an on_success step reads (the function reads at most this much, and never more than the
+  -- 1,000,000 characters a report may carry): a larger one fails the step.
+  max_chain_body_bytes integer not null default 262144
+    constraint max_chain_body_bytes_is_bounded check (max_chain_body_bytes between 1 and 1000000)
 );
 insert into supaqueue.config default values;
 
@@ -120,6 +127,17 @@ create table supaqueue.queue (
     constraint queue_honor_retry_after_is_known check (honor_retry_after in ('job', 'queue')),
   -- A job that fails for good is also enqueued into this queue (payload, last status and error, attempts).
   dead_letter_queue text,
+  -- Chains: each job that succeeds enqueues a job into on_success_queue, in the transaction that records the
+  -- success, its parent_id naming the job it came from. Its payload (on_success_payload) is the JSON response (or
+  -- its field on_success_field), the original payload, or both merged (payload || response object). With fan_out
+  -- the response (or field) is a JSON array and each item becomes a job, at most fan_out_max of them.
+  on_success_queue text,
+  on_success_payload text not null default 'response'
+    constraint queue_on_success_payload_is_known check (on_success_payload in ('response', 'payload', 'merged')),
+  on_success_field text,
+  fan_out boolean not null default false,
+  fan_out_max integer not null default 100
+    constraint queue_fan_out_max_is_bounded check (fan_out_max between 1 and 10000),
   -- Alerts (supaqueue.yml's `alerts:`, see "Alerts" below): the queue that carries them to the webhook (the installer
   -- makes it as '<queue>-alerts', the webhook's URL in Vault), the thresholds watched (null: not watched) and the
   -- link to the queue's page of the dashboard that alerts end with (null: none is known).
@@ -172,7 +190,11 @@ create table supaqueue.job (
   -- The flow-control key (see queue.per_key_concurrency and ordered); null: no key.
   key text constraint job_key_is_short check (octet_length(key) between 1 and 256),
   last_status_code integer,
+  -- On a successful job: why its on_success step failed (the call is not repeated; see _next_payloads).
   last_error text,
+  -- The job whose success enqueued this one (its queue's on_success), or null. Not a foreign key: retention deletes
+  -- finished jobs by age, parents before their children.
+  parent_id uuid,
   created_at timestamptz not null default now(),
   finished_at timestamptz
 );
@@ -183,6 +205,8 @@ create index job_pending_key_idx on supaqueue.job (queue_id, key, seq) where sta
 -- One unfinished job per (queue, dedup_key).
 create unique index job_dedup_key_idx on supaqueue.job (queue_id, dedup_key)
   where dedup_key is not null and status in ('pending', 'in_progress');
+-- A job's children (get_job), only for jobs that have a parent.
+create index job_parent_idx on supaqueue.job (parent_id) where parent_id is not null;
 -- Retention deletes by age of finished jobs.
 create index job_finished_at_idx on supaqueue.job (finished_at) where finished_at is not null;
 -- No plain index on job (queue_id) nor on worker (queue_id): it would be written on every claim and completion
@@ -425,6 +449,33 @@ begin
       raise exception 'supaqueue: queue "%" names dead_letter_queue "%", whose dead letters lead back to "%"', new.name, new.dead_letter_queue, new.name
         using hint = 'Dead-letter queues must not form a cycle: end the chain with a queue that has no dead_letter_queue.';
     end if;
+  end if;
+  if new.on_success_queue is not null then
+    if new.on_success_queue = new.name
+       or not exists (select from supaqueue.queue d where d.name = new.on_success_queue) then
+      raise exception 'supaqueue: queue "%" names on_success queue "%", which is not another existing queue', new.name, new.on_success_queue
+        using hint = 'Create the next queue first; a queue cannot be its own on_success queue.';
+    end if;
+    -- A cycle (a -> b -> a) would call for ever, each success starting the next round.
+    if exists (
+      with recursive chain (name, depth) as (
+        select new.on_success_queue, 1
+        union all
+        select d.on_success_queue, c.depth + 1
+        from chain c join supaqueue.queue d on d.name = c.name
+        where d.on_success_queue is not null and c.name <> new.name and c.depth < 1000)
+      select from chain where chain.name = new.name) then
+      raise exception 'supaqueue: queue "%" names on_success queue "%", whose successes lead back to "%"', new.name, new.on_success_queue, new.name
+        using hint = 'on_success chains must not form a cycle: end the chain with a queue that has no on_success queue.';
+    end if;
+  end if;
+  if new.fan_out and new.on_success_payload = 'payload' then
+    raise exception 'supaqueue: queue "%" fans out its original payload', new.name
+      using hint = 'fan_out makes one job per item of the JSON response (or its field): use on_success_payload ''response'' or ''merged''.';
+  end if;
+  if new.on_success_field is not null and (new.on_success_field = '' or new.on_success_payload = 'payload') then
+    raise exception 'supaqueue: queue "%" has on_success_field "%" that is empty or unused', new.name, new.on_success_field
+      using hint = 'on_success_field names a field of the JSON response, used with on_success_payload ''response'' or ''merged''.';
   end if;
   new.updated_at := now();
   return new;
@@ -716,6 +767,11 @@ begin
   select distinct n.queue_id, n.key from new_jobs n where n.key is not null order by 1, 2
   on conflict do nothing;
 
+  -- A completion that enqueues (dead letters, on_success steps) dispatches those queues itself, after its own
+  -- workers and in queue-id order (see _complete), so that rate buckets are taken in one order.
+  if current_setting('supaqueue.defer_dispatch', true) = 'on' then
+    return null;
+  end if;
   for r in
     select n.queue_id, count(*)::integer as due from new_jobs n
     where n.status = 'pending' and n.run_at <= now()
@@ -958,6 +1014,9 @@ begin
     'attempt', attempt,
     'lease_until', lease_until,
     'max_response_chars', cfg.max_response_chars,
+    -- Only queues with a next step need the body in full (up to this bound): see outcome.chain_body.
+    'chain_max_bytes', case when q.on_success_queue is not null and q.on_success_payload <> 'payload'
+                            then cfg.max_chain_body_bytes end,
     'job', jsonb_build_object('id', j.id, 'payload', j.payload, 'headers', j.headers),
     'queue', jsonb_build_object(
       'name', q.name,
@@ -1103,6 +1162,123 @@ begin
             else jsonb_build_object('payload_omitted', 'larger than max_payload_bytes; see the failed job') end);
 end $$;
 
+-- The payloads of the jobs a successful job of `q` enqueues into `target` (its on_success queue, null when that queue
+-- has gone), in order, or one row with the error that stops the step instead: a response that is empty, larger than
+-- config.max_chain_body_bytes or not JSON, a missing field, no array to fan out or more than fan_out_max items, or an
+-- item that cannot be a payload. A step is all or nothing: no job is enqueued when any item is at fault.
+create function supaqueue._next_payloads(q supaqueue.queue, target supaqueue.queue, payload jsonb, body text,
+                                         cfg supaqueue.config)
+returns table (ord bigint, next_payload jsonb, error text)
+language plpgsql stable set search_path = '' as $$
+declare
+  answer jsonb;
+  bad text;
+begin
+  if target.id is null then
+    return query select 1::bigint, null::jsonb, format('on_success queue "%s" does not exist', q.on_success_queue);
+    return;
+  end if;
+  if q.on_success_payload = 'payload' then
+    return query select 1::bigint, payload, null::text;
+    return;
+  end if;
+  if body is null or body = '' then
+    bad := 'the response has no body, and on_success needs JSON';
+  elsif octet_length(body) > cfg.max_chain_body_bytes then
+    bad := format('the response is larger than max_chain_body_bytes (%s bytes)', cfg.max_chain_body_bytes);
+  else
+    begin
+      answer := body::jsonb;
+    exception when others then
+      bad := format('the response is not JSON (%s)', sqlerrm);
+    end;
+  end if;
+  if bad is null and q.on_success_field is not null then
+    if jsonb_typeof(answer) = 'object' and answer ? q.on_success_field then
+      answer := answer -> q.on_success_field;
+    else
+      bad := format('the response has no field "%s"', q.on_success_field);
+    end if;
+  end if;
+  if bad is null and q.fan_out and jsonb_typeof(answer) <> 'array' then
+    bad := format('fan_out needs a JSON array, the response gave %s', jsonb_typeof(answer));
+  elsif bad is null and q.fan_out and jsonb_array_length(answer) > q.fan_out_max then
+    bad := format('the response has %s items, more than fan_out_max (%s)', jsonb_array_length(answer), q.fan_out_max);
+  end if;
+  if bad is null then
+    select format('item %s is %s, and a payload for queue "%s" must be %s', e.ord, jsonb_typeof(e.value), target.name,
+                  case when q.on_success_payload = 'merged' or target.method in ('GET', 'DELETE')
+                       then 'a JSON object' else 'a JSON object or array' end)
+    into bad
+    from jsonb_array_elements(case when q.fan_out then answer else jsonb_build_array(answer) end)
+         with ordinality e(value, ord)
+    where jsonb_typeof(e.value) not in ('object', 'array')
+       or ((q.on_success_payload = 'merged' or target.method in ('GET', 'DELETE')) and jsonb_typeof(e.value) <> 'object')
+    order by e.ord limit 1;
+  end if;
+  if bad is null and q.on_success_payload = 'merged' and jsonb_typeof(payload) <> 'object' then
+    bad := 'on_success_payload ''merged'' needs the original payload to be a JSON object';
+  end if;
+  if bad is null then
+    select format('item %s has a payload of %s bytes, more than max_payload_bytes (%s)', x.ord, x.bytes,
+                  cfg.max_payload_bytes)
+    into bad
+    from (select e.ord, octet_length(e.value::text) as bytes
+          from jsonb_array_elements(case when q.fan_out then answer else jsonb_build_array(answer) end)
+               with ordinality e(value, ord)) x
+    where x.bytes + case when q.on_success_payload = 'merged' then octet_length(payload::text) else 0 end
+          > cfg.max_payload_bytes
+    order by x.ord limit 1;
+  end if;
+  if bad is not null then
+    return query select 1::bigint, null::jsonb, 'on_success: ' || bad || '; the call is not repeated';
+    return;
+  end if;
+  return query
+    select e.ord, case when q.on_success_payload = 'merged' then payload || e.value else e.value end, null::text
+    from jsonb_array_elements(case when q.fan_out then answer else jsonb_build_array(answer) end)
+         with ordinality e(value, ord);
+end $$;
+
+-- Enqueues the next jobs of `job_ids` (jobs that just succeeded on queues with on_success, with the bodies their
+-- calls answered), in one insert, each naming its parent; records the error of each step that failed on the job
+-- (last_error; its status stays successful) and on its attempt. Returns the ids of the queues it enqueued into.
+-- The caller defers their dispatch (supaqueue.defer_dispatch) and dispatches them in queue-id order.
+create function supaqueue._on_success(job_ids uuid[], bodies text[])
+returns bigint[]
+language plpgsql security definer set search_path = '' as $$
+declare
+  cfg supaqueue.config;
+  targets bigint[];
+begin
+  select * into cfg from supaqueue.config;
+  with steps as materialized (
+    select j.id as parent_id, j.attempts, t.id as target_id, t.key_field, n.ord, n.next_payload, n.error
+    from unnest(job_ids, bodies) c(id, body)
+    join supaqueue.job j on j.id = c.id
+    join supaqueue.queue q on q.id = j.queue_id
+    left join supaqueue.queue t on t.name = q.on_success_queue
+    cross join lateral supaqueue._next_payloads(q, t, j.payload, c.body, cfg) n
+  ),
+  added as (
+    insert into supaqueue.job (queue_id, payload, key, parent_id)
+    select s.target_id, s.next_payload, s.next_payload ->> s.key_field, s.parent_id
+    from steps s where s.error is null
+    order by s.parent_id, s.ord
+    returning queue_id
+  ),
+  marked as (
+    update supaqueue.job j set last_error = s.error
+    from steps s where s.error is not null and j.id = s.parent_id
+  ),
+  noted as (
+    update supaqueue.attempt a set error = s.error
+    from steps s where s.error is not null and a.job_id = s.parent_id and a.attempt = s.attempts
+  )
+  select array(select distinct a.queue_id from added a order by 1) into targets;
+  return targets;
+end $$;
+
 -- Validates a JSON array of outcomes (objects named like supaqueue.outcome's fields) and returns them as rows.
 create function supaqueue._outcomes(outcomes jsonb) returns supaqueue.outcome[]
 language plpgsql immutable set search_path = '' as $$
@@ -1186,6 +1362,9 @@ declare
   r record;
   dead_queue supaqueue.queue;
   dead_job supaqueue.job;
+  chain_ids uuid[];
+  chain_bodies text[];
+  other_queues bigint[] := '{}';
 begin
   with gone as (
     delete from supaqueue.current_job c
@@ -1204,7 +1383,8 @@ begin
   with f as (
     select c.id, c.job_id, c.worker_id, c.attempt, c.started_at, o.succeeded, o.status_code,
            o.response_body, left(o.error, 2000) as error, o.duration_ms, coalesce(o.retryable, true) as retryable,
-           o.retry_after_ms, coalesce(o.released, false) and not o.succeeded as released
+           o.retry_after_ms, coalesce(o.released, false) and not o.succeeded as released,
+           coalesce(o.chain_body, o.response_body) as chain_body
     from unnest(finished) c
     join (select distinct on (o.current_job_id) o.* from unnest(outcomes) with ordinality o
           order by o.current_job_id, o.ordinality) o on o.current_job_id = c.id
@@ -1237,11 +1417,16 @@ begin
         then null else at end
     from f, supaqueue.queue q
     where j.id = f.job_id and q.id = j.queue_id
-    returning j.id, j.status, q.dead_letter_queue, f.status_code, f.error
+    returning j.id, j.status, q.dead_letter_queue, q.on_success_queue, f.status_code, f.error, f.chain_body
   )
-  select array_agg(m.id), array_agg(m.status_code), array_agg(m.error)
-  into dead_ids, dead_codes, dead_errors
-  from moved m where m.status = 'failed' and m.dead_letter_queue is not null;
+  select array_agg(m.id) filter (where m.status = 'failed' and m.dead_letter_queue is not null),
+         array_agg(m.status_code) filter (where m.status = 'failed' and m.dead_letter_queue is not null),
+         array_agg(m.error) filter (where m.status = 'failed' and m.dead_letter_queue is not null),
+         -- Only a job that was in flight becomes successful here (_next_status keeps any other status).
+         array_agg(m.id order by m.id) filter (where m.status = 'successful' and m.on_success_queue is not null),
+         array_agg(m.chain_body order by m.id) filter (where m.status = 'successful' and m.on_success_queue is not null)
+  into dead_ids, dead_codes, dead_errors, chain_ids, chain_bodies
+  from moved m;
 
   -- Back-pressure from the targets (only queues that opted in; queue-id order, see the lock order).
   for r in
@@ -1273,20 +1458,40 @@ begin
         group by j.queue_id, j.key) x
   where jk.queue_id = x.queue_id and jk.key = x.key;
 
-  for i in 1 .. coalesce(cardinality(dead_ids), 0) loop
-    select * into dead_job from supaqueue.job where id = dead_ids[i];
-    select * into dead_queue from supaqueue.queue where id = dead_job.queue_id;
-    perform supaqueue._dead_letter(dead_queue, dead_job, dead_codes[i], dead_errors[i]);
-  end loop;
+  -- Jobs enqueued here (dead letters, on_success steps) are not dispatched by the insert trigger: their queues are
+  -- dispatched below with the own workers' queues, all in queue-id order, so that this completion takes rate buckets
+  -- in the one order every dispatch of several queues takes them (see the lock order).
+  if dead_ids is not null or chain_ids is not null then
+    perform set_config('supaqueue.defer_dispatch', 'on', true);
+    for i in 1 .. coalesce(cardinality(dead_ids), 0) loop
+      select * into dead_job from supaqueue.job where id = dead_ids[i];
+      select * into dead_queue from supaqueue.queue where id = dead_job.queue_id;
+      perform supaqueue._dead_letter(dead_queue, dead_job, dead_codes[i], dead_errors[i]);
+      other_queues := other_queues || (select d.id from supaqueue.queue d where d.name = dead_queue.dead_letter_queue);
+    end loop;
+    if chain_ids is not null then
+      other_queues := other_queues || supaqueue._on_success(chain_ids, chain_bodies);
+    end if;
+    perform set_config('supaqueue.defer_dispatch', '', true);
+  end if;
 
   worker_ids := array(select c.worker_id from unnest(finished) c);
   delete from supaqueue.worker w where w.id = any (worker_ids) and w.retiring;
   for r in
-    select w.queue_id, array_agg(w.id order by w.id) as workers
-    from supaqueue.worker w where w.id = any (worker_ids)
-    group by w.queue_id order by w.queue_id
+    select coalesce(o.queue_id, x.queue_id) as queue_id, o.workers, x.queue_id is not null as other
+    from (select w.queue_id, array_agg(w.id order by w.id) as workers
+          from supaqueue.worker w where w.id = any (worker_ids)
+          group by w.queue_id) o
+    full join (select distinct u.queue_id from unnest(other_queues) u(queue_id) where u.queue_id is not null) x
+      on x.queue_id = o.queue_id
+    order by 1
   loop
-    perform supaqueue._dispatch(r.queue_id, null, r.workers, at);
+    if r.workers is not null then
+      perform supaqueue._dispatch(r.queue_id, null, r.workers, at);
+    end if;
+    if r.other then
+      perform supaqueue._dispatch_free_workers(array[r.queue_id], at);
+    end if;
   end loop;
 
   return array(select c.id from unnest(finished) c);
@@ -1372,7 +1577,7 @@ begin
              else 'lease expired: execute_current_job never claimed the call' || coalesce(format(
                ' (its last wakeup was pg_net request %s: see net._http_response)', l.wakeup_id), '')
            end,
-           null, true, null, false)::supaqueue.outcome order by l.id)
+           null, true, null, false, null)::supaqueue.outcome order by l.id)
   into expired
   from lapsed l left join answers a on a.wakeup_id = l.wakeup_id;
   reaped := coalesce(cardinality(supaqueue._complete(expired, at)), 0);
@@ -1642,6 +1847,8 @@ language sql stable security definer set search_path = '' as $$
     'id', j.id, 'queue', q.name, 'status', j.status, 'payload', j.payload, 'headers', j.headers,
     'attempts', j.attempts, 'run_at', j.run_at, 'dedup_key', j.dedup_key, 'last_status_code', j.last_status_code,
     'last_error', j.last_error, 'created_at', j.created_at, 'finished_at', j.finished_at,
+    'parent_id', j.parent_id,
+    'children', coalesce((select jsonb_agg(c.id order by c.seq) from supaqueue.job c where c.parent_id = j.id), '[]'),
     'attempts_history', coalesce((
       select jsonb_agg(jsonb_build_object(
         'attempt', a.attempt, 'succeeded', a.succeeded, 'status_code', a.status_code, 'error', a.error,
