@@ -12,7 +12,10 @@
 -- or job lock (it claims with SKIP LOCKED and only the rows it will use, and reads a throttle without locking it);
 -- the one lock it waits for, a rate-limited queue's bucket, is held by a dispatch that waits for nothing else.
 -- Claims lock current jobs only, with SKIP LOCKED. So two completions, a completion and an enqueue, a claim and
--- anything else, or a tick and anything else cannot deadlock.
+-- anything else, or a tick and anything else cannot deadlock. A completion that enqueues (dead letters, on_success
+-- steps, waiting jobs made pending) dispatches those queues with its own workers' queues, all in queue-id order, so
+-- every transaction that takes several rate buckets takes them in that one order. Waiting jobs (enqueue's `after`)
+-- are locked after the jobs they wait for, in id order.
 --
 -- The hop (see "The hop" below): pg_net carries nothing worth stealing. A transaction that starts calls sends, when
 -- it commits, one request to execute_current_job holding only current-job ids, authenticated by an HMAC keyed with the
@@ -32,7 +35,8 @@ comment on schema supaqueue is 'Supaqueue: durable HTTP-call queues (https://git
 -- Types
 -------------------------------------------------------------------------------------------------------------------
 
-create type supaqueue.job_status as enum ('pending', 'in_progress', 'successful', 'failed', 'cancelled');
+-- waiting: enqueued with `after`, held until every job it waits for has succeeded (see supaqueue.job_after).
+create type supaqueue.job_status as enum ('pending', 'in_progress', 'successful', 'failed', 'cancelled', 'waiting');
 
 -- One reported outcome of a call: what execute_current_job learned from the target.
 create type supaqueue.outcome as (
@@ -195,6 +199,9 @@ create table supaqueue.job (
   -- The job whose success enqueued this one (its queue's on_success), or null. Not a foreign key: retention deletes
   -- finished jobs by age, parents before their children.
   parent_id uuid,
+  -- A waiting job: how many of the jobs it waits for have not succeeded yet (each success counts it down; the last
+  -- makes it pending). Null for a job that never waited.
+  waiting_for integer constraint waiting_for_is_not_negative check (waiting_for >= 0),
   created_at timestamptz not null default now(),
   finished_at timestamptz
 );
@@ -204,7 +211,7 @@ create index job_pending_due_idx on supaqueue.job (queue_id, run_at, seq) where 
 create index job_pending_key_idx on supaqueue.job (queue_id, key, seq) where status = 'pending' and key is not null;
 -- One unfinished job per (queue, dedup_key).
 create unique index job_dedup_key_idx on supaqueue.job (queue_id, dedup_key)
-  where dedup_key is not null and status in ('pending', 'in_progress');
+  where dedup_key is not null and status in ('pending', 'in_progress', 'waiting');
 -- A job's children (get_job), only for jobs that have a parent.
 create index job_parent_idx on supaqueue.job (parent_id) where parent_id is not null;
 -- Retention deletes by age of finished jobs.
@@ -212,6 +219,16 @@ create index job_finished_at_idx on supaqueue.job (finished_at) where finished_a
 -- No plain index on job (queue_id) nor on worker (queue_id): it would be written on every claim and completion
 -- (status and locked change, so those updates are never HOT) and the partial indexes above already lead with
 -- queue_id for dispatch. The Performance Advisor's unindexed_foreign_keys notes these two keys; that is deliberate.
+
+-- Fan-in: job_id waits for parent_id (enqueue's `after`). A parent's success counts its waiting jobs down (rows locked
+-- in id order; siblings' statuses are never read); its failure for good or cancellation cancels them. Only jobs
+-- enqueued with `after` have rows; they go with either job (retention).
+create table supaqueue.job_after (
+  parent_id uuid not null references supaqueue.job (id) on delete cascade,
+  job_id uuid not null references supaqueue.job (id) on delete cascade,
+  primary key (parent_id, job_id)
+);
+create index job_after_job_idx on supaqueue.job_after (job_id);
 
 -- Workers are a queue's concurrency slots. A locked worker is running a call.
 create table supaqueue.worker (
@@ -1279,6 +1296,58 @@ begin
   return targets;
 end $$;
 
+-- Moves on the jobs waiting for `parent_ids` (enqueue's `after`), which just finished. When they succeeded, each
+-- waiting job counts them down and the ones at zero become pending (due at once); otherwise the waiting jobs are
+-- cancelled, naming the job that failed or was cancelled, and so are the jobs waiting for those, level by level.
+-- Waiting jobs are locked in id order and never read their siblings. Returns the queues of jobs made pending, for
+-- the caller to dispatch.
+create function supaqueue._after_finished(parent_ids uuid[], succeeded boolean, at timestamptz)
+returns bigint[]
+language plpgsql security definer set search_path = '' as $$
+declare
+  waiting uuid[];
+  queues bigint[];
+begin
+  if parent_ids is null
+     or not exists (select from supaqueue.job_after a where a.parent_id = any (parent_ids)) then
+    return '{}';
+  end if;
+  if succeeded then
+    waiting := array(select j.id from supaqueue.job j
+                     where j.id in (select a.job_id from supaqueue.job_after a where a.parent_id = any (parent_ids))
+                       and j.status = 'waiting'
+                     order by j.id for update);
+    with counted as (
+      update supaqueue.job j set
+        waiting_for = j.waiting_for - x.n,
+        status = case when j.waiting_for - x.n = 0 then 'pending' else 'waiting' end::supaqueue.job_status,
+        run_at = case when j.waiting_for - x.n = 0 then greatest(j.run_at, at) else j.run_at end
+      from (select a.job_id, count(*)::integer as n from supaqueue.job_after a
+            where a.parent_id = any (parent_ids) and a.job_id = any (waiting) group by a.job_id) x
+      where j.id = x.job_id
+      returning j.queue_id, j.status
+    )
+    select array(select distinct c.queue_id from counted c where c.status = 'pending' order by 1) into queues;
+    return queues;
+  end if;
+  loop
+    waiting := array(select j.id from supaqueue.job j
+                     where j.id in (select a.job_id from supaqueue.job_after a where a.parent_id = any (parent_ids))
+                       and j.status = 'waiting'
+                     order by j.id for update);
+    exit when cardinality(waiting) = 0;
+    update supaqueue.job j set status = 'cancelled', finished_at = at, last_error = (
+      select format('cancelled: job %s, which it waited for, %s', p.id,
+                    case when p.status = 'failed' then 'failed for good' else 'was cancelled' end)
+      from supaqueue.job_after a join supaqueue.job p on p.id = a.parent_id
+      where a.job_id = j.id and a.parent_id = any (parent_ids)
+      order by p.id limit 1)
+    where j.id = any (waiting);
+    parent_ids := waiting;
+  end loop;
+  return '{}';
+end $$;
+
 -- Validates a JSON array of outcomes (objects named like supaqueue.outcome's fields) and returns them as rows.
 create function supaqueue._outcomes(outcomes jsonb) returns supaqueue.outcome[]
 language plpgsql immutable set search_path = '' as $$
@@ -1364,6 +1433,8 @@ declare
   dead_job supaqueue.job;
   chain_ids uuid[];
   chain_bodies text[];
+  succeeded_ids uuid[];
+  ended_ids uuid[];
   other_queues bigint[] := '{}';
 begin
   with gone as (
@@ -1424,8 +1495,10 @@ begin
          array_agg(m.error) filter (where m.status = 'failed' and m.dead_letter_queue is not null),
          -- Only a job that was in flight becomes successful here (_next_status keeps any other status).
          array_agg(m.id order by m.id) filter (where m.status = 'successful' and m.on_success_queue is not null),
-         array_agg(m.chain_body order by m.id) filter (where m.status = 'successful' and m.on_success_queue is not null)
-  into dead_ids, dead_codes, dead_errors, chain_ids, chain_bodies
+         array_agg(m.chain_body order by m.id) filter (where m.status = 'successful' and m.on_success_queue is not null),
+         array_agg(m.id order by m.id) filter (where m.status = 'successful'),
+         array_agg(m.id order by m.id) filter (where m.status = 'failed')
+  into dead_ids, dead_codes, dead_errors, chain_ids, chain_bodies, succeeded_ids, ended_ids
   from moved m;
 
   -- Back-pressure from the targets (only queues that opted in; queue-id order, see the lock order).
@@ -1474,6 +1547,9 @@ begin
     end if;
     perform set_config('supaqueue.defer_dispatch', '', true);
   end if;
+  -- Jobs waiting for these (enqueue's after): counted down, or cancelled. Their queues are dispatched below.
+  other_queues := other_queues || supaqueue._after_finished(succeeded_ids, true, at);
+  perform supaqueue._after_finished(ended_ids, false, at);
 
   worker_ids := array(select c.worker_id from unnest(finished) c);
   delete from supaqueue.worker w where w.id = any (worker_ids) and w.retiring;
@@ -1774,26 +1850,50 @@ create function supaqueue.enqueue(
   run_at timestamptz default null,
   dedup_key text default null,
   headers jsonb default null,
-  key text default null)
+  key text default null,
+  after uuid[] default null)
 returns uuid
 language plpgsql security definer set search_path = '' as $$
 #variable_conflict use_column
 declare
   q supaqueue.queue := supaqueue._queue_for_job(queue_name);
   job_id uuid;
+  parents uuid[];
+  unfinished uuid[];
+  bad record;
 begin
   perform supaqueue._check_job(q, payload, headers);
+  if cardinality(after) > 0 then
+    -- The jobs waited for are locked (in id order) until this commits, so none finishes unseen meanwhile.
+    parents := array(select distinct a from unnest(after) a where a is not null order by 1);
+    select p.id, j.status into bad
+    from unnest(parents) p(id) left join supaqueue.job j on j.id = p.id
+    where j.id is null or j.status in ('failed', 'cancelled')
+    order by p.id limit 1;
+    if found then
+      raise exception 'supaqueue: job % to wait for %', bad.id,
+        case when bad.status is null then 'does not exist' else format('has already %s', bad.status) end
+        using hint = 'after => lists jobs that exist and have not failed or been cancelled (retry them first).';
+    end if;
+    unfinished := array(select j.id from supaqueue.job j where j.id = any (parents) order by j.id for share);
+    unfinished := array(select j.id from supaqueue.job j
+                        where j.id = any (unfinished) and j.status <> 'successful' order by j.id);
+  end if;
 
-  insert into supaqueue.job (queue_id, payload, run_at, dedup_key, headers, key)
+  insert into supaqueue.job (queue_id, payload, run_at, dedup_key, headers, key, status, waiting_for)
   values (q.id, payload, coalesce(enqueue.run_at, now()), enqueue.dedup_key, coalesce(enqueue.headers, '{}'),
-          coalesce(enqueue.key, payload ->> q.key_field))
-  on conflict (queue_id, dedup_key) where dedup_key is not null and status in ('pending', 'in_progress')
+          coalesce(enqueue.key, payload ->> q.key_field),
+          case when cardinality(unfinished) > 0 then 'waiting' else 'pending' end::supaqueue.job_status,
+          nullif(cardinality(unfinished), 0))
+  on conflict (queue_id, dedup_key) where dedup_key is not null and status in ('pending', 'in_progress', 'waiting')
   do nothing
   returning id into job_id;
 
   if job_id is null then
     select j.id into job_id from supaqueue.job j
-    where j.queue_id = q.id and j.dedup_key = enqueue.dedup_key and j.status in ('pending', 'in_progress');
+    where j.queue_id = q.id and j.dedup_key = enqueue.dedup_key and j.status in ('pending', 'in_progress', 'waiting');
+  elsif cardinality(unfinished) > 0 then
+    insert into supaqueue.job_after (parent_id, job_id) select u, job_id from unnest(unfinished) u;
   end if;
   return job_id;
 end $$;
@@ -1847,7 +1947,9 @@ language sql stable security definer set search_path = '' as $$
     'id', j.id, 'queue', q.name, 'status', j.status, 'payload', j.payload, 'headers', j.headers,
     'attempts', j.attempts, 'run_at', j.run_at, 'dedup_key', j.dedup_key, 'last_status_code', j.last_status_code,
     'last_error', j.last_error, 'created_at', j.created_at, 'finished_at', j.finished_at,
-    'parent_id', j.parent_id,
+    'parent_id', j.parent_id, 'waiting_for', j.waiting_for,
+    'after', coalesce((select jsonb_agg(a.parent_id order by a.parent_id) from supaqueue.job_after a where a.job_id = j.id), '[]'),
+    'waited_on_by', coalesce((select jsonb_agg(a.job_id order by a.job_id) from supaqueue.job_after a where a.parent_id = j.id), '[]'),
     'children', coalesce((select jsonb_agg(c.id order by c.seq) from supaqueue.job c where c.parent_id = j.id), '[]'),
     'attempts_history', coalesce((
       select jsonb_agg(jsonb_build_object(
@@ -1872,8 +1974,12 @@ create function supaqueue.cancel(job_id uuid) returns boolean
 language plpgsql security definer set search_path = '' as $$
 begin
   update supaqueue.job j set status = 'cancelled', finished_at = now()
-  where j.id = cancel.job_id and j.status in ('pending', 'in_progress');
-  return found;
+  where j.id = cancel.job_id and j.status in ('pending', 'in_progress', 'waiting');
+  if not found then
+    return false;
+  end if;
+  perform supaqueue._after_finished(array[cancel.job_id], false, now());
+  return true;
 end $$;
 
 -- Sends a failed or cancelled job round again with a fresh set of attempts; its attempt history is kept.
@@ -1960,7 +2066,7 @@ begin
   if q.id is null then
     return false;
   end if;
-  if exists (select from supaqueue.job j where j.queue_id = q.id and j.status in ('pending', 'in_progress')) then
+  if exists (select from supaqueue.job j where j.queue_id = q.id and j.status in ('pending', 'in_progress', 'waiting')) then
     update supaqueue.queue set paused = true where id = q.id and not paused;
     return false;
   end if;
@@ -1986,17 +2092,21 @@ $$;
 -- Calls already in flight finish. Returns the number of jobs cancelled.
 create function supaqueue.cancel_jobs(queue_name text, payload_filter jsonb default null) returns integer
 language plpgsql security definer set search_path = '' as $$
-declare cancelled integer;
+declare ids uuid[];
 begin
   if not exists (select from supaqueue.queue q where q.name = queue_name) then
     raise exception 'supaqueue: queue "%" does not exist', queue_name;
   end if;
-  update supaqueue.job j set status = 'cancelled', finished_at = now()
-  from supaqueue.queue q
-  where q.name = queue_name and j.queue_id = q.id and j.status = 'pending'
-    and (payload_filter is null or j.payload @> payload_filter);
-  get diagnostics cancelled = row_count;
-  return cancelled;
+  with gone as (
+    update supaqueue.job j set status = 'cancelled', finished_at = now()
+    from supaqueue.queue q
+    where q.name = queue_name and j.queue_id = q.id and j.status in ('pending', 'waiting')
+      and (payload_filter is null or j.payload @> payload_filter)
+    returning j.id
+  )
+  select array_agg(g.id) into ids from gone g;
+  perform supaqueue._after_finished(ids, false, now());
+  return coalesce(cardinality(ids), 0);
 end $$;
 
 -- Purges a queue: cancels all of its pending jobs. Returns the number cancelled.
@@ -2330,11 +2440,12 @@ $$;
 -- The client's: see supaqueue.enqueue. `delay_ms` delays the job from the database's clock (not the caller's);
 -- `run_at`, when given, wins.
 create function public.supaqueue_enqueue(queue_name text, payload jsonb default '{}', run_at timestamptz default null,
-  delay_ms numeric default null, dedup_key text default null, headers jsonb default null, key text default null)
+  delay_ms numeric default null, dedup_key text default null, headers jsonb default null, key text default null,
+  after uuid[] default null)
 returns uuid
 language sql volatile security invoker set search_path = '' as $$
   select supaqueue.enqueue(queue_name, payload, coalesce(run_at, now() + delay_ms * interval '1 ms'), dedup_key, headers,
-                           key)
+                           key, after)
 $$;
 
 -- The client's, many jobs in one round trip: see supaqueue.enqueue_many.
@@ -2408,6 +2519,7 @@ alter table supaqueue.migration enable row level security;
 alter table supaqueue.rate_bucket enable row level security;
 alter table supaqueue.throttle enable row level security;
 alter table supaqueue.job_key enable row level security;
+alter table supaqueue.job_after enable row level security;
 alter table supaqueue.schedule enable row level security;
 alter table supaqueue.wakeup enable row level security;
 alter table supaqueue.probe enable row level security;
@@ -2451,7 +2563,7 @@ begin
 
   if exists (select from pg_catalog.pg_roles where rolname = 'service_role') then
     foreach t in array array['config', 'queue', 'job', 'worker', 'current_job', 'attempt', 'migration',
-                             'rate_bucket', 'throttle', 'job_key', 'schedule', 'wakeup', 'probe', 'ticker',
+                             'rate_bucket', 'throttle', 'job_key', 'job_after', 'schedule', 'wakeup', 'probe', 'ticker',
                              'alert_episode'] loop
       execute format('create policy service_role_only on supaqueue.%I as permissive for all to service_role '
                      'using (true) with check (true)', t);
@@ -2459,12 +2571,12 @@ begin
     grant usage on schema supaqueue to service_role;
     grant select, insert, update, delete on supaqueue.queue, supaqueue.job, supaqueue.worker to service_role;
     grant select on supaqueue.current_job, supaqueue.attempt, supaqueue.config, supaqueue.migration,
-      supaqueue.rate_bucket, supaqueue.throttle, supaqueue.job_key, supaqueue.schedule, supaqueue.queue_stats, supaqueue.wakeup,
+      supaqueue.rate_bucket, supaqueue.throttle, supaqueue.job_key, supaqueue.job_after, supaqueue.schedule, supaqueue.queue_stats, supaqueue.wakeup,
       supaqueue.probe, supaqueue.ticker, supaqueue.alert_episode to service_role;
     -- queue_stats runs as its reader and shows a throttled queue's rate through it (a pure function).
     grant execute on function supaqueue._throttled_rate(supaqueue.throttle, timestamptz) to service_role;
     grant execute on function
-      supaqueue.enqueue(text, jsonb, timestamptz, text, jsonb, text),
+      supaqueue.enqueue(text, jsonb, timestamptz, text, jsonb, text, uuid[]),
       supaqueue.enqueue_many(text, jsonb),
       supaqueue.get_job(uuid),
       supaqueue.payload_schema(text),
@@ -2490,7 +2602,7 @@ begin
       public.supaqueue_claim_current_jobs(bigint[], uuid),
       public.supaqueue_complete_and_claim(jsonb, integer),
       public.supaqueue_complete_current_jobs(jsonb),
-      public.supaqueue_enqueue(text, jsonb, timestamptz, numeric, text, jsonb, text),
+      public.supaqueue_enqueue(text, jsonb, timestamptz, numeric, text, jsonb, text, uuid[]),
       public.supaqueue_enqueue_many(text, jsonb),
       public.supaqueue_get_job(uuid),
       public.supaqueue_cancel(uuid),

@@ -173,6 +173,93 @@ describe("on_success", () => {
   });
 });
 
+async function enqueueAfter(queue: string, payload: unknown, after: string[]): Promise<string> {
+  const { rows } = await db.pool.query("select supaqueue.enqueue($1, $2::jsonb, after => $3::uuid[]) as id", [
+    queue,
+    JSON.stringify(payload),
+    after,
+  ]);
+  return rows[0].id;
+}
+
+const status = async (id: string) => (await job(id)).status;
+const ok = (call: SentCall) => ({ call, outcome: { succeeded: true, statusCode: 200 } });
+const fail = (call: SentCall) => ({
+  call,
+  outcome: { succeeded: false, statusCode: 500, error: "HTTP 500" },
+});
+
+describe("after: a job waits for others", () => {
+  test("it waits, out of the pending index, until the last one succeeds, and then starts once", async () => {
+    await createQueue(db.pool, "w_parts", 3);
+    await createQueue(db.pool, "w_join", 1);
+    const parts = [
+      await enqueue("w_parts", { p: 1 }),
+      await enqueue("w_parts", { p: 2 }),
+      await enqueue("w_parts", { p: 3 }),
+    ];
+    const calls = await callsOf("w_parts");
+    await completeMany(db.pool, [ok(calls.find((c) => c.body.job.id === parts[0])!)]);
+    // One part has succeeded already: the job waits for the other two only.
+    const join = await enqueueAfter("w_join", { join: true }, parts);
+    expect(await job(join)).toMatchObject({
+      status: "waiting",
+      waiting_for: 2,
+      after: [parts[1], parts[2]].sort(),
+    });
+    await db.pool.query("select supaqueue.tick()");
+    expect(await callsOf("w_join")).toEqual([]);
+    const { rows } = await db.pool.query(
+      "select count(*)::int as n from supaqueue.job j join supaqueue.queue q on q.id = j.queue_id where q.name = 'w_join' and j.status = 'pending'",
+    );
+    expect(rows[0].n).toBe(0);
+
+    await completeMany(db.pool, [ok(calls.find((c) => c.body.job.id === parts[1])!)]);
+    expect(await job(join)).toMatchObject({ status: "waiting", waiting_for: 1 });
+    await completeMany(db.pool, [ok(calls.find((c) => c.body.job.id === parts[2])!)]);
+    const started = await callsOf("w_join");
+    expect(started.map((c) => c.body.job.id)).toEqual([join]);
+    expect((await job(parts[2]!)).waited_on_by).toEqual([join]);
+  });
+
+  test("a part that fails for good, or is cancelled, cancels the waiting job and the jobs waiting for it", async () => {
+    await createQueue(db.pool, "w_f", 2, { max_attempts: 1 });
+    await createQueue(db.pool, "w_next", 0);
+    const a = await enqueue("w_f", { a: 1 });
+    const b = await enqueue("w_f", { b: 1 });
+    const waits = await enqueueAfter("w_next", {}, [a, b]);
+    const waitsMore = await enqueueAfter("w_next", {}, [waits]);
+    const calls = await callsOf("w_f");
+    await completeMany(db.pool, [fail(calls.find((c) => c.body.job.id === a)!)]);
+    expect(await job(waits)).toMatchObject({
+      status: "cancelled",
+      last_error: `cancelled: job ${a}, which it waited for, failed for good`,
+    });
+    expect(await job(waitsMore)).toMatchObject({
+      status: "cancelled",
+      last_error: `cancelled: job ${waits}, which it waited for, was cancelled`,
+    });
+    // b's success changes nothing now.
+    await completeMany(db.pool, [ok(calls.find((c) => c.body.job.id === b)!)]);
+    expect(await status(waits)).toBe("cancelled");
+
+    const c = await enqueue("w_next", {});
+    const afterC = await enqueueAfter("w_next", {}, [c]);
+    const { rows } = await db.pool.query("select supaqueue.cancel($1) as done", [c]);
+    expect(rows[0].done).toBe(true);
+    expect(await job(afterC)).toMatchObject({
+      status: "cancelled",
+      last_error: `cancelled: job ${c}, which it waited for, was cancelled`,
+    });
+    await expect(enqueueAfter("w_next", {}, [c])).rejects.toThrow(
+      `job ${c} to wait for has already cancelled`,
+    );
+    await expect(enqueueAfter("w_next", {}, ["00000000-0000-7000-8000-000000000000"])).rejects.toThrow(
+      "does not exist",
+    );
+  });
+});
+
 describe("supaqueue.yml", () => {
   test("on_success: queue, payload, field, fan_out and fan_out_max, with the rules between them", () => {
     const good = validateConfigText(
@@ -210,6 +297,61 @@ describe("supaqueue.yml", () => {
 });
 
 describe("under concurrency", () => {
+  test("a fan-in of 1,000 parts completed in reverse order by 8 connections starts exactly once, after the last", async () => {
+    await createQueue(db.pool, "wc_part", 1000);
+    await createQueue(db.pool, "wc_join", 1);
+    const { rows } = await db.pool.query(
+      "select supaqueue.enqueue_many('wc_part', (select jsonb_agg(jsonb_build_object('payload', jsonb_build_object('n', i))) from generate_series(1, 1000) i)) as ids",
+    );
+    const join = await enqueueAfter("wc_join", {}, rows[0].ids);
+    const calls = (await callsOf("wc_part")).reverse();
+    expect(calls).toHaveLength(1000);
+    const lanes = Array.from({ length: 8 }, (_, lane) => calls.filter((_, i) => i % 8 === lane).map(ok));
+    let joinCalls = 0;
+    await Promise.all(
+      lanes.map(async (lane) => {
+        for (let i = 0; i < lane.length; i += 5) {
+          await completeMany(db.pool, lane.slice(i, i + 5));
+          joinCalls += (await callsOf("wc_join")).length;
+        }
+      }),
+    );
+    joinCalls += (await callsOf("wc_join")).length;
+    expect(joinCalls).toBe(1);
+    expect(await job(join)).toMatchObject({ status: "in_progress", waiting_for: 0, attempts: 1 });
+  }, 120_000);
+
+  test("chains and dead letters between two rate-limited queues, completed by 8 connections, never deadlock", async () => {
+    // lo_a's successes enqueue into lo_b and lo_b's failures into lo_a: each completion dispatches both queues and
+    // takes both buckets, always in queue-id order.
+    const a = await createQueue(db.pool, "lo_a", 400, { rate_limit_per_second: 1_000_000 });
+    await createQueue(db.pool, "lo_b", 400, { rate_limit_per_second: 1_000_000, max_attempts: 1 });
+    await db.pool.query(
+      "update supaqueue.queue set on_success_queue = 'lo_b', on_success_payload = 'payload' where id = $1",
+      [a],
+    );
+    await db.pool.query("update supaqueue.queue set dead_letter_queue = 'lo_a' where name = 'lo_b'");
+    await db.pool.query(
+      "select supaqueue.enqueue_many(q, (select jsonb_agg(jsonb_build_object('payload', jsonb_build_object('n', i))) from generate_series(1, 400) i)) from unnest(array['lo_a', 'lo_b']) q",
+    );
+    const calls = await takeCalls(db.pool);
+    expect(calls).toHaveLength(800);
+    const reports = calls.map((c) => (c.body.queue.name === "lo_a" ? ok(c) : fail(c)));
+    const lanes = Array.from({ length: 8 }, (_, lane) => reports.filter((_, i) => i % 8 === lane));
+    await Promise.all(
+      lanes.map(async (lane) => {
+        for (const report of lane) await completeMany(db.pool, [report]);
+      }),
+    );
+    const { rows } = await db.pool.query(
+      "select q.name, count(*)::int as n from supaqueue.job j join supaqueue.queue q on q.id = j.queue_id where q.name like 'lo\\_%' group by q.name order by q.name",
+    );
+    expect(rows).toEqual([
+      { name: "lo_a", n: 800 },
+      { name: "lo_b", n: 800 },
+    ]);
+  }, 120_000);
+
   test("1,000 jobs fan out into 10,000, completed in reverse order by 8 connections: every step exactly once", async () => {
     await createQueue(db.pool, "cc_leaf", 0);
     await createQueue(db.pool, "cc_root", 1000, {

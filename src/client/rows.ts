@@ -27,6 +27,10 @@ export interface JobRow {
   last_error: string | null;
   created_at: string;
   finished_at: string | null;
+  parent_id: string | null;
+  children: string[];
+  after: string[];
+  waited_on_by: string[];
   attempts_history: AttemptRow[];
 }
 
@@ -78,6 +82,10 @@ export function toJob<P>(row: JobRow): Job<P> {
     lastError: row.last_error,
     createdAt: row.created_at,
     finishedAt: row.finished_at,
+    parentId: row.parent_id ?? null,
+    children: row.children ?? [],
+    after: row.after ?? [],
+    waitedOnBy: row.waited_on_by ?? [],
     history: row.attempts_history.map(toAttempt),
   };
 }
