@@ -1,5 +1,6 @@
 import { beforeAll, describe, expect, test } from "vitest";
 import { validateConfigText } from "../src/config/validate.ts";
+import { reconcileQueues } from "../src/install/apply.ts";
 import { completeMany, createQueue, type SentCall, takeCalls } from "./support/calls.ts";
 import { installedDatabase, type TestDatabase } from "./support/db.ts";
 
@@ -296,6 +297,51 @@ describe("supaqueue.yml", () => {
   });
 });
 
+describe("deploy", () => {
+  async function deploy(text: string) {
+    const { config, problems } = validateConfigText(text, "supaqueue.yml", { env: {} });
+    expect(problems).toEqual([]);
+    const client = await db.pool.connect();
+    try {
+      await client.query("begin");
+      const plan = await reconcileQueues(client, config);
+      await client.query("commit");
+      return plan;
+    } catch (error) {
+      await client.query("rollback");
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  test("a file whose queues chain into each other deploys in one run, again changes nothing, and a cycle is refused", async () => {
+    const chain = `queues:
+  d_render:
+    url: https://x.example/render
+    on_success: { queue: d_send, field: emails, fan_out: true, fan_out_max: 50 }
+  d_send:
+    url: https://x.example/send
+`;
+    await deploy(chain);
+    const { rows } = await db.pool.query(
+      "select on_success_queue, on_success_payload, on_success_field, fan_out, fan_out_max from supaqueue.queue where name = 'd_render'",
+    );
+    expect(rows[0]).toEqual({
+      on_success_queue: "d_send",
+      on_success_payload: "response",
+      on_success_field: "emails",
+      fan_out: true,
+      fan_out_max: 50,
+    });
+    const again = await deploy(chain);
+    expect(again.queues.every((q) => !q.rowChanged)).toBe(true);
+    await expect(deploy(`${chain}    on_success: { queue: d_render, payload: payload }\n`)).rejects.toThrow(
+      'whose successes lead back to "d_send"',
+    );
+  });
+});
+
 describe("under concurrency", () => {
   test("a fan-in of 1,000 parts completed in reverse order by 8 connections starts exactly once, after the last", async () => {
     await createQueue(db.pool, "wc_part", 1000);
@@ -323,7 +369,8 @@ describe("under concurrency", () => {
 
   test("chains and dead letters between two rate-limited queues, completed by 8 connections, never deadlock", async () => {
     // lo_a's successes enqueue into lo_b and lo_b's failures into lo_a: each completion dispatches both queues and
-    // takes both buckets, always in queue-id order.
+    // takes both buckets, always in queue-id order. With the insert trigger dispatching the other queue first (the
+    // order before issue 14) this deadlocked in 3 runs of 3.
     const a = await createQueue(db.pool, "lo_a", 400, { rate_limit_per_second: 1_000_000 });
     await createQueue(db.pool, "lo_b", 400, { rate_limit_per_second: 1_000_000, max_attempts: 1 });
     await db.pool.query(
