@@ -1181,25 +1181,27 @@ end $$;
 
 -- The payloads of the jobs a successful job of `q` enqueues into `target` (its on_success queue, null when that queue
 -- has gone), in order, or one row with the error that stops the step instead: a response that is empty, larger than
--- config.max_chain_body_bytes or not JSON, a missing field, no array to fan out or more than fan_out_max items, or an
--- item that cannot be a payload. A step is all or nothing: no job is enqueued when any item is at fault.
+-- config.max_chain_body_bytes or not JSON, a missing field, no array to fan out or more than fan_out_max items, or a
+-- next payload the target would refuse (not an object or array, not an object for merged or a GET/DELETE queue,
+-- larger than max_payload_bytes, a key_field value that is no key). A step is all or nothing: no job is enqueued
+-- when any item is at fault, and the completion that records the success never fails because of it.
 create function supaqueue._next_payloads(q supaqueue.queue, target supaqueue.queue, payload jsonb, body text,
                                          cfg supaqueue.config)
 returns table (ord bigint, next_payload jsonb, error text)
 language plpgsql stable set search_path = '' as $$
 declare
   answer jsonb;
+  nexts jsonb;
   bad text;
 begin
   if target.id is null then
-    return query select 1::bigint, null::jsonb, format('on_success queue "%s" does not exist', q.on_success_queue);
+    return query select 1::bigint, null::jsonb, format('on_success: queue "%s" does not exist; the call is not repeated',
+                                                       q.on_success_queue);
     return;
   end if;
   if q.on_success_payload = 'payload' then
-    return query select 1::bigint, payload, null::text;
-    return;
-  end if;
-  if body is null or body = '' then
+    nexts := jsonb_build_array(payload);
+  elsif body is null or body = '' then
     bad := 'the response has no body, and on_success needs JSON';
   elsif octet_length(body) > cfg.max_chain_body_bytes then
     bad := format('the response is larger than max_chain_body_bytes (%s bytes)', cfg.max_chain_body_bytes);
@@ -1210,51 +1212,59 @@ begin
       bad := format('the response is not JSON (%s)', sqlerrm);
     end;
   end if;
-  if bad is null and q.on_success_field is not null then
+  if bad is null and nexts is null and q.on_success_field is not null then
     if jsonb_typeof(answer) = 'object' and answer ? q.on_success_field then
       answer := answer -> q.on_success_field;
     else
       bad := format('the response has no field "%s"', q.on_success_field);
     end if;
   end if;
-  if bad is null and q.fan_out and jsonb_typeof(answer) <> 'array' then
+  if bad is null and nexts is null and q.fan_out and jsonb_typeof(answer) <> 'array' then
     bad := format('fan_out needs a JSON array, the response gave %s', jsonb_typeof(answer));
-  elsif bad is null and q.fan_out and jsonb_array_length(answer) > q.fan_out_max then
+  elsif bad is null and nexts is null and q.fan_out and jsonb_array_length(answer) > q.fan_out_max then
     bad := format('the response has %s items, more than fan_out_max (%s)', jsonb_array_length(answer), q.fan_out_max);
+  elsif bad is null and nexts is null and q.on_success_payload = 'merged' and jsonb_typeof(payload) <> 'object' then
+    bad := 'on_success_payload ''merged'' needs the original payload to be a JSON object';
   end if;
-  if bad is null then
-    select format('item %s is %s, and a payload for queue "%s" must be %s', e.ord, jsonb_typeof(e.value), target.name,
-                  case when q.on_success_payload = 'merged' or target.method in ('GET', 'DELETE')
-                       then 'a JSON object' else 'a JSON object or array' end)
+  if bad is null and nexts is null then
+    select format('item %s is %s, and on_success_payload ''merged'' needs JSON objects', e.ord, jsonb_typeof(e.value))
     into bad
     from jsonb_array_elements(case when q.fan_out then answer else jsonb_build_array(answer) end)
          with ordinality e(value, ord)
-    where jsonb_typeof(e.value) not in ('object', 'array')
-       or ((q.on_success_payload = 'merged' or target.method in ('GET', 'DELETE')) and jsonb_typeof(e.value) <> 'object')
+    where q.on_success_payload = 'merged' and jsonb_typeof(e.value) <> 'object'
     order by e.ord limit 1;
-  end if;
-  if bad is null and q.on_success_payload = 'merged' and jsonb_typeof(payload) <> 'object' then
-    bad := 'on_success_payload ''merged'' needs the original payload to be a JSON object';
+    select jsonb_agg(case when q.on_success_payload = 'merged' then payload || e.value else e.value end order by e.ord)
+    into nexts
+    from jsonb_array_elements(case when q.fan_out then answer else jsonb_build_array(answer) end)
+         with ordinality e(value, ord);
   end if;
   if bad is null then
-    select format('item %s has a payload of %s bytes, more than max_payload_bytes (%s)', x.ord, x.bytes,
-                  cfg.max_payload_bytes)
+    select case
+             when jsonb_typeof(e.value) not in ('object', 'array')
+               or (target.method in ('GET', 'DELETE') and jsonb_typeof(e.value) <> 'object')
+             then format('item %s is %s, and a payload for queue "%s" must be %s', e.ord, jsonb_typeof(e.value),
+                         target.name, case when target.method in ('GET', 'DELETE') then 'a JSON object'
+                                           else 'a JSON object or array' end)
+             when octet_length(e.value::text) > cfg.max_payload_bytes
+             then format('item %s has a payload of %s bytes, more than max_payload_bytes (%s)', e.ord,
+                         octet_length(e.value::text), cfg.max_payload_bytes)
+             else format('item %s has key_field "%s" of %s bytes; a key is 1 to 256 bytes', e.ord, target.key_field,
+                         octet_length(e.value ->> target.key_field))
+           end
     into bad
-    from (select e.ord, octet_length(e.value::text) as bytes
-          from jsonb_array_elements(case when q.fan_out then answer else jsonb_build_array(answer) end)
-               with ordinality e(value, ord)) x
-    where x.bytes + case when q.on_success_payload = 'merged' then octet_length(payload::text) else 0 end
-          > cfg.max_payload_bytes
-    order by x.ord limit 1;
+    from jsonb_array_elements(coalesce(nexts, '[]')) with ordinality e(value, ord)
+    where jsonb_typeof(e.value) not in ('object', 'array')
+       or (target.method in ('GET', 'DELETE') and jsonb_typeof(e.value) <> 'object')
+       or octet_length(e.value::text) > cfg.max_payload_bytes
+       or (jsonb_typeof(e.value) = 'object' and target.key_field is not null
+           and octet_length(e.value ->> target.key_field) not between 1 and 256)
+    order by e.ord limit 1;
   end if;
   if bad is not null then
     return query select 1::bigint, null::jsonb, 'on_success: ' || bad || '; the call is not repeated';
     return;
   end if;
-  return query
-    select e.ord, case when q.on_success_payload = 'merged' then payload || e.value else e.value end, null::text
-    from jsonb_array_elements(case when q.fan_out then answer else jsonb_build_array(answer) end)
-         with ordinality e(value, ord);
+  return query select e.ord, e.value, null::text from jsonb_array_elements(nexts) with ordinality e(value, ord);
 end $$;
 
 -- Enqueues the next jobs of `job_ids` (jobs that just succeeded on queues with on_success, with the bodies their
@@ -2233,7 +2243,9 @@ select
   -- While the target has said slow down: the calls per second the queue may start now, and until when it starts
   -- none (Retry-After with honor_retry_after = 'queue'); null otherwise.
   (select supaqueue._throttled_rate(t, now()) from supaqueue.throttle t where t.queue_id = q.id) as slowed_to_per_second,
-  (select t.paused_until from supaqueue.throttle t where t.queue_id = q.id and t.paused_until > now()) as held_until
+  (select t.paused_until from supaqueue.throttle t where t.queue_id = q.id and t.paused_until > now()) as held_until,
+  -- Jobs waiting for others (enqueue's after) before they can be due.
+  count(*) filter (where j.status = 'waiting') as waiting
 from supaqueue.queue q
 left join supaqueue.job j on j.queue_id = q.id
 left join lateral (

@@ -142,6 +142,28 @@ describe("on_success", () => {
     }
   });
 
+  test("a next payload the next queue would refuse stops the step, and the completion still commits", async () => {
+    await createQueue(db.pool, "c_keyed", 0, { key_field: "tenant" });
+    await createQueue(db.pool, "c_get", 0, { method: "GET" });
+    await createQueue(db.pool, "c_to_keyed", 2, { on_success_queue: "c_keyed" });
+    await createQueue(db.pool, "c_to_get", 2, { on_success_queue: "c_get" });
+    const keyed = await enqueue("c_to_keyed", {});
+    const get = await enqueue("c_to_get", {});
+    const calls = await takeCalls(db.pool);
+    await completeMany(db.pool, [
+      answer(calls.find((c) => c.body.job.id === keyed)!, JSON.stringify({ tenant: "t".repeat(300) })),
+      answer(calls.find((c) => c.body.job.id === get)!, "[1, 2]"),
+    ]);
+    expect(await job(keyed)).toMatchObject({
+      status: "successful",
+      last_error:
+        'on_success: item 1 has key_field "tenant" of 300 bytes; a key is 1 to 256 bytes; the call is not repeated',
+    });
+    expect((await job(get)).last_error).toBe(
+      'on_success: item 1 is array, and a payload for queue "c_get" must be a JSON object; the call is not repeated',
+    );
+  });
+
   test("a failed or cancelled job starts nothing", async () => {
     await createQueue(db.pool, "c_after_fail", 0);
     await createQueue(db.pool, "c_fails", 1, { on_success_queue: "c_after_fail", max_attempts: 1 });
@@ -214,6 +236,10 @@ describe("after: a job waits for others", () => {
       "select count(*)::int as n from supaqueue.job j join supaqueue.queue q on q.id = j.queue_id where q.name = 'w_join' and j.status = 'pending'",
     );
     expect(rows[0].n).toBe(0);
+    const { rows: stats } = await db.pool.query(
+      "select pending::int, scheduled::int, waiting::int from supaqueue.queue_stats where queue = 'w_join'",
+    );
+    expect(stats[0]).toEqual({ pending: 0, scheduled: 0, waiting: 1 });
 
     await completeMany(db.pool, [ok(calls.find((c) => c.body.job.id === parts[1])!)]);
     expect(await job(join)).toMatchObject({ status: "waiting", waiting_for: 1 });

@@ -82,10 +82,8 @@ describe("status, enqueue and uninstall against an installed database", () => {
     const { rows } = await db.pool.query("select id from supaqueue.job where status = 'in_progress'");
     const parent = rows[0].id as string;
     const waits = (
-      await db.pool.query("select supaqueue.enqueue('emails', '{}', after => array[$1]::uuid[]) as id", [
-        parent,
-      ])
-    ).rows[0].id as string;
+      await cli(["enqueue", "emails", "{}", "--after", parent, "--db-url", db.url])
+    ).stdout.trim();
     const one = await cli(["status", parent, "--db-url", db.url]);
     expect(one.code).toBe(0);
     expect(one.stdout).toContain(`job ${parent}  emails  in_progress  after 1 attempt(s)`);

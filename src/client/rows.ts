@@ -53,6 +53,8 @@ export interface QueueStatsRow {
   slowed_to_per_second: number | null;
   /** Until when a Retry-After holds the queue's new calls (honor_retry_after: queue). */
   held_until: string | null;
+  /** Jobs waiting for others (enqueue's after). */
+  waiting: number;
 }
 
 function toAttempt(row: AttemptRow): Attempt {
@@ -100,6 +102,7 @@ export function toQueueStats(row: QueueStatsRow): QueueStats {
     successful: row.successful,
     failed: row.failed,
     cancelled: row.cancelled,
+    waiting: row.waiting,
     workers: row.workers,
     busyWorkers: row.busy_workers,
     p50Ms: row.p50_ms,

@@ -86,6 +86,8 @@ export interface QueueStats {
   successful: number;
   failed: number;
   cancelled: number;
+  /** Waiting for other jobs (enqueue's `after`). */
+  waiting: number;
   workers: number;
   busyWorkers: number;
   /** Call durations over the last hour, or null when there was none. */
