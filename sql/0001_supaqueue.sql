@@ -1854,6 +1854,8 @@ end $$;
 -- the queue already has returns that job's id instead of adding another; `headers` are added to the queue's.
 -- A paused queue accepts jobs: they wait, pending, until it is resumed. Payloads and headers larger than
 -- config.max_payload_bytes / max_job_headers_bytes are refused (by the insert trigger, for every way in).
+-- With `after` (job ids) the job is 'waiting' until each of them that has not succeeded yet has (see job_after and
+-- _after_finished); jobs that are missing, failed or cancelled are refused.
 create function supaqueue.enqueue(
   queue_name text,
   payload jsonb default '{}',
@@ -1978,8 +1980,8 @@ language sql stable security definer set search_path = '' as $$
   select (supaqueue._queue_for_job(queue_name)).payload_schema
 $$;
 
--- Cancels a job that has not finished. A call already in flight completes, but its outcome no longer changes the
--- job. Returns false when the job was already finished (or does not exist).
+-- Cancels a job that has not finished (and the jobs waiting for it). A call already in flight completes, but its
+-- outcome no longer changes the job. Returns false when the job was already finished (or does not exist).
 create function supaqueue.cancel(job_id uuid) returns boolean
 language plpgsql security definer set search_path = '' as $$
 begin
@@ -2098,7 +2100,8 @@ language sql security definer set search_path = '' as $$
   update supaqueue.queue set paused = false where name = queue_name returning true
 $$;
 
--- Cancels the pending jobs of a queue, all of them or those whose payload contains `payload_filter` (jsonb @>).
+-- Cancels the pending and waiting jobs of a queue, all of them or those whose payload contains `payload_filter`
+-- (jsonb @>), and the jobs waiting for them.
 -- Calls already in flight finish. Returns the number of jobs cancelled.
 create function supaqueue.cancel_jobs(queue_name text, payload_filter jsonb default null) returns integer
 language plpgsql security definer set search_path = '' as $$
