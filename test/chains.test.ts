@@ -393,6 +393,37 @@ describe("under concurrency", () => {
     expect(await job(join)).toMatchObject({ status: "in_progress", waiting_for: 0, attempts: 1 });
   }, 120_000);
 
+  test("jobs enqueued with after while their parents complete on 8 connections each start exactly once", async () => {
+    await createQueue(db.pool, "wr_part", 400);
+    await createQueue(db.pool, "wr_join", 100);
+    const { rows } = await db.pool.query(
+      "select supaqueue.enqueue_many('wr_part', (select jsonb_agg(jsonb_build_object('payload', jsonb_build_object('n', i))) from generate_series(1, 400) i)) as ids",
+    );
+    const parts: string[] = rows[0].ids;
+    const calls = (await callsOf("wr_part")).reverse();
+    const lanes = Array.from({ length: 8 }, (_, lane) => calls.filter((_, i) => i % 8 === lane).map(ok));
+    const joins: string[] = [];
+    await Promise.all([
+      ...lanes.map(async (lane) => {
+        for (const report of lane) await completeMany(db.pool, [report]);
+      }),
+      (async () => {
+        for (let j = 0; j < 100; j++) {
+          const after = Array.from({ length: 20 }, (_, k) => parts[(j * 37 + k * 13) % parts.length]!);
+          joins.push(await enqueueAfter("wr_join", { j }, after));
+        }
+      })(),
+    ]);
+    const started = (await callsOf("wr_join")).map((c) => c.body.job.id);
+    expect(new Set(started).size).toBe(started.length);
+    expect(started.sort()).toEqual([...joins].sort());
+    const { rows: left } = await db.pool.query(
+      "select count(*)::int as n from supaqueue.job where id = any ($1::uuid[]) and status <> 'in_progress'",
+      [joins],
+    );
+    expect(left[0].n).toBe(0);
+  }, 120_000);
+
   test("chains and dead letters between two rate-limited queues, completed by 8 connections, never deadlock", async () => {
     // lo_a's successes enqueue into lo_b and lo_b's failures into lo_a: each completion dispatches both queues and
     // takes both buckets, always in queue-id order. With the insert trigger dispatching the other queue first (the
