@@ -12,7 +12,10 @@
 -- or job lock (it claims with SKIP LOCKED and only the rows it will use, and reads a throttle without locking it);
 -- the one lock it waits for, a rate-limited queue's bucket, is held by a dispatch that waits for nothing else.
 -- Claims lock current jobs only, with SKIP LOCKED. So two completions, a completion and an enqueue, a claim and
--- anything else, or a tick and anything else cannot deadlock.
+-- anything else, or a tick and anything else cannot deadlock. A completion that enqueues (dead letters, on_success
+-- steps, waiting jobs made pending) dispatches those queues with its own workers' queues, all in queue-id order, so
+-- every transaction that takes several rate buckets takes them in that one order. Waiting jobs (enqueue's `after`)
+-- are locked after the jobs they wait for, in id order.
 --
 -- The hop (see "The hop" below): pg_net carries nothing worth stealing. A transaction that starts calls sends, when
 -- it commits, one request to execute_current_job holding only current-job ids, authenticated by an HMAC keyed with the
@@ -32,7 +35,8 @@ comment on schema supaqueue is 'Supaqueue: durable HTTP-call queues (https://git
 -- Types
 -------------------------------------------------------------------------------------------------------------------
 
-create type supaqueue.job_status as enum ('pending', 'in_progress', 'successful', 'failed', 'cancelled');
+-- waiting: enqueued with `after`, held until every job it waits for has succeeded (see supaqueue.job_after).
+create type supaqueue.job_status as enum ('pending', 'in_progress', 'successful', 'failed', 'cancelled', 'waiting');
 
 -- One reported outcome of a call: what execute_current_job learned from the target.
 create type supaqueue.outcome as (
@@ -46,7 +50,10 @@ create type supaqueue.outcome as (
   retry_after_ms integer,
   -- The call was given back before it could finish (the function's worker shut down, or too little of its wall clock
   -- was left to start it): the job goes back to pending at once and the attempt does not count.
-  released boolean
+  released boolean,
+  -- The response body for the queue's on_success step, read up to config.max_chain_body_bytes (the function sends it
+  -- only for queues with on_success; response_body keeps its own, smaller bound). Null: use response_body.
+  chain_body text
 );
 
 -------------------------------------------------------------------------------------------------------------------
@@ -75,7 +82,11 @@ create table supaqueue.config (
   -- A call that execute_current_job has not claimed this long after its last wakeup is woken again by tick().
   rewake_after_ms integer not null default 5000 constraint rewake_after_is_positive check (rewake_after_ms > 0),
   -- How far the function's clock may be from the database's; part of a wakeup's freshness window.
-  clock_skew_ms integer not null default 30000 constraint clock_skew_is_not_negative check (clock_skew_ms >= 0)
+  clock_skew_ms integer not null default 30000 constraint clock_skew_is_not_negative check (clock_skew_ms >= 0),
+  -- The largest response an on_success step reads (the function reads at most this much, and never more than the
+  -- 1,000,000 characters a report may carry): a larger one fails the step.
+  max_chain_body_bytes integer not null default 262144
+    constraint max_chain_body_bytes_is_bounded check (max_chain_body_bytes between 1 and 1000000)
 );
 insert into supaqueue.config default values;
 
@@ -120,6 +131,17 @@ create table supaqueue.queue (
     constraint queue_honor_retry_after_is_known check (honor_retry_after in ('job', 'queue')),
   -- A job that fails for good is also enqueued into this queue (payload, last status and error, attempts).
   dead_letter_queue text,
+  -- Chains: each job that succeeds enqueues a job into on_success_queue, in the transaction that records the
+  -- success, its parent_id naming the job it came from. Its payload (on_success_payload) is the JSON response (or
+  -- its field on_success_field), the original payload, or both merged (payload || response object). With fan_out
+  -- the response (or field) is a JSON array and each item becomes a job, at most fan_out_max of them.
+  on_success_queue text,
+  on_success_payload text not null default 'response'
+    constraint queue_on_success_payload_is_known check (on_success_payload in ('response', 'payload', 'merged')),
+  on_success_field text,
+  fan_out boolean not null default false,
+  fan_out_max integer not null default 100
+    constraint queue_fan_out_max_is_bounded check (fan_out_max between 1 and 10000),
   -- Alerts (supaqueue.yml's `alerts:`, see "Alerts" below): the queue that carries them to the webhook (the installer
   -- makes it as '<queue>-alerts', the webhook's URL in Vault), the thresholds watched (null: not watched) and the
   -- link to the queue's page of the dashboard that alerts end with (null: none is known).
@@ -172,7 +194,14 @@ create table supaqueue.job (
   -- The flow-control key (see queue.per_key_concurrency and ordered); null: no key.
   key text constraint job_key_is_short check (octet_length(key) between 1 and 256),
   last_status_code integer,
+  -- On a successful job: why its on_success step failed (the call is not repeated; see _next_payloads).
   last_error text,
+  -- The job whose success enqueued this one (its queue's on_success), or null. Not a foreign key: retention deletes
+  -- finished jobs by age, parents before their children.
+  parent_id uuid,
+  -- A waiting job: how many of the jobs it waits for have not succeeded yet (each success counts it down; the last
+  -- makes it pending). Null for a job that never waited.
+  waiting_for integer constraint waiting_for_is_not_negative check (waiting_for >= 0),
   created_at timestamptz not null default now(),
   finished_at timestamptz
 );
@@ -182,12 +211,24 @@ create index job_pending_due_idx on supaqueue.job (queue_id, run_at, seq) where 
 create index job_pending_key_idx on supaqueue.job (queue_id, key, seq) where status = 'pending' and key is not null;
 -- One unfinished job per (queue, dedup_key).
 create unique index job_dedup_key_idx on supaqueue.job (queue_id, dedup_key)
-  where dedup_key is not null and status in ('pending', 'in_progress');
+  where dedup_key is not null and status in ('pending', 'in_progress', 'waiting');
+-- A job's children (get_job), only for jobs that have a parent.
+create index job_parent_idx on supaqueue.job (parent_id) where parent_id is not null;
 -- Retention deletes by age of finished jobs.
 create index job_finished_at_idx on supaqueue.job (finished_at) where finished_at is not null;
 -- No plain index on job (queue_id) nor on worker (queue_id): it would be written on every claim and completion
 -- (status and locked change, so those updates are never HOT) and the partial indexes above already lead with
 -- queue_id for dispatch. The Performance Advisor's unindexed_foreign_keys notes these two keys; that is deliberate.
+
+-- Fan-in: job_id waits for parent_id (enqueue's `after`). A parent's success counts its waiting jobs down (rows locked
+-- in id order; siblings' statuses are never read); its failure for good or cancellation cancels them. Only jobs
+-- enqueued with `after` have rows; they go with either job (retention).
+create table supaqueue.job_after (
+  parent_id uuid not null references supaqueue.job (id) on delete cascade,
+  job_id uuid not null references supaqueue.job (id) on delete cascade,
+  primary key (parent_id, job_id)
+);
+create index job_after_job_idx on supaqueue.job_after (job_id);
 
 -- Workers are a queue's concurrency slots. A locked worker is running a call.
 create table supaqueue.worker (
@@ -425,6 +466,33 @@ begin
       raise exception 'supaqueue: queue "%" names dead_letter_queue "%", whose dead letters lead back to "%"', new.name, new.dead_letter_queue, new.name
         using hint = 'Dead-letter queues must not form a cycle: end the chain with a queue that has no dead_letter_queue.';
     end if;
+  end if;
+  if new.on_success_queue is not null then
+    if new.on_success_queue = new.name
+       or not exists (select from supaqueue.queue d where d.name = new.on_success_queue) then
+      raise exception 'supaqueue: queue "%" names on_success queue "%", which is not another existing queue', new.name, new.on_success_queue
+        using hint = 'Create the next queue first; a queue cannot be its own on_success queue.';
+    end if;
+    -- A cycle (a -> b -> a) would call for ever, each success starting the next round.
+    if exists (
+      with recursive chain (name, depth) as (
+        select new.on_success_queue, 1
+        union all
+        select d.on_success_queue, c.depth + 1
+        from chain c join supaqueue.queue d on d.name = c.name
+        where d.on_success_queue is not null and c.name <> new.name and c.depth < 1000)
+      select from chain where chain.name = new.name) then
+      raise exception 'supaqueue: queue "%" names on_success queue "%", whose successes lead back to "%"', new.name, new.on_success_queue, new.name
+        using hint = 'on_success chains must not form a cycle: end the chain with a queue that has no on_success queue.';
+    end if;
+  end if;
+  if new.fan_out and new.on_success_payload = 'payload' then
+    raise exception 'supaqueue: queue "%" fans out its original payload', new.name
+      using hint = 'fan_out makes one job per item of the JSON response (or its field): use on_success_payload ''response'' or ''merged''.';
+  end if;
+  if new.on_success_field is not null and (new.on_success_field = '' or new.on_success_payload = 'payload') then
+    raise exception 'supaqueue: queue "%" has on_success_field "%" that is empty or unused', new.name, new.on_success_field
+      using hint = 'on_success_field names a field of the JSON response, used with on_success_payload ''response'' or ''merged''.';
   end if;
   new.updated_at := now();
   return new;
@@ -735,6 +803,11 @@ begin
   select distinct n.queue_id, n.key from new_jobs n where n.key is not null order by 1, 2
   on conflict do nothing;
 
+  -- A completion that enqueues (dead letters, on_success steps) dispatches those queues itself, after its own
+  -- workers and in queue-id order (see _complete), so that rate buckets are taken in one order.
+  if current_setting('supaqueue.defer_dispatch', true) = 'on' then
+    return null;
+  end if;
   for r in
     select n.queue_id, count(*)::integer as due from new_jobs n
     where n.status = 'pending' and n.run_at <= now()
@@ -977,6 +1050,9 @@ begin
     'attempt', attempt,
     'lease_until', lease_until,
     'max_response_chars', cfg.max_response_chars,
+    -- Only queues with a next step need the body in full (up to this bound): see outcome.chain_body.
+    'chain_max_bytes', case when q.on_success_queue is not null and q.on_success_payload <> 'payload'
+                            then cfg.max_chain_body_bytes end,
     'job', jsonb_build_object('id', j.id, 'payload', j.payload, 'headers', j.headers),
     'queue', jsonb_build_object(
       'name', q.name,
@@ -1122,6 +1198,185 @@ begin
             else jsonb_build_object('payload_omitted', 'larger than max_payload_bytes; see the failed job') end);
 end $$;
 
+-- The payloads of the jobs a successful job of `q` enqueues into `target` (its on_success queue, null when that queue
+-- has gone), in order, or one row with the error that stops the step instead: a response that is empty, larger than
+-- config.max_chain_body_bytes or not JSON, a missing field, no array to fan out or more than fan_out_max items, or a
+-- next payload the target would refuse (not an object or array, not an object for merged or a GET/DELETE queue,
+-- larger than max_payload_bytes, a key_field value that is no key). A step is all or nothing: no job is enqueued
+-- when any item is at fault, and the completion that records the success never fails because of it.
+create function supaqueue._next_payloads(q supaqueue.queue, target supaqueue.queue, payload jsonb, body text,
+                                         cfg supaqueue.config)
+returns table (ord bigint, next_payload jsonb, error text)
+language plpgsql stable set search_path = '' as $$
+declare
+  answer jsonb;
+  nexts jsonb;
+  bad text;
+begin
+  if target.id is null then
+    return query select 1::bigint, null::jsonb, format('on_success: queue "%s" does not exist; the call is not repeated',
+                                                       q.on_success_queue);
+    return;
+  end if;
+  if q.on_success_payload = 'payload' then
+    nexts := jsonb_build_array(payload);
+  elsif body is null or body = '' then
+    bad := 'the response has no body, and on_success needs JSON';
+  elsif octet_length(body) > cfg.max_chain_body_bytes then
+    bad := format('the response is larger than max_chain_body_bytes (%s bytes)', cfg.max_chain_body_bytes);
+  else
+    begin
+      answer := body::jsonb;
+    exception when others then
+      bad := format('the response is not JSON (%s)', sqlerrm);
+    end;
+  end if;
+  if bad is null and nexts is null and q.on_success_field is not null then
+    if jsonb_typeof(answer) = 'object' and answer ? q.on_success_field then
+      answer := answer -> q.on_success_field;
+    else
+      bad := format('the response has no field "%s"', q.on_success_field);
+    end if;
+  end if;
+  if bad is null and nexts is null and q.fan_out and jsonb_typeof(answer) <> 'array' then
+    bad := format('fan_out needs a JSON array, the response gave %s', jsonb_typeof(answer));
+  elsif bad is null and nexts is null and q.fan_out and jsonb_array_length(answer) > q.fan_out_max then
+    bad := format('the response has %s items, more than fan_out_max (%s)', jsonb_array_length(answer), q.fan_out_max);
+  elsif bad is null and nexts is null and q.on_success_payload = 'merged' and jsonb_typeof(payload) <> 'object' then
+    bad := 'on_success_payload ''merged'' needs the original payload to be a JSON object';
+  end if;
+  if bad is null and nexts is null then
+    select format('item %s is %s, and on_success_payload ''merged'' needs JSON objects', e.ord, jsonb_typeof(e.value))
+    into bad
+    from jsonb_array_elements(case when q.fan_out then answer else jsonb_build_array(answer) end)
+         with ordinality e(value, ord)
+    where q.on_success_payload = 'merged' and jsonb_typeof(e.value) <> 'object'
+    order by e.ord limit 1;
+    select jsonb_agg(case when q.on_success_payload = 'merged' then payload || e.value else e.value end order by e.ord)
+    into nexts
+    from jsonb_array_elements(case when q.fan_out then answer else jsonb_build_array(answer) end)
+         with ordinality e(value, ord);
+  end if;
+  if bad is null then
+    select case
+             when jsonb_typeof(e.value) not in ('object', 'array')
+               or (target.method in ('GET', 'DELETE') and jsonb_typeof(e.value) <> 'object')
+             then format('item %s is %s, and a payload for queue "%s" must be %s', e.ord, jsonb_typeof(e.value),
+                         target.name, case when target.method in ('GET', 'DELETE') then 'a JSON object'
+                                           else 'a JSON object or array' end)
+             when octet_length(e.value::text) > cfg.max_payload_bytes
+             then format('item %s has a payload of %s bytes, more than max_payload_bytes (%s)', e.ord,
+                         octet_length(e.value::text), cfg.max_payload_bytes)
+             else format('item %s has key_field "%s" of %s bytes; a key is 1 to 256 bytes', e.ord, target.key_field,
+                         octet_length(e.value ->> target.key_field))
+           end
+    into bad
+    from jsonb_array_elements(coalesce(nexts, '[]')) with ordinality e(value, ord)
+    where jsonb_typeof(e.value) not in ('object', 'array')
+       or (target.method in ('GET', 'DELETE') and jsonb_typeof(e.value) <> 'object')
+       or octet_length(e.value::text) > cfg.max_payload_bytes
+       or (jsonb_typeof(e.value) = 'object' and target.key_field is not null
+           and octet_length(e.value ->> target.key_field) not between 1 and 256)
+    order by e.ord limit 1;
+  end if;
+  if bad is not null then
+    return query select 1::bigint, null::jsonb, 'on_success: ' || bad || '; the call is not repeated';
+    return;
+  end if;
+  return query select e.ord, e.value, null::text from jsonb_array_elements(nexts) with ordinality e(value, ord);
+end $$;
+
+-- Enqueues the next jobs of `job_ids` (jobs that just succeeded on queues with on_success, with the bodies their
+-- calls answered), in one insert, each naming its parent; records the error of each step that failed on the job
+-- (last_error; its status stays successful) and on its attempt. Returns the ids of the queues it enqueued into.
+-- The caller defers their dispatch (supaqueue.defer_dispatch) and dispatches them in queue-id order.
+create function supaqueue._on_success(job_ids uuid[], bodies text[])
+returns bigint[]
+language plpgsql security definer set search_path = '' as $$
+declare
+  cfg supaqueue.config;
+  targets bigint[];
+begin
+  select * into cfg from supaqueue.config;
+  with steps as materialized (
+    select j.id as parent_id, j.attempts, t.id as target_id, t.key_field, n.ord, n.next_payload, n.error
+    from unnest(job_ids, bodies) c(id, body)
+    join supaqueue.job j on j.id = c.id
+    join supaqueue.queue q on q.id = j.queue_id
+    left join supaqueue.queue t on t.name = q.on_success_queue
+    cross join lateral supaqueue._next_payloads(q, t, j.payload, c.body, cfg) n
+  ),
+  added as (
+    insert into supaqueue.job (queue_id, payload, key, parent_id)
+    select s.target_id, s.next_payload, s.next_payload ->> s.key_field, s.parent_id
+    from steps s where s.error is null
+    order by s.parent_id, s.ord
+    returning queue_id
+  ),
+  marked as (
+    update supaqueue.job j set last_error = s.error
+    from steps s where s.error is not null and j.id = s.parent_id
+  ),
+  noted as (
+    update supaqueue.attempt a set error = s.error
+    from steps s where s.error is not null and a.job_id = s.parent_id and a.attempt = s.attempts
+  )
+  select array(select distinct a.queue_id from added a order by 1) into targets;
+  return targets;
+end $$;
+
+-- Moves on the jobs waiting for `parent_ids` (enqueue's `after`), which just finished. When they succeeded, each
+-- waiting job counts them down and the ones at zero become pending (due at once); otherwise the waiting jobs are
+-- cancelled, naming the job that failed or was cancelled, and so are the jobs waiting for those, level by level.
+-- Waiting jobs are locked in id order and never read their siblings. Returns the queues of jobs made pending, for
+-- the caller to dispatch.
+create function supaqueue._after_finished(parent_ids uuid[], succeeded boolean, at timestamptz)
+returns bigint[]
+language plpgsql security definer set search_path = '' as $$
+declare
+  waiting uuid[];
+  queues bigint[];
+begin
+  if parent_ids is null
+     or not exists (select from supaqueue.job_after a where a.parent_id = any (parent_ids)) then
+    return '{}';
+  end if;
+  if succeeded then
+    waiting := array(select j.id from supaqueue.job j
+                     where j.id in (select a.job_id from supaqueue.job_after a where a.parent_id = any (parent_ids))
+                       and j.status = 'waiting'
+                     order by j.id for update);
+    with counted as (
+      update supaqueue.job j set
+        waiting_for = j.waiting_for - x.n,
+        status = case when j.waiting_for - x.n = 0 then 'pending' else 'waiting' end::supaqueue.job_status,
+        run_at = case when j.waiting_for - x.n = 0 then greatest(j.run_at, at) else j.run_at end
+      from (select a.job_id, count(*)::integer as n from supaqueue.job_after a
+            where a.parent_id = any (parent_ids) and a.job_id = any (waiting) group by a.job_id) x
+      where j.id = x.job_id
+      returning j.queue_id, j.status
+    )
+    select array(select distinct c.queue_id from counted c where c.status = 'pending' order by 1) into queues;
+    return queues;
+  end if;
+  loop
+    waiting := array(select j.id from supaqueue.job j
+                     where j.id in (select a.job_id from supaqueue.job_after a where a.parent_id = any (parent_ids))
+                       and j.status = 'waiting'
+                     order by j.id for update);
+    exit when cardinality(waiting) = 0;
+    update supaqueue.job j set status = 'cancelled', finished_at = at, last_error = (
+      select format('cancelled: job %s, which it waited for, %s', p.id,
+                    case when p.status = 'failed' then 'failed for good' else 'was cancelled' end)
+      from supaqueue.job_after a join supaqueue.job p on p.id = a.parent_id
+      where a.job_id = j.id and a.parent_id = any (parent_ids)
+      order by p.id limit 1)
+    where j.id = any (waiting);
+    parent_ids := waiting;
+  end loop;
+  return '{}';
+end $$;
+
 -- Validates a JSON array of outcomes (objects named like supaqueue.outcome's fields) and returns them as rows.
 create function supaqueue._outcomes(outcomes jsonb) returns supaqueue.outcome[]
 language plpgsql immutable set search_path = '' as $$
@@ -1205,6 +1460,11 @@ declare
   r record;
   dead_queue supaqueue.queue;
   dead_job supaqueue.job;
+  chain_ids uuid[];
+  chain_bodies text[];
+  succeeded_ids uuid[];
+  ended_ids uuid[];
+  other_queues bigint[] := '{}';
 begin
   with gone as (
     delete from supaqueue.current_job c
@@ -1223,7 +1483,8 @@ begin
   with f as (
     select c.id, c.job_id, c.worker_id, c.attempt, c.started_at, o.succeeded, o.status_code,
            o.response_body, left(o.error, 2000) as error, o.duration_ms, coalesce(o.retryable, true) as retryable,
-           o.retry_after_ms, coalesce(o.released, false) and not o.succeeded as released
+           o.retry_after_ms, coalesce(o.released, false) and not o.succeeded as released,
+           coalesce(o.chain_body, o.response_body) as chain_body
     from unnest(finished) c
     join (select distinct on (o.current_job_id) o.* from unnest(outcomes) with ordinality o
           order by o.current_job_id, o.ordinality) o on o.current_job_id = c.id
@@ -1256,11 +1517,18 @@ begin
         then null else at end
     from f, supaqueue.queue q
     where j.id = f.job_id and q.id = j.queue_id
-    returning j.id, j.status, q.dead_letter_queue, f.status_code, f.error
+    returning j.id, j.status, q.dead_letter_queue, q.on_success_queue, f.status_code, f.error, f.chain_body
   )
-  select array_agg(m.id), array_agg(m.status_code), array_agg(m.error)
-  into dead_ids, dead_codes, dead_errors
-  from moved m where m.status = 'failed' and m.dead_letter_queue is not null;
+  select array_agg(m.id) filter (where m.status = 'failed' and m.dead_letter_queue is not null),
+         array_agg(m.status_code) filter (where m.status = 'failed' and m.dead_letter_queue is not null),
+         array_agg(m.error) filter (where m.status = 'failed' and m.dead_letter_queue is not null),
+         -- Only a job that was in flight becomes successful here (_next_status keeps any other status).
+         array_agg(m.id order by m.id) filter (where m.status = 'successful' and m.on_success_queue is not null),
+         array_agg(m.chain_body order by m.id) filter (where m.status = 'successful' and m.on_success_queue is not null),
+         array_agg(m.id order by m.id) filter (where m.status = 'successful'),
+         array_agg(m.id order by m.id) filter (where m.status = 'failed')
+  into dead_ids, dead_codes, dead_errors, chain_ids, chain_bodies, succeeded_ids, ended_ids
+  from moved m;
 
   -- Back-pressure from the targets (only queues that opted in; queue-id order, see the lock order).
   for r in
@@ -1292,20 +1560,43 @@ begin
     where jk.queue_id = r.queue_id and jk.key = r.key;
   end loop;
 
-  for i in 1 .. coalesce(cardinality(dead_ids), 0) loop
-    select * into dead_job from supaqueue.job where id = dead_ids[i];
-    select * into dead_queue from supaqueue.queue where id = dead_job.queue_id;
-    perform supaqueue._dead_letter(dead_queue, dead_job, dead_codes[i], dead_errors[i]);
-  end loop;
+  -- Jobs enqueued here (dead letters, on_success steps) are not dispatched by the insert trigger: their queues are
+  -- dispatched below with the own workers' queues, all in queue-id order, so that this completion takes rate buckets
+  -- in the one order every dispatch of several queues takes them (see the lock order).
+  if dead_ids is not null or chain_ids is not null then
+    perform set_config('supaqueue.defer_dispatch', 'on', true);
+    for i in 1 .. coalesce(cardinality(dead_ids), 0) loop
+      select * into dead_job from supaqueue.job where id = dead_ids[i];
+      select * into dead_queue from supaqueue.queue where id = dead_job.queue_id;
+      perform supaqueue._dead_letter(dead_queue, dead_job, dead_codes[i], dead_errors[i]);
+      other_queues := other_queues || (select d.id from supaqueue.queue d where d.name = dead_queue.dead_letter_queue);
+    end loop;
+    if chain_ids is not null then
+      other_queues := other_queues || supaqueue._on_success(chain_ids, chain_bodies);
+    end if;
+    perform set_config('supaqueue.defer_dispatch', '', true);
+  end if;
+  -- Jobs waiting for these (enqueue's after): counted down, or cancelled. Their queues are dispatched below.
+  other_queues := other_queues || supaqueue._after_finished(succeeded_ids, true, at);
+  perform supaqueue._after_finished(ended_ids, false, at);
 
   worker_ids := array(select c.worker_id from unnest(finished) c);
   delete from supaqueue.worker w where w.id = any (worker_ids) and w.retiring;
   for r in
-    select w.queue_id, array_agg(w.id order by w.id) as workers
-    from supaqueue.worker w where w.id = any (worker_ids)
-    group by w.queue_id order by w.queue_id
+    select coalesce(o.queue_id, x.queue_id) as queue_id, o.workers, x.queue_id is not null as other
+    from (select w.queue_id, array_agg(w.id order by w.id) as workers
+          from supaqueue.worker w where w.id = any (worker_ids)
+          group by w.queue_id) o
+    full join (select distinct u.queue_id from unnest(other_queues) u(queue_id) where u.queue_id is not null) x
+      on x.queue_id = o.queue_id
+    order by 1
   loop
-    perform supaqueue._dispatch(r.queue_id, null, r.workers, at);
+    if r.workers is not null then
+      perform supaqueue._dispatch(r.queue_id, null, r.workers, at);
+    end if;
+    if r.other then
+      perform supaqueue._dispatch_free_workers(array[r.queue_id], at);
+    end if;
   end loop;
 
   return array(select c.id from unnest(finished) c);
@@ -1391,7 +1682,7 @@ begin
              else 'lease expired: execute_current_job never claimed the call' || coalesce(format(
                ' (its last wakeup was pg_net request %s: see net._http_response)', l.wakeup_id), '')
            end,
-           null, true, null, false)::supaqueue.outcome order by l.id)
+           null, true, null, false, null)::supaqueue.outcome order by l.id)
   into expired
   from lapsed l left join answers a on a.wakeup_id = l.wakeup_id;
   reaped := coalesce(cardinality(supaqueue._complete(expired, at)), 0);
@@ -1582,32 +1873,58 @@ end $$;
 -- the queue already has returns that job's id instead of adding another; `headers` are added to the queue's.
 -- A paused queue accepts jobs: they wait, pending, until it is resumed. Payloads and headers larger than
 -- config.max_payload_bytes / max_job_headers_bytes are refused (by the insert trigger, for every way in).
+-- With `after` (job ids) the job is 'waiting' until each of them that has not succeeded yet has (see job_after and
+-- _after_finished); jobs that are missing, failed or cancelled are refused.
 create function supaqueue.enqueue(
   queue_name text,
   payload jsonb default '{}',
   run_at timestamptz default null,
   dedup_key text default null,
   headers jsonb default null,
-  key text default null)
+  key text default null,
+  after uuid[] default null)
 returns uuid
 language plpgsql security definer set search_path = '' as $$
 #variable_conflict use_column
 declare
   q supaqueue.queue := supaqueue._queue_for_job(queue_name);
   job_id uuid;
+  parents uuid[];
+  unfinished uuid[];
+  bad record;
 begin
   perform supaqueue._check_job(q, payload, headers);
+  if cardinality(after) > 0 then
+    -- The jobs waited for are locked (in id order) until this commits, so none finishes unseen meanwhile.
+    parents := array(select distinct a from unnest(after) a where a is not null order by 1);
+    select p.id, j.status into bad
+    from unnest(parents) p(id) left join supaqueue.job j on j.id = p.id
+    where j.id is null or j.status in ('failed', 'cancelled')
+    order by p.id limit 1;
+    if found then
+      raise exception 'supaqueue: job % to wait for %', bad.id,
+        case when bad.status is null then 'does not exist' else format('has already %s', bad.status) end
+        using hint = 'after => lists jobs that exist and have not failed or been cancelled (retry them first).';
+    end if;
+    unfinished := array(select j.id from supaqueue.job j where j.id = any (parents) order by j.id for share);
+    unfinished := array(select j.id from supaqueue.job j
+                        where j.id = any (unfinished) and j.status <> 'successful' order by j.id);
+  end if;
 
-  insert into supaqueue.job (queue_id, payload, run_at, dedup_key, headers, key)
+  insert into supaqueue.job (queue_id, payload, run_at, dedup_key, headers, key, status, waiting_for)
   values (q.id, payload, coalesce(enqueue.run_at, now()), enqueue.dedup_key, coalesce(enqueue.headers, '{}'),
-          coalesce(enqueue.key, payload ->> q.key_field))
-  on conflict (queue_id, dedup_key) where dedup_key is not null and status in ('pending', 'in_progress')
+          coalesce(enqueue.key, payload ->> q.key_field),
+          case when cardinality(unfinished) > 0 then 'waiting' else 'pending' end::supaqueue.job_status,
+          nullif(cardinality(unfinished), 0))
+  on conflict (queue_id, dedup_key) where dedup_key is not null and status in ('pending', 'in_progress', 'waiting')
   do nothing
   returning id into job_id;
 
   if job_id is null then
     select j.id into job_id from supaqueue.job j
-    where j.queue_id = q.id and j.dedup_key = enqueue.dedup_key and j.status in ('pending', 'in_progress');
+    where j.queue_id = q.id and j.dedup_key = enqueue.dedup_key and j.status in ('pending', 'in_progress', 'waiting');
+  elsif cardinality(unfinished) > 0 then
+    insert into supaqueue.job_after (parent_id, job_id) select u, job_id from unnest(unfinished) u;
   end if;
   return job_id;
 end $$;
@@ -1661,6 +1978,10 @@ language sql stable security definer set search_path = '' as $$
     'id', j.id, 'queue', q.name, 'status', j.status, 'payload', j.payload, 'headers', j.headers,
     'attempts', j.attempts, 'run_at', j.run_at, 'dedup_key', j.dedup_key, 'last_status_code', j.last_status_code,
     'last_error', j.last_error, 'created_at', j.created_at, 'finished_at', j.finished_at,
+    'parent_id', j.parent_id, 'waiting_for', j.waiting_for,
+    'after', coalesce((select jsonb_agg(a.parent_id order by a.parent_id) from supaqueue.job_after a where a.job_id = j.id), '[]'),
+    'waited_on_by', coalesce((select jsonb_agg(a.job_id order by a.job_id) from supaqueue.job_after a where a.parent_id = j.id), '[]'),
+    'children', coalesce((select jsonb_agg(c.id order by c.seq) from supaqueue.job c where c.parent_id = j.id), '[]'),
     'attempts_history', coalesce((
       select jsonb_agg(jsonb_build_object(
         'attempt', a.attempt, 'succeeded', a.succeeded, 'status_code', a.status_code, 'error', a.error,
@@ -1678,14 +1999,18 @@ language sql stable security definer set search_path = '' as $$
   select (supaqueue._queue_for_job(queue_name)).payload_schema
 $$;
 
--- Cancels a job that has not finished. A call already in flight completes, but its outcome no longer changes the
--- job. Returns false when the job was already finished (or does not exist).
+-- Cancels a job that has not finished (and the jobs waiting for it). A call already in flight completes, but its
+-- outcome no longer changes the job. Returns false when the job was already finished (or does not exist).
 create function supaqueue.cancel(job_id uuid) returns boolean
 language plpgsql security definer set search_path = '' as $$
 begin
   update supaqueue.job j set status = 'cancelled', finished_at = now()
-  where j.id = cancel.job_id and j.status in ('pending', 'in_progress');
-  return found;
+  where j.id = cancel.job_id and j.status in ('pending', 'in_progress', 'waiting');
+  if not found then
+    return false;
+  end if;
+  perform supaqueue._after_finished(array[cancel.job_id], false, now());
+  return true;
 end $$;
 
 -- Sends a failed or cancelled job round again with a fresh set of attempts; its attempt history is kept.
@@ -1772,7 +2097,7 @@ begin
   if q.id is null then
     return false;
   end if;
-  if exists (select from supaqueue.job j where j.queue_id = q.id and j.status in ('pending', 'in_progress')) then
+  if exists (select from supaqueue.job j where j.queue_id = q.id and j.status in ('pending', 'in_progress', 'waiting')) then
     update supaqueue.queue set paused = true where id = q.id and not paused;
     return false;
   end if;
@@ -1794,21 +2119,26 @@ language sql security definer set search_path = '' as $$
   update supaqueue.queue set paused = false where name = queue_name returning true
 $$;
 
--- Cancels the pending jobs of a queue, all of them or those whose payload contains `payload_filter` (jsonb @>).
+-- Cancels the pending and waiting jobs of a queue, all of them or those whose payload contains `payload_filter`
+-- (jsonb @>), and the jobs waiting for them.
 -- Calls already in flight finish. Returns the number of jobs cancelled.
 create function supaqueue.cancel_jobs(queue_name text, payload_filter jsonb default null) returns integer
 language plpgsql security definer set search_path = '' as $$
-declare cancelled integer;
+declare ids uuid[];
 begin
   if not exists (select from supaqueue.queue q where q.name = queue_name) then
     raise exception 'supaqueue: queue "%" does not exist', queue_name;
   end if;
-  update supaqueue.job j set status = 'cancelled', finished_at = now()
-  from supaqueue.queue q
-  where q.name = queue_name and j.queue_id = q.id and j.status = 'pending'
-    and (payload_filter is null or j.payload @> payload_filter);
-  get diagnostics cancelled = row_count;
-  return cancelled;
+  with gone as (
+    update supaqueue.job j set status = 'cancelled', finished_at = now()
+    from supaqueue.queue q
+    where q.name = queue_name and j.queue_id = q.id and j.status in ('pending', 'waiting')
+      and (payload_filter is null or j.payload @> payload_filter)
+    returning j.id
+  )
+  select array_agg(g.id) into ids from gone g;
+  perform supaqueue._after_finished(ids, false, now());
+  return coalesce(cardinality(ids), 0);
 end $$;
 
 -- Purges a queue: cancels all of its pending jobs. Returns the number cancelled.
@@ -1935,7 +2265,9 @@ select
   -- While the target has said slow down: the calls per second the queue may start now, and until when it starts
   -- none (Retry-After with honor_retry_after = 'queue'); null otherwise.
   (select supaqueue._throttled_rate(t, now()) from supaqueue.throttle t where t.queue_id = q.id) as slowed_to_per_second,
-  (select t.paused_until from supaqueue.throttle t where t.queue_id = q.id and t.paused_until > now()) as held_until
+  (select t.paused_until from supaqueue.throttle t where t.queue_id = q.id and t.paused_until > now()) as held_until,
+  -- Jobs waiting for others (enqueue's after) before they can be due.
+  count(*) filter (where j.status = 'waiting') as waiting
 from supaqueue.queue q
 left join supaqueue.job j on j.queue_id = q.id
 left join lateral (
@@ -2142,11 +2474,12 @@ $$;
 -- The client's: see supaqueue.enqueue. `delay_ms` delays the job from the database's clock (not the caller's);
 -- `run_at`, when given, wins.
 create function public.supaqueue_enqueue(queue_name text, payload jsonb default '{}', run_at timestamptz default null,
-  delay_ms numeric default null, dedup_key text default null, headers jsonb default null, key text default null)
+  delay_ms numeric default null, dedup_key text default null, headers jsonb default null, key text default null,
+  after uuid[] default null)
 returns uuid
 language sql volatile security invoker set search_path = '' as $$
   select supaqueue.enqueue(queue_name, payload, coalesce(run_at, now() + delay_ms * interval '1 ms'), dedup_key, headers,
-                           key)
+                           key, after)
 $$;
 
 -- The client's, many jobs in one round trip: see supaqueue.enqueue_many.
@@ -2220,6 +2553,7 @@ alter table supaqueue.migration enable row level security;
 alter table supaqueue.rate_bucket enable row level security;
 alter table supaqueue.throttle enable row level security;
 alter table supaqueue.job_key enable row level security;
+alter table supaqueue.job_after enable row level security;
 alter table supaqueue.schedule enable row level security;
 alter table supaqueue.wakeup enable row level security;
 alter table supaqueue.probe enable row level security;
@@ -2263,7 +2597,7 @@ begin
 
   if exists (select from pg_catalog.pg_roles where rolname = 'service_role') then
     foreach t in array array['config', 'queue', 'job', 'worker', 'current_job', 'attempt', 'migration',
-                             'rate_bucket', 'throttle', 'job_key', 'schedule', 'wakeup', 'probe', 'ticker',
+                             'rate_bucket', 'throttle', 'job_key', 'job_after', 'schedule', 'wakeup', 'probe', 'ticker',
                              'alert_episode'] loop
       execute format('create policy service_role_only on supaqueue.%I as permissive for all to service_role '
                      'using (true) with check (true)', t);
@@ -2271,12 +2605,12 @@ begin
     grant usage on schema supaqueue to service_role;
     grant select, insert, update, delete on supaqueue.queue, supaqueue.job, supaqueue.worker to service_role;
     grant select on supaqueue.current_job, supaqueue.attempt, supaqueue.config, supaqueue.migration,
-      supaqueue.rate_bucket, supaqueue.throttle, supaqueue.job_key, supaqueue.schedule, supaqueue.queue_stats, supaqueue.wakeup,
+      supaqueue.rate_bucket, supaqueue.throttle, supaqueue.job_key, supaqueue.job_after, supaqueue.schedule, supaqueue.queue_stats, supaqueue.wakeup,
       supaqueue.probe, supaqueue.ticker, supaqueue.alert_episode to service_role;
     -- queue_stats runs as its reader and shows a throttled queue's rate through it (a pure function).
     grant execute on function supaqueue._throttled_rate(supaqueue.throttle, timestamptz) to service_role;
     grant execute on function
-      supaqueue.enqueue(text, jsonb, timestamptz, text, jsonb, text),
+      supaqueue.enqueue(text, jsonb, timestamptz, text, jsonb, text, uuid[]),
       supaqueue.enqueue_many(text, jsonb),
       supaqueue.get_job(uuid),
       supaqueue.payload_schema(text),
@@ -2302,7 +2636,7 @@ begin
       public.supaqueue_claim_current_jobs(bigint[], uuid),
       public.supaqueue_complete_and_claim(jsonb, integer),
       public.supaqueue_complete_current_jobs(jsonb),
-      public.supaqueue_enqueue(text, jsonb, timestamptz, numeric, text, jsonb, text),
+      public.supaqueue_enqueue(text, jsonb, timestamptz, numeric, text, jsonb, text, uuid[]),
       public.supaqueue_enqueue_many(text, jsonb),
       public.supaqueue_get_job(uuid),
       public.supaqueue_cancel(uuid),

@@ -77,6 +77,21 @@ describe("status, enqueue and uninstall against an installed database", () => {
     const text = await cli(["status", "--db-url", db.url]);
     expect(text.stdout).toMatch(/^emails\s+0\s+1\s+1\s+0\s+1\s+1\/1\s+12\s+12\s+-$/m);
     expect(text.stdout).toContain("HTTP 500: upstream exploded");
+
+    // One job and its chain: a job that waits for the one in flight.
+    const { rows } = await db.pool.query("select id from supaqueue.job where status = 'in_progress'");
+    const parent = rows[0].id as string;
+    const waits = (
+      await cli(["enqueue", "emails", "{}", "--after", parent, "--db-url", db.url])
+    ).stdout.trim();
+    const one = await cli(["status", parent, "--db-url", db.url]);
+    expect(one.code).toBe(0);
+    expect(one.stdout).toContain(`job ${parent}  emails  in_progress  after 1 attempt(s)`);
+    expect(one.stdout).toContain(`  waited on by:           ${waits}`);
+    const waiting = JSON.parse((await cli(["status", waits, "--json", "--db-url", db.url])).stdout);
+    expect(waiting).toMatchObject({ status: "waiting", waiting_for: 1, after: [parent], parent_id: null });
+    expect((await cli(["status", "nope", "--db-url", db.url])).stderr).toContain('"nope" is not a job id');
+    await db.pool.query("delete from supaqueue.job where id = $1", [waits]);
   });
 
   test("uninstall refuses while calls are in flight, and --force removes everything in one go", async () => {

@@ -57,6 +57,23 @@ describe("the client", () => {
     ]);
   });
 
+  test("enqueue with after: the job waits for the others, and get shows both sides", async () => {
+    const first = await queue.enqueue("hooks", { n: 10 });
+    const second = await queue.enqueue("hooks", { n: 11 });
+    const joined = await queue.enqueue("mail", { to: "ops@example.com" }, { after: [first, second] });
+    expect(await queue.get(joined)).toMatchObject({
+      status: "waiting",
+      after: [first, second].sort(),
+      waitedOnBy: [],
+      parentId: null,
+      children: [],
+    });
+    expect((await queue.get(first))?.waitedOnBy).toEqual([joined]);
+    await expect(
+      queue.enqueue("mail", { to: "x@example.com" }, { after: [crypto.randomUUID()] }),
+    ).rejects.toThrow(/does not exist/);
+  });
+
   test("enqueue with a delay, a runAt and a dedup key; runAt and delay together are refused", async () => {
     const delayed = await queue.enqueue("hooks", { n: 1 }, { delay: 60_000 });
     const job = await queue.get(delayed);

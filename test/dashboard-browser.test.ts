@@ -153,6 +153,24 @@ describe.skipIf(!existsSync(CHROMIUM))(
         .toBe(2);
     }, 60_000);
 
+    test("a job's page links its chain: the job it came from, the jobs it started, and fan-in both ways", async () => {
+      const one = async (sql: string, params: unknown[] = []) =>
+        (await stack.pool.query(sql, params)).rows[0].id;
+      const parent = await one("select supaqueue.enqueue('fast', '{}') as id");
+      const child = await one(
+        "insert into supaqueue.job (queue_id, payload, parent_id) select id, '{}', $1 from supaqueue.queue where name = 'fast' returning id",
+        [parent],
+      );
+      const waiter = await one("select supaqueue.enqueue('fast', '{}', after => array[$1]::uuid[]) as id", [
+        parent,
+      ]);
+      await page.goto(`${dashboard.origin}/#/job/${child}`);
+      await expect.poll(() => page.locator('[data-field="parent"]').textContent()).toBe(parent.slice(0, 13));
+      await page.locator('[data-field="parent"] a').click();
+      await expect.poll(() => page.locator('[data-field="children"]').textContent()).toBe(child.slice(0, 13));
+      expect(await page.locator('[data-field="waited-on-by"]').textContent()).toBe(waiter.slice(0, 13));
+    });
+
     test("a secret header's value is never in the page, nor in any answer; plain values only when asked", async () => {
       const { rows } = await stack.pool.query(
         "select j.id from supaqueue.job j join supaqueue.queue q on q.id = j.queue_id where q.name = 'webhooks' limit 1",

@@ -200,6 +200,34 @@ describe("execute_current_job in Deno, end to end", () => {
     expect(targets.hugeBytesSent).toBeLessThan(64 * 1024 * 1024);
   });
 
+  test("on_success: the next jobs get the whole JSON body (beyond max_response_chars); a non-JSON one stops the step", async () => {
+    const next = await createQueue({ url: `${targets.url}/ok`, workers: 0 });
+    const list = await createQueue({
+      url: `${targets.url}/items/50`,
+      on_success_queue: next,
+      on_success_field: "items",
+      fan_out: true,
+    });
+    const text = await createQueue({ url: `${targets.url}/text`, on_success_queue: next });
+    const listed = await enqueue(list, {});
+    const texted = await enqueue(text, {});
+    expect(await finished(listed)).toMatchObject({ status: "successful", last_error: null });
+    const { rows: cfg } = await db.pool.query("select max_response_chars from supaqueue.config");
+    expect((await attempts(listed))[0]?.response_body).toHaveLength(cfg[0].max_response_chars);
+    const { rows } = await db.pool.query(
+      "select payload from supaqueue.job where parent_id = $1 order by seq",
+      [listed],
+    );
+    expect(rows.map((r) => r.payload.i)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+    expect(await finished(texted)).toMatchObject({
+      status: "successful",
+      attempts: 1,
+      last_error: expect.stringMatching(
+        /^on_success: the response is not JSON .*; the call is not repeated$/,
+      ),
+    });
+  });
+
   test("a target that hangs is cut off at the queue's timeout; a closed connection is a network error", async () => {
     const hang = await enqueue(
       await createQueue({ url: `${targets.url}/hang`, timeout_ms: 500, max_attempts: 1 }),

@@ -640,6 +640,7 @@ describe("calls against real local targets", () => {
     queue: Record<string, unknown> = {},
     deps: Partial<HandlerDeps> = {},
     maxResponseChars: number | null = 2000,
+    extra: Record<string, unknown> = {},
   ) {
     const { handler, outcomes } = harness(
       { fetch, now: () => Date.now(), functionsOrigins: [targets.url], ...deps },
@@ -647,6 +648,7 @@ describe("calls against real local targets", () => {
         41: details({
           queue: { url: `${targets.url}${path}`, ...queue },
           max_response_chars: maxResponseChars,
+          ...extra,
         }),
       },
     );
@@ -744,6 +746,19 @@ describe("calls against real local targets", () => {
     expect(larger.response_body).toHaveLength(20_000);
     const unbounded = await run("/huge/512", {}, { maxResponseChars: 500 }, null);
     expect(unbounded.response_body).toHaveLength(500);
+  });
+
+  test("a queue with an on_success step gets the body up to its bound (and one character past it) as chain_body; the attempt keeps its own bound", async () => {
+    const c = await run("/huge/1024", {}, {}, 1000, { chain_max_bytes: 5000 });
+    expect(c.response_body).toBe("x".repeat(1000));
+    expect(c.chain_body).toBe("x".repeat(5001));
+    expect(await run("/ok", {}, {}, 1000, { chain_max_bytes: 5000 })).toMatchObject({
+      response_body: '{"ok":true}',
+      chain_body: '{"ok":true}',
+    });
+    // Other queues, and failed calls, send none.
+    expect((await run("/ok")).chain_body).toBeUndefined();
+    expect((await run("/status/500", {}, {}, 1000, { chain_max_bytes: 5000 })).chain_body).toBeUndefined();
   });
 
   test("bodies are read into one small buffer, whole and with multi-byte characters intact", async () => {

@@ -21,6 +21,7 @@ const TABLES = [
   "rate_bucket",
   "throttle",
   "job_key",
+  "job_after",
   "schedule",
   "wakeup",
   "probe",
@@ -100,7 +101,8 @@ describe("service_role, what server code uses, has what it needs", () => {
 describe("what Supabase's database linter checks", () => {
   // The Performance Advisor's unindexed_foreign_keys check, with the deliberate exceptions: job.queue_id and
   // worker.queue_id are covered by the partial dispatch indexes, and a full index would be written on every claim;
-  // job_key.queue_id leads job_key's primary key (queue_id, key), which serves the cascade.
+  // job_key.queue_id leads job_key's primary key (queue_id, key), and job_after.parent_id leads job_after's
+  // (parent_id, job_id): each serves the cascade.
   test("every other foreign key has an index on exactly its columns (unindexed_foreign_keys)", async () => {
     const { rows } = await db.pool.query(`
       select ct.conrelid::regclass::text as tbl, ct.conname
@@ -110,6 +112,7 @@ describe("what Supabase's database linter checks", () => {
                         and string_to_array(i.indkey::text, ' ')::smallint[] = ct.conkey)`);
     expect(rows.map((r) => `${r.tbl}.${r.conname}`).sort()).toEqual([
       "supaqueue.job.job_queue_id_fkey",
+      "supaqueue.job_after.job_after_parent_id_fkey",
       "supaqueue.job_key.job_key_queue_id_fkey",
       "supaqueue.worker.worker_queue_id_fkey",
     ]);
@@ -169,7 +172,7 @@ describe("what Supabase's database linter checks", () => {
         "public.supaqueue_claim_current_jobs(bigint[],uuid)",
         "public.supaqueue_complete_and_claim(jsonb,integer)",
         "public.supaqueue_complete_current_jobs(jsonb)",
-        "public.supaqueue_enqueue(text,jsonb,timestamp with time zone,numeric,text,jsonb,text)",
+        "public.supaqueue_enqueue(text,jsonb,timestamp with time zone,numeric,text,jsonb,text,uuid[])",
         "public.supaqueue_enqueue_many(text,jsonb)",
         "public.supaqueue_get_job(uuid)",
         "public.supaqueue_cancel(uuid)",
@@ -184,7 +187,7 @@ describe("what Supabase's database linter checks", () => {
         "supaqueue.claim_current_jobs(bigint[],uuid)",
         "supaqueue.complete_and_claim(jsonb,integer)",
         "supaqueue.complete_current_jobs(jsonb)",
-        "supaqueue.enqueue(text,jsonb,timestamp with time zone,text,jsonb,text)",
+        "supaqueue.enqueue(text,jsonb,timestamp with time zone,text,jsonb,text,uuid[])",
         "supaqueue.enqueue_many(text,jsonb)",
         "supaqueue.get_job(uuid)",
         "supaqueue.payload_schema(text)",

@@ -31,6 +31,11 @@ export interface CurrentJobCall {
   };
   /** Optional bound on the response body kept, when the database sends one. */
   maxResponseChars: number | null;
+  /**
+   * For a queue with an on_success step that needs the response: the most of it the step reads
+   * (config.max_chain_body_bytes), sent back in full as chain_body; null for every other queue.
+   */
+  chainMaxBytes: number | null;
   /** Why the call must not be made (a secret missing from Vault), or null. */
   problem: string | null;
 }
@@ -47,6 +52,8 @@ export interface Completion {
   retry_after_ms: number | null;
   /** The call was given back unfinished (its worker shut down): back to pending at once, the attempt not counted. */
   released?: boolean;
+  /** The body for the queue's on_success step, up to one character past chainMaxBytes (more is too large anyway). */
+  chain_body?: string | null;
 }
 
 /** Whether a value is a JSON object (not null, not an array). */
@@ -124,6 +131,10 @@ export function parseCall(details: unknown): CurrentJobCall | string {
   if (maxChars !== null && (typeof maxChars !== "number" || !Number.isInteger(maxChars) || maxChars < 0)) {
     return "max_response_chars must be a non-negative integer";
   }
+  const chainMax = details.chain_max_bytes ?? null;
+  if (chainMax !== null && (typeof chainMax !== "number" || !Number.isInteger(chainMax) || chainMax < 1)) {
+    return "chain_max_bytes must be null or a positive integer";
+  }
   const problem = details.problem ?? null;
   if (problem !== null && typeof problem !== "string") return "problem must be null or a string";
   return {
@@ -144,6 +155,7 @@ export function parseCall(details: unknown): CurrentJobCall | string {
       signingKeys,
     },
     maxResponseChars: maxChars,
+    chainMaxBytes: chainMax,
     problem,
   };
 }

@@ -101,7 +101,10 @@ export async function executeCall(call: CurrentJobCall, deps: CallDeps): Promise
       return failedOutcome(call.currentJobId, message, elapsed(), true);
     }
 
-    const read = await readBounded(response, maxChars);
+    // A queue with an on_success step reads the body up to the step's bound, and one character more: a body cut
+    // there is larger than the bound, which the database then says. The attempt keeps its own bound.
+    const chainMax = call.chainMaxBytes === null ? null : Math.min(call.chainMaxBytes, MAX_RESPONSE_CHARS);
+    const read = await readBounded(response, chainMax === null ? maxChars : Math.max(maxChars, chainMax + 1));
     const { succeeded, retryable } = classify(
       response.status,
       call.queue.successCodes,
@@ -125,11 +128,12 @@ export async function executeCall(call: CurrentJobCall, deps: CallDeps): Promise
       current_job_id: call.currentJobId,
       succeeded,
       status_code: response.status,
-      response_body: read.text,
+      response_body: read.text === null ? null : read.text.slice(0, maxChars),
       error,
       duration_ms: elapsed(),
       retryable,
       retry_after_ms: retryAfter,
+      ...(chainMax !== null && succeeded ? { chain_body: read.text } : {}),
     };
   } finally {
     clearTimeout(timer);

@@ -79,7 +79,10 @@ export function createBatchReporter(options: BatchReporterOptions): BatchReporte
     let size = 0;
     let chars = 0;
     for (const { completion } of waiting) {
-      chars += (completion.response_body?.length ?? 0) + (completion.error?.length ?? 0);
+      chars +=
+        (completion.response_body?.length ?? 0) +
+        (completion.chain_body?.length ?? 0) +
+        (completion.error?.length ?? 0);
       if (size === maxBatch || (size > 0 && chars > maxChars)) break;
       size++;
     }

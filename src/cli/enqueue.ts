@@ -2,6 +2,7 @@ import { PayloadError } from "../client/errors.ts";
 import { type JsonSchema, payloadProblem } from "../client/payload.ts";
 import { type CommandSpec, DB_URL_FLAG, type Parsed, requireDbUrl, UsageError } from "./args.ts";
 import { operate } from "./database.ts";
+import { UUID } from "./job-ops.ts";
 import { parseMoment } from "./when.ts";
 
 export const ENQUEUE: CommandSpec = {
@@ -35,6 +36,13 @@ export const ENQUEUE: CommandSpec = {
       multiple: true,
       description: "A header added to this job's call.",
     },
+    after: {
+      type: "string",
+      value: "JOB-ID",
+      multiple: true,
+      description:
+        "Wait for this job (repeat for several): the job starts once every one has succeeded, and is cancelled when one fails for good or is cancelled.",
+    },
   },
   notes: [
     "The payload is a JSON object or array (default {}): the body of a POST/PUT/PATCH, the query string of a GET/DELETE.",
@@ -59,6 +67,7 @@ export async function runEnqueue(parsed: Parsed, env: Record<string, string | un
   const runAtText = parsed.values["run-at"] as string | undefined;
   const runAt = runAtText === undefined ? null : parseMoment("enqueue", "run-at", runAtText, "ahead");
   const headers = parseHeaders((parsed.values.header as string[] | undefined) ?? []);
+  const after = afterIds(parsed.values.after as string[] | undefined);
   const url = requireDbUrl("enqueue", parsed.values, env);
   return operate(url, async (client) => {
     // The queue's payload schema (supaqueue.yml's `payload:`), checked here as the client checks it.
@@ -70,7 +79,7 @@ export async function runEnqueue(parsed: Parsed, env: Record<string, string | un
     const problem = known && payloadProblem(known, payload);
     if (problem) throw new PayloadError(queue, problem.path, problem.problem);
     const { rows } = await client.query<{ id: string }>(
-      "select supaqueue.enqueue($1, $2::jsonb, $3::timestamptz, $4, $5::jsonb, $6)::text as id",
+      "select supaqueue.enqueue($1, $2::jsonb, $3::timestamptz, $4, $5::jsonb, $6, $7::uuid[])::text as id",
       [
         queue,
         JSON.stringify(payload),
@@ -78,6 +87,7 @@ export async function runEnqueue(parsed: Parsed, env: Record<string, string | un
         (parsed.values["dedup-key"] as string | undefined) ?? null,
         headers,
         (parsed.values.key as string | undefined) ?? null,
+        after,
       ],
     );
     process.stdout.write(`${rows[0]?.id}\n`);
@@ -94,4 +104,14 @@ function parseHeaders(list: string[]): string | null {
     headers[item.slice(0, eq).trim()] = item.slice(eq + 1);
   }
   return JSON.stringify(headers);
+}
+
+/** The ids of --after, each checked to be a job id; null without any. */
+function afterIds(values: string[] | undefined): string[] | null {
+  if (values === undefined || values.length === 0) return null;
+  for (const id of values) {
+    if (!UUID.test(id))
+      throw new UsageError("enqueue", `--after "${id}" is not a job id (a UUID such as 0192f0c4-…)`);
+  }
+  return values;
 }

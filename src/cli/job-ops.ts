@@ -5,7 +5,7 @@ import { parseMoment } from "./when.ts";
 
 // cancel and retry: one job by id, or many jobs of a queue.
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const QUEUE_FLAG = {
   type: "string",
   value: "QUEUE",

@@ -3,12 +3,15 @@ import type { QueueStatsRow } from "../client/rows.ts";
 import { formatTable, ms } from "../table.ts";
 import { type CommandSpec, DB_URL_FLAG, type Parsed, requireDbUrl, UsageError } from "./args.ts";
 import { withDatabase } from "./database.ts";
+import { UUID } from "./job-ops.ts";
 
 export const STATUS: CommandSpec = {
   name: "status",
   brief: "each queue's jobs, workers, call times and latest failures",
   summary:
-    "show each queue's jobs (pending, scheduled, in flight, failed), workers busy/total, p50/p95 call time, and the latest failures with their errors.",
+    "show each queue's jobs (pending, scheduled, in flight, failed), workers busy/total, p50/p95 call time, and the latest failures with their errors; with a job id, that job and its chain: the job it came from (on_success), the jobs it started, the jobs it waits for and those waiting for it.",
+  args: "[<job-id>]",
+  maxArgs: 1,
   flags: {
     "db-url": DB_URL_FLAG,
     failures: {
@@ -40,7 +43,7 @@ async function readStatus(
   const stats = await client.query<QueueStatus>(`
     select queue, paused, pending::int, scheduled::int, in_flight::int, successful::int, failed::int, cancelled::int,
            workers::int, busy_workers::int, p50_ms::float8, p95_ms::float8, rate_limit_per_second::float8,
-           slowed_to_per_second::float8, held_until::text
+           slowed_to_per_second::float8, held_until::text, waiting::int
     from supaqueue.queue_stats order by queue`);
   const recent = await client.query<RecentFailure>(
     `select q.name as queue, j.id::text as job_id, j.attempts,
@@ -76,6 +79,8 @@ export async function runStatus(parsed: Parsed, env: Record<string, string | und
       );
       return 1;
     }
+    const [jobId] = parsed.positionals;
+    if (jobId !== undefined) return printJob(client, jobId, parsed.values.json === true);
     const status = await readStatus(client, failures);
     if (parsed.values.json) {
       process.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
@@ -132,6 +137,52 @@ function statusText(status: { queues: QueueStatus[]; failures: RecentFailure[] }
     );
   }
   return out.join("\n");
+}
+
+/** A job as supaqueue.get_job gives it, with the links of its chain. */
+interface JobChain {
+  id: string;
+  queue: string;
+  status: string;
+  attempts: number;
+  last_error: string | null;
+  parent_id: string | null;
+  children: string[];
+  waiting_for: number | null;
+  after: string[];
+  waited_on_by: string[];
+}
+
+/** One job and its chain (supaqueue.get_job), as text or JSON; 1 when there is no such job. */
+async function printJob(client: pg.ClientBase, jobId: string, json: boolean): Promise<number> {
+  if (!UUID.test(jobId)) {
+    throw new UsageError("status", `"${jobId}" is not a job id (a UUID such as 0192f0c4-…)`);
+  }
+  const { rows } = await client.query<{ job: JobChain | null }>("select supaqueue.get_job($1) as job", [
+    jobId,
+  ]);
+  const job = rows[0]?.job ?? null;
+  if (job === null) {
+    process.stderr.write(
+      `supaqueue status: no job ${jobId} (it never existed, or was deleted after the retention period).\n`,
+    );
+    return 1;
+  }
+  if (json) {
+    process.stdout.write(`${JSON.stringify(job, null, 2)}\n`);
+    return 0;
+  }
+  const ids = (list: string[]) => (list.length === 0 ? "none" : list.join(", "));
+  const lines = [
+    `job ${job.id}  ${job.queue}  ${job.status}${job.status === "waiting" ? ` (for ${job.waiting_for} more)` : ""}  after ${job.attempts} attempt(s)`,
+    ...(job.last_error === null ? [] : [`  last error: ${oneLine(job.last_error)}`]),
+    `  came from (on_success): ${job.parent_id ?? "none"}`,
+    `  started (on_success):   ${ids(job.children)}`,
+    `  waits for (after):      ${ids(job.after)}`,
+    `  waited on by:           ${ids(job.waited_on_by)}`,
+  ];
+  process.stdout.write(`${lines.join("\n")}\n`);
+  return 0;
 }
 
 /** "10", "slowed to 2.5 of 10", "held until …", or null without a limit. */

@@ -2,7 +2,15 @@ import type { SupabaseClient } from "@supabase/supabase-js";
 import { PayloadError, SupaqueueError } from "./errors.js";
 import { type JsonSchema, payloadProblem } from "./payload.js";
 import { type JobRow, type QueueStatsRow, toJob, toQueueStats } from "./rows.js";
-import type { EnqueueOptions, Job, Payload, PayloadMap, QueueStats, WaitOptions } from "./types.js";
+import type {
+  EnqueueOneOptions,
+  EnqueueOptions,
+  Job,
+  Payload,
+  PayloadMap,
+  QueueStats,
+  WaitOptions,
+} from "./types.js";
 import { pollUntilFinished, REAL_TIMING, type Timing } from "./wait.js";
 
 /** What the client needs of a SupabaseClient: its `rpc`, which answers `{ data, error }`. */
@@ -42,7 +50,7 @@ export interface Supaqueue<Q extends PayloadMap = PayloadMap> {
   enqueue<K extends QueueName<Q>>(
     queue: K,
     payload: PayloadOf<Q, K>,
-    options?: EnqueueOptions,
+    options?: EnqueueOneOptions,
   ): Promise<string>;
   /** Adds many jobs to one queue in one round trip and one transaction; returns their ids in the order given. */
   enqueueMany<K extends QueueName<Q>>(queue: K, jobs: JobInput<PayloadOf<Q, K>>[]): Promise<string[]>;
@@ -156,7 +164,8 @@ export function createSupaqueue<Q extends PayloadMap = PayloadMap>(
     async enqueue(queue, payload, options = {}) {
       const args = jobArguments(payload, options, "supaqueue_enqueue");
       await check(queue, [payload]);
-      return call<string>("enqueue", { queue_name: queue, ...args });
+      const after = options.after !== undefined ? { after: options.after } : {};
+      return call<string>("enqueue", { queue_name: queue, ...args, ...after });
     },
     async enqueueMany(queue, jobs) {
       const args = jobs.map(({ payload, ...options }) =>

@@ -27,6 +27,10 @@ export interface JobRow {
   last_error: string | null;
   created_at: string;
   finished_at: string | null;
+  parent_id: string | null;
+  children: string[];
+  after: string[];
+  waited_on_by: string[];
   attempts_history: AttemptRow[];
 }
 
@@ -49,6 +53,8 @@ export interface QueueStatsRow {
   slowed_to_per_second: number | null;
   /** Until when a Retry-After holds the queue's new calls (honor_retry_after: queue). */
   held_until: string | null;
+  /** Jobs waiting for others (enqueue's after). */
+  waiting: number;
 }
 
 function toAttempt(row: AttemptRow): Attempt {
@@ -78,6 +84,10 @@ export function toJob<P>(row: JobRow): Job<P> {
     lastError: row.last_error,
     createdAt: row.created_at,
     finishedAt: row.finished_at,
+    parentId: row.parent_id ?? null,
+    children: row.children ?? [],
+    after: row.after ?? [],
+    waitedOnBy: row.waited_on_by ?? [],
     history: row.attempts_history.map(toAttempt),
   };
 }
@@ -92,6 +102,7 @@ export function toQueueStats(row: QueueStatsRow): QueueStats {
     successful: row.successful,
     failed: row.failed,
     cancelled: row.cancelled,
+    waiting: row.waiting,
     workers: row.workers,
     busyWorkers: row.busy_workers,
     p50Ms: row.p50_ms,

@@ -1,5 +1,8 @@
-/** A job's status: `pending` (waiting), `in_progress` (its call in flight), or finished as the other three. */
-export type JobStatus = "pending" | "in_progress" | "successful" | "failed" | "cancelled";
+/**
+ * A job's status: `pending` (due or scheduled), `waiting` (for the jobs of its `after`), `in_progress` (its call in
+ * flight), or finished as `successful`, `failed` or `cancelled`.
+ */
+export type JobStatus = "pending" | "in_progress" | "successful" | "failed" | "cancelled" | "waiting";
 
 /** The statuses a job ends in: `wait()` returns when the job reaches one. */
 export const FINISHED: readonly JobStatus[] = ["successful", "failed", "cancelled"];
@@ -22,6 +25,15 @@ export interface EnqueueOptions {
   headers?: Record<string, string>;
   /** The flow-control key (a tenant, a user): see per_key_concurrency and ordered in supaqueue.yml. */
   key?: string;
+}
+
+/** What `enqueue` alone takes besides: the jobs this one waits for. */
+export interface EnqueueOneOptions extends EnqueueOptions {
+  /**
+   * Job ids: the job waits (status `waiting`) until every one of them has succeeded, and is cancelled when one fails
+   * for good or is cancelled. They must exist and must not have failed or been cancelled already.
+   */
+  after?: string[];
 }
 
 /** One attempt of a job: a call and its outcome. */
@@ -52,6 +64,13 @@ export interface Job<P = Payload> {
   lastError: string | null;
   createdAt: string;
   finishedAt: string | null;
+  /** The job whose success enqueued this one (its queue's on_success), or null. */
+  parentId: string | null;
+  /** The jobs this one's success enqueued (on_success). */
+  children: string[];
+  /** The jobs it waits for (enqueue's `after`), and those that wait for it. */
+  after: string[];
+  waitedOnBy: string[];
   history: Attempt[];
 }
 
@@ -67,6 +86,8 @@ export interface QueueStats {
   successful: number;
   failed: number;
   cancelled: number;
+  /** Waiting for other jobs (enqueue's `after`). */
+  waiting: number;
   workers: number;
   busyWorkers: number;
   /** Call durations over the last hour, or null when there was none. */

@@ -41,6 +41,11 @@ export const LIMITS = {
     label: "100",
     why: "IANA registers about 60 HTTP statuses, so a longer list is a mistake (list the statuses you mean)",
   },
+  fanOut: {
+    max: 10_000,
+    label: "10,000",
+    why: "every job of a fan-out is enqueued in the transaction that records the success (supaqueue.queue.fan_out_max)",
+  },
   queues: {
     max: 10_000,
     label: "10,000",

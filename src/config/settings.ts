@@ -8,6 +8,7 @@ import {
   DEFAULT_MAX_CALL_TIMEOUT_MS,
   HTTP_METHODS,
   type HttpMethod,
+  type OnSuccessPayload,
   type QueueSpec,
   type RetryAfterScope,
   type ValidateOptions,
@@ -53,7 +54,7 @@ function setting<F extends keyof QueueSpec, C extends string | null>(entry: Sett
 
 /** A true/false setting, false unless the file says otherwise. */
 function flag<
-  F extends "slowDown" | "ordered" | "holdKeyOnFailure" | "signed" | "paused",
+  F extends "slowDown" | "ordered" | "holdKeyOnFailure" | "signed" | "paused" | "fanOut",
   C extends string | null,
 >(key: string, field: F, column: C): Setting<F, C> {
   return setting({
@@ -68,6 +69,32 @@ function flag<
 }
 
 const codes = (value: number[]) => `[${value.join(", ")}]`;
+
+/** A setting naming another queue (dead_letter_queue, on_success.queue); `role` says what that queue is for. */
+function otherQueue<F extends "deadLetterQueue" | "onSuccessQueue", C extends string>(
+  key: string,
+  field: F,
+  column: C,
+  role: string,
+): Setting<F, C> {
+  return setting({
+    key,
+    field,
+    column,
+    label: key,
+    default: null,
+    read(node, at, { queue, report }) {
+      const value = scalar(node);
+      if (typeof value !== "string" || !NAME.test(value))
+        report(node, at, `${show(value)} is not a queue name; allowed: the name of another queue`);
+      else if (value === queue)
+        report(node, at, `a queue cannot be its own ${role}; allowed: the name of another queue`);
+      else return value;
+      return null;
+    },
+    format: String,
+  });
+}
 
 /**
  * A queue's `payload:`, a JSON Schema of what the client and `supaqueue enqueue` accept: each problem (a keyword the
@@ -251,25 +278,50 @@ export const SETTINGS = [
     },
     format: String,
   }),
+  otherQueue("dead_letter_queue", "deadLetterQueue", "dead_letter_queue", "dead-letter queue"),
+  // on_success: a mapping like backoff. Each successful job enqueues a job into on_success.queue (the database
+  // refuses a cycle of on_success queues, as it refuses one of dead-letter queues).
+  otherQueue("on_success.queue", "onSuccessQueue", "on_success_queue", "on_success queue"),
   setting({
-    key: "dead_letter_queue",
-    field: "deadLetterQueue",
-    column: "dead_letter_queue",
-    label: "dead_letter_queue",
-    default: null,
-    read(node, field, { queue, report }) {
+    key: "on_success.payload",
+    field: "onSuccessPayload",
+    column: "on_success_payload",
+    label: "on_success.payload",
+    default: "response" as OnSuccessPayload,
+    read(node, field, { report }) {
       const value = scalar(node);
-      if (typeof value !== "string" || !NAME.test(value))
-        report(node, field, `${show(value)} is not a queue name; allowed: the name of another queue`);
-      else if (value === queue)
-        report(
-          node,
-          field,
-          "a queue cannot be its own dead-letter queue; allowed: the name of another queue",
-        );
-      else return value;
+      if (value === "response" || value === "payload" || value === "merged") return value;
+      report(
+        node,
+        field,
+        `${show(value)} is not allowed; allowed values: response (the JSON response, or its field), payload (the original payload), merged (the original payload with the response object's fields)`,
+      );
+      return "response";
+    },
+    format: String,
+  }),
+  setting({
+    key: "on_success.field",
+    field: "onSuccessField",
+    column: "on_success_field",
+    label: "on_success.field",
+    default: null,
+    read(node, field, { report }) {
+      const value = scalar(node);
+      if (typeof value === "string" && value !== "" && value.length <= 256) return value;
+      report(node, field, `${show(value)} is not allowed; allowed: the name of a field of the JSON response`);
       return null;
     },
+    format: String,
+  }),
+  flag("on_success.fan_out", "fanOut", "fan_out"),
+  setting({
+    key: "on_success.fan_out_max",
+    field: "fanOutMax",
+    column: "fan_out_max",
+    label: "on_success.fan_out_max",
+    default: 100,
+    read: (node, field, { report }) => integer(node, field, 1, LIMITS.fanOut, 100, report) ?? 100,
     format: String,
   }),
   // alerts: a mapping like backoff. The webhook is no column of its own: the installer makes the queue

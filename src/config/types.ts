@@ -16,6 +16,8 @@ export interface ConfigProblem {
 
 /** What a Retry-After holds back: its own job, or the whole queue. */
 export type RetryAfterScope = "job" | "queue";
+/** What the next job of an on_success step carries: the JSON response, the original payload, or both merged. */
+export type OnSuccessPayload = "response" | "payload" | "merged";
 
 export const HTTP_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"] as const;
 export type HttpMethod = (typeof HTTP_METHODS)[number];
@@ -80,6 +82,16 @@ export interface QueueSpec {
   signed: boolean;
   /** Another queue that receives this queue's jobs that fail for good (null: none). */
   deadLetterQueue: string | null;
+  /** on_success.queue: another queue each successful job enqueues a job into (null: none). */
+  onSuccessQueue: string | null;
+  /** on_success.payload: what that job carries. */
+  onSuccessPayload: OnSuccessPayload;
+  /** on_success.field: the field of the JSON response used instead of the whole response (null: the whole). */
+  onSuccessField: string | null;
+  /** on_success.fan_out: the response (or field) is a JSON array, one job per item. */
+  fanOut: boolean;
+  /** on_success.fan_out_max: at most this many items; more fails the step. */
+  fanOutMax: number;
   /** The JSON Schema of its payloads (`payload:`), which the client and `supaqueue enqueue` check (null: any). */
   payloadSchema: JsonSchema | null;
   /** alerts.webhook: where its alerts are POSTed, as written and filled in (null: no alerts). */

@@ -16,6 +16,7 @@ const QUEUE_NAME = NAME;
 const GROUP_EXAMPLES: Record<string, string> = {
   backoff: "{ base: 10s, max: 1h }",
   alerts: '{ webhook: "${SLACK_WEBHOOK_URL}", failure_rate: 50%, oldest_due: 10m, dead_letters: 10 }',
+  on_success: "{ queue: send-email, payload: response, field: items, fan_out: true }",
 };
 
 const FUNCTION_NAME = /^[A-Za-z0-9_-]{1,128}$/;
@@ -319,7 +320,30 @@ function readSettings(
     );
   }
   checkAlerts(queue, settings, nodes, valid);
+  checkOnSuccess(queue, settings, nodes);
   return { settings, headers, nodes };
+}
+
+/** An on_success mapping names its queue; the original payload is neither fanned out nor read for a field. */
+function checkOnSuccess(queue: QueueMap, settings: Settings, nodes: Map<string, Node | undefined>): void {
+  const group = get(queue, "on_success");
+  if (!isMap(group)) return;
+  const field = `${queue.field}.on_success`;
+  if (nodes.get("on_success.queue") === undefined)
+    queue.report(
+      group,
+      `${field}.queue`,
+      "is missing; allowed: the name of another queue, which each success enqueues a job into",
+    );
+  if (settings.onSuccessPayload !== "payload") return;
+  for (const key of ["fan_out", "field"] as const) {
+    if (nodes.get(`on_success.${key}`) !== undefined)
+      queue.report(
+        nodes.get(`on_success.${key}`),
+        `${field}.${key}`,
+        "needs payload: response or merged (it reads the JSON response, which payload: payload does not use)",
+      );
+  }
 }
 
 /** An alerts mapping needs its webhook and something to watch; its queue's name must be free and short enough. */

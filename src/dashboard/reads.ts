@@ -124,7 +124,15 @@ export async function readOverview(client: pg.ClientBase): Promise<Overview> {
   };
 }
 
-export const STATUSES = ["all", "pending", "in_progress", "successful", "failed", "cancelled"] as const;
+export const STATUSES = [
+  "all",
+  "pending",
+  "waiting",
+  "in_progress",
+  "successful",
+  "failed",
+  "cancelled",
+] as const;
 export type StatusFilter = (typeof STATUSES)[number];
 
 export interface JobsPage {
@@ -305,7 +313,18 @@ export async function readJob(client: pg.ClientBase, id: string, reveal: boolean
             j.headers as job_headers, q.headers as queue_headers,
             (select coalesce(json_agg(k order by k), '[]') from jsonb_object_keys(q.secret_headers) k)
               as secret_headers,
-            exists (select from supaqueue.current_job c where c.job_id = j.id) as in_flight
+            exists (select from supaqueue.current_job c where c.job_id = j.id) as in_flight,
+            -- Its chain: the job it came from (on_success), the first 100 it started, and fan-in both ways.
+            j.parent_id, j.waiting_for,
+            (select coalesce(json_agg(c.id order by c.seq), '[]')
+             from (select c.id, c.seq from supaqueue.job c where c.parent_id = j.id order by c.seq limit 100) c)
+              as children,
+            (select coalesce(json_agg(a.parent_id order by a.parent_id), '[]')
+             from (select a.parent_id from supaqueue.job_after a where a.job_id = j.id order by 1 limit 100) a)
+              as after,
+            (select coalesce(json_agg(a.job_id order by a.job_id), '[]')
+             from (select a.job_id from supaqueue.job_after a where a.parent_id = j.id order by 1 limit 100) a)
+              as waited_on_by
      from supaqueue.job j join supaqueue.queue q on q.id = j.queue_id where j.id = $1`,
     [id],
   );

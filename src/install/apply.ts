@@ -32,14 +32,19 @@ async function reconcile(client: pg.ClientBase, config: QueueFile): Promise<Plan
     const value = values.get(`${secret.queue}\n${secret.header}`) as string;
     await writeHeaderSecret(client, secret.name, value, state.secrets.get(secret.name));
   }
-  // A dead-letter queue must exist before a queue names it: new queues are created without one first, and
-  // every queue that names one gets it once all of them exist.
+  // A dead-letter or on_success queue must exist before a queue names it: new queues are created without either
+  // first, and every queue that names one gets it once all of them exist.
   for (const queue of plan.queues) {
     if (queue.action === "create")
-      await insertQueue(client, queue.name, { ...queue.row, dead_letter_queue: null });
+      await insertQueue(client, queue.name, {
+        ...queue.row,
+        dead_letter_queue: null,
+        on_success_queue: null,
+      });
   }
   for (const queue of plan.queues) {
-    if (queue.rowChanged && (queue.action === "update" || queue.row.dead_letter_queue !== null)) {
+    const namesAnother = queue.row.dead_letter_queue !== null || queue.row.on_success_queue !== null;
+    if (queue.rowChanged && (queue.action === "update" || namesAnother)) {
       await updateQueue(client, queue.name, queue.row);
     }
     if (queue.workers.from !== queue.workers.to) {

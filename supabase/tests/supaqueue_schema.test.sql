@@ -6,7 +6,7 @@ set local search_path = public, extensions;
 select plan(7);
 
 select has_schema('supaqueue', 'the supaqueue schema exists');
-select tables_are('supaqueue', array['config', 'queue', 'job', 'worker', 'current_job', 'rate_bucket', 'throttle', 'job_key', 'schedule',
+select tables_are('supaqueue', array['config', 'queue', 'job', 'worker', 'current_job', 'rate_bucket', 'throttle', 'job_key', 'job_after', 'schedule',
   'attempt', 'wakeup', 'probe', 'ticker', 'alert_episode', 'migration'], 'Supaqueue has exactly its tables');
 select has_view('supaqueue', 'queue_stats', 'the queue_stats view exists');
 select ok((select count(*) = 1 from supaqueue.config), 'one row of install-time values');

@@ -108,6 +108,8 @@ export interface Outcome {
   durationMs?: number;
   retryable?: boolean;
   retryAfterMs?: number;
+  /** The body for the queue's on_success step, as the function sends it for such queues (outcome.chain_body). */
+  chainBody?: string;
 }
 
 function outcomeJson(call: SentCall | number, outcome: Outcome = { succeeded: true, statusCode: 200 }) {
@@ -120,6 +122,7 @@ function outcomeJson(call: SentCall | number, outcome: Outcome = { succeeded: tr
     duration_ms: outcome.durationMs ?? null,
     retryable: outcome.retryable ?? true,
     retry_after_ms: outcome.retryAfterMs ?? null,
+    chain_body: outcome.chainBody ?? null,
   };
 }
 

@@ -30,6 +30,9 @@ interface QueueOptions {
   retry_codes?: number[];
   rate_limit_per_second?: number;
   dead_letter_queue?: string;
+  on_success_queue?: string;
+  on_success_field?: string;
+  fan_out?: boolean;
   /** Concurrency: calls in flight at most (default 1). */
   workers?: number;
 }

@@ -11,6 +11,7 @@ import { checkSupaqueueSignature, type VerifyResult } from "../../functions/_sha
  *   /busy/<s>      429 with `Retry-After: <s>` (seconds); /busy-date/<s> gives the same delay as an HTTP date
  *   /unavailable/<s>  503 with `Retry-After: <s>`
  *   /text          200 with a plain-text (non-JSON) body
+ *   /items/<n>     200 with {"items": [{"i": 1, "pad": "…"}, …]}: n items of about 100 characters each
  *   /empty         204 with no body
  *   /huge/<mb>     200 streaming <mb> MB of "x" (respecting back-pressure); `hugeBytesSent` counts what went out
  *   /hang          never answers (until the client goes away)
@@ -160,6 +161,14 @@ export async function startTargets(): Promise<Targets> {
           });
         case "unavailable":
           return answer(res, 503, JSON.stringify({ error: "unavailable" }), { "Retry-After": String(n) });
+        case "items":
+          return answer(
+            res,
+            200,
+            JSON.stringify({
+              items: Array.from({ length: n }, (_, i) => ({ i: i + 1, pad: "p".repeat(80) })),
+            }),
+          );
         case "text":
           res.writeHead(200, { "Content-Type": "text/plain" });
           return res.end("plain text, not JSON <>&");

@@ -134,6 +134,11 @@ function pauseButton(q) {
   );
 }
 
+/** Links to jobs (a chain's parent, children, fan-in), each shown by the start of its id. */
+function jobLinks(ids) {
+  return ids.flatMap((id, i) => [i ? ", " : "", h("a", { href: `#/job/${id}` }, id.slice(0, 13))]);
+}
+
 function table(headers, rows) {
   return h(
     "div",
@@ -242,7 +247,7 @@ async function drawQueues() {
 // A queue
 // ---------------------------------------------------------------------------------------------------------------
 
-const FILTERS = ["all", "pending", "in_progress", "successful", "failed", "cancelled"];
+const FILTERS = ["all", "pending", "waiting", "in_progress", "successful", "failed", "cancelled"];
 
 async function drawQueue(name, params) {
   const status = FILTERS.includes(params.get("status")) ? params.get("status") : "all";
@@ -447,6 +452,21 @@ async function drawJob(id) {
       h("dd", {}, fmtTime(job.finished_at)),
       job.dedup_key ? [h("dt", {}, "Dedup key"), h("dd", {}, job.dedup_key)] : null,
       job.last_error ? [h("dt", {}, "Last error"), h("dd", { class: "error" }, job.last_error)] : null,
+      job.parent_id
+        ? [h("dt", {}, "Came from"), h("dd", { "data-field": "parent" }, jobLinks([job.parent_id]))]
+        : null,
+      job.children.length
+        ? [h("dt", {}, "Started"), h("dd", { "data-field": "children" }, jobLinks(job.children))]
+        : null,
+      job.after.length
+        ? [
+            h("dt", {}, job.status === "waiting" ? `Waits for (${job.waiting_for} left)` : "Waited for"),
+            h("dd", { "data-field": "after" }, jobLinks(job.after)),
+          ]
+        : null,
+      job.waited_on_by.length
+        ? [h("dt", {}, "Waited on by"), h("dd", { "data-field": "waited-on-by" }, jobLinks(job.waited_on_by))]
+        : null,
     ),
     actions.length ? h("div", { class: "toolbar" }, actions) : null,
     h("h2", {}, "Payload", job.payload_cut ? " (first 100,000 characters)" : ""),
