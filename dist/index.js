@@ -38095,6 +38095,11 @@ const LIMITS = {
         label: "100",
         why: "IANA registers about 60 HTTP statuses, so a longer list is a mistake (list the statuses you mean)",
     },
+    fanOut: {
+        max: 10_000,
+        label: "10,000",
+        why: "every job of a fan-out is enqueued in the transaction that records the success (supaqueue.queue.fan_out_max)",
+    },
     queues: {
         max: 10_000,
         label: "10,000",
@@ -38668,6 +38673,27 @@ function flag(key, field, column) {
     });
 }
 const codes = (value) => `[${value.join(", ")}]`;
+/** A setting naming another queue (dead_letter_queue, on_success.queue); `role` says what that queue is for. */
+function otherQueue(key, field, column, role) {
+    return setting({
+        key,
+        field,
+        column,
+        label: key,
+        default: null,
+        read(node, at, { queue, report }) {
+            const value = scalar(node);
+            if (typeof value !== "string" || !NAME.test(value))
+                report(node, at, `${show(value)} is not a queue name; allowed: the name of another queue`);
+            else if (value === queue)
+                report(node, at, `a queue cannot be its own ${role}; allowed: the name of another queue`);
+            else
+                return value;
+            return null;
+        },
+        format: String,
+    });
+}
 /**
  * A queue's `payload:`, a JSON Schema of what the client and `supaqueue enqueue` accept: each problem (a keyword the
  * checker does not support, a value of the wrong shape, a top-level type that is no JSON object or array) reported
@@ -38838,22 +38864,48 @@ const SETTINGS = [
         },
         format: String,
     }),
+    otherQueue("dead_letter_queue", "deadLetterQueue", "dead_letter_queue", "dead-letter queue"),
+    // on_success: a mapping like backoff. Each successful job enqueues a job into on_success.queue (the database
+    // refuses a cycle of on_success queues, as it refuses one of dead-letter queues).
+    otherQueue("on_success.queue", "onSuccessQueue", "on_success_queue", "on_success queue"),
     setting({
-        key: "dead_letter_queue",
-        field: "deadLetterQueue",
-        column: "dead_letter_queue",
-        label: "dead_letter_queue",
-        default: null,
-        read(node, field, { queue, report }) {
+        key: "on_success.payload",
+        field: "onSuccessPayload",
+        column: "on_success_payload",
+        label: "on_success.payload",
+        default: "response",
+        read(node, field, { report }) {
             const value = scalar(node);
-            if (typeof value !== "string" || !NAME.test(value))
-                report(node, field, `${show(value)} is not a queue name; allowed: the name of another queue`);
-            else if (value === queue)
-                report(node, field, "a queue cannot be its own dead-letter queue; allowed: the name of another queue");
-            else
+            if (value === "response" || value === "payload" || value === "merged")
                 return value;
+            report(node, field, `${show(value)} is not allowed; allowed values: response (the JSON response, or its field), payload (the original payload), merged (the original payload with the response object's fields)`);
+            return "response";
+        },
+        format: String,
+    }),
+    setting({
+        key: "on_success.field",
+        field: "onSuccessField",
+        column: "on_success_field",
+        label: "on_success.field",
+        default: null,
+        read(node, field, { report }) {
+            const value = scalar(node);
+            if (typeof value === "string" && value !== "" && value.length <= 256)
+                return value;
+            report(node, field, `${show(value)} is not allowed; allowed: the name of a field of the JSON response`);
             return null;
         },
+        format: String,
+    }),
+    flag("on_success.fan_out", "fanOut", "fan_out"),
+    setting({
+        key: "on_success.fan_out_max",
+        field: "fanOutMax",
+        column: "fan_out_max",
+        label: "on_success.fan_out_max",
+        default: 100,
+        read: (node, field, { report }) => integer(node, field, 1, LIMITS.fanOut, 100, report) ?? 100,
         format: String,
     }),
     // alerts: a mapping like backoff. The webhook is no column of its own: the installer makes the queue
@@ -39312,6 +39364,7 @@ const QUEUE_NAME = NAME;
 const GROUP_EXAMPLES = {
     backoff: "{ base: 10s, max: 1h }",
     alerts: '{ webhook: "${SLACK_WEBHOOK_URL}", failure_rate: 50%, oldest_due: 10m, dead_letters: 10 }',
+    on_success: "{ queue: send-email, payload: response, field: items, fan_out: true }",
 };
 const validate_FUNCTION_NAME = /^[A-Za-z0-9_-]{1,128}$/;
 const TOP_LEVEL_KEYS = ["queues", "schedules", "dashboard_url"];
@@ -39542,7 +39595,23 @@ function readSettings(queue, problemsSoFar) {
         report(nodes.get("backoff.max") ?? get(queue, "backoff"), sub("backoff.max"), `${formatDuration(settings.backoffMaxMs)} is shorter than backoff.base (${formatDuration(settings.backoffBaseMs)}); allowed: at least the base`);
     }
     checkAlerts(queue, settings, nodes, valid);
+    checkOnSuccess(queue, settings, nodes);
     return { settings, headers, nodes };
+}
+/** An on_success mapping names its queue; the original payload is neither fanned out nor read for a field. */
+function checkOnSuccess(queue, settings, nodes) {
+    const group = get(queue, "on_success");
+    if (!(0,dist/* isMap */.jh)(group))
+        return;
+    const field = `${queue.field}.on_success`;
+    if (nodes.get("on_success.queue") === undefined)
+        queue.report(group, `${field}.queue`, "is missing; allowed: the name of another queue, which each success enqueues a job into");
+    if (settings.onSuccessPayload !== "payload")
+        return;
+    for (const key of ["fan_out", "field"]) {
+        if (nodes.get(`on_success.${key}`) !== undefined)
+            queue.report(nodes.get(`on_success.${key}`), `${field}.${key}`, "needs payload: response or merged (it reads the JSON response, which payload: payload does not use)");
+    }
 }
 /** An alerts mapping needs its webhook and something to watch; its queue's name must be free and short enough. */
 function checkAlerts(queue, settings, nodes, valid) {
@@ -40716,14 +40785,19 @@ async function reconcile(client, config) {
         const value = values.get(`${secret.queue}\n${secret.header}`);
         await writeHeaderSecret(client, secret.name, value, state.secrets.get(secret.name));
     }
-    // A dead-letter queue must exist before a queue names it: new queues are created without one first, and
-    // every queue that names one gets it once all of them exist.
+    // A dead-letter or on_success queue must exist before a queue names it: new queues are created without either
+    // first, and every queue that names one gets it once all of them exist.
     for (const queue of plan.queues) {
         if (queue.action === "create")
-            await insertQueue(client, queue.name, { ...queue.row, dead_letter_queue: null });
+            await insertQueue(client, queue.name, {
+                ...queue.row,
+                dead_letter_queue: null,
+                on_success_queue: null,
+            });
     }
     for (const queue of plan.queues) {
-        if (queue.rowChanged && (queue.action === "update" || queue.row.dead_letter_queue !== null)) {
+        const namesAnother = queue.row.dead_letter_queue !== null || queue.row.on_success_queue !== null;
+        if (queue.rowChanged && (queue.action === "update" || namesAnother)) {
             await updateQueue(client, queue.name, queue.row);
         }
         if (queue.workers.from !== queue.workers.to) {
