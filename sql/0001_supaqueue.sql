@@ -371,6 +371,20 @@ alter table supaqueue.worker set (autovacuum_vacuum_scale_factor = 0, autovacuum
 -- Validation: clear messages instead of bare constraint violations
 -------------------------------------------------------------------------------------------------------------------
 
+-- Whether following queues from `first` by their dead_letter_queue (or, with on_success, their on_success_queue)
+-- comes back to `home`: the cycle check of both links.
+create function supaqueue._leads_back(first text, home text, on_success boolean) returns boolean
+language sql stable set search_path = '' as $$
+  with recursive chain (name, depth) as (
+    select first, 1
+    union all
+    select n.next, c.depth + 1
+    from chain c join supaqueue.queue d on d.name = c.name
+    cross join lateral (select case when on_success then d.on_success_queue else d.dead_letter_queue end as next) n
+    where n.next is not null and c.name <> home and c.depth < 1000)
+  select exists (select from chain where chain.name = home)
+$$;
+
 -- Checks a queue row and says what to fix.
 create function supaqueue._validate_queue() returns trigger
 language plpgsql set search_path = '' as $$
@@ -455,14 +469,7 @@ begin
         using hint = 'Create the dead-letter queue first; a queue cannot be its own dead-letter queue.';
     end if;
     -- A cycle (a -> b -> a) would pass a job that keeps failing round for ever, its payload growing each time.
-    if exists (
-      with recursive chain (name, depth) as (
-        select new.dead_letter_queue, 1
-        union all
-        select d.dead_letter_queue, c.depth + 1
-        from chain c join supaqueue.queue d on d.name = c.name
-        where d.dead_letter_queue is not null and c.name <> new.name and c.depth < 1000)
-      select from chain where chain.name = new.name) then
+    if supaqueue._leads_back(new.dead_letter_queue, new.name, on_success => false) then
       raise exception 'supaqueue: queue "%" names dead_letter_queue "%", whose dead letters lead back to "%"', new.name, new.dead_letter_queue, new.name
         using hint = 'Dead-letter queues must not form a cycle: end the chain with a queue that has no dead_letter_queue.';
     end if;
@@ -474,14 +481,7 @@ begin
         using hint = 'Create the next queue first; a queue cannot be its own on_success queue.';
     end if;
     -- A cycle (a -> b -> a) would call for ever, each success starting the next round.
-    if exists (
-      with recursive chain (name, depth) as (
-        select new.on_success_queue, 1
-        union all
-        select d.on_success_queue, c.depth + 1
-        from chain c join supaqueue.queue d on d.name = c.name
-        where d.on_success_queue is not null and c.name <> new.name and c.depth < 1000)
-      select from chain where chain.name = new.name) then
+    if supaqueue._leads_back(new.on_success_queue, new.name, on_success => true) then
       raise exception 'supaqueue: queue "%" names on_success queue "%", whose successes lead back to "%"', new.name, new.on_success_queue, new.name
         using hint = 'on_success chains must not form a cycle: end the chain with a queue that has no on_success queue.';
     end if;
@@ -1465,6 +1465,14 @@ declare
   succeeded_ids uuid[];
   ended_ids uuid[];
   other_queues bigint[] := '{}';
+  -- Per finished call of a keyed job: its queue, key, and the job when it failed for good on a key that holds.
+  key_queues bigint[];
+  key_names text[];
+  key_held_by uuid[];
+  -- Per finished call a target told to slow down (queues that opted in): its queue, whether to halve, Retry-After.
+  told_queues bigint[];
+  told_halve boolean[];
+  told_retry_after integer[];
 begin
   with gone as (
     delete from supaqueue.current_job c
@@ -1517,7 +1525,9 @@ begin
         then null else at end
     from f, supaqueue.queue q
     where j.id = f.job_id and q.id = j.queue_id
-    returning j.id, j.status, q.dead_letter_queue, q.on_success_queue, f.status_code, f.error, f.chain_body
+    returning j.id, j.status, j.queue_id, j.key, q.dead_letter_queue, q.on_success_queue, q.hold_key_on_failure,
+              q.slow_down or q.honor_retry_after = 'queue' as told, f.status_code, f.error, f.chain_body,
+              f.retry_after_ms, f.released
   )
   select array_agg(m.id) filter (where m.status = 'failed' and m.dead_letter_queue is not null),
          array_agg(m.status_code) filter (where m.status = 'failed' and m.dead_letter_queue is not null),
@@ -1526,19 +1536,26 @@ begin
          array_agg(m.id order by m.id) filter (where m.status = 'successful' and m.on_success_queue is not null),
          array_agg(m.chain_body order by m.id) filter (where m.status = 'successful' and m.on_success_queue is not null),
          array_agg(m.id order by m.id) filter (where m.status = 'successful'),
-         array_agg(m.id order by m.id) filter (where m.status = 'failed')
-  into dead_ids, dead_codes, dead_errors, chain_ids, chain_bodies, succeeded_ids, ended_ids
+         array_agg(m.id order by m.id) filter (where m.status = 'failed'),
+         -- What the steps below need, gathered here so that they read no job or queue row again.
+         array_agg(m.queue_id) filter (where m.key is not null),
+         array_agg(m.key) filter (where m.key is not null),
+         array_agg(case when m.status = 'failed' and m.hold_key_on_failure then m.id end) filter (where m.key is not null),
+         array_agg(m.queue_id) filter (where m.told and not m.released
+                                         and (m.status_code in (429, 503) or m.retry_after_ms > 0)),
+         array_agg(coalesce(m.status_code in (429, 503), false)) filter (where m.told and not m.released
+                                         and (m.status_code in (429, 503) or m.retry_after_ms > 0)),
+         array_agg(m.retry_after_ms) filter (where m.told and not m.released
+                                         and (m.status_code in (429, 503) or m.retry_after_ms > 0))
+  into dead_ids, dead_codes, dead_errors, chain_ids, chain_bodies, succeeded_ids, ended_ids,
+       key_queues, key_names, key_held_by, told_queues, told_halve, told_retry_after
   from moved m;
 
   -- Back-pressure from the targets (only queues that opted in; queue-id order, see the lock order).
   for r in
-    select q as queue, bool_or(o.status_code in (429, 503)) as halve, max(o.retry_after_ms) as retry_after_ms
-    from unnest(finished) c
-    join unnest(outcomes) o on o.current_job_id = c.id
-    join supaqueue.job j on j.id = c.job_id
-    join supaqueue.queue q on q.id = j.queue_id
-    where (q.slow_down or q.honor_retry_after = 'queue') and not coalesce(o.released, false)
-      and (o.status_code in (429, 503) or o.retry_after_ms > 0)
+    select q as queue, bool_or(t.halve) as halve, max(t.retry_after_ms) as retry_after_ms
+    from unnest(told_queues, told_halve, told_retry_after) t(queue_id, halve, retry_after_ms)
+    join supaqueue.queue q on q.id = t.queue_id
     group by q.id order by q.id
   loop
     perform supaqueue._slow_down(r.queue, r.halve, r.retry_after_ms, at);
@@ -1548,13 +1565,9 @@ begin
   -- on failure keeps the job that failed for good.
   -- One key at a time by its primary key, in key order (a join was planned, generically, as a scan of every key).
   for r in
-    select j.queue_id, j.key, count(*)::integer as n,
-           (array_agg(j.id) filter (where j.status = 'failed' and q.hold_key_on_failure))[1] as failed
-    from unnest(finished) c
-    join supaqueue.job j on j.id = c.job_id
-    join supaqueue.queue q on q.id = j.queue_id
-    where j.key is not null
-    group by j.queue_id, j.key order by j.queue_id, j.key
+    select k.queue_id, k.key, count(*)::integer as n, (array_agg(k.held_by) filter (where k.held_by is not null))[1] as failed
+    from unnest(key_queues, key_names, key_held_by) k(queue_id, key, held_by)
+    group by k.queue_id, k.key order by k.queue_id, k.key
   loop
     update supaqueue.job_key jk set in_flight = greatest(jk.in_flight - r.n, 0), held_by = coalesce(r.failed, jk.held_by)
     where jk.queue_id = r.queue_id and jk.key = r.key;
@@ -2609,6 +2622,8 @@ begin
       supaqueue.probe, supaqueue.ticker, supaqueue.alert_episode to service_role;
     -- queue_stats runs as its reader and shows a throttled queue's rate through it (a pure function).
     grant execute on function supaqueue._throttled_rate(supaqueue.throttle, timestamptz) to service_role;
+    -- Queue validation runs as whoever writes the queue (service_role may), and checks cycles through it.
+    grant execute on function supaqueue._leads_back(text, text, boolean) to service_role;
     grant execute on function
       supaqueue.enqueue(text, jsonb, timestamptz, text, jsonb, text, uuid[]),
       supaqueue.enqueue_many(text, jsonb),

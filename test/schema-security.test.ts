@@ -202,6 +202,7 @@ describe("what Supabase's database linter checks", () => {
         "supaqueue.rotate_signing_key(text,text,interval)",
         "supaqueue.schedule(text,text,text,jsonb,text)",
         "supaqueue.set_workers(text,integer)",
+        "supaqueue._leads_back(text,text,boolean)",
         "supaqueue._throttled_rate(supaqueue.throttle,timestamp with time zone)",
         "supaqueue.tick(timestamp with time zone)",
         "supaqueue.unschedule(text)",
