@@ -2,10 +2,11 @@
 import { describe, expect, test } from "vitest";
 import { formatProblem } from "../src/config/types.ts";
 import { validateConfigText } from "../src/config/validate.ts";
-import type { InstalledState } from "../src/install/model.ts";
+import type { ExistingQueue, InstalledState } from "../src/install/model.ts";
 import { computePlan } from "../src/install/plan.ts";
 import { planLines } from "../src/install/present.ts";
 import { editorSchema } from "./support/config-schema.ts";
+import { installedState } from "./support/installed-state.ts";
 
 // supaqueue.yml's alerts: a queue's thresholds and the webhook its alerts are POSTed to, through a queue
 // "<queue>-alerts" the installer manages like any queue of the file (the webhook's URL in Vault).
@@ -81,60 +82,14 @@ describe("alerts in supaqueue.yml", () => {
 });
 
 function installed(
-  queues: Record<string, object> = {},
+  queues: Record<string, Partial<ExistingQueue>> = {},
   secrets: Record<string, string> = {},
 ): InstalledState {
-  const row = {
-    url: "https://billing.example/hook",
-    url_secret: null,
-    function_name: null,
-    method: "POST",
-    headers: {},
-    secret_headers: {},
-    max_attempts: 3,
-    timeout_ms: 30_000,
-    backoff_base_ms: 10_000,
-    backoff_max_ms: 3_600_000,
-    success_codes: null,
-    retry_codes: null,
-    rate_limit_per_second: null,
-    slow_down: false,
-    honor_retry_after: "job",
-    per_key_concurrency: null,
-    ordered: false,
-    hold_key_on_failure: false,
-    key_field: null,
-    dead_letter_queue: null,
-    on_success_queue: null,
-    on_success_payload: "response",
-    on_success_field: null,
-    fan_out: false,
-    fan_out_max: 100,
-    alert_queue: null,
-    alert_failure_rate: null,
-    alert_oldest_due_ms: null,
-    alert_dead_letters: null,
-    alert_link: null,
-    payload_schema: null,
-    paused: false,
-    managed_by: "supaqueue.yml",
-    signing_key_secret: null,
-    workers: 1,
-    unfinished_jobs: 0,
-  };
-  return {
-    schemaInstalled: true,
-    appliedVersions: [1],
-    recordedMigrations: [{ version: 1, name: "0001_supaqueue", checksum: "c1" }],
-    maxCallTimeoutMs: 140_000,
-    functionsUrl: "https://r.supabase.co/functions/v1",
-    queues: new Map(
-      Object.entries(queues).map(([name, q]) => [name, { ...row, name, ...q }] as [string, never]),
-    ),
-    secrets: new Map(Object.entries(secrets).map(([name, value]) => [name, { id: `id-${name}`, value }])),
-    cronVersion: "1.6",
-    schedules: new Map(),
-  };
+  const billingDefaults = { url: "https://billing.example/hook", function_name: null };
+  return installedState(
+    Object.fromEntries(Object.entries(queues).map(([name, q]) => [name, { ...billingDefaults, ...q }])),
+    secrets,
+  );
 }
 const migrations = [{ version: 1, name: "0001_supaqueue", sql: "", checksum: "c1" }];
 const plan = (text: string, state: InstalledState, vars: Record<string, string> = env) =>
@@ -142,7 +97,7 @@ const plan = (text: string, state: InstalledState, vars: Record<string, string> 
 
 describe("the plan says what alerts change", () => {
   const file = billing('{ webhook: "${SLACK_WEBHOOK_URL}", failure_rate: 50% }');
-  const watching = {
+  const watching: Record<string, Partial<ExistingQueue>> = {
     billing: { alert_queue: "billing-alerts", alert_failure_rate: 0.5 },
     "billing-alerts": {
       url: "${SLACK_WEBHOOK_URL}",

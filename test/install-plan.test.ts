@@ -1,10 +1,16 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: supaqueue.yml writes ${VAR} literally.
 import { describe, expect, test } from "vitest";
 import { validateConfigText } from "../src/config/validate.ts";
-import { type ExistingSchedule, type InstalledState, planChangesQueues } from "../src/install/model.ts";
+import {
+  type ExistingQueue,
+  type ExistingSchedule,
+  type InstalledState,
+  planChangesQueues,
+} from "../src/install/model.ts";
 import { computePlan } from "../src/install/plan.ts";
 import { failureMarkdown, planLines, summaryJson, summaryMarkdown } from "../src/install/present.ts";
 import { projectArgs } from "../src/install/supabase-cli.ts";
+import { installedState } from "./support/installed-state.ts";
 
 const migrations = [{ version: 1, name: "0001_supaqueue", sql: "", checksum: "c1" }];
 
@@ -15,62 +21,12 @@ function file(text: string, env: Record<string, string> = {}) {
 }
 
 function installed(
-  queues: Record<string, Partial<InstalledQueue>>,
+  queues: Record<string, Partial<ExistingQueue>>,
   secrets: Record<string, string> = {},
   cron: { version?: string | null; schedules?: Partial<ExistingSchedule>[] } = {},
 ): InstalledState {
   return {
-    schemaInstalled: true,
-    appliedVersions: [1],
-    recordedMigrations: [{ version: 1, name: "0001_supaqueue", checksum: "c1" }],
-    maxCallTimeoutMs: 140_000,
-    functionsUrl: "https://r.supabase.co/functions/v1",
-    queues: new Map(
-      Object.entries(queues).map(([name, q]) => [
-        name,
-        {
-          name,
-          url: null,
-          url_secret: null,
-          function_name: "f",
-          method: "POST",
-          headers: {},
-          secret_headers: {},
-          max_attempts: 3,
-          timeout_ms: 30_000,
-          backoff_base_ms: 10_000,
-          backoff_max_ms: 3_600_000,
-          success_codes: null,
-          retry_codes: null,
-          rate_limit_per_second: null,
-          slow_down: false,
-          honor_retry_after: "job",
-          per_key_concurrency: null,
-          ordered: false,
-          hold_key_on_failure: false,
-          key_field: null,
-          dead_letter_queue: null,
-          on_success_queue: null,
-          on_success_payload: "response",
-          on_success_field: null,
-          fan_out: false,
-          fan_out_max: 100,
-          alert_queue: null,
-          alert_failure_rate: null,
-          alert_oldest_due_ms: null,
-          alert_dead_letters: null,
-          alert_link: null,
-          payload_schema: null,
-          paused: false,
-          managed_by: "supaqueue.yml",
-          signing_key_secret: null,
-          workers: 1,
-          unfinished_jobs: 0,
-          ...q,
-        },
-      ]),
-    ),
-    secrets: new Map(Object.entries(secrets).map(([name, value]) => [name, { id: `id-${name}`, value }])),
+    ...installedState(queues, secrets),
     cronVersion: cron.version === undefined ? "1.6" : cron.version,
     schedules: new Map(
       (cron.schedules ?? []).map((s) => [
@@ -88,7 +44,6 @@ function installed(
     ),
   };
 }
-type InstalledQueue = ReturnType<InstalledState["queues"]["get"]> & {};
 
 describe("the plan", () => {
   test("a queue put back in the file after it was paused for removal is resumed", () => {
