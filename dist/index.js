@@ -34601,7 +34601,7 @@ function extend(target) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(175);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6383);
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 
@@ -34610,7 +34610,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 175:
+/***/ 6383:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -37756,7 +37756,7 @@ function describeTick(tick) {
     return `tick: pg_cron runs supaqueue.tick() ${every}${tick.enabledPgCron ? " (pg_cron enabled by this run)" : ""}`;
 }
 
-;// CONCATENATED MODULE: ./src/install/settings.ts
+;// CONCATENATED MODULE: ./src/install/deploy-settings.ts
 
 
 /** A setting that is missing or malformed: `problem` says what it should be, without naming where it was given. */
@@ -37880,7 +37880,7 @@ const INPUT_OF = {
     dryRun: "dry-run",
 };
 /**
- * Reads the inputs through `get` (core.getInput in the action) and checks them (install/settings.ts) before anything
+ * Reads the inputs through `get` (core.getInput in the action) and checks them (install/deploy-settings.ts) before anything
  * is touched; a problem names its input. Secrets are handed to `mask` as soon as they are read.
  */
 function readInputs(get, mask, workspace = process.env.GITHUB_WORKSPACE || process.cwd(), env = process.env) {

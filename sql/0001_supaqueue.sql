@@ -8,9 +8,10 @@
 --
 -- Lock order, everywhere: queue (FOR NO KEY UPDATE, only when reconfiguring) -> current_job -> job -> throttle
 -- (in queue-id order, only when a target says slow down) -> job_key (keys in order; dispatch: SKIP LOCKED) -> worker
--- -> rate_bucket. Dispatch never waits for a worker
--- or job lock (it claims with SKIP LOCKED and only the rows it will use, and reads a throttle without locking it);
--- the one lock it waits for, a rate-limited queue's bucket, is held by a dispatch that waits for nothing else.
+-- -> rate_bucket. Dispatch never waits for a worker, job or key lock (it claims with SKIP LOCKED and only the rows it
+-- will use, and reads a throttle without locking it; a key's row is made by enqueue, in key order, so dispatch makes
+-- one only when a raw insert raced tick's cleanup); the one lock it waits for, a rate-limited queue's bucket, is held
+-- by a dispatch that waits for nothing else.
 -- Claims lock current jobs only, with SKIP LOCKED. So two completions, a completion and an enqueue, a claim and
 -- anything else, or a tick and anything else cannot deadlock. A completion that enqueues (dead letters, on_success
 -- steps, waiting jobs made pending) dispatches those queues with its own workers' queues, all in queue-id order, so

@@ -1,5 +1,5 @@
+import { checkDeploySettings, type DeploySetting, SettingError } from "./install/deploy-settings.ts";
 import type { DeployOptions } from "./install/model.ts";
-import { checkDeploySettings, type DeploySetting, SettingError } from "./install/settings.ts";
 
 /** An input that is missing or malformed; the message names the input and what it should be. */
 class InputError extends Error {
@@ -23,7 +23,7 @@ const INPUT_OF: Record<DeploySetting, string> = {
 };
 
 /**
- * Reads the inputs through `get` (core.getInput in the action) and checks them (install/settings.ts) before anything
+ * Reads the inputs through `get` (core.getInput in the action) and checks them (install/deploy-settings.ts) before anything
  * is touched; a problem names its input. Secrets are handed to `mask` as soon as they are read.
  */
 export function readInputs(

@@ -297,7 +297,8 @@ describe("a queue of 1,000,000 jobs", () => {
         expect(cursor).toBeTruthy();
       }
     }
-    const errors = await get("/api/queues/big/errors");
+    // The recent errors answer too (get checks the status).
+    await get("/api/queues/big/errors");
   }, 60_000);
 });
 

@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import { databaseUrlProblem } from "../install/settings.ts";
+import { databaseUrlProblem } from "../install/deploy-settings.ts";
 
 /**
  * The command line of one subcommand, described once: parseArgs reads it, and --help is printed from it.

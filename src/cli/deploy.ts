@@ -1,8 +1,8 @@
 import { ConfigError } from "../config/types.ts";
 import { deploy } from "../install/deploy.ts";
+import { checkDeploySettings, type DeploySetting, SettingError } from "../install/deploy-settings.ts";
 import { logProblems } from "../install/logger.ts";
 import type { DeployOptions } from "../install/model.ts";
-import { checkDeploySettings, type DeploySetting, SettingError } from "../install/settings.ts";
 import { type CommandSpec, DB_URL_FLAG, type Parsed, stringFlag, UsageError } from "./args.ts";
 import type { TerminalLogger } from "./logger.ts";
 

@@ -3,6 +3,7 @@ import { loadConfig } from "../config/load.ts";
 import { ConfigError, DEFAULT_MAX_CALL_TIMEOUT_MS, type QueueFile } from "../config/types.ts";
 import { connect } from "../db/connect.ts";
 import { reconcileQueues } from "./apply.ts";
+import { trimFunctionsUrl } from "./deploy-settings.ts";
 import { checkLines, runDoctor } from "./doctor.ts";
 import type { Logger } from "./logger.ts";
 import { type DeployOptions, type DeployResult, type Plan, planChangesQueues } from "./model.ts";
@@ -10,7 +11,6 @@ import { computePlan } from "./plan.ts";
 import { planLines } from "./present.ts";
 import { type ProbeResult, runProbe } from "./probe.ts";
 import { functionsUrlForProject, installSchema } from "./schema.ts";
-import { trimFunctionsUrl } from "./settings.ts";
 import { FUNCTION_NAME, stageWorkdir } from "./stage.ts";
 import { readInstalledState } from "./state.ts";
 import {

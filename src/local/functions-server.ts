@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { trimFunctionsUrl } from "../install/settings.ts";
+import { trimFunctionsUrl } from "../install/deploy-settings.ts";
 
 const FUNCTIONS_PREFIX = "/functions/v1";
 

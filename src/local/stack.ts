@@ -5,9 +5,9 @@ import { createHandler, type Handler } from "../../functions/execute_current_job
 import type { QueueFile } from "../config/types.ts";
 import { connect, connectionConfig, describeConnectionError } from "../db/connect.ts";
 import { reconcileQueues } from "../install/apply.ts";
+import { trimFunctionsUrl } from "../install/deploy-settings.ts";
 import type { Plan } from "../install/model.ts";
 import { installSchema } from "../install/schema.ts";
-import { trimFunctionsUrl } from "../install/settings.ts";
 import { FUNCTION_NAME } from "../install/stage.ts";
 import { pgCronReady, type TickState } from "../install/tick.ts";
 import { type PgNetWorker, startPgNetWorker } from "../standins/pgnet-worker.ts";
