@@ -38080,6 +38080,11 @@ const LIMITS = {
         label: "1,000",
         why: "each attempt is a call and a row of the job's attempt history; retry a job that ran out by hand (supaqueue.retry) instead",
     },
+    callbackTimeoutMs: {
+        max: 168 * HOUR_MS,
+        label: "168h (7 days)",
+        why: 'a call waiting for its callback holds one of the queue\'s workers; a target that needs longer sends {"status": 202} callbacks as heartbeats, each giving it callback_timeout again',
+    },
     backoffMs: {
         max: 576 * HOUR_MS,
         label: "576h (24 days)",
@@ -38673,6 +38678,14 @@ function flag(key, field, column) {
     });
 }
 const codes = (value) => `[${value.join(", ")}]`;
+/** An optional duration from 1s up to `limit`; below 1s the message says why (`tooShort`). */
+function secondsOrMore(node, field, report, limit, tooShort) {
+    const ms = duration(node, field, 0, report, limit);
+    if (ms === null || ms >= 1000)
+        return ms;
+    report(node, field, `${formatDuration(ms)} is ${tooShort}; allowed: from 1s to ${limit.label}`);
+    return null;
+}
 /** A setting naming another queue (dead_letter_queue, on_success.queue); `role` says what that queue is for. */
 function otherQueue(key, field, column, role) {
     return setting({
@@ -38775,6 +38788,15 @@ const SETTINGS = [
                 report(node, field, `${formatDuration(ms)} is beyond what an edge function can wait; ${range}`);
             return ms ?? 30_000;
         },
+        format: formatDuration,
+    }),
+    setting({
+        key: "callback_timeout",
+        field: "callbackTimeoutMs",
+        column: "callback_timeout_ms",
+        label: "callback_timeout",
+        default: null,
+        read: (node, field, { report }) => secondsOrMore(node, field, report, LIMITS.callbackTimeoutMs, "too short for work that outlives a call"),
         format: formatDuration,
     }),
     setting({
@@ -38943,13 +38965,7 @@ const SETTINGS = [
         column: "alert_oldest_due_ms",
         label: "alerts.oldest_due",
         default: null,
-        read(node, field, { report }) {
-            const ms = duration(node, field, 0, report, LIMITS.alertOldestDueMs);
-            if (ms === null || ms >= 1000)
-                return ms;
-            report(node, field, `${formatDuration(ms)} is too short: alerts are checked every 5 seconds; allowed: from 1s to ${LIMITS.alertOldestDueMs.label}`);
-            return null;
-        },
+        read: (node, field, { report }) => secondsOrMore(node, field, report, LIMITS.alertOldestDueMs, "too short: alerts are checked every 5 seconds"),
         format: formatDuration,
     }),
     setting({

@@ -107,6 +107,13 @@ create table supaqueue.queue (
   secret_headers jsonb not null default '{}',
   max_attempts integer not null default 3,
   timeout_ms integer not null default 30000,
+  -- Calls longer than an edge worker lives: with callback_timeout_ms set, each call carries a per-call callback URL
+  -- and token (headers Supaqueue-Callback-Url and Supaqueue-Callback-Token); a target that answers 202 has taken the
+  -- work on and reports its outcome later through that URL (supaqueue.complete_callback). The call stays in flight,
+  -- its worker busy, until then or until this long after the 202 (a lost callback is a failed, retryable attempt).
+  -- Null: a 202 is a success like any 2xx.
+  callback_timeout_ms integer
+    constraint queue_callback_timeout_is_bounded check (callback_timeout_ms between 1000 and 604800000),
   backoff_base_ms integer not null default 10000,
   backoff_max_ms integer not null default 3600000,
   -- HTTP statuses that count as success (null: any 2xx) and that are retried (null: 408, 429 and 5xx).
@@ -258,9 +265,16 @@ create table supaqueue.current_job (
   -- The pg_net request of the last wakeup sent for this call, and when; null when none was needed (a call the
   -- function claimed in the transaction that started it). Its answer is in net._http_response.
   wakeup_id bigint,
-  woken_at timestamptz
+  woken_at timestamptz,
+  -- A call of a queue with callback_timeout_ms: the SHA-256 of the callback token handed to the target (the token
+  -- itself is kept nowhere), set when the call is claimed; and when the target answered 202, taking the work on.
+  -- Until its callback comes (supaqueue.complete_callback) the call stays in flight, its lease callback_timeout_ms
+  -- from the 202 (or from the last 202 callback, a heartbeat).
+  callback_hash bytea,
+  accepted_at timestamptz
 );
 create index current_job_lease_idx on supaqueue.current_job (lease_until);
+create unique index current_job_callback_idx on supaqueue.current_job (callback_hash) where callback_hash is not null;
 
 -- The token bucket of each rate-limited queue: tokens left as of refilled_at.
 create table supaqueue.rate_bucket (
@@ -895,6 +909,32 @@ begin
   return url;
 end $$;
 
+-- The secret shared with execute_current_job (Vault's supaqueue_secret, the function's SUPAQUEUE_SECRET), or an error
+-- that says how to set it.
+create function supaqueue._shared_secret() returns bytea
+language plpgsql stable security definer set search_path = '' as $$
+declare
+  secret bytea := (select convert_to(s.decrypted_secret, 'UTF8') from vault.decrypted_secrets s
+                   where s.name = 'supaqueue_secret');
+begin
+  if secret is null or length(secret) = 0 then
+    raise exception 'supaqueue: the Vault secret "supaqueue_secret" is missing'
+      using hint = 'Run the installer, or create it with vault.create_secret(<secret>, ''supaqueue_secret'') and set the same value as the function''s SUPAQUEUE_SECRET.';
+  end if;
+  return secret;
+end $$;
+
+-- A call's callback token (queues with callback_timeout_ms): 32 random bytes (two v4 UUIDs: 244 random bits) in hex,
+-- a dot, and the HMAC-SHA256 of "callback.<random>" keyed with the shared secret, in hex. execute_current_job checks
+-- the MAC before it asks the database anything, so a forged token costs the database nothing; the database keeps
+-- only the token's SHA-256 (current_job.callback_hash), so a reader of its tables cannot complete a call.
+create function supaqueue._callback_token() returns text
+language sql volatile security definer set search_path = '' as $$
+  select r.random || '.' || encode(supaqueue._hmac_sha256(supaqueue._shared_secret(),
+                                                          convert_to('callback.' || r.random, 'UTF8')), 'hex')
+  from (select encode(uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()), 'hex') as random) r
+$$;
+
 -- Sends one wakeup through pg_net: `body` and the header `Supaqueue-Wakeup: v=2,t=<unix ms>,w=<window ms>,mac=<hex>`,
 -- where mac is the HMAC-SHA256, keyed with the Vault secret `supaqueue_secret`, of "v2.<t>.<w>.<body as sent>". The
 -- function refuses it after t + w: the window covers pg_net's request timeout, its wait between batches and
@@ -904,18 +944,13 @@ create function supaqueue._send_wakeup(body jsonb, calls integer, at timestamptz
 language plpgsql security definer set search_path = '' as $$
 declare
   cfg supaqueue.config;
-  secret bytea;
+  secret bytea := supaqueue._shared_secret();
   t bigint := floor(extract(epoch from at) * 1000)::bigint;
   w integer;
   request_id bigint;
 begin
   select * into cfg from supaqueue.config;
   perform supaqueue._functions_url();
-  select convert_to(s.decrypted_secret, 'UTF8') into secret from vault.decrypted_secrets s where s.name = 'supaqueue_secret';
-  if secret is null or length(secret) = 0 then
-    raise exception 'supaqueue: the Vault secret "supaqueue_secret" is missing'
-      using hint = 'Run the installer, or create it with vault.create_secret(<secret>, ''supaqueue_secret'') and set the same value as the function''s SUPAQUEUE_SECRET.';
-  end if;
   w := cfg.request_timeout_ms + 1000 + cfg.clock_skew_ms;
   -- pg_net sends convert_to(body::text, 'UTF8'): the MAC covers exactly those bytes.
   request_id := net.http_post(
@@ -1004,7 +1039,8 @@ create constraint trigger current_job_wakes_function after insert on supaqueue.c
 -- are read from Vault here, and only for queues that use them. `problem` says why the call must not be made (a
 -- secret missing from Vault); the function then reports it as a failed attempt that is not retried.
 create function supaqueue._call_details(current_job_id bigint, attempt integer, lease_until timestamptz,
-                                        j supaqueue.job, q supaqueue.queue, cfg supaqueue.config, at timestamptz)
+                                        callback_token text, j supaqueue.job, q supaqueue.queue,
+                                        cfg supaqueue.config, at timestamptz)
 returns jsonb
 language plpgsql stable security definer set search_path = '' as $$
 declare
@@ -1054,6 +1090,11 @@ begin
     -- Only queues with a next step need the body in full (up to this bound): see outcome.chain_body.
     'chain_max_bytes', case when q.on_success_queue is not null and q.on_success_payload <> 'payload'
                             then cfg.max_chain_body_bytes end,
+    -- Where and with what the target reports a call it took on with a 202 (queues with callback_timeout_ms).
+    'callback', case when callback_token is not null then jsonb_build_object(
+      'url', cfg.functions_url || '/execute_current_job/callback',
+      'token', callback_token,
+      'timeout_ms', q.callback_timeout_ms) end,
     'job', jsonb_build_object('id', j.id, 'payload', j.payload, 'headers', j.headers),
     'queue', jsonb_build_object(
       'name', q.name,
@@ -1085,7 +1126,9 @@ begin
   end if;
   select * into cfg from supaqueue.config;
   with claimable as (
-    select c.id from supaqueue.current_job c
+    -- A queue taking callbacks gets a fresh token for each call, its hash kept on the call.
+    select c.id, case when q.callback_timeout_ms is not null then supaqueue._callback_token() end as token
+    from supaqueue.current_job c
     join supaqueue.job j on j.id = c.job_id
     join supaqueue.queue q on q.id = j.queue_id
     where c.id = any (ids) and c.claimed_at is null and c.lease_until > at
@@ -1101,14 +1144,15 @@ begin
         lease_until = case
           when c.lease_until < at + make_interval(secs => (q.timeout_ms + cfg.lease_grace_ms / 2) / 1000.0)
           then at + make_interval(secs => (q.timeout_ms + cfg.lease_grace_ms) / 1000.0)
-          else c.lease_until end
+          else c.lease_until end,
+        callback_hash = pg_catalog.sha256(convert_to(l.token, 'UTF8'))
     from claimable l, supaqueue.job j, supaqueue.queue q
     where c.id = l.id and j.id = c.job_id and q.id = j.queue_id
-    returning c.id, c.job_id, c.attempt, c.lease_until
+    returning c.id, c.job_id, c.attempt, c.lease_until, l.token
   )
   -- The details are built from what the update returned: a data-modifying CTE's changes are not visible to the
   -- other parts of the same statement.
-  select coalesce(jsonb_agg(supaqueue._call_details(c.id, c.attempt, c.lease_until, j, q, cfg, at) order by c.id),
+  select coalesce(jsonb_agg(supaqueue._call_details(c.id, c.attempt, c.lease_until, c.token, j, q, cfg, at) order by c.id),
                   '[]') into calls
   from claimed c
   join supaqueue.job j on j.id = c.job_id
@@ -1403,19 +1447,6 @@ begin
   return array(select o from jsonb_populate_recordset(null::supaqueue.outcome, outcomes) o);
 end $$;
 
--- Finishes the attempts named by `outcomes` that are still in flight, as a set: deletes their current_job rows,
--- records each attempt, sets each job's status (see _next_status; a retry waits the queue's backoff, or a later
--- Retry-After), dead-letters the jobs that failed for good, removes retiring workers and hands every other worker
--- its queue's next due job (or unlocks it). Job statuses are written before any worker moves on, so a job sent
--- back to pending is seen by the next dispatch. Returns the ids of the current jobs it finished; the others were
--- no longer in flight (a repeated or late report, or a lease that already expired) and change nothing. The one path
--- of every outcome: reported by the function, or reaped by tick() when a lease expires.
---
--- Locks: the current jobs in id order (two reports naming the same call cannot deadlock), then their jobs, then
--- their workers. Each job and worker has at most one current job, so two batches never share a job or a worker.
---
--- Its statements join by primary keys whatever the batch size, so one cached plan serves every call: planning them
--- for each call's arrays took about 220 µs of a 770 µs one-outcome completion (bench/ANALYSIS.md).
 -- A target told a queue to slow down: with slow_down, a 429 or 503 halves the calls per second it may start (once
 -- a second at most: the calls in flight when it first answered so are one episode), from its rate limit or, without
 -- one, from the calls it had in flight (an estimate of its pace per second); the rate then grows back by a thirtieth
@@ -1448,6 +1479,20 @@ begin
   end if;
 end $$;
 
+-- Finishes the attempts named by `outcomes` that are still in flight, as a set: deletes their current_job rows,
+-- records each attempt, sets each job's status (see _next_status; a retry waits the queue's backoff, or a later
+-- Retry-After), dead-letters the jobs that failed for good, removes retiring workers and hands every other worker
+-- its queue's next due job (or unlocks it). Job statuses are written before any worker moves on, so a job sent
+-- back to pending is seen by the next dispatch. Returns the ids of the current jobs it finished (and of the 202s now
+-- waiting for their callback); the others were no longer in flight (a repeated or late report, or a lease
+-- that already expired) and change nothing. The one path of every outcome: reported by the function, reaped by
+-- tick() when a lease expires, or reported by the target's callback (complete_callback).
+--
+-- Locks: the current jobs in id order (two reports naming the same call cannot deadlock), then their jobs, then
+-- their workers. Each job and worker has at most one current job, so two batches never share a job or a worker.
+--
+-- Its statements join by primary keys whatever the batch size, so one cached plan serves every call: planning them
+-- for each call's arrays took about 220 µs of a 770 µs one-outcome completion (bench/ANALYSIS.md).
 create function supaqueue._complete(outcomes supaqueue.outcome[], at timestamptz)
 returns bigint[]
 language plpgsql security definer set search_path = '' set plan_cache_mode = force_generic_plan as $$
@@ -1474,7 +1519,30 @@ declare
   told_queues bigint[];
   told_halve boolean[];
   told_retry_after integer[];
+  accepted bigint[];
 begin
+  -- A target that answered 202 to a call of a queue taking callbacks has taken the work on: the call stays in flight
+  -- (its worker busy, its key held), its lease callback_timeout_ms from now, until its callback reports the outcome
+  -- (complete_callback). Every named call is locked first, in id order, as the delete below locks them.
+  if exists (select from unnest(outcomes) o where o.status_code = 202 and o.succeeded) then
+    perform from supaqueue.current_job l
+    where l.id = any (array(select o.current_job_id from unnest(outcomes) o)) order by l.id for update;
+    with taken as (
+      update supaqueue.current_job c
+      set accepted_at = at, lease_until = at + make_interval(secs => q.callback_timeout_ms / 1000.0)
+      from supaqueue.job j, supaqueue.queue q
+      where c.id = any (array(select o.current_job_id from unnest(outcomes) o
+                              where o.status_code = 202 and o.succeeded and not coalesce(o.released, false)))
+        and c.callback_hash is not null and c.accepted_at is null
+        and j.id = c.job_id and q.id = j.queue_id and q.callback_timeout_ms is not null
+      returning c.id
+    )
+    select array_agg(t.id) into accepted from taken t;
+    if accepted is not null then
+      outcomes := array(select o from unnest(outcomes) o where o.current_job_id <> all (accepted));
+    end if;
+  end if;
+
   with gone as (
     delete from supaqueue.current_job c
     where c.id in (select l.id from supaqueue.current_job l
@@ -1484,7 +1552,7 @@ begin
   )
   select array_agg(g order by g.id) into finished from gone g;
   if finished is null then
-    return '{}';
+    return coalesce(accepted, '{}');
   end if;
 
   -- One statement records every attempt and moves every job on. The status is decided on the job row being
@@ -1613,7 +1681,7 @@ begin
     end if;
   end loop;
 
-  return array(select c.id from unnest(finished) c);
+  return array(select c.id from unnest(finished) c) || coalesce(accepted, '{}');
 end $$;
 
 -- Records many outcomes at once: a JSON array of objects named like supaqueue.outcome's fields
@@ -1646,6 +1714,62 @@ begin
 end $$;
 
 -------------------------------------------------------------------------------------------------------------------
+-- Callbacks: calls longer than an edge worker lives
+-------------------------------------------------------------------------------------------------------------------
+
+-- The outcome a target reports for a call it took on with a 202 (a queue with callback_timeout_ms), through
+-- execute_current_job's /callback, which checks the token's MAC first (see _callback_token): `token` is the call's
+-- Supaqueue-Callback-Token, `status_code` how the work ended, judged like a call's answer (success_codes, retry_codes:
+-- a retryable failure runs the call again after the backoff), `body` its result (what an on_success step takes) and
+-- `error` a message for a failure. A 202 is a heartbeat: the call stays in flight, its lease callback_timeout_ms from
+-- now. Returns 'recorded', 'extended' (a heartbeat), or 'unknown' when no call in flight has this token (its outcome
+-- was already recorded, its lease ran out, it was cancelled, or the token was never issued): a late or repeated
+-- callback changes nothing. A callback may come before execute_current_job has reported the 202; the 202 then finds
+-- the call finished and changes nothing either.
+create function supaqueue.complete_callback(token text, status_code integer, body text default null,
+                                            error text default null)
+returns text
+language plpgsql volatile security definer set search_path = '' as $$
+declare
+  c supaqueue.current_job;
+  q supaqueue.queue;
+  at timestamptz := now();
+  ok boolean;
+begin
+  if status_code is null or status_code not between 100 and 599 then
+    raise exception 'supaqueue: a callback''s status_code must be an HTTP status from 100 to 599, not %',
+      coalesce(status_code::text, 'null')
+      using hint = 'Report the status the work ended with: 200 for success, 500 for a failure to retry, 202 while still working.';
+  end if;
+  if token is null or length(token) > 256 then
+    return 'unknown';
+  end if;
+  select * into c from supaqueue.current_job cj
+  where cj.callback_hash = pg_catalog.sha256(convert_to(token, 'UTF8')) for update;
+  if not found then
+    return 'unknown';
+  end if;
+  select q2.* into q from supaqueue.job j join supaqueue.queue q2 on q2.id = j.queue_id where j.id = c.job_id;
+  if status_code = 202 then
+    update supaqueue.current_job cj set accepted_at = coalesce(cj.accepted_at, at),
+      lease_until = at + make_interval(secs => coalesce(q.callback_timeout_ms, q.timeout_ms) / 1000.0)
+    where cj.id = c.id;
+    return 'extended';
+  end if;
+  ok := case when q.success_codes is not null then status_code = any (q.success_codes)
+             else status_code between 200 and 299 end;
+  perform supaqueue._complete(array[row(
+    c.id, ok, status_code, body,
+    case when not ok then format('HTTP %s, reported by the target''s callback', status_code)
+                          || coalesce(': ' || left(error, 1000), '') end,
+    least(extract(epoch from at - c.started_at) * 1000, 2147483647)::integer,
+    not ok and case when q.retry_codes is not null then status_code = any (q.retry_codes)
+                    else status_code in (408, 429) or status_code >= 500 end,
+    null, false, body)::supaqueue.outcome], at);
+  return 'recorded';
+end $$;
+
+-------------------------------------------------------------------------------------------------------------------
 -- Recovery and housekeeping
 -------------------------------------------------------------------------------------------------------------------
 
@@ -1669,7 +1793,8 @@ declare
 begin
   select * into cfg from supaqueue.config;
   with lapsed as (
-    select c.id, c.claimed_at, c.wakeup_id, c.woken_at from supaqueue.current_job c where c.lease_until < at
+    select c.id, c.claimed_at, c.wakeup_id, c.woken_at, c.accepted_at from supaqueue.current_job c
+    where c.lease_until < at
     order by c.lease_until limit 1000 for update skip locked
   ),
   -- What the last wakeup of a never-claimed call was answered, for its error. net._http_response has an index on
@@ -1689,6 +1814,9 @@ begin
   )
   select array_agg(row(l.id, false, null, null,
            case
+             when l.accepted_at is not null then format(
+               'lease expired: the target took the call on (202) at %s and its callback did not come within the queue''s callback_timeout',
+               l.accepted_at)
              when l.claimed_at is not null then 'lease expired: no outcome was reported in time'
              when a.wakeup_id is not null then format(
                'lease expired: execute_current_job never claimed the call (its last wakeup, pg_net request %s, was answered %s: %s)',
@@ -1993,6 +2121,10 @@ language sql stable security definer set search_path = '' as $$
     'attempts', j.attempts, 'run_at', j.run_at, 'dedup_key', j.dedup_key, 'last_status_code', j.last_status_code,
     'last_error', j.last_error, 'created_at', j.created_at, 'finished_at', j.finished_at,
     'parent_id', j.parent_id, 'waiting_for', j.waiting_for,
+    -- The call in flight, if any: when it started, until when its lease runs, and when its target took it on (202).
+    'call', (select jsonb_build_object('attempt', c.attempt, 'started_at', c.started_at, 'lease_until', c.lease_until,
+                                       'accepted_at', c.accepted_at)
+             from supaqueue.current_job c where c.job_id = j.id),
     'after', coalesce((select jsonb_agg(a.parent_id order by a.parent_id) from supaqueue.job_after a where a.job_id = j.id), '[]'),
     'waited_on_by', coalesce((select jsonb_agg(a.job_id order by a.job_id) from supaqueue.job_after a where a.parent_id = j.id), '[]'),
     'children', coalesce((select jsonb_agg(c.id order by c.seq) from supaqueue.job c where c.parent_id = j.id), '[]'),
@@ -2014,16 +2146,31 @@ language sql stable security definer set search_path = '' as $$
 $$;
 
 -- Cancels a job that has not finished (and the jobs waiting for it). A call already in flight completes, but its
--- outcome no longer changes the job. Returns false when the job was already finished (or does not exist).
+-- outcome no longer changes the job; one its target took on with a 202 ends now (its worker would otherwise wait for
+-- the callback), and its callback changes nothing. Returns false when the job was already finished (or does not
+-- exist).
 create function supaqueue.cancel(job_id uuid) returns boolean
 language plpgsql security definer set search_path = '' as $$
+declare
+  taken supaqueue.outcome[];
 begin
+  -- The call first, then the job: the order every completion locks them in.
+  select array_agg(row(c.id, false, null, null,
+           'cancelled while the target was working on it (after its 202); its callback changes nothing',
+           least(extract(epoch from now() - c.started_at) * 1000, 2147483647)::integer, false, null, false,
+           null)::supaqueue.outcome)
+  into taken
+  from (select * from supaqueue.current_job l where l.job_id = cancel.job_id and l.accepted_at is not null
+        for update) c;
   update supaqueue.job j set status = 'cancelled', finished_at = now()
   where j.id = cancel.job_id and j.status in ('pending', 'in_progress', 'waiting');
   if not found then
     return false;
   end if;
   perform supaqueue._after_finished(array[cancel.job_id], false, now());
+  if taken is not null then
+    perform supaqueue._complete(taken, now());
+  end if;
   return true;
 end $$;
 
@@ -2487,6 +2634,13 @@ $$;
 
 -- The client's: see supaqueue.enqueue. `delay_ms` delays the job from the database's clock (not the caller's);
 -- `run_at`, when given, wins.
+create function public.supaqueue_complete_callback(token text, status_code integer, body text default null,
+                                                   error text default null)
+returns text
+language sql volatile security invoker set search_path = '' as $$
+  select supaqueue.complete_callback(token, status_code, body, error)
+$$;
+
 create function public.supaqueue_enqueue(queue_name text, payload jsonb default '{}', run_at timestamptz default null,
   delay_ms numeric default null, dedup_key text default null, headers jsonb default null, key text default null,
   after uuid[] default null)
@@ -2649,7 +2803,9 @@ begin
       supaqueue.probe(),
       supaqueue.complete_current_jobs(jsonb),
       supaqueue.complete_and_claim(jsonb, integer),
+      supaqueue.complete_callback(text, integer, text, text),
       public.supaqueue_claim_current_jobs(bigint[], uuid),
+      public.supaqueue_complete_callback(text, integer, text, text),
       public.supaqueue_complete_and_claim(jsonb, integer),
       public.supaqueue_complete_current_jobs(jsonb),
       public.supaqueue_enqueue(text, jsonb, timestamptz, numeric, text, jsonb, text, uuid[]),

@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, test } from "vitest";
 import { validateConfigText } from "../src/config/validate.ts";
 import { reconcileQueues } from "../src/install/apply.ts";
-import { completeMany, createQueue, type SentCall, takeCalls } from "./support/calls.ts";
+import { callsOf, completeMany, createQueue, enqueueJob, type SentCall, takeCalls } from "./support/calls.ts";
 import { installedDatabase, type TestDatabase } from "./support/db.ts";
 
 /**
@@ -13,18 +13,6 @@ let db: TestDatabase;
 beforeAll(async () => {
   db = await installedDatabase();
 });
-
-async function enqueue(queue: string, payload: unknown): Promise<string> {
-  const { rows } = await db.pool.query("select supaqueue.enqueue($1, $2::jsonb) as id", [
-    queue,
-    JSON.stringify(payload),
-  ]);
-  return rows[0].id;
-}
-
-async function callsOf(queue: string): Promise<SentCall[]> {
-  return (await takeCalls(db.pool)).filter((c) => c.body.queue.name === queue);
-}
 
 async function job(id: string) {
   const { rows } = await db.pool.query("select supaqueue.get_job($1) as j", [id]);
@@ -40,12 +28,12 @@ describe("on_success", () => {
   test("the JSON response becomes the next job's payload, which names its parent", async () => {
     await createQueue(db.pool, "c_b", 2);
     await createQueue(db.pool, "c_a", 2, { on_success_queue: "c_b" });
-    const parent = await enqueue("c_a", { step: 1 });
-    const [call] = await callsOf("c_a");
+    const parent = await enqueueJob(db.pool, "c_a", { step: 1 });
+    const [call] = await callsOf(db.pool, "c_a");
     expect(call!.body).toMatchObject({ chain_max_bytes: 262144 });
     await completeMany(db.pool, [answer(call!, '{"rendered": "hello"}')]);
 
-    const [next] = await callsOf("c_b");
+    const [next] = await callsOf(db.pool, "c_b");
     expect(next!.body.job.payload).toEqual({ rendered: "hello" });
     const child = await job(next!.body.job.id);
     expect(child.parent_id).toBe(parent);
@@ -61,8 +49,8 @@ describe("on_success", () => {
       on_success_payload: "merged",
       on_success_field: "data",
     });
-    await enqueue("c_p", { user: 1 });
-    await enqueue("c_m", { user: 2 });
+    await enqueueJob(db.pool, "c_p", { user: 1 });
+    await enqueueJob(db.pool, "c_m", { user: 2 });
     const calls = await takeCalls(db.pool);
     const p = calls.find((c) => c.body.queue.name === "c_p")!;
     const m = calls.find((c) => c.body.queue.name === "c_m")!;
@@ -85,9 +73,9 @@ describe("on_success", () => {
       fan_out: true,
       fan_out_max: 3,
     });
-    const small = await enqueue("c_list", { page: 1 });
-    const big = await enqueue("c_list", { page: 2 });
-    const calls = await callsOf("c_list");
+    const small = await enqueueJob(db.pool, "c_list", { page: 1 });
+    const big = await enqueueJob(db.pool, "c_list", { page: 2 });
+    const calls = await callsOf(db.pool, "c_list");
     const bySmall = calls.find((c) => c.body.job.id === small)!;
     const byBig = calls.find((c) => c.body.job.id === big)!;
     await completeMany(db.pool, [
@@ -112,9 +100,9 @@ describe("on_success", () => {
     await createQueue(db.pool, "c_src", 2, { on_success_queue: "c_next", max_attempts: 3 });
     await db.pool.query("update supaqueue.config set max_chain_body_bytes = 100");
     try {
-      const html = await enqueue("c_src", { n: 1 });
-      const large = await enqueue("c_src", { n: 2 });
-      const calls = await callsOf("c_src");
+      const html = await enqueueJob(db.pool, "c_src", { n: 1 });
+      const large = await enqueueJob(db.pool, "c_src", { n: 2 });
+      const calls = await callsOf(db.pool, "c_src");
       await completeMany(db.pool, [
         answer(calls.find((c) => c.body.job.id === html)!, "<html>ok</html>"),
         answer(calls.find((c) => c.body.job.id === large)!, JSON.stringify({ text: "x".repeat(200) })),
@@ -147,8 +135,8 @@ describe("on_success", () => {
     await createQueue(db.pool, "c_get", 0, { method: "GET" });
     await createQueue(db.pool, "c_to_keyed", 2, { on_success_queue: "c_keyed" });
     await createQueue(db.pool, "c_to_get", 2, { on_success_queue: "c_get" });
-    const keyed = await enqueue("c_to_keyed", {});
-    const get = await enqueue("c_to_get", {});
+    const keyed = await enqueueJob(db.pool, "c_to_keyed", {});
+    const get = await enqueueJob(db.pool, "c_to_get", {});
     const calls = await takeCalls(db.pool);
     await completeMany(db.pool, [
       answer(calls.find((c) => c.body.job.id === keyed)!, JSON.stringify({ tenant: "t".repeat(300) })),
@@ -167,8 +155,8 @@ describe("on_success", () => {
   test("a failed or cancelled job starts nothing", async () => {
     await createQueue(db.pool, "c_after_fail", 0);
     await createQueue(db.pool, "c_fails", 1, { on_success_queue: "c_after_fail", max_attempts: 1 });
-    await enqueue("c_fails", {});
-    const [call] = await callsOf("c_fails");
+    await enqueueJob(db.pool, "c_fails", {});
+    const [call] = await callsOf(db.pool, "c_fails");
     await completeMany(db.pool, [
       { call: call!, outcome: { succeeded: false, statusCode: 500, error: "HTTP 500" } },
     ]);
@@ -217,11 +205,11 @@ describe("after: a job waits for others", () => {
     await createQueue(db.pool, "w_parts", 3);
     await createQueue(db.pool, "w_join", 1);
     const parts = [
-      await enqueue("w_parts", { p: 1 }),
-      await enqueue("w_parts", { p: 2 }),
-      await enqueue("w_parts", { p: 3 }),
+      await enqueueJob(db.pool, "w_parts", { p: 1 }),
+      await enqueueJob(db.pool, "w_parts", { p: 2 }),
+      await enqueueJob(db.pool, "w_parts", { p: 3 }),
     ];
-    const calls = await callsOf("w_parts");
+    const calls = await callsOf(db.pool, "w_parts");
     await completeMany(db.pool, [ok(calls.find((c) => c.body.job.id === parts[0])!)]);
     // One part has succeeded already: the job waits for the other two only.
     const join = await enqueueAfter("w_join", { join: true }, parts);
@@ -231,7 +219,7 @@ describe("after: a job waits for others", () => {
       after: [parts[1], parts[2]].sort(),
     });
     await db.pool.query("select supaqueue.tick()");
-    expect(await callsOf("w_join")).toEqual([]);
+    expect(await callsOf(db.pool, "w_join")).toEqual([]);
     const { rows } = await db.pool.query(
       "select count(*)::int as n from supaqueue.job j join supaqueue.queue q on q.id = j.queue_id where q.name = 'w_join' and j.status = 'pending'",
     );
@@ -244,7 +232,7 @@ describe("after: a job waits for others", () => {
     await completeMany(db.pool, [ok(calls.find((c) => c.body.job.id === parts[1])!)]);
     expect(await job(join)).toMatchObject({ status: "waiting", waiting_for: 1 });
     await completeMany(db.pool, [ok(calls.find((c) => c.body.job.id === parts[2])!)]);
-    const started = await callsOf("w_join");
+    const started = await callsOf(db.pool, "w_join");
     expect(started.map((c) => c.body.job.id)).toEqual([join]);
     expect((await job(parts[2]!)).waited_on_by).toEqual([join]);
   });
@@ -252,11 +240,11 @@ describe("after: a job waits for others", () => {
   test("a part that fails for good, or is cancelled, cancels the waiting job and the jobs waiting for it", async () => {
     await createQueue(db.pool, "w_f", 2, { max_attempts: 1 });
     await createQueue(db.pool, "w_next", 0);
-    const a = await enqueue("w_f", { a: 1 });
-    const b = await enqueue("w_f", { b: 1 });
+    const a = await enqueueJob(db.pool, "w_f", { a: 1 });
+    const b = await enqueueJob(db.pool, "w_f", { b: 1 });
     const waits = await enqueueAfter("w_next", {}, [a, b]);
     const waitsMore = await enqueueAfter("w_next", {}, [waits]);
-    const calls = await callsOf("w_f");
+    const calls = await callsOf(db.pool, "w_f");
     await completeMany(db.pool, [fail(calls.find((c) => c.body.job.id === a)!)]);
     expect(await job(waits)).toMatchObject({
       status: "cancelled",
@@ -270,7 +258,7 @@ describe("after: a job waits for others", () => {
     await completeMany(db.pool, [ok(calls.find((c) => c.body.job.id === b)!)]);
     expect(await status(waits)).toBe("cancelled");
 
-    const c = await enqueue("w_next", {});
+    const c = await enqueueJob(db.pool, "w_next", {});
     const afterC = await enqueueAfter("w_next", {}, [c]);
     const { rows } = await db.pool.query("select supaqueue.cancel($1) as done", [c]);
     expect(rows[0].done).toBe(true);
@@ -376,7 +364,7 @@ describe("under concurrency", () => {
       "select supaqueue.enqueue_many('wc_part', (select jsonb_agg(jsonb_build_object('payload', jsonb_build_object('n', i))) from generate_series(1, 1000) i)) as ids",
     );
     const join = await enqueueAfter("wc_join", {}, rows[0].ids);
-    const calls = (await callsOf("wc_part")).reverse();
+    const calls = (await callsOf(db.pool, "wc_part")).reverse();
     expect(calls).toHaveLength(1000);
     const lanes = Array.from({ length: 8 }, (_, lane) => calls.filter((_, i) => i % 8 === lane).map(ok));
     let joinCalls = 0;
@@ -384,11 +372,11 @@ describe("under concurrency", () => {
       lanes.map(async (lane) => {
         for (let i = 0; i < lane.length; i += 5) {
           await completeMany(db.pool, lane.slice(i, i + 5));
-          joinCalls += (await callsOf("wc_join")).length;
+          joinCalls += (await callsOf(db.pool, "wc_join")).length;
         }
       }),
     );
-    joinCalls += (await callsOf("wc_join")).length;
+    joinCalls += (await callsOf(db.pool, "wc_join")).length;
     expect(joinCalls).toBe(1);
     expect(await job(join)).toMatchObject({ status: "in_progress", waiting_for: 0, attempts: 1 });
   }, 120_000);
@@ -400,7 +388,7 @@ describe("under concurrency", () => {
       "select supaqueue.enqueue_many('wr_part', (select jsonb_agg(jsonb_build_object('payload', jsonb_build_object('n', i))) from generate_series(1, 400) i)) as ids",
     );
     const parts: string[] = rows[0].ids;
-    const calls = (await callsOf("wr_part")).reverse();
+    const calls = (await callsOf(db.pool, "wr_part")).reverse();
     const lanes = Array.from({ length: 8 }, (_, lane) => calls.filter((_, i) => i % 8 === lane).map(ok));
     const joins: string[] = [];
     await Promise.all([
@@ -414,7 +402,7 @@ describe("under concurrency", () => {
         }
       })(),
     ]);
-    const started = (await callsOf("wr_join")).map((c) => c.body.job.id);
+    const started = (await callsOf(db.pool, "wr_join")).map((c) => c.body.job.id);
     expect(new Set(started).size).toBe(started.length);
     expect(started.sort()).toEqual([...joins].sort());
     const { rows: left } = await db.pool.query(
@@ -466,7 +454,7 @@ describe("under concurrency", () => {
     await db.pool.query(
       "select supaqueue.enqueue_many('cc_root', (select jsonb_agg(jsonb_build_object('payload', jsonb_build_object('n', i))) from generate_series(1, 1000) i))",
     );
-    const calls = (await callsOf("cc_root")).reverse();
+    const calls = (await callsOf(db.pool, "cc_root")).reverse();
     expect(calls).toHaveLength(1000);
     const items = JSON.stringify(Array.from({ length: 10 }, (_, i) => ({ i })));
     // Each call is reported twice (a repeated report changes nothing), by 8 connections at once.

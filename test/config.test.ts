@@ -110,7 +110,7 @@ describe("supaqueue.yml", () => {
 `);
     expect(found).toEqual([
       expect.stringMatching(
-        /^supaqueue\.yml:11:5: queues\.send-email\.bogus: unknown key "bogus"; allowed keys: function, url, method, headers, workers, max_attempts, timeout, backoff, success_codes, retry_codes, rate_limit, slow_down, per_key_concurrency, ordered, hold_key_on_failure, key_field, honor_retry_after, dead_letter_queue, on_success, alerts, payload, signed, paused$/,
+        /^supaqueue\.yml:11:5: queues\.send-email\.bogus: unknown key "bogus"; allowed keys: function, url, method, headers, workers, max_attempts, timeout, callback_timeout, backoff, success_codes, retry_codes, rate_limit, slow_down, per_key_concurrency, ordered, hold_key_on_failure, key_field, honor_retry_after, dead_letter_queue, on_success, alerts, payload, signed, paused$/,
       ),
       expect.stringMatching(
         /^supaqueue\.yml:4:13: queues\.send-email\.method: invalid method "FETCH"; allowed values: GET, POST, PUT, PATCH, DELETE$/,

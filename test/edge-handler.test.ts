@@ -101,6 +101,9 @@ function fakeDatabase(calls: Record<number, unknown> = { 41: details() }) {
       const handed = within > 0 ? next.splice(0, outcomes.length) : [];
       return { finished: outcomes.map((o) => o.current_job_id), calls: handed };
     },
+    async completeCallback() {
+      throw new Error("these tests send no callback (test/callbacks.test.ts does)");
+    },
   };
   return { db, claims, reports, next, outcomes: () => reports.flatMap((r) => r.outcomes) };
 }

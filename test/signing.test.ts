@@ -709,6 +709,7 @@ describe("the handler signs what it sends", () => {
           finished: outcomes.map((o) => o.current_job_id),
           calls: [],
         }),
+        completeCallback: async () => "unknown",
       },
     });
     const wakeup = JSON.stringify({ v: 2, ids: [7] });

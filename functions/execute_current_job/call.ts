@@ -5,6 +5,10 @@
  * request (request.ts), judging the answer (outcome.ts) and making the call (execute.ts) all start from here.
  */
 
+/** The headers that tell a target of a queue taking callbacks where and with what token to report (callback.ts). */
+export const CALLBACK_URL_HEADER = "Supaqueue-Callback-Url";
+export const CALLBACK_TOKEN_HEADER = "Supaqueue-Callback-Token";
+
 /** The HTTP methods a queue may use. GET and DELETE carry the payload as a query string, the others as JSON. */
 const METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"] as const;
 export type Method = (typeof METHODS)[number];
@@ -36,6 +40,11 @@ export interface CurrentJobCall {
    * (config.max_chain_body_bytes), sent back in full as chain_body; null for every other queue.
    */
   chainMaxBytes: number | null;
+  /**
+   * For a queue with callback_timeout: where and with what token the target reports a call it takes on with a 202
+   * (callback.ts), sent as the headers Supaqueue-Callback-Url and Supaqueue-Callback-Token; null for other queues.
+   */
+  callback: { url: string; token: string; timeoutMs: number } | null;
   /** Why the call must not be made (a secret missing from Vault), or null. */
   problem: string | null;
 }
@@ -135,6 +144,20 @@ export function parseCall(details: unknown): CurrentJobCall | string {
   if (chainMax !== null && (typeof chainMax !== "number" || !Number.isInteger(chainMax) || chainMax < 1)) {
     return "chain_max_bytes must be null or a positive integer";
   }
+  const callback = details.callback ?? null;
+  if (
+    callback !== null &&
+    !(
+      isObject(callback) &&
+      typeof callback.url === "string" &&
+      URL.canParse(callback.url) &&
+      typeof callback.token === "string" &&
+      callback.token !== "" &&
+      typeof callback.timeout_ms === "number"
+    )
+  ) {
+    return "callback must be null or {url, token, timeout_ms}";
+  }
   const problem = details.problem ?? null;
   if (problem !== null && typeof problem !== "string") return "problem must be null or a string";
   return {
@@ -156,6 +179,14 @@ export function parseCall(details: unknown): CurrentJobCall | string {
     },
     maxResponseChars: maxChars,
     chainMaxBytes: chainMax,
+    callback:
+      callback === null
+        ? null
+        : {
+            url: callback.url as string,
+            token: callback.token as string,
+            timeoutMs: callback.timeout_ms as number,
+          },
     problem,
   };
 }

@@ -1,7 +1,8 @@
 /**
  * execute_current_job: the logic of Supaqueue's edge function, as a pure module.
  *
- * pg_net POSTs a wakeup naming current jobs (wakeup.ts). The handler checks its MAC and freshness over the raw body,
+ * pg_net POSTs a wakeup naming current jobs (wakeup.ts); targets of queues taking callbacks POST to /callback
+ * (callback.ts). The handler checks its MAC and freshness over the raw body,
  * claims the calls through the database (each call is handed out once, while its lease is live), answers pg_net
  * with a short code and no secret (`{"claimed": n}`, or an error such as `claim_rpc_404`: net._http_response keeps
  * that answer for diagnosis), then makes the calls in the background (execute.ts) and reports their outcomes in batches
@@ -14,6 +15,7 @@
 
 import { json, readBytes } from "./body.ts";
 import { type Completion, currentJobIdOf, parseCall } from "./call.ts";
+import { CALLBACK_PATH, handleCallback } from "./callback.ts";
 import { DEFAULT_MAX_RESPONSE_CHARS, executeCall } from "./execute.ts";
 import { type Lifetime, startBudget } from "./lifetime.ts";
 import { failedOutcome, RATE_LIMITED, releasedOutcome } from "./outcome.ts";
@@ -165,6 +167,10 @@ export function createHandler(deps: HandlerDeps): Handler {
     try {
       if (request.method !== "POST") {
         return json(405, { error: "method_not_allowed", message: "execute_current_job accepts POST only" });
+      }
+      if (new URL(request.url).pathname.endsWith(CALLBACK_PATH)) {
+        // A target reporting a call it took on with a 202: authenticated by the call's token, not by a wakeup's MAC.
+        return await handleCallback(request, { secret: deps.secret, db: deps.db, logger });
       }
       const header = request.headers.get(WAKEUP_HEADER);
       if (!header && request.headers.has("supaqueue-secret")) {

@@ -6,7 +6,13 @@
  */
 
 import { SIGNATURE_HEADER, signatureHeader } from "../_shared/verify_signature.ts";
-import { type CurrentJobCall, isObject, type Method } from "./call.ts";
+import {
+  CALLBACK_TOKEN_HEADER,
+  CALLBACK_URL_HEADER,
+  type CurrentJobCall,
+  isObject,
+  type Method,
+} from "./call.ts";
 
 /** The path under which a project's edge functions live, on its own origin. */
 const FUNCTIONS_PATH = "/functions/v1/";
@@ -55,7 +61,8 @@ function queryValue(value: unknown): string {
  * Builds the request for a call. Headers, later ones winning: Content-Type (JSON bodies), the project's key (a
  * function target of this project only: see KeyPolicy), Idempotency-Key (the job id, the same on every attempt),
  * the queue's headers, the job's headers, then Supaqueue-Job-Id and Supaqueue-Attempt, which always describe the
- * call truthfully. Throws CallError when the call cannot be made as configured.
+ * call truthfully, and, for a queue taking callbacks, Supaqueue-Callback-Url and Supaqueue-Callback-Token (callback.ts).
+ * Throws CallError when the call cannot be made as configured.
  */
 export function buildRequest(
   call: CurrentJobCall,
@@ -96,6 +103,14 @@ export function buildRequest(
   }
   headers.set("Supaqueue-Job-Id", job.id);
   headers.set("Supaqueue-Attempt", String(call.attempt));
+  if (call.callback) {
+    headers.set(CALLBACK_URL_HEADER, call.callback.url);
+    headers.set(CALLBACK_TOKEN_HEADER, call.callback.token);
+  } else {
+    // A queue or job header must not pass for Supaqueue's own: only calls that take callbacks carry them.
+    headers.delete(CALLBACK_URL_HEADER);
+    headers.delete(CALLBACK_TOKEN_HEADER);
+  }
   return { url: url.toString(), method: queue.method, headers, body, keySent };
 }
 

@@ -1,9 +1,10 @@
 /**
- * execute_current_job's two calls to the database, as plain POSTs to PostgREST (`/rest/v1/rpc/<name>`, what
+ * execute_current_job's calls to the database, as plain POSTs to PostgREST (`/rest/v1/rpc/<name>`, what
  * supabase-js `rpc()` sends, without the client, whose per-call objects were a third of the function's peak memory):
  *
  *   - public.supaqueue_claim_current_jobs(ids): a wakeup's calls, each handed out once;
- *   - public.supaqueue_complete_and_claim(outcomes, claim_within_ms): a report, and the busy queues' next calls.
+ *   - public.supaqueue_complete_and_claim(outcomes, claim_within_ms): a report, and the busy queues' next calls;
+ *   - public.supaqueue_complete_callback(token, status_code, body, error): a target's callback (callback.ts).
  *
  * Both authenticate with the project's key (ProjectKey: a JWT as apikey and bearer token, an sb_secret_ key as
  * apikey only) and are bounded in time: one that has not answered by then fails, and the leases recover its calls.
@@ -15,6 +16,7 @@ import { keyHeaders, type ProjectKey } from "./request.ts";
 
 export const CLAIM_RPC = "supaqueue_claim_current_jobs";
 export const REPORT_RPC = "supaqueue_complete_and_claim";
+const CALLBACK_RPC = "supaqueue_complete_callback";
 
 /** A call that did not get a result: `code` is what the function answers pg_net with (e.g. claim_rpc_404). */
 export class RpcError extends Error {
@@ -41,12 +43,32 @@ export interface ReportAnswer {
   calls: unknown[];
 }
 
+/** What a target reports with its callback: how the work ended, its result as text, and an error. */
+export interface CallbackReport {
+  token: string;
+  status: number;
+  body: string | null;
+  error: string | null;
+}
+
+/** What the database made of a callback (supaqueue.complete_callback): unknown when no call waits for the token. */
+export type CallbackResult = "recorded" | "extended" | "unknown";
+
+const CALLBACK_RESULTS: readonly string[] = ["recorded", "extended", "unknown"];
+
+/** Whether the database's answer to a callback is one of the three it gives. */
+export function isCallbackResult(value: unknown): value is CallbackResult {
+  return typeof value === "string" && CALLBACK_RESULTS.includes(value);
+}
+
 /** What the handler needs from the database. */
 export interface Database {
   /** Claims calls; with `probe`, also marks that probe reached (the whole loop works). */
   claim(ids: number[], probe?: string | null): Promise<unknown[]>;
   /** Records outcomes; with claimWithinMs > 0 also claims the next calls whose timeout fits in it. */
   completeAndClaim(outcomes: Completion[], claimWithinMs: number): Promise<ReportAnswer>;
+  /** Records a target's callback for a call it took on with a 202. */
+  completeCallback(report: CallbackReport): Promise<CallbackResult>;
 }
 
 interface PostgrestOptions {
@@ -125,6 +147,17 @@ export function postgrestDatabase(options: PostgrestOptions): Database {
         throw new RpcError(REPORT_RPC, 200, `${REPORT_RPC} answered something else than {finished, calls}`);
       }
       return { finished: answer.finished, calls: answer.calls };
+    },
+    async completeCallback(report) {
+      const answer = await rpc(CALLBACK_RPC, {
+        token: report.token,
+        status_code: report.status,
+        body: report.body,
+        error: report.error,
+      });
+      if (!isCallbackResult(answer))
+        throw new RpcError(CALLBACK_RPC, 200, `${CALLBACK_RPC} answered something else than its result`);
+      return answer;
     },
   };
 }

@@ -54,7 +54,7 @@ function macContent(t: string, w: string, body: Uint8Array): Uint8Array<ArrayBuf
 }
 
 /** Compares in time that depends on the length only, never on where the two differ. */
-function equalInConstantTime(a: string, b: string): boolean {
+export function equalInConstantTime(a: string, b: string): boolean {
   if (a.length !== b.length) return false;
   let diff = 0;
   for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);

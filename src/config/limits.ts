@@ -26,6 +26,11 @@ export const LIMITS = {
     label: "1,000",
     why: "each attempt is a call and a row of the job's attempt history; retry a job that ran out by hand (supaqueue.retry) instead",
   },
+  callbackTimeoutMs: {
+    max: 168 * HOUR_MS,
+    label: "168h (7 days)",
+    why: 'a call waiting for its callback holds one of the queue\'s workers; a target that needs longer sends {"status": 202} callbacks as heartbeats, each giving it callback_timeout again',
+  },
   backoffMs: {
     max: 576 * HOUR_MS,
     label: "576h (24 days)",

@@ -2,7 +2,7 @@ import { isCollection, type Node } from "yaml";
 import { type JsonSchema, schemaProblems } from "../client/payload.ts";
 import { formatDuration } from "./duration.ts";
 import { boolean, duration, integer, NAME, type Report, rate, scalar, show, statusCodes } from "./fields.ts";
-import { LIMITS } from "./limits.ts";
+import { LIMITS, type Limit } from "./limits.ts";
 import { formatRate } from "./rate.ts";
 import {
   DEFAULT_MAX_CALL_TIMEOUT_MS,
@@ -69,6 +69,20 @@ function flag<
 }
 
 const codes = (value: number[]) => `[${value.join(", ")}]`;
+
+/** An optional duration from 1s up to `limit`; below 1s the message says why (`tooShort`). */
+function secondsOrMore(
+  node: Node | undefined,
+  field: string,
+  report: Report,
+  limit: Limit,
+  tooShort: string,
+): number | null {
+  const ms = duration(node, field, 0, report, limit);
+  if (ms === null || ms >= 1000) return ms;
+  report(node, field, `${formatDuration(ms)} is ${tooShort}; allowed: from 1s to ${limit.label}`);
+  return null;
+}
 
 /** A setting naming another queue (dead_letter_queue, on_success.queue); `role` says what that queue is for. */
 function otherQueue<F extends "deadLetterQueue" | "onSuccessQueue", C extends string>(
@@ -182,6 +196,16 @@ export const SETTINGS = [
         report(node, field, `${formatDuration(ms)} is beyond what an edge function can wait; ${range}`);
       return ms ?? 30_000;
     },
+    format: formatDuration,
+  }),
+  setting({
+    key: "callback_timeout",
+    field: "callbackTimeoutMs",
+    column: "callback_timeout_ms",
+    label: "callback_timeout",
+    default: null,
+    read: (node, field, { report }) =>
+      secondsOrMore(node, field, report, LIMITS.callbackTimeoutMs, "too short for work that outlives a call"),
     format: formatDuration,
   }),
   setting({
@@ -362,16 +386,14 @@ export const SETTINGS = [
     column: "alert_oldest_due_ms",
     label: "alerts.oldest_due",
     default: null,
-    read(node, field, { report }) {
-      const ms = duration(node, field, 0, report, LIMITS.alertOldestDueMs);
-      if (ms === null || ms >= 1000) return ms;
-      report(
+    read: (node, field, { report }) =>
+      secondsOrMore(
         node,
         field,
-        `${formatDuration(ms)} is too short: alerts are checked every 5 seconds; allowed: from 1s to ${LIMITS.alertOldestDueMs.label}`,
-      );
-      return null;
-    },
+        report,
+        LIMITS.alertOldestDueMs,
+        "too short: alerts are checked every 5 seconds",
+      ),
     format: formatDuration,
   }),
   setting({

@@ -60,6 +60,11 @@ export interface QueueSpec {
   workers: number;
   maxAttempts: number;
   timeoutMs: number;
+  /**
+   * callback_timeout: a target may answer 202 and report the outcome later through the call's callback URL; the
+   * call stays in flight this long after the 202 (null: a 202 is a success like any 2xx).
+   */
+  callbackTimeoutMs: number | null;
   backoffBaseMs: number;
   backoffMaxMs: number;
   successCodes: number[] | null;

@@ -1,6 +1,10 @@
 import type pg from "pg";
 import type { Completion } from "../../functions/execute_current_job/call.ts";
-import type { Database, ReportAnswer } from "../../functions/execute_current_job/rpc.ts";
+import {
+  type Database,
+  isCallbackResult,
+  type ReportAnswer,
+} from "../../functions/execute_current_job/rpc.ts";
 import { asRole } from "../db/transaction.ts";
 
 /**
@@ -25,6 +29,17 @@ export function serviceRoleDatabase(pool: pg.Pool): Database {
         [JSON.stringify(outcomes), claimWithinMs],
       );
       return rows[0]?.answer as ReportAnswer;
+    },
+    async completeCallback(report) {
+      const { rows } = await asServiceRole(
+        pool,
+        "select public.supaqueue_complete_callback($1, $2, $3, $4) as result",
+        [report.token, report.status, report.body, report.error],
+      );
+      const result: unknown = rows[0]?.result;
+      if (!isCallbackResult(result))
+        throw new Error(`supaqueue_complete_callback answered ${String(result)}`);
+      return result;
     },
   };
 }

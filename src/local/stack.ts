@@ -193,6 +193,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
             options.onCompletion?.(outcome, finished.has(String(outcome.current_job_id)));
           return answer;
         },
+        completeCallback: (report) => db.completeCallback(report),
       },
       projectKey: { value: options.serviceRoleKey ?? LOCAL_SERVICE_ROLE_KEY, kind: "jwt" },
       functionsOrigins: [...new Set([functions.origin, new URL(functionsUrl).origin])],

@@ -200,3 +200,17 @@ export async function jobStatus(db: pg.Pool, id: string) {
   );
   return rows[0];
 }
+
+/** Enqueues a job through supaqueue.enqueue and returns its id. */
+export async function enqueueJob(db: pg.Pool, queue: string, payload: unknown = {}): Promise<string> {
+  const { rows } = await db.query("select supaqueue.enqueue($1, $2::jsonb) as id", [
+    queue,
+    JSON.stringify(payload),
+  ]);
+  return rows[0].id;
+}
+
+/** Takes the calls waiting to be sent (see takeCalls) and keeps those of one queue. */
+export async function callsOf(db: pg.Pool, queue: string): Promise<SentCall[]> {
+  return (await takeCalls(db)).filter((c) => c.body.queue.name === queue);
+}

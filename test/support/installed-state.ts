@@ -15,6 +15,7 @@ function existingQueue(name: string, overrides: Partial<ExistingQueue> = {}): Ex
     secret_headers: {},
     max_attempts: 3,
     timeout_ms: 30_000,
+    callback_timeout_ms: null,
     backoff_base_ms: 10_000,
     backoff_max_ms: 3_600_000,
     success_codes: null,
