@@ -1982,8 +1982,12 @@ begin
   select e.ord, e.value as job into bad
   from jsonb_array_elements(jobs) with ordinality e(value, ord)
   where jsonb_typeof(e.value) <> 'object'
-     or exists (select from jsonb_object_keys(e.value) k where k not in ('payload', 'run_at', 'delay_ms', 'dedup_key', 'headers', 'key'))
+     or exists (select from jsonb_object_keys(e.value) k where k not in ('payload', 'run_at', 'delay_ms', 'dedup_key', 'headers', 'key', 'after'))
      or (e.value ? 'run_at' and e.value ? 'delay_ms')
+     or jsonb_typeof(coalesce(e.value -> 'after', '[]')) not in ('array', 'null')
+     or exists (select from jsonb_array_elements(case jsonb_typeof(e.value -> 'after') when 'array' then e.value -> 'after' end) a
+                where jsonb_typeof(a) <> 'string'
+                   or a #>> '{}' !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$')
      or jsonb_typeof(coalesce(e.value -> 'payload', '{}')) not in ('object', 'array')
      or (q.method in ('GET', 'DELETE') and jsonb_typeof(coalesce(e.value -> 'payload', '{}')) <> 'object')
      or jsonb_typeof(coalesce(e.value -> 'headers', '{}')) not in ('object', 'null')
@@ -1996,10 +2000,15 @@ begin
   begin
     if jsonb_typeof(bad.job) <> 'object' then
       raise exception 'supaqueue: a job must be a JSON object, not %', jsonb_typeof(bad.job);
-    elsif exists (select from jsonb_object_keys(bad.job) k where k not in ('payload', 'run_at', 'delay_ms', 'dedup_key', 'headers', 'key')) then
-      raise exception 'supaqueue: unknown key in a job; the keys are payload, run_at, delay_ms, dedup_key, headers, key';
+    elsif exists (select from jsonb_object_keys(bad.job) k where k not in ('payload', 'run_at', 'delay_ms', 'dedup_key', 'headers', 'key', 'after')) then
+      raise exception 'supaqueue: unknown key in a job; the keys are payload, run_at, delay_ms, dedup_key, headers, key, after';
     elsif bad.job ? 'run_at' and bad.job ? 'delay_ms' then
       raise exception 'supaqueue: a job has run_at or delay_ms, not both';
+    elsif jsonb_typeof(coalesce(bad.job -> 'after', '[]')) not in ('array', 'null')
+          or exists (select from jsonb_array_elements(bad.job -> 'after') a
+                     where jsonb_typeof(a) <> 'string'
+                        or a #>> '{}' !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$') then
+      raise exception 'supaqueue: "after" must be an array of job ids, not %', left((bad.job -> 'after')::text, 100);
     end if;
     perform supaqueue._check_job(q, coalesce(bad.job -> 'payload', '{}'), nullif(bad.job -> 'headers', 'null'));
   exception when others then
@@ -2073,9 +2082,10 @@ end $$;
 
 -- Adds many jobs to one queue in one call and returns their ids in the order given. `jobs` is a JSON array of
 -- objects with the keys `payload` (default {}), `run_at` (a timestamp) or `delay_ms` (from now), `dedup_key` and
--- `headers`, each meaning what it means for enqueue(). Every job is checked first: one bad job adds none, and the
--- message names its position. Jobs without a dedup key are added in one insert (one dispatch for all of them);
--- those with one go through enqueue(), which returns the unfinished job holding the key.
+-- `headers`, `key` and `after` (job ids), each meaning what it means for enqueue(). Every job is checked first: one bad
+-- job adds none, and the message names its position. Jobs without a dedup key or `after` are added in one insert (one
+-- dispatch for all of them); the others go through enqueue(), which returns the unfinished job holding the key and
+-- checks and locks the jobs waited for.
 create function supaqueue.enqueue_many(queue_name text, jobs jsonb) returns uuid[]
 language plpgsql security definer set search_path = '' as $$
 declare
@@ -2084,7 +2094,7 @@ declare
 begin
   if jobs is null or jsonb_typeof(jobs) <> 'array' then
     raise exception 'supaqueue: jobs must be a JSON array of objects, not %', coalesce(jsonb_typeof(jobs), 'null')
-      using hint = 'Each job: {"payload": {...}, "run_at" or "delay_ms", "dedup_key", "headers", "key"}, all optional.';
+      using hint = 'Each job: {"payload": {...}, "run_at" or "delay_ms", "dedup_key", "headers", "key", "after"}, all optional.';
   end if;
   perform supaqueue._check_jobs(q, jobs);
 
@@ -2095,20 +2105,25 @@ begin
            coalesce((e.value ->> 'run_at')::timestamptz,
                     now() + coalesce((e.value ->> 'delay_ms')::numeric, 0) * interval '1 ms') as run_at,
            e.value ->> 'dedup_key' as dedup_key, coalesce(nullif(e.value -> 'headers', 'null'), '{}') as headers,
-           coalesce(e.value ->> 'key', e.value -> 'payload' ->> q.key_field) as key
+           coalesce(e.value ->> 'key', e.value -> 'payload' ->> q.key_field) as key,
+           case when e.value ? 'after' then
+             array(select a #>> '{}' from jsonb_array_elements(nullif(e.value -> 'after', 'null')) a)::uuid[] end as after,
+           e.value ->> 'dedup_key' is null and coalesce(jsonb_array_length(nullif(e.value -> 'after', 'null')), 0) = 0
+             as plain
     from jsonb_array_elements(jobs) with ordinality e(value, ord)
   ), bulk as (
     insert into supaqueue.job (queue_id, payload, run_at, headers, key)
-    select q.id, i.payload, i.run_at, i.headers, i.key from input i where i.dedup_key is null order by i.ord
+    select q.id, i.payload, i.run_at, i.headers, i.key from input i where i.plain order by i.ord
     returning id, seq
   ), placed as (
     select array_agg(b.id order by b.seq) as ids from bulk b
   )
-  select array_agg(case when i.dedup_key is null then (select p.ids from placed p)[i.n]
-                        else supaqueue.enqueue(queue_name, i.payload, i.run_at, i.dedup_key, i.headers, i.key) end
+  select array_agg(case when i.plain then (select p.ids from placed p)[i.n]
+                        else supaqueue.enqueue(queue_name, i.payload, i.run_at, i.dedup_key, i.headers, i.key,
+                                               i.after) end
                    order by i.ord)
   into ids
-  from (select input.*, count(*) filter (where input.dedup_key is null) over (order by input.ord) as n from input) i;
+  from (select input.*, count(*) filter (where input.plain) over (order by input.ord) as n from input) i;
   return coalesce(ids, '{}');
 end $$;
 

@@ -88,6 +88,7 @@ describe("status, enqueue and uninstall against an installed database", () => {
     expect(one.code).toBe(0);
     expect(one.stdout).toContain(`job ${parent}  emails  in_progress  after 1 attempt(s)`);
     expect(one.stdout).toContain(`  waited on by:           ${waits}`);
+    expect(one.stdout).toMatch(/^ {2}in flight: attempt 1 since .+, lease until .+$/m);
     const waiting = JSON.parse((await cli(["status", waits, "--json", "--db-url", db.url])).stdout);
     expect(waiting).toMatchObject({ status: "waiting", waiting_for: 1, after: [parent], parent_id: null });
     expect((await cli(["status", "nope", "--db-url", db.url])).stderr).toContain('"nope" is not a job id');

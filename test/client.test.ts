@@ -69,6 +69,16 @@ describe("the client", () => {
       children: [],
     });
     expect((await queue.get(first))?.waitedOnBy).toEqual([joined]);
+    // enqueueMany takes after per job too; get shows a job's call in flight (or null).
+    const [plain, fanIn] = await queue.enqueueMany("mail", [
+      { payload: { to: "a@example.com" } },
+      { payload: { to: "b@example.com" }, after: [first] },
+    ]);
+    expect(await queue.get(fanIn!)).toMatchObject({ status: "waiting", after: [first] });
+    expect(await queue.get(plain!)).toMatchObject({ after: [] });
+    const inFlight = await queue.get(first);
+    expect(inFlight?.call === null || typeof inFlight?.call?.leaseUntil === "string").toBe(true);
+    expect((await queue.get(joined))?.call).toBeNull();
     await expect(
       queue.enqueue("mail", { to: "x@example.com" }, { after: [crypto.randomUUID()] }),
     ).rejects.toThrow(/does not exist/);

@@ -151,6 +151,7 @@ interface JobChain {
   waiting_for: number | null;
   after: string[];
   waited_on_by: string[];
+  call: { attempt: number; started_at: string; lease_until: string; accepted_at: string | null } | null;
 }
 
 /** One job and its chain (supaqueue.get_job), as text or JSON; 1 when there is no such job. */
@@ -176,6 +177,7 @@ async function printJob(client: pg.ClientBase, jobId: string, json: boolean): Pr
   const lines = [
     `job ${job.id}  ${job.queue}  ${job.status}${job.status === "waiting" ? ` (for ${job.waiting_for} more)` : ""}  after ${job.attempts} attempt(s)`,
     ...(job.last_error === null ? [] : [`  last error: ${oneLine(job.last_error)}`]),
+    ...(job.call === null ? [] : [callText(job.call)]),
     `  came from (on_success): ${job.parent_id ?? "none"}`,
     `  started (on_success):   ${ids(job.children)}`,
     `  waits for (after):      ${ids(job.after)}`,
@@ -183,6 +185,14 @@ async function printJob(client: pg.ClientBase, jobId: string, json: boolean): Pr
   ];
   process.stdout.write(`${lines.join("\n")}\n`);
   return 0;
+}
+
+/** The call in flight: since when, and for a call its target took on (202), until when its callback may come. */
+function callText(call: NonNullable<JobChain["call"]>): string {
+  const head = `  in flight: attempt ${call.attempt} since ${call.started_at}`;
+  return call.accepted_at === null
+    ? `${head}, lease until ${call.lease_until}`
+    : `${head}; taken on by the target (202) at ${call.accepted_at}, its callback due by ${call.lease_until}`;
 }
 
 /** "10", "slowed to 2.5 of 10", "held until …", or null without a limit. */

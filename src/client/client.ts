@@ -3,7 +3,6 @@ import { PayloadError, SupaqueueError } from "./errors.js";
 import { type JsonSchema, payloadProblem } from "./payload.js";
 import { type JobRow, type QueueStatsRow, toJob, toQueueStats } from "./rows.js";
 import type {
-  EnqueueOneOptions,
   EnqueueOptions,
   Job,
   Payload,
@@ -50,7 +49,7 @@ export interface Supaqueue<Q extends PayloadMap = PayloadMap> {
   enqueue<K extends QueueName<Q>>(
     queue: K,
     payload: PayloadOf<Q, K>,
-    options?: EnqueueOneOptions,
+    options?: EnqueueOptions,
   ): Promise<string>;
   /** Adds many jobs to one queue in one round trip and one transaction; returns their ids in the order given. */
   enqueueMany<K extends QueueName<Q>>(queue: K, jobs: JobInput<PayloadOf<Q, K>>[]): Promise<string[]>;
@@ -103,6 +102,7 @@ function jobArguments(payload: unknown, options: EnqueueOptions, fn: string): Re
     ...(options.dedupKey !== undefined ? { dedup_key: options.dedupKey } : {}),
     ...(options.headers !== undefined ? { headers: options.headers } : {}),
     ...(options.key !== undefined ? { key: options.key } : {}),
+    ...(options.after !== undefined ? { after: options.after } : {}),
   };
 }
 
@@ -164,8 +164,7 @@ export function createSupaqueue<Q extends PayloadMap = PayloadMap>(
     async enqueue(queue, payload, options = {}) {
       const args = jobArguments(payload, options, "supaqueue_enqueue");
       await check(queue, [payload]);
-      const after = options.after !== undefined ? { after: options.after } : {};
-      return call<string>("enqueue", { queue_name: queue, ...args, ...after });
+      return call<string>("enqueue", { queue_name: queue, ...args });
     },
     async enqueueMany(queue, jobs) {
       const args = jobs.map(({ payload, ...options }) =>

@@ -6,7 +6,6 @@ export { type ClientOptions, createSupaqueue, type JobInput, type Supaqueue } fr
 export { PayloadError, SupaqueueError, WaitTimeoutError } from "./errors.js";
 export type {
   Attempt,
-  EnqueueOneOptions,
   EnqueueOptions,
   Job,
   JobStatus,

@@ -31,6 +31,7 @@ export interface JobRow {
   children: string[];
   after: string[];
   waited_on_by: string[];
+  call?: { attempt: number; started_at: string; lease_until: string; accepted_at: string | null } | null;
   attempts_history: AttemptRow[];
 }
 
@@ -88,6 +89,14 @@ export function toJob<P>(row: JobRow): Job<P> {
     children: row.children ?? [],
     after: row.after ?? [],
     waitedOnBy: row.waited_on_by ?? [],
+    call: row.call
+      ? {
+          attempt: row.call.attempt,
+          startedAt: row.call.started_at,
+          leaseUntil: row.call.lease_until,
+          acceptedAt: row.call.accepted_at,
+        }
+      : null,
     history: row.attempts_history.map(toAttempt),
   };
 }

@@ -25,10 +25,6 @@ export interface EnqueueOptions {
   headers?: Record<string, string>;
   /** The flow-control key (a tenant, a user): see per_key_concurrency and ordered in supaqueue.yml. */
   key?: string;
-}
-
-/** What `enqueue` alone takes besides: the jobs this one waits for. */
-export interface EnqueueOneOptions extends EnqueueOptions {
   /**
    * Job ids: the job waits (status `waiting`) until every one of them has succeeded, and is cancelled when one fails
    * for good or is cancelled. They must exist and must not have failed or been cancelled already.
@@ -71,6 +67,11 @@ export interface Job<P = Payload> {
   /** The jobs it waits for (enqueue's `after`), and those that wait for it. */
   after: string[];
   waitedOnBy: string[];
+  /**
+   * Its call in flight, or null: the attempt, when it started, until when its lease runs, and when the target took it
+   * on with a 202 (a queue with callback_timeout: the call then waits for the target's callback until leaseUntil).
+   */
+  call: { attempt: number; startedAt: string; leaseUntil: string; acceptedAt: string | null } | null;
   history: Attempt[];
 }
 
