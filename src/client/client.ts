@@ -2,14 +2,7 @@ import type { SupabaseClient } from "@supabase/supabase-js";
 import { PayloadError, SupaqueueError } from "./errors.js";
 import { type JsonSchema, payloadProblem } from "./payload.js";
 import { type JobRow, type QueueStatsRow, toJob, toQueueStats } from "./rows.js";
-import type {
-  EnqueueOptions,
-  Job,
-  Payload,
-  PayloadMap,
-  QueueStats,
-  WaitOptions,
-} from "./types.js";
+import type { EnqueueOptions, Job, Payload, PayloadMap, QueueStats, WaitOptions } from "./types.js";
 import { pollUntilFinished, REAL_TIMING, type Timing } from "./wait.js";
 
 /** What the client needs of a SupabaseClient: its `rpc`, which answers `{ data, error }`. */
