@@ -39072,6 +39072,7 @@ function withAlertQueues(queues, dashboardUrl, problems) {
             alertLink: null,
             position: queue.position,
             deadLetterPosition: queue.position,
+            onSuccessPosition: queue.position,
             timeoutPosition: queue.position,
         };
         const alertLink = dashboardUrl ? `${dashboardUrl}/#/queue/${queue.name}` : null;
@@ -39519,6 +39520,7 @@ function validateQueue(pair, at, report, options, problemsSoFar) {
         ...settings,
         alertLink: null,
         deadLetterPosition: at(nodes.get("dead_letter_queue") ?? keyNode),
+        onSuccessPosition: at(nodes.get("on_success.queue") ?? keyNode),
         position: at(keyNode),
         timeoutPosition: at(nodes.get("timeout") ?? keyNode),
     };
@@ -40463,17 +40465,18 @@ function computePlan(config, state, migrations = loadMigrations()) {
             });
             continue;
         }
-        // A dead-letter queue is another queue of the file, or one the file does not manage (made by hand).
-        const deadLetter = spec.deadLetterQueue ? state.queues.get(spec.deadLetterQueue) : undefined;
-        if (spec.deadLetterQueue &&
-            !wanted.has(spec.deadLetterQueue) &&
-            (!deadLetter || deadLetter.managed_by === MANAGED_BY)) {
+        // A dead-letter or on_success queue is another queue of the file, or one the file does not manage (made by hand).
+        const missing = linkedQueues(spec).find(({ name }) => {
+            const other = state.queues.get(name);
+            return !wanted.has(name) && (!other || other.managed_by === MANAGED_BY);
+        });
+        if (missing) {
             plan.conflicts.push({
-                position: spec.deadLetterPosition,
-                field: `queues.${spec.name}.dead_letter_queue`,
-                message: deadLetter
-                    ? `"${spec.deadLetterQueue}" is taken out of the file by this change, but this queue still sends its failed jobs there; keep it in the file, or name another dead-letter queue`
-                    : `there is no queue "${spec.deadLetterQueue}" in the file or the database; allowed: the name of another queue`,
+                position: missing.position,
+                field: `queues.${spec.name}.${missing.key}`,
+                message: state.queues.has(missing.name)
+                    ? `"${missing.name}" is taken out of the file by this change, but this queue still sends ${missing.what} there; keep it in the file, or name another queue`
+                    : `there is no queue "${missing.name}" in the file or the database; allowed: the name of another queue`,
             });
             continue;
         }
@@ -40713,6 +40716,31 @@ function computeSchedules(config, state, plan) {
 function olderThan(version, [major, minor]) {
     const [a = 0, b = 0] = version.split(".").map((part) => Number.parseInt(part, 10) || 0);
     return a < major || (a === major && b < minor);
+}
+/** The other queues a queue sends jobs to: its dead-letter queue and its on_success queue, where it names them. */
+function linkedQueues(spec) {
+    return [
+        ...(spec.deadLetterQueue
+            ? [
+                {
+                    name: spec.deadLetterQueue,
+                    key: "dead_letter_queue",
+                    what: "its failed jobs",
+                    position: spec.deadLetterPosition,
+                },
+            ]
+            : []),
+        ...(spec.onSuccessQueue
+            ? [
+                {
+                    name: spec.onSuccessQueue,
+                    key: "on_success.queue",
+                    what: "the next step of its successful jobs",
+                    position: spec.onSuccessPosition,
+                },
+            ]
+            : []),
+    ];
 }
 
 ;// CONCATENATED MODULE: ./src/install/state.ts

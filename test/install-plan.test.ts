@@ -161,6 +161,28 @@ describe("dead-letter queues", () => {
     const leaving = computePlan(file(text("old")), installed({ old: {} }), migrations);
     expect(leaving.conflicts[0]?.message).toMatch(/"old" is taken out of the file by this change/);
   });
+
+  test("on_success.queue follows the same rule, caught by the plan before any change", () => {
+    const chain = (next: string) => `queues:\n  a:\n    function: f\n    on_success: { queue: ${next} }\n`;
+    expect(
+      computePlan(file(`${chain("b")}  b:\n    function: g\n`), installed({}), migrations).conflicts,
+    ).toEqual([]);
+    expect(
+      computePlan(file(chain("by-hand")), installed({ "by-hand": { managed_by: null } }), migrations)
+        .conflicts,
+    ).toEqual([]);
+    expect(computePlan(file(chain("nowhere")), installed({}), migrations).conflicts).toEqual([
+      expect.objectContaining({
+        field: "queues.a.on_success.queue",
+        position: { file: "supaqueue.yml", line: 4, column: 26 },
+        message: expect.stringMatching(/there is no queue "nowhere" in the file or the database/),
+      }),
+    ]);
+    const leaving = computePlan(file(chain("old")), installed({ old: {} }), migrations);
+    expect(leaving.conflicts[0]?.message).toMatch(
+      /"old" is taken out of the file by this change, but this queue still sends the next step of its successful jobs there/,
+    );
+  });
 });
 
 describe("rate limits and signing", () => {

@@ -78,6 +78,7 @@ export function withAlertQueues(
       alertLink: null,
       position: queue.position,
       deadLetterPosition: queue.position,
+      onSuccessPosition: queue.position,
       timeoutPosition: queue.position,
     };
     const alertLink = dashboardUrl ? `${dashboardUrl}/#/queue/${queue.name}` : null;

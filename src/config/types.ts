@@ -111,6 +111,8 @@ export interface QueueSpec {
   alertLink: string | null;
   /** Where dead_letter_queue is in the file (or the queue's name), to point at it from later checks. */
   deadLetterPosition: Position;
+  /** Where on_success.queue is in the file (or the queue's name). */
+  onSuccessPosition: Position;
   paused: boolean;
   /** Where the queue's name is in the file, to point at it from later checks (e.g. against the database). */
   position: Position;

@@ -189,6 +189,7 @@ function validateQueue(
     ...settings,
     alertLink: null,
     deadLetterPosition: at(nodes.get("dead_letter_queue") ?? keyNode),
+    onSuccessPosition: at(nodes.get("on_success.queue") ?? keyNode),
     position: at(keyNode),
     timeoutPosition: at(nodes.get("timeout") ?? keyNode),
   };

@@ -2,7 +2,7 @@ import { isDeepStrictEqual } from "node:util";
 import { ALERT_QUEUE_SUFFIX } from "../config/alerts.ts";
 import { isSecondsSchedule } from "../config/cron.ts";
 import { COLUMN_SETTINGS, type SettingColumns } from "../config/settings.ts";
-import type { QueueFile, QueueSpec } from "../config/types.ts";
+import type { Position, QueueFile, QueueSpec } from "../config/types.ts";
 import { loadMigrations, type Migration, migrationStatus } from "../db/migrate.ts";
 import { type InstalledState, MANAGED_BY, type Plan, type QueueRow, type SigningChange } from "./model.ts";
 import {
@@ -69,19 +69,18 @@ export function computePlan(
       });
       continue;
     }
-    // A dead-letter queue is another queue of the file, or one the file does not manage (made by hand).
-    const deadLetter = spec.deadLetterQueue ? state.queues.get(spec.deadLetterQueue) : undefined;
-    if (
-      spec.deadLetterQueue &&
-      !wanted.has(spec.deadLetterQueue) &&
-      (!deadLetter || deadLetter.managed_by === MANAGED_BY)
-    ) {
+    // A dead-letter or on_success queue is another queue of the file, or one the file does not manage (made by hand).
+    const missing = linkedQueues(spec).find(({ name }) => {
+      const other = state.queues.get(name);
+      return !wanted.has(name) && (!other || other.managed_by === MANAGED_BY);
+    });
+    if (missing) {
       plan.conflicts.push({
-        position: spec.deadLetterPosition,
-        field: `queues.${spec.name}.dead_letter_queue`,
-        message: deadLetter
-          ? `"${spec.deadLetterQueue}" is taken out of the file by this change, but this queue still sends its failed jobs there; keep it in the file, or name another dead-letter queue`
-          : `there is no queue "${spec.deadLetterQueue}" in the file or the database; allowed: the name of another queue`,
+        position: missing.position,
+        field: `queues.${spec.name}.${missing.key}`,
+        message: state.queues.has(missing.name)
+          ? `"${missing.name}" is taken out of the file by this change, but this queue still sends ${missing.what} there; keep it in the file, or name another queue`
+          : `there is no queue "${missing.name}" in the file or the database; allowed: the name of another queue`,
       });
       continue;
     }
@@ -328,4 +327,30 @@ function computeSchedules(config: QueueFile, state: InstalledState, plan: Plan):
 function olderThan(version: string, [major, minor]: [number, number]): boolean {
   const [a = 0, b = 0] = version.split(".").map((part) => Number.parseInt(part, 10) || 0);
   return a < major || (a === major && b < minor);
+}
+
+/** The other queues a queue sends jobs to: its dead-letter queue and its on_success queue, where it names them. */
+function linkedQueues(spec: QueueSpec): { name: string; key: string; what: string; position: Position }[] {
+  return [
+    ...(spec.deadLetterQueue
+      ? [
+          {
+            name: spec.deadLetterQueue,
+            key: "dead_letter_queue",
+            what: "its failed jobs",
+            position: spec.deadLetterPosition,
+          },
+        ]
+      : []),
+    ...(spec.onSuccessQueue
+      ? [
+          {
+            name: spec.onSuccessQueue,
+            key: "on_success.queue",
+            what: "the next step of its successful jobs",
+            position: spec.onSuccessPosition,
+          },
+        ]
+      : []),
+  ];
 }
