@@ -14,12 +14,13 @@ select ok(exists (select from supaqueue.migration where version = 1), 'the first
 select is(array(select p.proname::text from pg_proc p
                 where p.pronamespace = 'public'::regnamespace and p.proname like 'supaqueue\_%' order by 1),
   array['supaqueue_cancel', 'supaqueue_claim_current_jobs', 'supaqueue_complete_and_claim',
-    'supaqueue_complete_current_jobs', 'supaqueue_enqueue', 'supaqueue_enqueue_many', 'supaqueue_get_job',
-    'supaqueue_pause', 'supaqueue_payload_schema', 'supaqueue_queue_stats', 'supaqueue_resume', 'supaqueue_retry'],
-  'the entry points in public: the edge function''s three and the client''s nine, no other');
+    'supaqueue_complete_callback', 'supaqueue_complete_current_jobs', 'supaqueue_enqueue', 'supaqueue_enqueue_many',
+    'supaqueue_get_job', 'supaqueue_pause', 'supaqueue_payload_schema', 'supaqueue_queue_stats', 'supaqueue_resume',
+    'supaqueue_retry'],
+  'the entry points in public: the edge function''s four and the client''s nine, no other');
 select ok(not exists (
     select from unnest(array['enqueue', 'enqueue_many', 'get_job', 'cancel', 'cancel_jobs', 'retry', 'retry_failed',
-      'pause', 'resume', 'purge', 'set_workers', 'remove_queue', 'tick', 'probe', 'configure']) f
+      'pause', 'resume', 'purge', 'set_workers', 'remove_queue', 'tick', 'probe', 'configure', 'complete_callback']) f
     where not exists (select from pg_proc p where p.pronamespace = 'supaqueue'::regnamespace and p.proname = f)),
   'the SQL API is installed');
 
