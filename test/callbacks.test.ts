@@ -364,6 +364,55 @@ describe("supaqueue.yml", () => {
   });
 });
 
+describe("under concurrency", () => {
+  test("2,000 long calls: 202 reports, callbacks sent twice and ticks race on 8 connections; each job ends once", async () => {
+    await createQueue(db.pool, "cbc_sink", 0);
+    await createQueue(db.pool, "cbc", 100, { callback_timeout_ms: 600_000, on_success_queue: "cbc_sink" });
+    await db.pool.query(
+      "select supaqueue.enqueue_many('cbc', (select jsonb_agg(jsonb_build_object('payload', jsonb_build_object('n', i))) from generate_series(1, 2000) i))",
+    );
+    let rounds = 0;
+    for (;;) {
+      const calls = await callsOf(db.pool, "cbc");
+      if (calls.length === 0) break;
+      rounds++;
+      // Half the targets call back before the function has reported their 202; all callbacks are sent twice,
+      // newest call first, while tick runs.
+      const work: (() => Promise<unknown>)[] = [];
+      calls.forEach((call, i) => {
+        const report = () => completeMany(db.pool, [{ call, outcome: accepted }]);
+        const back = () => callback(tokenOf(call), 200, JSON.stringify({ n: i }));
+        if (i % 2 === 0) work.push(report, back, back);
+        else work.push(back, report, back);
+      });
+      work.reverse();
+      const lanes = Array.from({ length: 8 }, (_, lane) => work.filter((_, i) => i % 8 === lane));
+      await Promise.all([
+        ...lanes.map(async (lane) => {
+          for (const step of lane) await step();
+        }),
+        (async () => {
+          for (let i = 0; i < 5; i++) await db.pool.query("select supaqueue.tick()");
+        })(),
+      ]);
+    }
+    expect(rounds).toBe(20);
+    const { rows } = await db.pool.query(
+      `select (select count(*)::int from supaqueue.job j join supaqueue.queue q on q.id = j.queue_id
+               where q.name = 'cbc' and j.status = 'successful' and j.attempts = 1) as successful,
+              (select count(*)::int from supaqueue.attempt a join supaqueue.job j on j.id = a.job_id
+               join supaqueue.queue q on q.id = j.queue_id where q.name = 'cbc') as attempts,
+              (select count(distinct parent_id)::int from supaqueue.job j join supaqueue.queue q on q.id = j.queue_id
+               where q.name = 'cbc_sink') as chained,
+              (select count(*)::int from supaqueue.job j join supaqueue.queue q on q.id = j.queue_id
+               where q.name = 'cbc_sink') as steps,
+              (select count(*)::int from supaqueue.worker w join supaqueue.queue q on q.id = w.queue_id
+               where q.name = 'cbc' and w.locked) as busy`,
+    );
+    expect(rows[0]).toEqual({ successful: 2000, attempts: 2000, chained: 2000, steps: 2000, busy: 0 });
+  }, 180_000);
+});
+
 describe("end to end: real Deno, the gateway and PostgREST stand-ins", () => {
   let stack: EdgeStack;
   beforeAll(async () => {
