@@ -47,7 +47,9 @@ describe("supaqueue.yml at the root", () => {
     expect(config.queues.map((q) => [q.name, q.functionName ?? q.url, q.workers])).toEqual([
       ["send-email", "send-email", 5],
       ["partner-webhook", "https://partner.example.com/hooks/orders", 2],
+      ["render-video", "https://render.example.com/jobs", 4],
     ]);
+    expect(config.queues[2]).toMatchObject({ callbackTimeoutMs: 7_200_000, onSuccessQueue: "partner-webhook" });
   });
 });
 
