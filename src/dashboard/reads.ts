@@ -314,6 +314,10 @@ export async function readJob(client: pg.ClientBase, id: string, reveal: boolean
             (select coalesce(json_agg(k order by k), '[]') from jsonb_object_keys(q.secret_headers) k)
               as secret_headers,
             exists (select from supaqueue.current_job c where c.job_id = j.id) as in_flight,
+            -- A call its target took on (202): when, and until when its callback may come.
+            (select c.accepted_at from supaqueue.current_job c where c.job_id = j.id) as accepted_at,
+            (select c.lease_until from supaqueue.current_job c where c.job_id = j.id and c.accepted_at is not null)
+              as callback_due,
             -- Its chain: the job it came from (on_success), the first 100 it started, and fan-in both ways.
             j.parent_id, j.waiting_for,
             (select coalesce(json_agg(c.id order by c.seq), '[]')

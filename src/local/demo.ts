@@ -29,11 +29,15 @@ function demoConfigText(origin: string): string {
   rate-limited:               # 10 workers, but at most 20 calls a second (supaqueue.queue.rate_limit_per_second)
     url: ${origin}/demo/fast
     workers: 10
+  render:                     # long work: a 202 now, the outcome by callback 0.3-1 s later (callback_timeout)
+    url: ${origin}/demo/render
+    workers: 4
+    callback_timeout: 30s
 `;
 }
 
 /** How many jobs the demo enqueues, per queue. */
-const DEMO_JOBS: Record<string, number> = { fast: 200, slow: 40, flaky: 90, "rate-limited": 60 };
+const DEMO_JOBS: Record<string, number> = { fast: 200, slow: 40, flaky: 90, "rate-limited": 60, render: 10 };
 const RATE_LIMITED_PER_SECOND = 20;
 
 export function demoConfig(origin: string): QueueFile {
@@ -55,6 +59,7 @@ export async function enqueueDemoJobs(pool: pg.Pool): Promise<number> {
       const payload: Record<string, unknown> = { n: i + 1 };
       if (queue === "slow" && i % 10 === 5) payload.stall = true;
       if (queue === "flaky" && i % 30 === 29) payload.invalid = true;
+      if (queue === "render") payload.seconds = i + 1;
       jobs.push({ queue, payload });
     }
   }

@@ -441,7 +441,16 @@ async function drawJob(id) {
       "dl",
       {},
       h("dt", {}, "Status"),
-      h("dd", { "data-field": "status" }, badge(job.status), job.in_flight ? " (a call is in flight)" : ""),
+      h(
+        "dd",
+        { "data-field": "status" },
+        badge(job.status),
+        job.accepted_at
+          ? ` (the target took the call on at ${fmtTime(job.accepted_at)}; its callback is due by ${fmtTime(job.callback_due)})`
+          : job.in_flight
+            ? " (a call is in flight)"
+            : "",
+      ),
       h("dt", {}, "Attempts"),
       h("dd", {}, `${job.attempts} of ${job.max_attempts} in this run`),
       h("dt", {}, "Created"),
