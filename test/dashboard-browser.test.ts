@@ -171,6 +171,30 @@ describe.skipIf(!existsSync(CHROMIUM))(
       expect(await page.locator('[data-field="waited-on-by"]').textContent()).toBe(waiter.slice(0, 13));
     });
 
+    test("a job whose target took its call on (202) says so, and until when its callback may come", async () => {
+      const { rows } = await stack.pool.query("select supaqueue.enqueue('render', '{\"seconds\": 9}') as id");
+      const id = rows[0].id as string;
+      // Held at its 202: its callback is made to miss (another token's hash), so the page has time to show it.
+      await expect
+        .poll(
+          async () =>
+            (
+              await stack.pool.query(
+                `update supaqueue.current_job set callback_hash = sha256('held by the test')
+                 where job_id = $1 and accepted_at is not null returning id`,
+                [id],
+              )
+            ).rowCount,
+          { timeout: 30_000, interval: 20 },
+        )
+        .toBe(1);
+      await page.goto(`${dashboard.origin}/#/job/${id}`);
+      await expect
+        .poll(() => page.locator('[data-field="status"]').textContent())
+        .toMatch(/^in progress \(the target took the call on at .+; its callback is due by .+\)$/);
+      await stack.pool.query("select supaqueue.cancel($1)", [id]);
+    }, 60_000);
+
     test("a secret header's value is never in the page, nor in any answer; plain values only when asked", async () => {
       const { rows } = await stack.pool.query(
         "select j.id from supaqueue.job j join supaqueue.queue q on q.id = j.queue_id where q.name = 'webhooks' limit 1",

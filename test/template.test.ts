@@ -49,7 +49,10 @@ describe("supaqueue.yml at the root", () => {
       ["partner-webhook", "https://partner.example.com/hooks/orders", 2],
       ["render-video", "https://render.example.com/jobs", 4],
     ]);
-    expect(config.queues[2]).toMatchObject({ callbackTimeoutMs: 7_200_000, onSuccessQueue: "partner-webhook" });
+    expect(config.queues[2]).toMatchObject({
+      callbackTimeoutMs: 7_200_000,
+      onSuccessQueue: "partner-webhook",
+    });
   });
 });
 

@@ -38,7 +38,10 @@ export function demoTarget(random: () => number = Math.random): WebHandler {
         const callback = request.headers.get("supaqueue-callback-url");
         const token = request.headers.get("supaqueue-callback-token");
         if (!callback || !token) {
-          return Response.json({ error: "render answers 202 only to a queue with callback_timeout" }, { status: 400 });
+          return Response.json(
+            { error: "render answers 202 only to a queue with callback_timeout" },
+            { status: 400 },
+          );
         }
         // Not awaited: the call is answered now and the work goes on. A callback that fails is left to the queue's
         // callback_timeout, which retries the call.
