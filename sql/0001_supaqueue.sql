@@ -1372,8 +1372,8 @@ end $$;
 
 -- Moves on the jobs waiting for `parent_ids` (enqueue's `after`), which just finished. When they succeeded, each
 -- waiting job counts them down and the ones at zero become pending (due at once); otherwise the waiting jobs are
--- cancelled, naming the job that failed or was cancelled, and so are the jobs waiting for those, level by level.
--- Waiting jobs are locked in id order and never read their siblings. Returns the queues of jobs made pending, for
+-- cancelled, naming the job that failed or was cancelled, and so are the jobs waiting for those, level by level
+-- (all of them locked first). Waiting jobs are locked in id order and never read their siblings. Returns the queues of jobs made pending, for
 -- the caller to dispatch.
 create function supaqueue._after_finished(parent_ids uuid[], succeeded boolean, at timestamptz)
 returns bigint[]
@@ -1404,6 +1404,16 @@ begin
     select array(select distinct c.queue_id from counted c where c.status = 'pending' order by 1) into queues;
     return queues;
   end if;
+  -- Every waiting job downstream is locked first, in id order, in one statement: two cascades that meet (a job that
+  -- waits for jobs of both) would otherwise lock their levels in different orders and deadlock.
+  perform from supaqueue.job j
+  where j.id in (with recursive down(id) as (
+                   select a.job_id from supaqueue.job_after a where a.parent_id = any (parent_ids)
+                   union
+                   select a.job_id from supaqueue.job_after a join down d on a.parent_id = d.id)
+                 select d.id from down d)
+    and j.status = 'waiting'
+  order by j.id for update;
   loop
     waiting := array(select j.id from supaqueue.job j
                      where j.id in (select a.job_id from supaqueue.job_after a where a.parent_id = any (parent_ids))

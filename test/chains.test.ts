@@ -471,6 +471,52 @@ describe("under concurrency", () => {
     ]);
   }, 120_000);
 
+  test("two cancellations cascading down one graph from both ends never deadlock", async () => {
+    // P1 and P2 fail at once. Z waits for P1; Y for Z and P2; X for P1 and Y. Level by level, P1's cascade would hold
+    // X (level 1) and want Y (level 2) while P2's held Y (level 1) and wanted X (level 2).
+    await createQueue(db.pool, "dl_q", 0);
+    const p1 = await enqueueJob(db.pool, "dl_q");
+    const p2 = await enqueueJob(db.pool, "dl_q");
+    const z = await enqueueAfter("dl_q", {}, [p1]);
+    const y = await enqueueAfter("dl_q", {}, [z, p2]);
+    const x = await enqueueAfter("dl_q", {}, [p1, y]);
+    await db.pool.query(
+      "update supaqueue.job set status = 'failed', finished_at = now() where id = any ($1)",
+      [[p1, p2]],
+    );
+    const holder = await db.pool.connect();
+    const first = await db.pool.connect();
+    const second = await db.pool.connect();
+    try {
+      // Y is held while P2's cascade queues for it first, then P1's: released, both go on as they would race. Each
+      // commits as soon as its cascade is done, as a completion would.
+      const cascade = async (client: typeof first, parent: string) => {
+        await client.query("begin");
+        await client.query("select supaqueue._after_finished($1, false, now())", [[parent]]);
+        await client.query("commit");
+        return "ok";
+      };
+      await holder.query("begin");
+      await holder.query("select from supaqueue.job where id = $1 for update", [y]);
+      const p2Cascade = cascade(second, p2);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const p1Cascade = cascade(first, p1);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await holder.query("rollback");
+      const results = await Promise.allSettled([p1Cascade, p2Cascade]);
+      expect(results.map((r) => (r.status === "rejected" ? String(r.reason) : r.value))).toEqual([
+        "ok",
+        "ok",
+      ]);
+    } finally {
+      for (const c of [holder, first, second]) {
+        await c.query("rollback").catch(() => {});
+        c.release();
+      }
+    }
+    for (const id of [x, y, z]) expect(await status(id)).toBe("cancelled");
+  }, 30_000);
+
   test("10,000 jobs fan out into 100,000, completed in reverse order by 8 connections: every step exactly once", async () => {
     await createQueue(db.pool, "cc_leaf", 0);
     await createQueue(db.pool, "cc_root", 1000, {
