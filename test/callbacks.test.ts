@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { CallbackError, callbackOf, reportCallback } from "../functions/_shared/report_callback.ts";
 import { CALLBACK_TOKEN_HEADER, CALLBACK_URL_HEADER } from "../functions/execute_current_job/call.ts";
 import { isCallbackToken } from "../functions/execute_current_job/callback.ts";
 import { createHandler } from "../functions/execute_current_job/handler.ts";
@@ -341,6 +342,65 @@ describe("the function's /callback", () => {
   });
 });
 
+describe("report_callback.ts, for targets", () => {
+  const callback = { url: "https://project.example/functions/v1/execute_current_job/callback", token: "t" };
+  const scripted = (answers: (Response | Error)[]) => {
+    const sent: RequestInit[] = [];
+    const fetchFn = (async (_url: string, init: RequestInit) => {
+      sent.push(init);
+      const next = answers.shift() ?? new Error("no more answers");
+      if (next instanceof Error) throw next;
+      return next;
+    }) as unknown as typeof fetch;
+    return { fetchFn, sent };
+  };
+
+  test("sends the token and the outcome; tries again on no answer, 429 and 5xx, with growing pauses", async () => {
+    const { fetchFn, sent } = scripted([
+      new Error("ECONNRESET"),
+      new Response("{}", { status: 502 }),
+      Response.json({ recorded: true }),
+    ]);
+    expect(
+      await reportCallback(callback, { status: 200, body: { frames: 24 } }, { fetch: fetchFn, delayMs: 1 }),
+    ).toBe("recorded");
+    expect(sent).toHaveLength(3);
+    expect(sent[0]).toMatchObject({
+      method: "POST",
+      headers: { "Supaqueue-Callback-Token": "t", "Content-Type": "application/json" },
+      body: '{"status":200,"body":{"frames":24}}',
+    });
+  });
+
+  test("a 409 is an answer, not a failure; a 401 or 400 is not sent again", async () => {
+    const conflict = scripted([new Response('{"error":"callback_not_expected"}', { status: 409 })]);
+    expect(await reportCallback(callback, { status: 200 }, { fetch: conflict.fetchFn })).toBe("not_expected");
+    const refused = scripted([Response.json({ error: "callback_bad_token" }, { status: 401 })]);
+    const error = await reportCallback(
+      callback,
+      { status: 200 },
+      { fetch: refused.fetchFn, delayMs: 1 },
+    ).catch((e) => e);
+    expect(error).toBeInstanceOf(CallbackError);
+    expect(error).toMatchObject({ status: 401, message: expect.stringMatching(/callback_bad_token/) });
+    expect(refused.sent).toHaveLength(1);
+    const down = scripted([new Error("a"), new Error("b")]);
+    await expect(
+      reportCallback(callback, { status: 200 }, { fetch: down.fetchFn, attempts: 2, delayMs: 1 }),
+    ).rejects.toThrow(/the callback was not recorded: b/);
+  });
+
+  test("reads the callback from a Headers or from Node's header object; null for a queue without callbacks", () => {
+    expect(
+      callbackOf(new Headers({ "Supaqueue-Callback-Url": callback.url, "Supaqueue-Callback-Token": "t" })),
+    ).toEqual(callback);
+    expect(callbackOf({ "supaqueue-callback-url": callback.url, "supaqueue-callback-token": "t" })).toEqual(
+      callback,
+    );
+    expect(callbackOf({ "supaqueue-job-id": "x" })).toBeNull();
+  });
+});
+
 describe("supaqueue.yml", () => {
   const check = (settings: string) =>
     validateConfigText(
@@ -440,24 +500,26 @@ describe("end to end: real Deno, the gateway and PostgREST stand-ins", () => {
       .not.toBeNull();
     expect((await job2(stack, id)).status).toBe("in_progress");
 
-    // Later, the target's own worker finishes and calls back, with nothing but the URL and the token.
-    const answer = await fetch(url, {
-      method: "POST",
-      headers: { [CALLBACK_TOKEN_HEADER]: token, "Content-Type": "application/json" },
-      body: JSON.stringify({ status: 200, body: { url: "https://cdn.example/intro.mp4" } }),
-    });
-    expect([answer.status, await answer.json()]).toEqual([200, { recorded: true }]);
+    // Later, the target's own worker finishes and calls back, with nothing but the URL and the token (as
+    // functions/_shared/report_callback.ts, which the npm package exports too, does it).
+    const callback = callbackOf(request!.headers);
+    expect(callback).toEqual({ url, token });
+    expect(await reportCallback(callback!, { status: 202 })).toBe("extended");
+    expect(
+      await reportCallback(callback!, { status: 200, body: { url: "https://cdn.example/intro.mp4" } }),
+    ).toBe("recorded");
     expect(await stack.finished(id)).toMatchObject({ status: "successful", last_status_code: 200 });
     expect((await stack.attempts(id))[0]).toMatchObject({
       succeeded: true,
       response_body: '{"url":"https://cdn.example/intro.mp4"}',
     });
-    const repeat = await fetch(url, {
+    expect(await reportCallback(callback!, { status: 200 })).toBe("not_expected");
+    const refused = await fetch(url, {
       method: "POST",
-      headers: { [CALLBACK_TOKEN_HEADER]: token },
+      headers: { [CALLBACK_TOKEN_HEADER]: `${token.slice(0, 64)}.${"0".repeat(64)}` },
       body: JSON.stringify({ status: 200 }),
     });
-    expect(repeat.status).toBe(409);
+    expect(refused.status).toBe(401);
   }, 30_000);
 });
 
