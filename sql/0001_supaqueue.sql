@@ -1548,9 +1548,12 @@ begin
       returning c.id
     )
     select array_agg(t.id) into accepted from taken t;
-    if accepted is not null then
-      outcomes := array(select o from unnest(outcomes) o where o.current_job_id <> all (accepted));
-    end if;
+    -- A 202 repeated for a call already waiting for its callback changes nothing (it must not finish the call).
+    outcomes := array(select o from unnest(outcomes) o
+                      where o.current_job_id <> all (coalesce(accepted, '{}'))
+                        and not (o.status_code = 202 and o.succeeded and exists (
+                          select from supaqueue.current_job c
+                          where c.id = o.current_job_id and c.accepted_at is not null)));
   end if;
 
   with gone as (

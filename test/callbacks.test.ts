@@ -202,6 +202,13 @@ describe("a call its target took on", () => {
     expect(await job(refused.id)).toMatchObject({ status: "failed", last_status_code: 422 });
   });
 
+  test("a 202 reported again for a call waiting for its callback changes nothing", async () => {
+    const { id, call, token } = await acceptedCall("cb_twice");
+    expect(await completeMany(db.pool, [{ call, outcome: accepted }])).toEqual([]);
+    expect(await job(id)).toMatchObject({ status: "in_progress", call: { accepted_at: expect.any(String) } });
+    expect(await callback(token, 200)).toBe("recorded");
+  });
+
   test("a 202 callback is a heartbeat: the lease starts again, the call stays in flight", async () => {
     const { id, call, token } = await acceptedCall("cb_beat", { callback_timeout_ms: 60_000 });
     await db.pool.query(
