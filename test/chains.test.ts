@@ -360,15 +360,17 @@ describe("deploy", () => {
     const chain = `queues:
   d_render:
     url: https://x.example/render
+    callback_timeout: 2h
     on_success: { queue: d_send, field: emails, fan_out: true, fan_out_max: 50 }
   d_send:
     url: https://x.example/send
 `;
     await deploy(chain);
     const { rows } = await db.pool.query(
-      "select on_success_queue, on_success_payload, on_success_field, fan_out, fan_out_max from supaqueue.queue where name = 'd_render'",
+      "select on_success_queue, on_success_payload, on_success_field, fan_out, fan_out_max, callback_timeout_ms from supaqueue.queue where name = 'd_render'",
     );
     expect(rows[0]).toEqual({
+      callback_timeout_ms: 7_200_000,
       on_success_queue: "d_send",
       on_success_payload: "response",
       on_success_field: "emails",
@@ -377,6 +379,9 @@ describe("deploy", () => {
     });
     const again = await deploy(chain);
     expect(again.queues.every((q) => !q.rowChanged)).toBe(true);
+    const longer = await deploy(chain.replace("callback_timeout: 2h", "callback_timeout: 3h"));
+    expect(longer.queues.find((q) => q.name === "d_render")?.changes).toContain("callback_timeout: 2h → 3h");
+    await deploy(chain);
     await expect(deploy(`${chain}    on_success: { queue: d_render, payload: payload }\n`)).rejects.toThrow(
       'whose successes lead back to "d_send"',
     );
