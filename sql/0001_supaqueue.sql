@@ -2456,7 +2456,10 @@ select
   (select supaqueue._throttled_rate(t, now()) from supaqueue.throttle t where t.queue_id = q.id) as slowed_to_per_second,
   (select t.paused_until from supaqueue.throttle t where t.queue_id = q.id and t.paused_until > now()) as held_until,
   -- Jobs waiting for others (enqueue's after) before they can be due.
-  count(*) filter (where j.status = 'waiting') as waiting
+  count(*) filter (where j.status = 'waiting') as waiting,
+  -- Calls in flight that the target took on with a 202 (callback_timeout): their workers wait for the callbacks.
+  (select count(*) from supaqueue.current_job c join supaqueue.worker w on w.id = c.worker_id
+   where w.queue_id = q.id and c.accepted_at is not null) as awaiting_callback
 from supaqueue.queue q
 left join supaqueue.job j on j.queue_id = q.id
 left join lateral (

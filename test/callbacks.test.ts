@@ -8,6 +8,7 @@ import { formatProblem } from "../src/config/types.ts";
 import { validateConfigText } from "../src/config/validate.ts";
 import { asServiceRole, serviceRoleDatabase } from "../src/local/service-role-database.ts";
 import { callsOf, completeMany, createQueue, enqueueJob, type SentCall, takeCalls } from "./support/calls.ts";
+import { cli } from "./support/cli.ts";
 import { installedDatabase, TEST_SECRET, type TestDatabase } from "./support/db.ts";
 import { type EdgeStack, startEdgeStack } from "./support/edge-stack.ts";
 
@@ -167,6 +168,17 @@ describe("a call its target took on", () => {
     });
     // Its one worker is busy: the second job waits.
     expect(await callsOf(db.pool, "cb_flow")).toEqual([]);
+    const stats = async () =>
+      (
+        await asServiceRole(
+          db.pool,
+          "select in_flight::int, awaiting_callback::int from supaqueue.queue_stats where queue = 'cb_flow'",
+        )
+      ).rows[0];
+    expect(await stats()).toEqual({ in_flight: 1, awaiting_callback: 1 });
+    expect((await cli(["status", "--db-url", db.url])).stdout).toMatch(
+      /^cb_flow\s+1\s+0\s+1 \(1 after a 202\)\s/m,
+    );
 
     expect(await callback(token, 200, '{"video":"v.mp4"}')).toBe("recorded");
     const done = await job(id);
@@ -185,6 +197,7 @@ describe("a call its target took on", () => {
     ]);
     expect(next.rows).toEqual([{ payload: { video: "v.mp4" }, parent_id: id }]);
     expect(await callsOf(db.pool, "cb_flow")).toHaveLength(1);
+    expect(await stats()).toEqual({ in_flight: 1, awaiting_callback: 0 });
   });
 
   test("a failure reported by callback is retried or fails for good, by the queue's codes", async () => {

@@ -43,7 +43,7 @@ async function readStatus(
   const stats = await client.query<QueueStatus>(`
     select queue, paused, pending::int, scheduled::int, in_flight::int, successful::int, failed::int, cancelled::int,
            workers::int, busy_workers::int, p50_ms::float8, p95_ms::float8, rate_limit_per_second::float8,
-           slowed_to_per_second::float8, held_until::text, waiting::int
+           slowed_to_per_second::float8, held_until::text, waiting::int, awaiting_callback::int
     from supaqueue.queue_stats order by queue`);
   const recent = await client.query<RecentFailure>(
     `select q.name as queue, j.id::text as job_id, j.attempts,
@@ -111,7 +111,7 @@ function statusText(status: { queues: QueueStatus[]; failures: RecentFailure[] }
         q.paused ? `${q.queue} (paused)` : q.queue,
         q.pending,
         q.scheduled,
-        q.in_flight,
+        q.awaiting_callback > 0 ? `${q.in_flight} (${q.awaiting_callback} after a 202)` : q.in_flight,
         q.successful,
         q.failed,
         `${q.busy_workers}/${q.workers}`,

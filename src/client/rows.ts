@@ -56,6 +56,8 @@ export interface QueueStatsRow {
   held_until: string | null;
   /** Jobs waiting for others (enqueue's after). */
   waiting: number;
+  /** Calls in flight whose target answered 202 and will report by callback (callback_timeout). */
+  awaiting_callback: number;
 }
 
 function toAttempt(row: AttemptRow): Attempt {
@@ -112,6 +114,7 @@ export function toQueueStats(row: QueueStatsRow): QueueStats {
     failed: row.failed,
     cancelled: row.cancelled,
     waiting: row.waiting,
+    awaitingCallback: row.awaiting_callback ?? 0,
     workers: row.workers,
     busyWorkers: row.busy_workers,
     p50Ms: row.p50_ms,

@@ -89,6 +89,8 @@ export interface QueueStats {
   cancelled: number;
   /** Waiting for other jobs (enqueue's `after`). */
   waiting: number;
+  /** Of the calls in flight, those whose target answered 202 and will report by callback (callback_timeout). */
+  awaitingCallback: number;
   workers: number;
   busyWorkers: number;
   /** Call durations over the last hour, or null when there was none. */
