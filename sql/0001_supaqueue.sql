@@ -1243,6 +1243,26 @@ begin
             else jsonb_build_object('payload_omitted', 'larger than max_payload_bytes; see the failed job') end);
 end $$;
 
+-- Why `value`, item `ord` of a step, cannot be a payload of `target` (not an object or array, not an object for a
+-- GET/DELETE queue, larger than max_payload_bytes, a key_field value that is no key), or null when it can.
+create function supaqueue._payload_problem(target supaqueue.queue, value jsonb, ord bigint, max_payload_bytes integer)
+returns text
+language sql stable set search_path = '' as $$
+  select case
+    when jsonb_typeof(value) not in ('object', 'array')
+      or (target.method in ('GET', 'DELETE') and jsonb_typeof(value) <> 'object')
+    then format('item %s is %s, and a payload for queue "%s" must be %s', ord, jsonb_typeof(value), target.name,
+                case when target.method in ('GET', 'DELETE') then 'a JSON object' else 'a JSON object or array' end)
+    when octet_length(value::text) > max_payload_bytes
+    then format('item %s has a payload of %s bytes, more than max_payload_bytes (%s)', ord, octet_length(value::text),
+                max_payload_bytes)
+    when jsonb_typeof(value) = 'object' and target.key_field is not null
+      and octet_length(value ->> target.key_field) not between 1 and 256
+    then format('item %s has key_field "%s" of %s bytes; a key is 1 to 256 bytes', ord, target.key_field,
+                octet_length(value ->> target.key_field))
+  end
+$$;
+
 -- The payloads of the jobs a successful job of `q` enqueues into `target` (its on_success queue, null when that queue
 -- has gone), in order, or one row with the error that stops the step instead: a response that is empty, larger than
 -- config.max_chain_body_bytes or not JSON, a missing field, no array to fan out or more than fan_out_max items, or a
@@ -1252,7 +1272,8 @@ end $$;
 create function supaqueue._next_payloads(q supaqueue.queue, target supaqueue.queue, payload jsonb, body text,
                                          cfg supaqueue.config)
 returns table (ord bigint, next_payload jsonb, error text)
-language plpgsql stable set search_path = '' as $$
+-- One row for most steps (the planner's default of 1,000 once made it sort the whole attempt table per report).
+language plpgsql stable rows 1 set search_path = '' as $$
 declare
   answer jsonb;
   nexts jsonb;
@@ -1290,6 +1311,14 @@ begin
   elsif bad is null and nexts is null and q.on_success_payload = 'merged' and jsonb_typeof(payload) <> 'object' then
     bad := 'on_success_payload ''merged'' needs the original payload to be a JSON object';
   end if;
+  -- The common step, one job from the response (or its field), is checked without a query.
+  if bad is null and nexts is null and not q.fan_out and q.on_success_payload = 'response' then
+    bad := supaqueue._payload_problem(target, answer, 1, cfg.max_payload_bytes);
+    if bad is null then
+      return query select 1::bigint, answer, null::text;
+      return;
+    end if;
+  end if;
   if bad is null and nexts is null then
     select format('item %s is %s, and on_success_payload ''merged'' needs JSON objects', e.ord, jsonb_typeof(e.value))
     into bad
@@ -1303,25 +1332,10 @@ begin
          with ordinality e(value, ord);
   end if;
   if bad is null then
-    select case
-             when jsonb_typeof(e.value) not in ('object', 'array')
-               or (target.method in ('GET', 'DELETE') and jsonb_typeof(e.value) <> 'object')
-             then format('item %s is %s, and a payload for queue "%s" must be %s', e.ord, jsonb_typeof(e.value),
-                         target.name, case when target.method in ('GET', 'DELETE') then 'a JSON object'
-                                           else 'a JSON object or array' end)
-             when octet_length(e.value::text) > cfg.max_payload_bytes
-             then format('item %s has a payload of %s bytes, more than max_payload_bytes (%s)', e.ord,
-                         octet_length(e.value::text), cfg.max_payload_bytes)
-             else format('item %s has key_field "%s" of %s bytes; a key is 1 to 256 bytes', e.ord, target.key_field,
-                         octet_length(e.value ->> target.key_field))
-           end
-    into bad
+    select p.problem into bad
     from jsonb_array_elements(coalesce(nexts, '[]')) with ordinality e(value, ord)
-    where jsonb_typeof(e.value) not in ('object', 'array')
-       or (target.method in ('GET', 'DELETE') and jsonb_typeof(e.value) <> 'object')
-       or octet_length(e.value::text) > cfg.max_payload_bytes
-       or (jsonb_typeof(e.value) = 'object' and target.key_field is not null
-           and octet_length(e.value ->> target.key_field) not between 1 and 256)
+    cross join lateral (select supaqueue._payload_problem(target, e.value, e.ord, cfg.max_payload_bytes)) p(problem)
+    where p.problem is not null
     order by e.ord limit 1;
   end if;
   if bad is not null then
@@ -1341,6 +1355,9 @@ language plpgsql security definer set search_path = '' as $$
 declare
   cfg supaqueue.config;
   targets bigint[];
+  failed_ids uuid[];
+  failed_errors text[];
+  failed_attempts integer[];
 begin
   select * into cfg from supaqueue.config;
   with steps as materialized (
@@ -1357,16 +1374,21 @@ begin
     from steps s where s.error is null
     order by s.parent_id, s.ord
     returning queue_id
-  ),
-  marked as (
-    update supaqueue.job j set last_error = s.error
-    from steps s where s.error is not null and j.id = s.parent_id
-  ),
-  noted as (
-    update supaqueue.attempt a set error = s.error
-    from steps s where s.error is not null and a.job_id = s.parent_id and a.attempt = s.attempts
   )
-  select array(select distinct a.queue_id from added a order by 1) into targets;
+  select array(select distinct a.queue_id from added a order by 1),
+         array_agg(s.parent_id) filter (where s.error is not null),
+         array_agg(s.error) filter (where s.error is not null),
+         array_agg(s.attempts) filter (where s.error is not null)
+  into targets, failed_ids, failed_errors, failed_attempts
+  from steps s;
+  -- The steps that failed are recorded on their jobs and attempts, each found by its key.
+  if failed_ids is not null then
+    update supaqueue.job j set last_error = f.error
+    from unnest(failed_ids, failed_errors) f(id, error) where j.id = f.id;
+    update supaqueue.attempt a set error = f.error
+    from unnest(failed_ids, failed_errors, failed_attempts) f(id, error, attempt)
+    where a.job_id = f.id and a.attempt = f.attempt;
+  end if;
   return targets;
 end $$;
 
