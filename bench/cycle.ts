@@ -58,7 +58,7 @@ const COMPLETERS = 8;
 /** Requests taken at once, as pg_net's pg_net.batch_size (200). */
 const TAKE_BATCH = 200;
 /** The edge function's largest report (DEFAULT_MAX_BATCH in reporter.ts). */
-const REPORT_BATCH = 100;
+export const REPORT_BATCH = 100;
 /** What a fresh function instance passes: its 150 s wall clock less the 10 s margin (lifetime.ts). */
 export const CLAIM_WITHIN_MS = 140_000;
 

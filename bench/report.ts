@@ -8,6 +8,7 @@ import type { EdgeResult } from "./edge.ts";
 import type { Environment } from "./environment.ts";
 import type { LimitResult } from "./limit.ts";
 import type { PeersResult } from "./peers.ts";
+import { FAN_OUT, type StepsResult } from "./steps.ts";
 import { median } from "./support.ts";
 
 /** Everything one `npm run bench` measured; sections that were skipped are absent. */
@@ -27,6 +28,7 @@ export interface BenchResults {
   peers?: PeersResult;
   diagnosis?: DiagnosisResult;
   chain?: ChainResult;
+  steps?: StepsResult;
 }
 
 const int = (n: number | undefined) =>
@@ -432,6 +434,7 @@ export function renderResults(r: BenchResults): string {
 
   if (r.diagnosis) out.push(renderDiagnosis(r.diagnosis));
   if (r.chain) out.push(renderChain(r.chain, r.loadBySection.chain));
+  if (r.steps) out.push(renderSteps(r.steps));
   out.push(
     "## What limits Supaqueue, and what would help",
     "",
@@ -597,5 +600,129 @@ function renderChain(c: ChainResult, load: number | undefined): string {
     }
     out.push("");
   }
+  return out.join("\n");
+}
+
+/** Section 9: what an on_success step costs against the enqueue a user would make instead. */
+function renderSteps(s: StepsResult): string {
+  const out: string[] = [];
+  out.push("## 9. Chain steps: what an on_success step costs (issue 14)", "");
+  out.push(
+    `Four queues with ${int(s.jobs)} calls each in flight (jobs enqueued, ${int(s.jobs)} workers inserted, the calls ` +
+      "claimed with `supaqueue_claim_current_jobs`; none of it timed), then reported done " +
+      `${s.batch} outcomes a call with \`public.supaqueue_complete_current_jobs\` as service_role, as the function ` +
+      "reports: a plain queue and a chain queue (on_success_queue, payload 'response'), both answered with a small " +
+      `JSON object; a plain queue and a fan-out queue (fan_out), both answered with an array of ${FAN_OUT} objects. ` +
+      `In the same rounds, on a second connection as the installer role: \`supaqueue.enqueue_many\` of ${s.batch} ` +
+      `and of ${int(s.batch * FAN_OUT)} jobs a call, ${s.batch} \`supaqueue.enqueue\` calls in one statement (as a ` +
+      `trigger on a user's table makes them) and ${s.rpcPerRound} of one round trip each (as a backend makes ` +
+      "them), with the same payloads. Every operation runs once a round, in a shuffled order, so all meet the " +
+      "same load and table sizes. Every queue the jobs go into is **paused and has no workers**: nothing runs them " +
+      "and neither side starts a call (a chain step's dispatch counts the next queue's free workers and finds none; " +
+      "an enqueue's dispatch stops at the paused queue, where with no workers alone it would still lock as many " +
+      "pending jobs as it inserted). After each repeat every source job must have succeeded without a step error " +
+      "and every next job must exist once, pending, with its parent. Cost of a step = (reports to the chain queue " +
+      "− reports to its plain queue) ÷ jobs created. In the server: the time inside the statements " +
+      "(clock_timestamp() − statement_timestamp()), no round trip, no commit; wall: by the client's clock, each " +
+      "call's round trip and commit included (a step shares its report's commit; an enqueue commits on its own).",
+    "",
+    `| Next job made by | µs per job, in the server | repeats | µs per job, wall | repeats | the step above ÷ this, in the server | wall |`,
+    "|---|---|---|---|---|---|---|",
+  );
+  const us = (values: number[] | undefined) => (values ?? []).map((v) => fixed(v, 1)).join(" / ");
+  /** The median of the repeats' own ratios (each repeat's two figures met the same load). */
+  const ratioOf = (a: number[] | undefined, b: number[] | undefined) => {
+    const ratios = (a ?? []).map((x, i) => x / (b?.[i] ?? Number.NaN)).filter((x) => Number.isFinite(x));
+    return ratios.length ? `${fixed(median(ratios))} (${ratios.map((x) => fixed(x)).join(" / ")})` : "–";
+  };
+  const rows: [string, string, string | null][] = [
+    ["**chain step**: one job per success (reports to the chain queue − plain reports)", "step", null],
+    [`supaqueue.enqueue_many, ${s.batch} jobs a call`, "many", "step"],
+    [`supaqueue.enqueue, ${s.batch} calls in one statement (a trigger)`, "enqueueSql", "step"],
+    ["supaqueue.enqueue, one round trip and commit each (a backend)", "enqueueRpc", "step"],
+    [
+      `**fan-out step**: ${FAN_OUT} jobs per success (reports to the fan-out queue − plain reports)`,
+      "fanOutStep",
+      null,
+    ],
+    [`supaqueue.enqueue_many, ${int(s.batch * FAN_OUT)} jobs a call`, "manyFan", "fanOutStep"],
+  ];
+  for (const [label, key, against] of rows) {
+    out.push(
+      `| ${label} | ${fixed(s.median.server[key], 1)} | ${us(s.server[key])} | ${fixed(s.median.wall[key], 1)} | ${us(s.wall[key])} | ${against ? ratioOf(s.server[against], s.server[key]) : ""} | ${against ? ratioOf(s.wall[against], s.wall[key]) : ""} |`,
+    );
+  }
+  out.push(
+    "",
+    "The reports themselves, µs per outcome reported (the steps' jobs included):",
+    "",
+    "| Report of 100 outcomes to | in the server | repeats | wall | repeats |",
+    "|---|---|---|---|---|",
+  );
+  for (const [label, key] of [
+    ["plain queue, object bodies", "plain"],
+    ["chain queue, object bodies", "chain"],
+    [`plain queue, bodies of ${FAN_OUT} items`, "plainArray"],
+    [`fan-out queue, bodies of ${FAN_OUT} items`, "fanOut"],
+  ] as const) {
+    const k = `report|${key}`;
+    out.push(
+      `| ${label} | ${fixed(s.median.server[k], 1)} | ${us(s.server[k])} | ${fixed(s.median.wall[k], 1)} | ${us(s.wall[k])} |`,
+    );
+  }
+  out.push(
+    "",
+    "How each report's time moved during a repeat, in the server: the median of the last tenth of the rounds ÷ that " +
+      "of the first tenth (1: the same all along; repeats). A chain report that grows while its plain report does " +
+      "not is paying for something that grows with the tables (ANALYSIS.md, section 8): " +
+      [
+        ["plain", "plain"],
+        ["chain", "chain"],
+        ["plainArray", "plain, array bodies"],
+        ["fanOut", "fan-out"],
+      ]
+        .map(([key, label]) => `${label} ${(s.growth[key as string] ?? []).map((v) => fixed(v)).join(" / ")}`)
+        .join("; ") +
+      ".",
+  );
+  // Per outcome for the reports (the chain's one job per outcome, the fan-out's ten), per job for the enqueues.
+  const columns: [string, string, number][] = [
+    ["plain report", "plain", s.batch],
+    ["chain report", "chain", s.batch],
+    ["plain report, array bodies", "plainArray", s.batch],
+    ["fan-out report", "fanOut", s.batch],
+    [`enqueue_many ×${s.batch}`, "many", s.batch],
+    [`enqueue_many ×${int(s.batch * FAN_OUT)}`, "manyFan", s.batch * FAN_OUT],
+    [`${s.batch} × enqueue in one statement`, "enqueueSql", s.batch],
+  ];
+  const per = (ms: number, jobs: number) => (ms * 1000) / (s.profile.rounds * jobs);
+  const timeOf = (key: string, name: string) =>
+    s.profile.ops[key]?.find((f) => f.name === name && f.calls > 0);
+  const names = [
+    ...new Set(columns.flatMap(([, key]) => (s.profile.ops[key] ?? []).map((f) => f.name))),
+  ].filter(
+    (name) =>
+      // The public wrapper only calls supaqueue.complete_current_jobs; functions under 0.5 µs everywhere are left out.
+      !name.startsWith("supaqueue_") &&
+      columns.some(([, key, jobs]) => per(timeOf(key, name)?.totalMs ?? 0, jobs) >= 0.5),
+  );
+  out.push(
+    "",
+    `Where the time goes: one more database, ${s.profile.rounds} rounds with track_functions = all, each call in a ` +
+      "transaction of its own that reads its functions' times before it commits (pg_stat_xact_user_functions). " +
+      `µs inclusive / self, per outcome for the reports (a chain step makes one job per outcome, a fan-out ${FAN_OUT}), ` +
+      "per job for the enqueues. Timing every function call inflates the figures: read them as a ranking.",
+    "",
+    `| Function | ${columns.map(([label]) => label).join(" | ")} |`,
+    `|---|${columns.map(() => "---").join("|")}|`,
+  );
+  for (const name of names) {
+    const cells = columns.map(([, key, jobs]) => {
+      const f = timeOf(key, name);
+      return f ? `${fixed(per(f.totalMs, jobs), 1)} / ${fixed(per(f.selfMs, jobs), 1)}` : "";
+    });
+    out.push(`| ${name} | ${cells.join(" | ")} |`);
+  }
+  out.push("");
   return out.join("\n");
 }

@@ -13,13 +13,15 @@ import { describeEnvironment } from "./environment.ts";
 import { measureLimit } from "./limit.ts";
 import { measurePeers } from "./peers.ts";
 import { type BenchResults, renderResults, targets } from "./report.ts";
+import { measureSteps } from "./steps.ts";
 import { log, openServer } from "./support.ts";
 
 /**
  * `npm run bench`: measures Supaqueue against the physical limit and its peers on the Postgres at DATABASE_URL
  * (default 127.0.0.1:5432, or an embedded one) and writes bench/RESULTS.md. Every measurement makes its own
  * databases and drops them. Environment:
- *   BENCH_SECTIONS  comma-separated subset of limit,cycle,bulk,client,claim,edge,peers,diagnosis,chain (default: all)
+ *   BENCH_SECTIONS  comma-separated subset of limit,cycle,bulk,client,claim,edge,peers,diagnosis,chain,steps
+ *                   (default: all)
  *   BENCH_REPEATS   repeats per figure (default 3); the median is reported
  *   BENCH_OUT       where to write the results (default bench/RESULTS.md)
  *   BENCH_CYCLE_TIMEOUT_S  how long one cycle run may take before it stops and says where it stuck (default 300)
@@ -27,10 +29,21 @@ import { log, openServer } from "./support.ts";
  *   BENCH_CHAIN_ONLY  comma-separated shapes and delays of the chain to run, e.g. w100@50,w1@50 (default: all)
  * The job counts are the issue's, except the cycle (5,000 jobs per run), the peers (5,000 jobs per run), the claim
  * iterations and the chain (a few seconds per run), scaled so that the whole run stays under 15 minutes on a 2-core
- * machine.
+ * machine. The chain steps (issue 14) report 5,000 calls per queue per repeat: about a minute in all.
  */
 
-const ALL = ["limit", "cycle", "bulk", "client", "claim", "edge", "peers", "diagnosis", "chain"] as const;
+const ALL = [
+  "limit",
+  "cycle",
+  "bulk",
+  "client",
+  "claim",
+  "edge",
+  "peers",
+  "diagnosis",
+  "chain",
+  "steps",
+] as const;
 type Section = (typeof ALL)[number];
 
 const sections = new Set<Section>(
@@ -64,6 +77,8 @@ const SIZES = {
     "q100x10@50": 4_800,
   } as Record<string, number>,
   chainMemoryJobs: 1_000,
+  /** Calls reported per queue per repeat in the chain steps (bench/steps.ts): a step each on the chain queues. */
+  stepJobs: 5_000,
 };
 
 async function main(): Promise<void> {
@@ -122,6 +137,10 @@ async function main(): Promise<void> {
       results.chain = await measureChain(bench, repeats, SIZES.chainJobs, only);
       results.chain.memory = await measureChainMemory(bench, repeats, SIZES.chainMemoryJobs);
       done("chain");
+    }
+    if (sections.has("steps")) {
+      results.steps = await measureSteps(bench, repeats, SIZES.stepJobs);
+      done("steps");
     }
   } finally {
     await bench.close();
