@@ -1332,10 +1332,15 @@ begin
          with ordinality e(value, ord);
   end if;
   if bad is null then
-    select p.problem into bad
+    -- _payload_problem's conditions, inline: a function that sets search_path is never inlined, and calling it for
+    -- every item of a fan-out cost more than the step's insert. It words the first item at fault.
+    select supaqueue._payload_problem(target, e.value, e.ord, cfg.max_payload_bytes) into bad
     from jsonb_array_elements(coalesce(nexts, '[]')) with ordinality e(value, ord)
-    cross join lateral (select supaqueue._payload_problem(target, e.value, e.ord, cfg.max_payload_bytes)) p(problem)
-    where p.problem is not null
+    where jsonb_typeof(e.value) not in ('object', 'array')
+       or (target.method in ('GET', 'DELETE') and jsonb_typeof(e.value) <> 'object')
+       or octet_length(e.value::text) > cfg.max_payload_bytes
+       or (jsonb_typeof(e.value) = 'object' and target.key_field is not null
+           and octet_length(e.value ->> target.key_field) not between 1 and 256)
     order by e.ord limit 1;
   end if;
   if bad is not null then
