@@ -1400,8 +1400,8 @@ end $$;
 -- Moves on the jobs waiting for `parent_ids` (enqueue's `after`), which just finished. When they succeeded, each
 -- waiting job counts them down and the ones at zero become pending (due at once); otherwise the waiting jobs are
 -- cancelled, naming the job that failed or was cancelled, and so are the jobs waiting for those, level by level
--- (all of them locked first). Waiting jobs are locked in id order and never read their siblings. Returns the queues of jobs made pending, for
--- the caller to dispatch.
+-- (all of them locked first). Waiting jobs are locked in id order and never read their siblings. Returns the queues
+-- of jobs made pending, for the caller to dispatch.
 create function supaqueue._after_finished(parent_ids uuid[], succeeded boolean, at timestamptz)
 returns bigint[]
 language plpgsql security definer set search_path = '' as $$
