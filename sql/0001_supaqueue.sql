@@ -580,20 +580,21 @@ $$;
 
 -- The next due jobs of a keyed queue (per_key_concurrency or ordered), in due order, skipping the jobs of keys that
 -- are full, held, or (ordered) not at their head, and counting them as in flight on their key. Each job is locked
--- with SKIP LOCKED, then its key's row with SKIP LOCKED (a key another transaction holds is skipped, never waited
--- for: that transaction frees or fills it and dispatches after). A key found blocked is remembered, so its later jobs
--- are passed over without a look. What it costs grows with the due jobs of blocked keys ahead of the first runnable
--- ones (a hot key's backlog at the head is walked past at every dispatch).
+-- with its key's row in one statement, SKIP LOCKED (a key another transaction holds is skipped, never waited for:
+-- that transaction frees or fills it and dispatches after), then counted on its key at once, so a second job of the
+-- same key in this dispatch sees the count. A key found full or held is remembered, so its later jobs are passed over
+-- without a look. What it costs grows with the due jobs of blocked keys ahead of the first runnable ones (a hot key's
+-- backlog at the head is walked past at every dispatch). Its statements keep their generic plans (all of them look
+-- rows up by key or walk an index with a constant LIMIT): left to choose, PL/pgSQL planned them afresh at every
+-- dispatch, half of a keyed claim's extra cost (bench/ANALYSIS.md, section 10).
 create function supaqueue._claim_keyed_jobs(q supaqueue.queue, wanted integer, at timestamptz) returns uuid[]
-language plpgsql security definer set search_path = '' as $$
+language plpgsql security definer set search_path = '' set plan_cache_mode = force_generic_plan as $$
 declare
   cap integer := case when q.ordered then 1 else q.per_key_concurrency end;
   c record;
   k supaqueue.job_key;
   ids uuid[] := '{}';
-  taken jsonb := '{}';
   blocked text[] := '{}';
-  n integer;
   page integer;
   last_run_at timestamptz := '-infinity';
   last_seq bigint := 0;
@@ -614,43 +615,42 @@ begin
       last_run_at := c.run_at;
       last_seq := c.seq;
       exit pages when cardinality(ids) >= wanted;
-      continue when c.key is not null and c.key = any (blocked);
-      perform from supaqueue.job j where j.id = c.id and j.status = 'pending' for update skip locked;
-      continue when not found;
       if c.key is null then
-        ids := ids || c.id;
+        perform from supaqueue.job j where j.id = c.id and j.status = 'pending' for update skip locked;
+        if found then
+          ids := ids || c.id;
+        end if;
         continue;
       end if;
-      select * into k from supaqueue.job_key jk where jk.queue_id = q.id and jk.key = c.key for update skip locked;
-      if not found and not exists (select from supaqueue.job_key jk where jk.queue_id = q.id and jk.key = c.key) then
-        -- Made by enqueue, unless a raw insert or tick's cleanup raced it: made here then (rare, may wait briefly).
-        insert into supaqueue.job_key (queue_id, key) values (q.id, c.key) on conflict do nothing;
-        select * into k from supaqueue.job_key jk where jk.queue_id = q.id and jk.key = c.key for update skip locked;
-      end if;
-      n := coalesce((taken ->> c.key)::integer, 0);
-      if k.queue_id is null or k.held_by is not null or k.in_flight + n >= cap then
-        blocked := blocked || c.key;
-        k := null;
-        continue;
-      end if;
-      -- Not its key's head (an earlier job waits, e.g. retried later, or due later): the head may still come in this
-      -- scan (due earlier than this job), so the key is not marked blocked.
-      -- Written as the key's first pending job, so that even the cached generic plan walks job_pending_key_idx.
-      if q.ordered and (select e.seq from supaqueue.job e
-                        where e.queue_id = q.id and e.key = c.key and e.status = 'pending'
-                        order by e.seq limit 1) < c.seq then
-        k := null;
-        continue;
-      end if;
-      ids := ids || c.id;
-      taken := taken || jsonb_build_object(c.key, n + 1);
+      continue when c.key = any (blocked);
+      -- The job and its key's row, locked together; an ordered key's job only when it is the key's head (no earlier
+      -- pending job: the head may still come in this scan, due earlier than this job, so the key is not blocked).
+      -- The head is read as the key's first pending job, so that even the cached generic plan walks
+      -- job_pending_key_idx.
+      -- Rarely the key has no row (a raw insert, or tick's cleanup raced enqueue): it is made, and looked at again.
       k := null;
+      for attempt in 1 .. 2 loop
+        select jk.* into k
+        from supaqueue.job j join supaqueue.job_key jk on jk.queue_id = q.id and jk.key = c.key
+        where j.id = c.id and j.status = 'pending'
+          and (not q.ordered or (select e.seq from supaqueue.job e
+                                 where e.queue_id = q.id and e.key = c.key and e.status = 'pending'
+                                 order by e.seq limit 1) >= c.seq)
+        for update of j, jk skip locked;
+        exit when k.queue_id is not null
+          or exists (select from supaqueue.job_key jk where jk.queue_id = q.id and jk.key = c.key);
+        insert into supaqueue.job_key (queue_id, key) values (q.id, c.key) on conflict do nothing;
+      end loop;
+      -- The job was taken, the key's row is held elsewhere, or (ordered) this is not the head: go on.
+      continue when k.queue_id is null;
+      if k.held_by is not null or k.in_flight >= cap then
+        blocked := blocked || c.key;
+        continue;
+      end if;
+      update supaqueue.job_key jk set in_flight = jk.in_flight + 1 where jk.queue_id = q.id and jk.key = c.key;
+      ids := ids || c.id;
     end loop;
     exit pages when page < 100 or cardinality(ids) >= wanted;
-  end loop;
-  -- One key at a time by its primary key: a join with the keys taken was planned, generically, as a scan of every key.
-  for c in select t.key, t.value::integer as n from jsonb_each_text(taken) t loop
-    update supaqueue.job_key jk set in_flight = jk.in_flight + c.n where jk.queue_id = q.id and jk.key = c.key;
   end loop;
   return ids;
 end $$;
