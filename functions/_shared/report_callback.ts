@@ -8,11 +8,14 @@
  *   // or { status: 500, error: "the renderer ran out of memory" } (retried by the queue), 4xx (fails for good),
  *   // and { status: 202 } now and then while the work goes on longer than callback_timeout (a heartbeat).
  *
- * Plain fetch and no imports: copy it into an edge function's `_shared/` (Deno), or import it in Node from the npm
- * package (`import { callbackOf, reportCallback } from "supaqueue"`). It retries what may pass (no answer, 429, 5xx)
+ * Plain fetch; it imports only verify_signature.ts beside it (how a request's headers are read): copy both into an
+ * edge function's `_shared/` (Deno), or import it in Node from the npm package
+ * (`import { callbackOf, reportCallback } from "supaqueue"`). It retries what may pass (no answer, 429, 5xx)
  * with growing pauses, never a refusal: a 409 means the outcome was already recorded, the call's callback_timeout
  * passed or the job was cancelled, and nothing will change that.
  */
+
+import { type ReceivedHeaders, readHeader } from "./verify_signature.ts";
 
 /** Where and with what token a call's outcome is reported. */
 export interface Callback {
@@ -43,21 +46,14 @@ export class CallbackError extends Error {
   }
 }
 
-type HeaderSource = Headers | Readonly<Record<string, string | readonly string[] | undefined>>;
-
-function header(headers: HeaderSource, name: string): string | null {
-  if (typeof (headers as Headers).get === "function") return (headers as Headers).get(name);
-  const record = headers as Readonly<Record<string, string | readonly string[] | undefined>>;
-  const key = Object.keys(record).find((k) => k.toLowerCase() === name.toLowerCase());
-  const value = key === undefined ? undefined : record[key];
-  return typeof value === "string" ? value : (value?.[0] ?? null);
-}
-
-/** The call's callback, from its request's headers (a Headers, or Node's IncomingHttpHeaders); null without one. */
-export function callbackOf(headers: HeaderSource): Callback | null {
-  const url = header(headers, "Supaqueue-Callback-Url");
-  const token = header(headers, "Supaqueue-Callback-Token");
-  return url && token ? { url, token } : null;
+/**
+ * The call's callback, from its request's headers (a Headers, or Node's IncomingHttpHeaders); null without one, or
+ * when either header came more than once (not something Supaqueue sends).
+ */
+export function callbackOf(headers: ReceivedHeaders): Callback | null {
+  const url = readHeader(headers, "supaqueue-callback-url");
+  const token = readHeader(headers, "supaqueue-callback-token");
+  return url && token && url !== "repeated" && token !== "repeated" ? { url, token } : null;
 }
 
 interface ReportOptions {

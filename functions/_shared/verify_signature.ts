@@ -237,8 +237,11 @@ export type VerifyResult =
   | { ok: true; timestamp: number }
   | { ok: false; reason: "missing" | "malformed" | "stale" | "mismatch" };
 
-/** A header's value: null when absent, "repeated" when it came more than once (as an array of several values). */
-function readHeader(headers: ReceivedHeaders, name: string): string | null | "repeated" {
+/**
+ * A header's value: null when absent, "repeated" when it came more than once (as an array of several values). `name`
+ * in lower case. Also what report_callback.ts reads a call's callback with.
+ */
+export function readHeader(headers: ReceivedHeaders, name: string): string | null | "repeated" {
   if (typeof (headers as Headers).get === "function") return (headers as Headers).get(name);
   const record = headers as Readonly<Record<string, string | readonly string[] | undefined>>;
   const values: string[] = [];

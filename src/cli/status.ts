@@ -1,5 +1,5 @@
 import type pg from "pg";
-import type { QueueStatsRow } from "../client/rows.ts";
+import type { JobRow, QueueStatsRow } from "../client/rows.ts";
 import { formatTable, ms } from "../table.ts";
 import { type CommandSpec, DB_URL_FLAG, type Parsed, requireDbUrl, UsageError } from "./args.ts";
 import { withDatabase } from "./database.ts";
@@ -151,7 +151,7 @@ interface JobChain {
   waiting_for: number | null;
   after: string[];
   waited_on_by: string[];
-  call: { attempt: number; started_at: string; lease_until: string; accepted_at: string | null } | null;
+  call: NonNullable<JobRow["call"]> | null;
 }
 
 /** One job and its chain (supaqueue.get_job), as text or JSON; 1 when there is no such job. */

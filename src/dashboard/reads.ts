@@ -313,11 +313,9 @@ export async function readJob(client: pg.ClientBase, id: string, reveal: boolean
             j.headers as job_headers, q.headers as queue_headers,
             (select coalesce(json_agg(k order by k), '[]') from jsonb_object_keys(q.secret_headers) k)
               as secret_headers,
-            exists (select from supaqueue.current_job c where c.job_id = j.id) as in_flight,
+            cj.id is not null as in_flight,
             -- A call its target took on (202): when, and until when its callback may come.
-            (select c.accepted_at from supaqueue.current_job c where c.job_id = j.id) as accepted_at,
-            (select c.lease_until from supaqueue.current_job c where c.job_id = j.id and c.accepted_at is not null)
-              as callback_due,
+            cj.accepted_at, case when cj.accepted_at is not null then cj.lease_until end as callback_due,
             -- Its chain: the job it came from (on_success), the first 100 it started, and fan-in both ways.
             j.parent_id, j.waiting_for,
             (select coalesce(json_agg(c.id order by c.seq), '[]')
@@ -329,7 +327,9 @@ export async function readJob(client: pg.ClientBase, id: string, reveal: boolean
             (select coalesce(json_agg(a.job_id order by a.job_id), '[]')
              from (select a.job_id from supaqueue.job_after a where a.parent_id = j.id order by 1 limit 100) a)
               as waited_on_by
-     from supaqueue.job j join supaqueue.queue q on q.id = j.queue_id where j.id = $1`,
+     from supaqueue.job j join supaqueue.queue q on q.id = j.queue_id
+     left join supaqueue.current_job cj on cj.job_id = j.id
+     where j.id = $1`,
     [id],
   );
   const job = rows[0];
