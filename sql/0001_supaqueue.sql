@@ -16,7 +16,8 @@
 -- anything else, or a tick and anything else cannot deadlock. A completion that enqueues (dead letters, on_success
 -- steps, waiting jobs made pending) dispatches those queues with its own workers' queues, all in queue-id order, so
 -- every transaction that takes several rate buckets takes them in that one order. Waiting jobs (enqueue's `after`)
--- are locked after the jobs they wait for, in id order.
+-- are locked after the jobs they wait for, in id order (a cancellation locks every waiting job downstream at once).
+-- A target's callback, like cancel(), locks its call's current_job before the job.
 --
 -- The hop (see "The hop" below): pg_net carries nothing worth stealing. A transaction that starts calls sends, when
 -- it commits, one request to execute_current_job holding only current-job ids, authenticated by an HMAC keyed with the
